@@ -1,0 +1,77 @@
+"""vgi_rpc: typed RPC for Python over Apache Arrow IPC (vgi-rpc wire protocol v1).
+
+Define a service as a ``typing.Protocol``, implement it, and reach it through
+``serve_pipe`` (in-process), ``connect`` / ``run_server`` (subprocess) or the
+other transports; the proxy you get back is typed as the Protocol.
+"""
+
+from vgi_rpc._arrow_types import ArrowType
+from vgi_rpc._dataclasses import ArrowSerializableDataclass
+from vgi_rpc._errors import (
+    IPCError,
+    MethodNotImplementedError,
+    PeerExitedError,
+    ProtocolError,
+    ProtocolVersionError,
+    RpcError,
+    SchemaError,
+    TransportError,
+    VersionError,
+    VgiRpcError,
+)
+from vgi_rpc._ipc import IpcValidation
+from vgi_rpc._logs import Level, Message
+from vgi_rpc._methods import MethodType, RpcMethodInfo, rpc_methods
+from vgi_rpc.rpc import (
+    AnnotatedBatch,
+    AuthContext,
+    CallContext,
+    ExchangeState,
+    OutputCollector,
+    ProducerState,
+    RpcConnection,
+    RpcServer,
+    Stream,
+    StreamSession,
+    StreamState,
+)
+from vgi_rpc.transports import StderrMode, connect, make_pipe_pair, run_server, serve_pipe
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AnnotatedBatch",
+    "ArrowSerializableDataclass",
+    "ArrowType",
+    "AuthContext",
+    "CallContext",
+    "ExchangeState",
+    "IPCError",
+    "IpcValidation",
+    "Level",
+    "Message",
+    "MethodNotImplementedError",
+    "MethodType",
+    "OutputCollector",
+    "PeerExitedError",
+    "ProducerState",
+    "ProtocolError",
+    "ProtocolVersionError",
+    "RpcConnection",
+    "RpcError",
+    "RpcMethodInfo",
+    "RpcServer",
+    "SchemaError",
+    "StderrMode",
+    "Stream",
+    "StreamSession",
+    "StreamState",
+    "TransportError",
+    "VersionError",
+    "VgiRpcError",
+    "connect",
+    "make_pipe_pair",
+    "rpc_methods",
+    "run_server",
+    "serve_pipe",
+]

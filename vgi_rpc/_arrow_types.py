@@ -1,0 +1,401 @@
+"""Python annotations <-> Arrow types, and the value codecs between them.
+
+A ``Codec`` knows how to turn one Python value into what ``pa.array`` takes
+(validating its type on the way) and how to turn ``Scalar.as_py()`` output
+back into the annotated Python type. Owns wire spec section 4; knows nothing
+of batches, metadata or methods.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import decimal
+import enum
+import types
+import typing
+from collections.abc import Callable
+from typing import Annotated, ClassVar, Union, get_args, get_origin, get_type_hints
+
+import pyarrow as pa
+
+from vgi_rpc._errors import SchemaError
+
+_NONE_TYPE = type(None)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ArrowType:
+    """Explicit Arrow type for an annotation: ``Annotated[int, ArrowType(pa.int32())]``."""
+
+    arrow_type: pa.DataType
+
+
+class Codec:
+    """Converts one annotated Python value to and from its Arrow form."""
+
+    __slots__ = ("arrow_type", "nullable", "python_name")
+
+    def __init__(self, arrow_type: pa.DataType | None, python_name: str) -> None:
+        self.arrow_type = arrow_type
+        self.nullable = False
+        self.python_name = python_name
+
+    def to_arrow(self, value: object, where: str) -> object:
+        """Validate ``value`` and return what ``pa.array`` accepts for it."""
+        raise NotImplementedError
+
+    def from_arrow(self, value: object) -> object:
+        """Rebuild the Python value from ``Scalar.as_py()`` output."""
+        return value
+
+    def mismatch(self, value: object, where: str) -> TypeError:
+        """Build the error for a value of the wrong Python type."""
+        return TypeError(f"{where}: expected {self.python_name}, got {type(value).__name__} {_short(value)}")
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class ScalarCodec(Codec):
+    """str, bytes, int, float, bool and the date/time/decimal family."""
+
+    __slots__ = ("accepts", "convert")
+
+    def __init__(
+        self,
+        arrow_type: pa.DataType | None,
+        python_name: str,
+        accepts: tuple[type, ...],
+        convert: Callable[[object], object] | None = None,
+    ) -> None:
+        super().__init__(arrow_type, python_name)
+        self.accepts = accepts
+        self.convert = convert
+
+    def to_arrow(self, value: object, where: str) -> object:
+        # bool is an int subclass; an int parameter must not silently take True.
+        if not isinstance(value, self.accepts) or (isinstance(value, bool) and bool not in self.accepts):
+            raise self.mismatch(value, where)
+        return self.convert(value) if self.convert is not None else value
+
+
+def _to_bytes(value: object) -> object:
+    return value if isinstance(value, bytes) else bytes(value)  # type: ignore[call-overload]  # bytearray/memoryview only, checked by accepts
+
+
+class OptionalCodec(Codec):
+    """``T | None``: nullable ``T``."""
+
+    __slots__ = ("inner",)
+
+    def __init__(self, inner: Codec) -> None:
+        super().__init__(inner.arrow_type, f"{inner.python_name} | None")
+        self.inner = inner
+        self.nullable = True
+
+    def to_arrow(self, value: object, where: str) -> object:
+        return None if value is None else self.inner.to_arrow(value, where)
+
+    def from_arrow(self, value: object) -> object:
+        return None if value is None else self.inner.from_arrow(value)
+
+
+class ListCodec(Codec):
+    """``list[T]`` and ``frozenset[T]`` / ``set[T]`` (both travel as Arrow lists)."""
+
+    __slots__ = ("container", "item")
+
+    def __init__(self, item: Codec, container: type) -> None:
+        arrow = pa.list_(item.arrow_type) if item.arrow_type is not None else None
+        super().__init__(arrow, f"{container.__name__}[{item.python_name}]")
+        self.item = item
+        self.container = container
+
+    def to_arrow(self, value: object, where: str) -> object:
+        if self.container is list:
+            if not isinstance(value, list | tuple):
+                raise self.mismatch(value, where)
+        elif not isinstance(value, set | frozenset):
+            raise self.mismatch(value, where)
+        item = self.item
+        return [None if v is None else item.to_arrow(v, f"{where}[{i}]") for i, v in enumerate(value)]
+
+    def from_arrow(self, value: object) -> object:
+        assert isinstance(value, list)
+        item = self.item
+        items = [None if v is None else item.from_arrow(v) for v in value]
+        return items if self.container is list else self.container(items)
+
+
+class MapCodec(Codec):
+    """``dict[K, V]`` as ``map<K, V>`` (a list of key/value pairs on the wire)."""
+
+    __slots__ = ("key", "value")
+
+    def __init__(self, key: Codec, value: Codec) -> None:
+        arrow = None
+        if key.arrow_type is not None and value.arrow_type is not None:
+            arrow = pa.map_(key.arrow_type, value.arrow_type)
+        super().__init__(arrow, f"dict[{key.python_name}, {value.python_name}]")
+        self.key = key
+        self.value = value
+
+    def to_arrow(self, value: object, where: str) -> object:
+        if not isinstance(value, dict):
+            raise self.mismatch(value, where)
+        k, v = self.key, self.value
+        return [
+            (k.to_arrow(key, f"{where} key"), None if item is None else v.to_arrow(item, f"{where}[{key!r}]"))
+            for key, item in value.items()
+        ]
+
+    def from_arrow(self, value: object) -> object:
+        pairs = value.items() if isinstance(value, dict) else value
+        assert isinstance(pairs, typing.Iterable)
+        k, v = self.key, self.value
+        return {k.from_arrow(key): None if item is None else v.from_arrow(item) for key, item in pairs}
+
+
+class EnumCodec(Codec):
+    """An Enum travels as its member *name* in ``dictionary<int16, utf8>``."""
+
+    __slots__ = ("enum_cls",)
+
+    def __init__(self, enum_cls: type[enum.Enum]) -> None:
+        super().__init__(pa.dictionary(pa.int16(), pa.utf8()), enum_cls.__name__)
+        self.enum_cls = enum_cls
+
+    def to_arrow(self, value: object, where: str) -> object:
+        if not isinstance(value, self.enum_cls):
+            raise self.mismatch(value, where)
+        return value.name
+
+    def from_arrow(self, value: object) -> object:
+        try:
+            return self.enum_cls[str(value)]
+        except KeyError:
+            # Name lookup is normative; a value lookup tolerates older peers.
+            try:
+                return self.enum_cls(value)
+            except ValueError:
+                names = [m.name for m in self.enum_cls]
+                raise TypeError(f"{value!r} is not a member of {self.enum_cls.__name__} {names}") from None
+
+
+class IpcBytesCodec(Codec):
+    """``pa.RecordBatch`` / ``pa.Schema`` values carried as serialized IPC in ``binary``."""
+
+    __slots__ = ("kind",)
+
+    def __init__(self, kind: type) -> None:
+        super().__init__(pa.binary(), f"pyarrow.{kind.__name__}")
+        self.kind = kind
+
+    def to_arrow(self, value: object, where: str) -> object:
+        if isinstance(value, pa.Schema) and self.kind is pa.Schema:
+            return value.serialize().to_pybytes()
+        if isinstance(value, pa.RecordBatch) and self.kind is pa.RecordBatch:
+            sink = pa.BufferOutputStream()
+            with pa.ipc.new_stream(sink, value.schema) as writer:
+                writer.write_batch(value)
+            return sink.getvalue().to_pybytes()
+        raise self.mismatch(value, where)
+
+    def from_arrow(self, value: object) -> object:
+        assert isinstance(value, bytes)
+        buf = pa.py_buffer(value)
+        if self.kind is pa.Schema:
+            return pa.ipc.read_schema(buf)
+        reader = pa.ipc.open_stream(buf)
+        return reader.read_next_batch()
+
+
+class DataclassCodec(Codec):
+    """An ``ArrowSerializableDataclass``: a ``struct`` when nested, IPC bytes at the top.
+
+    Spec section 4: a dataclass parameter or result is a ``binary`` column
+    holding a whole IPC stream; inside that stream, nested dataclasses are
+    inline ``struct`` columns.
+    """
+
+    __slots__ = ("as_binary", "cls", "fields")
+
+    def __init__(self, cls: type, *, as_binary: bool) -> None:
+        self.cls = cls
+        self.fields: list[tuple[str, Codec]] = dataclass_field_codecs(cls)
+        struct = pa.struct([_field(name, codec) for name, codec in self.fields])
+        super().__init__(pa.binary() if as_binary else struct, cls.__name__)
+        self.as_binary = as_binary
+
+    def to_arrow(self, value: object, where: str) -> object:
+        if not isinstance(value, self.cls):
+            raise self.mismatch(value, where)
+        if self.as_binary:
+            return value.serialize_to_bytes()  # type: ignore[attr-defined]  # ArrowSerializableDataclass, checked by isinstance
+        return {
+            name: None if (v := getattr(value, name)) is None else codec.to_arrow(v, f"{where}.{name}")
+            for name, codec in self.fields
+        }
+
+    def from_arrow(self, value: object) -> object:
+        if self.as_binary:
+            return self.cls.deserialize_from_bytes(value)  # type: ignore[attr-defined]  # ArrowSerializableDataclass
+        assert isinstance(value, dict)
+        return build_dataclass(self.cls, self.fields, value)
+
+
+def build_dataclass(cls: type, fields: list[tuple[str, Codec]], row: dict[str, object]) -> object:
+    """Construct ``cls`` from a decoded row, letting dataclass defaults fill absent fields."""
+    kwargs: dict[str, object] = {}
+    for name, codec in fields:
+        if name in row:
+            raw = row[name]
+            kwargs[name] = None if raw is None else codec.from_arrow(raw)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        missing = [n for n, _ in fields if n not in row]
+        raise TypeError(f"cannot build {cls.__name__}: {exc}; fields absent from the data: {missing}") from exc
+
+
+def _field(name: str, codec: Codec) -> pa.Field:
+    if codec.arrow_type is None:
+        raise SchemaError(
+            f"field {name!r}: no default Arrow type for {codec.python_name}; "
+            "annotate it as Annotated[T, ArrowType(pa....)]"
+        )
+    return pa.field(name, codec.arrow_type, nullable=codec.nullable)
+
+
+def fields_schema(fields: list[tuple[str, Codec]]) -> pa.Schema:
+    """The Arrow schema for named codecs (a dataclass or a parameter list)."""
+    return pa.schema([_field(name, codec) for name, codec in fields])
+
+
+def is_arrow_dataclass(tp: object) -> bool:
+    """Whether ``tp`` is an ``ArrowSerializableDataclass`` subclass."""
+    return isinstance(tp, type) and getattr(tp, "__vgi_arrow_dataclass__", False) is True
+
+
+def dataclass_field_codecs(cls: type) -> list[tuple[str, Codec]]:
+    """Codecs for every field of a dataclass, in declaration order (cached on the class)."""
+    cached = cls.__dict__.get("__vgi_field_codecs__")
+    if cached is not None:
+        return typing.cast("list[tuple[str, Codec]]", cached)  # cache written just below
+    hints = get_type_hints(cls, include_extras=True)
+    codecs: list[tuple[str, Codec]] = []
+    for f in dataclasses.fields(cls):
+        try:
+            codecs.append((f.name, codec_for(hints.get(f.name, f.type), nested=True)))
+        except SchemaError as exc:
+            raise SchemaError(f"{cls.__name__}.{f.name}: {exc}") from exc
+    type.__setattr__(cls, "__vgi_field_codecs__", codecs)
+    return codecs
+
+
+def _scalar(arrow: pa.DataType | None, name: str, *accepts: type) -> ScalarCodec:
+    return ScalarCodec(arrow, name, accepts)
+
+
+def _simple_codec(tp: object) -> Codec | None:
+    if tp is str:
+        return _scalar(pa.utf8(), "str", str)
+    if tp is bytes:
+        return ScalarCodec(pa.binary(), "bytes", (bytes, bytearray, memoryview), _to_bytes)
+    if tp is bool:
+        return _scalar(pa.bool_(), "bool", bool)
+    if tp is int:
+        return _scalar(pa.int64(), "int", int)
+    if tp is float:
+        return ScalarCodec(pa.float64(), "float", (float, int), float)
+    if tp is dt.datetime:
+        return _scalar(pa.timestamp("us"), "datetime", dt.datetime)
+    if tp is dt.date:
+        return _scalar(pa.date32(), "date", dt.date)
+    if tp is dt.time:
+        return _scalar(pa.time64("us"), "time", dt.time)
+    if tp is dt.timedelta:
+        return _scalar(pa.duration("us"), "timedelta", dt.timedelta)
+    if tp is decimal.Decimal:
+        return ScalarCodec(None, "Decimal", (decimal.Decimal, int))
+    if tp is pa.RecordBatch or tp is pa.Schema:
+        return IpcBytesCodec(tp)
+    return None
+
+
+def codec_for(annotation: object, *, nested: bool = False) -> Codec:
+    """Build the codec for a type annotation.
+
+    ``nested`` is true inside a dataclass, where dataclasses become structs.
+
+    Raises:
+        SchemaError: The annotation has no Arrow mapping.
+    """
+    override: pa.DataType | None = None
+    if get_origin(annotation) is Annotated:
+        base, *extras = get_args(annotation)
+        for extra in extras:
+            if isinstance(extra, ArrowType):
+                override = extra.arrow_type
+        annotation = base
+    codec = _codec_for_base(annotation, nested)
+    if override is not None:
+        target = codec.inner if isinstance(codec, OptionalCodec) else codec
+        target.arrow_type = override
+        codec.arrow_type = override
+    return codec
+
+
+def _codec_for_base(annotation: object, nested: bool) -> Codec:
+    origin = get_origin(annotation)
+    args = get_args(annotation)
+    if origin is Union or origin is types.UnionType:
+        non_none = [a for a in args if a is not _NONE_TYPE]
+        if len(non_none) == 1 and len(args) == 2:
+            return OptionalCodec(codec_for(non_none[0], nested=nested))
+        raise SchemaError(f"unions other than Optional[T] have no Arrow mapping: {annotation}")
+    supertype = getattr(annotation, "__supertype__", None)
+    if supertype is not None:  # typing.NewType
+        return codec_for(supertype, nested=nested)
+    simple = _simple_codec(annotation)
+    if simple is not None:
+        return simple
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return EnumCodec(annotation)
+    if is_arrow_dataclass(annotation):
+        assert isinstance(annotation, type)
+        return DataclassCodec(annotation, as_binary=not nested)
+    if origin is list and len(args) == 1:
+        return ListCodec(codec_for(args[0], nested=True), list)
+    if origin in (frozenset, set) and len(args) == 1:
+        return ListCodec(codec_for(args[0], nested=True), typing.cast("type", origin))
+    if origin is dict and len(args) == 2:
+        return MapCodec(codec_for(args[0], nested=True), codec_for(args[1], nested=True))
+    if origin is ClassVar:
+        raise SchemaError("ClassVar is not a field")
+    hint = ""
+    if annotation is tuple or origin is tuple:
+        hint = " (Arrow has no tuple type: use list[T] or an ArrowSerializableDataclass)"
+    raise SchemaError(
+        f"no Arrow mapping for {annotation!r}{hint}; use Annotated[T, ArrowType(pa....)] to name one"
+    )
+
+
+def arrow_field(name: str, annotation: object, *, nested: bool = False) -> tuple[pa.Field, Codec]:
+    """Return the Arrow field and codec for a named parameter or result."""
+    codec = codec_for(annotation, nested=nested)
+    return _field(name, codec), codec
+
+
+__all__ = [
+    "ArrowType",
+    "Codec",
+    "arrow_field",
+    "codec_for",
+    "dataclass_field_codecs",
+    "fields_schema",
+    "is_arrow_dataclass",
+]

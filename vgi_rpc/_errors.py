@@ -1,0 +1,121 @@
+"""Every exception vgi_rpc raises itself, in one tree.
+
+Imports nothing from vgi_rpc. The tree::
+
+    VgiRpcError(Exception)
+      RpcError                       the peer reported a failure
+      ProtocolError                  bytes broke the wire contract
+        IPCError                     malformed Arrow IPC or failed validation
+        VersionError                 missing or unknown vgi_rpc.request_version
+          ProtocolVersionError       application protocol_version mismatch
+      TransportError(OSError)        the channel failed
+        PeerExitedError              the worker process is gone
+      SchemaError(TypeError)         an annotation has no Arrow mapping
+    MethodNotImplementedError(VgiRpcError, AttributeError)   unknown method (server side)
+
+Every class carries ``error_kind``: the stable token written to
+``vgi_rpc.error_kind`` when the server reports it (spec section 8).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class VgiRpcError(Exception):
+    """Base of every exception raised by vgi_rpc itself."""
+
+    error_kind: ClassVar[str | None] = None
+
+
+class RpcError(VgiRpcError):
+    """A failure reported by the remote side of a call.
+
+    Attributes:
+        error_type: The remote exception's class name (e.g. ``"ValueError"``).
+        error_message: The remote exception's message.
+        remote_traceback: The formatted remote traceback, or ``""``.
+        request_id: The correlation id of the failed request, or ``""``.
+        error_kind: A stable machine-readable category, when the server sent one.
+    """
+
+    def __init__(
+        self,
+        error_type: str,
+        error_message: str,
+        remote_traceback: str = "",
+        *,
+        request_id: str = "",
+        error_kind: str | None = None,
+    ) -> None:
+        super().__init__(f"{error_type}: {error_message}")
+        self.error_type = error_type
+        self.error_message = error_message
+        self.remote_traceback = remote_traceback
+        self.request_id = request_id
+        self.error_kind = error_kind  # type: ignore[misc]  # instance value shadows the ClassVar default
+
+
+class ProtocolError(VgiRpcError):
+    """Bytes received from the peer broke the wire contract."""
+
+
+class IPCError(ProtocolError):
+    """Malformed Arrow IPC data, or data that failed IpcValidation."""
+
+
+class VersionError(ProtocolError):
+    """The request's ``vgi_rpc.request_version`` is missing or unsupported."""
+
+
+class ProtocolVersionError(VersionError):
+    """Client and server disagree on the application ``protocol_version``."""
+
+    error_kind = "protocol_version_mismatch"
+
+
+class TransportError(VgiRpcError, OSError):
+    """The channel to the peer failed (closed pipe, dead socket, ...)."""
+
+
+class PeerExitedError(TransportError):
+    """The worker process exited; carries its exit status and stderr tail.
+
+    Attributes:
+        returncode: The process exit status (negative for a signal), if known.
+        stderr_tail: The last lines the worker wrote to stderr, if captured.
+    """
+
+    def __init__(self, message: str, *, returncode: int | None = None, stderr_tail: str = "") -> None:
+        detail = message
+        if returncode is not None:
+            detail += f" (exit status {returncode})"
+        if stderr_tail:
+            detail += f"; last stderr lines:\n{stderr_tail}"
+        super().__init__(detail)
+        self.returncode = returncode
+        self.stderr_tail = stderr_tail
+
+
+class SchemaError(VgiRpcError, TypeError):
+    """A type annotation cannot be mapped to an Arrow type."""
+
+
+class MethodNotImplementedError(VgiRpcError, AttributeError):
+    """The server has no handler for the requested method."""
+
+    error_kind = "method_not_implemented"
+
+
+__all__ = [
+    "IPCError",
+    "MethodNotImplementedError",
+    "PeerExitedError",
+    "ProtocolError",
+    "ProtocolVersionError",
+    "RpcError",
+    "SchemaError",
+    "TransportError",
+    "VersionError",
+    "VgiRpcError",
+]

@@ -1,0 +1,382 @@
+"""Client side: typed proxies, unary calls and stream sessions over a ``Channel``.
+
+Arguments are checked against the Protocol before a byte is sent; the
+response is read through its EOS so the channel stays usable after errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from types import TracebackType
+from typing import Generic, TypeVar, cast
+
+import pyarrow as pa
+
+from vgi_rpc._errors import IPCError, ProtocolError, RpcError, TransportError
+from vgi_rpc._ipc import IpcValidation, Metadata, StreamWriter, read_next, read_stream_start
+from vgi_rpc._logs import Message
+from vgi_rpc._methods import RpcMethodInfo, protocol_version_of, rpc_methods
+from vgi_rpc.rpc._channel import Channel
+from vgi_rpc.rpc._request import encode_arguments
+from vgi_rpc.rpc._streams import EMPTY_SCHEMA, AnnotatedBatch
+from vgi_rpc.wire import _keys as k
+from vgi_rpc.wire._codec import (
+    BatchKind,
+    classify,
+    empty_batch,
+    message_from_metadata,
+    new_request_id,
+    request_metadata,
+    rpc_error_from_metadata,
+)
+
+P = TypeVar("P")
+OnLog = Callable[[Message], None]
+
+_TICK = empty_batch(EMPTY_SCHEMA)
+
+
+class RpcConnection:
+    """One client connection: sends requests for a Protocol and reads responses.
+
+    Args:
+        protocol: The Protocol class the peer serves.
+        channel: The byte channel to the peer.
+        on_log: Called with every log message the server sends.
+        ipc_validation: How thoroughly to validate received batches.
+    """
+
+    def __init__(
+        self,
+        protocol: type,
+        channel: Channel,
+        *,
+        on_log: OnLog | None = None,
+        ipc_validation: IpcValidation = IpcValidation.FULL,
+    ) -> None:
+        self.protocol = protocol
+        self.channel = channel
+        self.on_log = on_log
+        self.ipc_validation = ipc_validation
+        self.methods = rpc_methods(protocol)
+        self.protocol_version = protocol_version_of(protocol)
+        self.open_session: StreamSession | None = None
+
+    def send_request(self, info: RpcMethodInfo, batch: pa.RecordBatch, extra: Metadata | None = None) -> str:
+        """Write one request stream; return its request id."""
+        self._check_idle(info.name)
+        request_id = new_request_id()
+        writer = StreamWriter(self.channel, batch.schema)
+        writer.write(batch, request_metadata(info.name, request_id, self.protocol_version, extra))
+        writer.close()
+        return request_id
+
+    def _check_idle(self, method: str) -> None:
+        session = self.open_session
+        if session is not None and not session.closed:
+            raise ProtocolError(
+                f"cannot call {method}() while a stream is open on this connection; "
+                "close the stream (or leave its with-block) first"
+            )
+
+    def call_unary(self, info: RpcMethodInfo, arguments: dict[str, object]) -> object:
+        """Perform a unary call and return its decoded result."""
+        batch = encode_arguments(info, arguments)
+        self.send_request(info, batch)
+        result, error = self.read_response_stream(info.name)
+        if error is not None:
+            raise error
+        codec = info.result_codec
+        if codec is None:
+            return None
+        if result is None or result.num_rows != 1 or result.num_columns != 1:
+            shape = "no batch" if result is None else f"{result.num_rows} rows x {result.num_columns} columns"
+            raise ProtocolError(f"{info.name}(): expected a 1-row result batch, got {shape}")
+        value = result.column(0)[0].as_py()
+        return None if value is None else codec.from_arrow(value)
+
+    def read_response_stream(self, method: str) -> tuple[pa.RecordBatch | None, RpcError | None]:
+        """Read one whole response stream: deliver logs, return its data batch or error."""
+        source = self.channel.reader
+        try:
+            reader = read_stream_start(source)
+        except TransportError as exc:
+            raise self.channel.peer_failure(f"{method}(): {exc}") from exc
+        if reader is None:
+            raise self.channel.peer_failure(f"{method}(): the server closed the connection")
+        data: pa.RecordBatch | None = None
+        error: RpcError | None = None
+        while True:
+            item = self.read_batch(reader, method)
+            if item is None:
+                return data, error
+            kind, batch, metadata = item
+            if kind is BatchKind.ERROR and error is None:
+                error = rpc_error_from_metadata(metadata or {})
+            elif kind is BatchKind.DATA and data is None:
+                data = batch
+
+    def read_batch(
+        self, reader: pa.ipc.RecordBatchStreamReader, method: str
+    ) -> tuple[BatchKind, pa.RecordBatch, Metadata | None] | None:
+        """Read the next non-log batch of a response stream; ``None`` at its EOS."""
+        source = self.channel.reader
+        while True:
+            try:
+                item = read_next(reader, source, self.ipc_validation)
+            except TransportError as exc:
+                raise self.channel.peer_failure(f"{method}(): {exc}") from exc
+            if item is None:
+                return None
+            batch, metadata = item
+            kind = classify(batch, metadata)
+            if kind is BatchKind.LOG:
+                if self.on_log is not None:
+                    self.on_log(message_from_metadata(metadata or {}))
+                continue
+            if kind in (BatchKind.SHM_POINTER, BatchKind.EXTERNAL_POINTER, BatchKind.STATE_TOKEN):
+                raise IPCError(f"{method}(): received a {kind.value} batch, which this connection cannot resolve")
+            return kind, batch, metadata
+
+    def open_stream(self, info: RpcMethodInfo, arguments: dict[str, object]) -> StreamSession:
+        """Start a stream call and return its session."""
+        batch = encode_arguments(info, arguments)
+        self.send_request(info, batch)
+        header: object = None
+        if info.header_type is not None:
+            data, error = self.read_response_stream(info.name)
+            if error is not None:
+                raise error
+            if data is None:
+                raise ProtocolError(f"{info.name}(): the header stream carried no header row")
+            header = info.header_type.from_record_batch(data)  # type: ignore[attr-defined]  # ArrowSerializableDataclass
+        session = StreamSession(self, info, header)
+        self.open_session = session
+        return session
+
+    def close(self) -> None:
+        """Close the open stream, if any, and the channel."""
+        session = self.open_session
+        if session is not None and not session.closed:
+            try:
+                session.close()
+            except (RpcError, TransportError, IPCError):
+                pass
+        self.channel.close()
+
+
+class StreamSession:
+    """A client's view of one open stream.
+
+    Iterate it for a producer stream; call ``exchange`` for an exchange
+    stream. Leaving a ``for`` loop or ``with`` block early cancels it.
+    """
+
+    def __init__(self, connection: RpcConnection, info: RpcMethodInfo, header: object) -> None:
+        self._connection = connection
+        self._info = info
+        self.header = header
+        self._input: StreamWriter | None = None
+        self._input_schema: pa.Schema | None = None
+        self._output: pa.ipc.RecordBatchStreamReader | None = None
+        self._closed = False
+        self._finished = False
+
+    @property
+    def closed(self) -> bool:
+        """Whether the session has ended (finished, closed, cancelled or failed)."""
+        return self._closed
+
+    def _send(self, batch: pa.RecordBatch, metadata: Metadata | None = None) -> None:
+        if self._input is None:
+            self._input = StreamWriter(self._connection.channel, batch.schema)
+            self._input_schema = batch.schema
+        elif not batch.schema.equals(self._input_schema):
+            raise TypeError(
+                f"{self._info.name}(): every input batch of a stream must have the same schema; "
+                f"first was {self._input_schema}, this one is {batch.schema}"
+            )
+        self._input.write(batch, metadata, flush=True)
+
+    def _receive(self) -> AnnotatedBatch:
+        conn = self._connection
+        name = self._info.name
+        if self._output is None:
+            try:
+                self._output = read_stream_start(conn.channel.reader)
+            except TransportError as exc:
+                raise conn.channel.peer_failure(f"{name}(): {exc}") from exc
+            if self._output is None:
+                raise conn.channel.peer_failure(f"{name}(): the server closed the connection")
+        item = conn.read_batch(self._output, name)
+        if item is None:
+            self._finished = True
+            raise StopIteration
+        kind, batch, metadata = item
+        if kind is BatchKind.ERROR:
+            error = rpc_error_from_metadata(metadata or {})
+            self._finished = self._drain_output()
+            raise error
+        return AnnotatedBatch(batch, metadata)
+
+    def _drain_output(self) -> bool:
+        assert self._output is not None
+        while self._connection.read_batch(self._output, self._info.name) is not None:
+            pass
+        return True
+
+    def _turn(self, batch: pa.RecordBatch, metadata: Metadata | None = None) -> AnnotatedBatch:
+        if self._closed:
+            raise ProtocolError(f"{self._info.name}(): the stream is closed")
+        self._send(batch, metadata)
+        try:
+            return self._receive()
+        except StopIteration:
+            self.close()
+            raise
+        except RpcError:
+            self.close()
+            raise
+        except (TransportError, IPCError):
+            self._closed = True
+            raise
+
+    def tick(self) -> AnnotatedBatch:
+        """Ask a producer for its next batch; ``StopIteration`` when it has finished."""
+        return self._turn(_TICK)
+
+    def exchange(self, input: AnnotatedBatch | pa.RecordBatch) -> AnnotatedBatch:
+        """Send one input batch to an exchange stream and return its answer."""
+        if isinstance(input, pa.RecordBatch):
+            return self._turn(input)
+        return self._turn(input.batch, input.metadata_dict())
+
+    def __iter__(self) -> Iterator[AnnotatedBatch]:
+        try:
+            while True:
+                try:
+                    yield self.tick()
+                except StopIteration:
+                    return
+        finally:
+            if not self._closed:
+                self.cancel()
+
+    def close(self) -> None:
+        """End the input stream and read the output to its end."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._finish_input()
+            if not self._finished:
+                self._finish_output()
+        except (RpcError, StopIteration):
+            pass
+
+    def cancel(self) -> None:
+        """Cancel the stream (spec section 9); idempotent and best effort."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._input is None:
+                self._input = StreamWriter(self._connection.channel, EMPTY_SCHEMA)
+                self._input_schema = EMPTY_SCHEMA
+            assert self._input_schema is not None
+            self._input.write(empty_batch(self._input_schema), {k.CANCEL_KEY: b"1"})
+            self._input.close()
+            if not self._finished:
+                self._finish_output()
+        except (RpcError, TransportError, IPCError, StopIteration):
+            pass
+
+    def _finish_input(self) -> None:
+        if self._input is None:
+            self._input = StreamWriter(self._connection.channel, EMPTY_SCHEMA)
+        self._input.close()
+
+    def _finish_output(self) -> None:
+        if self._output is None:
+            self._output = read_stream_start(self._connection.channel.reader)
+            if self._output is None:
+                return
+        self._drain_output()
+        self._finished = True
+
+    def __enter__(self) -> StreamSession:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.cancel()
+
+
+def _make_method(connection: RpcConnection, info: RpcMethodInfo) -> Callable[..., object]:
+    signature = info.signature
+    name = info.name
+    unary = not info.is_stream
+
+    def method(*args: object, **kwargs: object) -> object:
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{name}(): {exc}") from None
+        bound.apply_defaults()
+        if unary:
+            return connection.call_unary(info, bound.arguments)
+        return connection.open_stream(info, bound.arguments)
+
+    method.__name__ = name
+    method.__doc__ = info.doc
+    method.__signature__ = signature  # type: ignore[attr-defined]  # shown by help() and inspect
+    return method
+
+
+class _Proxy:
+    """Base of generated proxies: one attribute per Protocol method."""
+
+    _vgi_connection: RpcConnection
+
+    def __repr__(self) -> str:
+        return f"<vgi_rpc proxy for {self._vgi_connection.protocol.__name__}>"
+
+
+def make_proxy(protocol: type[P], connection: RpcConnection) -> P:
+    """Build an object typed as ``protocol`` whose methods call through ``connection``."""
+    namespace: dict[str, object] = {name: staticmethod(_make_method(connection, info)) for name, info in connection.methods.items()}
+    proxy_cls = type(f"{protocol.__name__}Proxy", (_Proxy,), namespace)
+    proxy = proxy_cls()
+    proxy._vgi_connection = connection
+    return cast(P, proxy)  # structurally a P: one callable per Protocol method
+
+
+class Connected(Generic[P]):
+    """Context manager result of ``connect`` / ``serve_pipe``: yields the typed proxy."""
+
+    def __init__(self, proxy: P, on_close: Callable[[], None]) -> None:
+        self._proxy = proxy
+        self._on_close = on_close
+
+    def __enter__(self) -> P:
+        return self._proxy
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._on_close()
+
+
+def connection_of(proxy: object) -> RpcConnection:
+    """The ``RpcConnection`` behind a proxy (for introspection and tests)."""
+    conn = getattr(proxy, "_vgi_connection", None)
+    if not isinstance(conn, RpcConnection):
+        raise TypeError(f"{proxy!r} is not a vgi_rpc proxy")
+    return conn
+
+
+__all__ = ["Connected", "OnLog", "RpcConnection", "StreamSession", "connection_of", "make_proxy"]

@@ -1,0 +1,81 @@
+"""Per-call context handed to implementations: auth, client logging, server logger.
+
+No transport classes and no ContextVars: the dispatcher builds one
+``CallContext`` per call and passes it explicitly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+
+from vgi_rpc._logs import Level
+
+LogSink = Callable[[Level, str, dict[str, object] | None], None]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AuthContext:
+    """Who is calling, as established by the transport's authenticate hook."""
+
+    domain: str | None = None
+    authenticated: bool = False
+    principal: str | None = None
+    claims: Mapping[str, object] = dataclasses.field(default_factory=lambda: MappingProxyType({}))
+
+    @classmethod
+    def anonymous(cls) -> AuthContext:
+        """The context of an unauthenticated caller (pipe and subprocess transports)."""
+        return _ANONYMOUS
+
+    def require_authenticated(self) -> None:
+        """Raise ``PermissionError`` unless the caller is authenticated."""
+        if not self.authenticated:
+            raise PermissionError("this method requires an authenticated caller")
+
+
+_ANONYMOUS = AuthContext()
+
+
+class CallContext:
+    """What a method implementation may know about and do for the current call.
+
+    Declare a ``ctx`` parameter on the implementation (never on the Protocol)
+    to receive it.
+    """
+
+    __slots__ = ("_log_sink", "auth", "logger", "method", "request_id", "server_id", "transport_metadata")
+
+    def __init__(
+        self,
+        *,
+        method: str,
+        request_id: str,
+        server_id: str,
+        logger: logging.Logger,
+        log_sink: LogSink,
+        auth: AuthContext = _ANONYMOUS,
+        transport_metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        self.method = method
+        self.request_id = request_id
+        self.server_id = server_id
+        self.logger = logger
+        self.auth = auth
+        self.transport_metadata: Mapping[str, str] = transport_metadata or {}
+        self._log_sink = log_sink
+
+    def client_log(self, level: Level, message: str, **extra: object) -> None:
+        """Send a log message to the client (delivered to its ``on_log`` callback).
+
+        Raises:
+            ValueError: For ``Level.EXCEPTION``, which is reserved for errors on the wire.
+        """
+        if level is Level.EXCEPTION:
+            raise ValueError("Level.EXCEPTION is reserved for errors; raise an exception instead")
+        self._log_sink(level, message, extra or None)
+
+
+__all__ = ["AuthContext", "CallContext", "LogSink"]

@@ -1,0 +1,147 @@
+"""Request batches: building them from Python arguments, reading them back.
+
+Spec section 5. Shared by the client (encode) and the server (decode); no
+dispatch decisions here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pyarrow as pa
+
+from vgi_rpc._errors import IPCError, ProtocolError
+from vgi_rpc._ipc import IpcValidation, Metadata, read_next, read_stream_start
+from vgi_rpc._methods import RpcMethodInfo
+from vgi_rpc.rpc._channel import Channel
+
+# A parameterless request still carries one row (spec section 5).
+_ONE_EMPTY_ROW = pa.RecordBatch.from_struct_array(pa.array([{}], type=pa.struct([])))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Request:
+    """A request batch as read from the wire, before routing."""
+
+    batch: pa.RecordBatch
+    metadata: Metadata
+    extra_batches: int
+
+
+def read_request(channel: Channel, validation: IpcValidation) -> Request | None:
+    """Read one whole request stream (through its EOS); ``None`` on a clean end of file.
+
+    The stream is always consumed to its EOS marker before anything is
+    validated, so a bad request never leaves bytes behind for the next one.
+
+    Raises:
+        IPCError: The bytes are not an Arrow IPC stream or hold no batch.
+        TransportError: The peer closed the channel mid-stream.
+    """
+    source = channel.reader
+    reader = read_stream_start(source)
+    if reader is None:
+        return None
+    first = read_next(reader, source, validation)
+    if first is None:
+        raise IPCError("request stream holds no batch: expected exactly one request batch")
+    extra = 0
+    while read_next(reader, source, validation) is not None:
+        extra += 1
+    batch, metadata = first
+    return Request(batch, metadata or {}, extra)
+
+
+def drain_stream(channel: Channel, validation: IpcValidation) -> None:
+    """Read and discard one whole IPC stream (e.g. the input of a stream that failed to start)."""
+    source = channel.reader
+    reader = read_stream_start(source)
+    if reader is None:
+        return
+    while read_next(reader, source, validation) is not None:
+        pass
+
+
+def encode_arguments(info: RpcMethodInfo, arguments: dict[str, object]) -> pa.RecordBatch:
+    """Build the one-row request batch for a call; validates every argument's Python type.
+
+    Raises:
+        TypeError: An argument has the wrong type, or ``None`` for a non-Optional parameter.
+    """
+    if not info.params:
+        return _ONE_EMPTY_ROW
+    arrays = []
+    for param in info.params:
+        value = arguments[param.name]
+        where = f"{info.name}(): argument {param.name!r}"
+        if value is None:
+            if not param.codec.nullable:
+                raise TypeError(f"{where} is not Optional but got None")
+            arrays.append(pa.nulls(1, type=param.field.type))
+            continue
+        converted = param.codec.to_arrow(value, where)
+        try:
+            arrays.append(pa.array([converted], type=param.field.type))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
+            raise TypeError(f"{where}: {value!r} does not fit Arrow type {param.field.type}: {exc}") from exc
+    return pa.RecordBatch.from_arrays(arrays, schema=info.params_schema)
+
+
+def _plain(t: pa.DataType) -> pa.DataType:
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    if pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return pa.utf8()
+    if pa.types.is_large_binary(t) or pa.types.is_binary_view(t):
+        return pa.binary()
+    return t
+
+
+def _conform(column: pa.Array, expected: pa.DataType, where: str) -> pa.Array:
+    """Accept any encoding of the expected type (index widths, large/view layouts, safe casts)."""
+    actual = column.type
+    if actual == expected or _plain(actual) == _plain(expected):
+        return column
+    try:
+        return column.cast(expected, safe=True)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        raise TypeError(f"{where} expects Arrow type {expected}, got {actual}") from exc
+
+
+def decode_arguments(info: RpcMethodInfo, batch: pa.RecordBatch) -> dict[str, object]:
+    """Turn a request batch into keyword arguments, applying Protocol defaults.
+
+    Raises:
+        ProtocolError: The batch does not have exactly one row.
+        TypeError: A column is missing, has an incompatible type, is null for a
+            non-Optional parameter, or is not a parameter of the method.
+    """
+    if batch.num_columns and batch.num_rows != 1:
+        raise ProtocolError(f"{info.name}(): a request batch must have exactly 1 row, got {batch.num_rows}")
+    names = batch.schema.names
+    known = {p.name for p in info.params}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise TypeError(f"{info.name}() got unexpected parameters {unknown}; it takes {sorted(known)}")
+    kwargs: dict[str, object] = {}
+    for param in info.params:
+        where = f"{info.name}(): parameter {param.name!r}"
+        try:
+            index = names.index(param.name)
+        except ValueError:
+            if param.has_default:
+                kwargs[param.name] = param.default
+                continue
+            raise TypeError(f"{where} is missing from the request") from None
+        column = _conform(batch.column(index), param.field.type, where)
+        value = column[0].as_py()
+        if value is None:
+            if not param.codec.nullable:
+                raise TypeError(f"{where} is not Optional but received null")
+            kwargs[param.name] = None
+            continue
+        kwargs[param.name] = param.codec.from_arrow(value)
+    return kwargs
+
+
+__all__ = ["Request", "decode_arguments", "drain_stream", "encode_arguments", "read_request"]

@@ -1,0 +1,285 @@
+"""``RpcServer``: routes requests to an implementation and writes responses.
+
+One dispatch path for every transport: ``serve(channel)`` reads requests
+until the channel ends; unary calls are answered here, streams by
+``_stream_loop``. Never imports a concrete transport.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable
+from typing import NamedTuple
+
+import pyarrow as pa
+
+from vgi_rpc._errors import (
+    IPCError,
+    MethodNotImplementedError,
+    ProtocolError,
+    ProtocolVersionError,
+    SchemaError,
+    TransportError,
+    VersionError,
+)
+from vgi_rpc._ipc import IpcValidation, Metadata, StreamWriter
+from vgi_rpc._logs import RPC_LOGGER, Level, service_logger
+from vgi_rpc._methods import RpcMethodInfo, parse_semver, protocol_version_of, rpc_methods
+from vgi_rpc.rpc._channel import Channel
+from vgi_rpc.rpc._context import AuthContext, CallContext
+from vgi_rpc.rpc._request import Request, decode_arguments, drain_stream, read_request
+from vgi_rpc.rpc._stream_loop import serve_stream
+from vgi_rpc.wire import _keys as k
+from vgi_rpc.wire._codec import (
+    EMPTY_SCHEMA,
+    empty_batch,
+    error_metadata,
+    log_metadata,
+    new_request_id,
+    new_server_id,
+)
+
+_log = logging.getLogger(RPC_LOGGER)
+
+PendingLog = tuple[Level, str, dict[str, object] | None]
+
+
+class _Handler(NamedTuple):
+    info: RpcMethodInfo
+    call: Callable[..., object]
+    wants_ctx: bool
+
+
+class RpcServer:
+    """Serves one implementation of a Protocol over any channel.
+
+    Args:
+        protocol: The ``typing.Protocol`` class describing the service.
+        implementation: An object with a method for every Protocol method
+            (each may add a ``ctx: CallContext`` parameter).
+        server_id: Identifier stamped on log and error batches (random by default).
+        enable_describe: Answer the ``__describe__`` introspection method.
+        ipc_validation: How thoroughly to validate received batches.
+
+    Raises:
+        SchemaError: A Protocol annotation has no Arrow mapping.
+        TypeError: The implementation lacks some Protocol methods.
+    """
+
+    def __init__(
+        self,
+        protocol: type,
+        implementation: object,
+        *,
+        server_id: str | None = None,
+        enable_describe: bool = False,
+        ipc_validation: IpcValidation = IpcValidation.FULL,
+    ) -> None:
+        self.protocol = protocol
+        self.protocol_name = protocol.__name__
+        self.implementation = implementation
+        self.server_id = server_id or new_server_id()
+        self.enable_describe = enable_describe
+        self.ipc_validation = ipc_validation
+        self.protocol_version = protocol_version_of(protocol)
+        self._version_parts = parse_semver(self.protocol_version) if self.protocol_version else None
+        self._logger = service_logger(self.protocol_name)
+        # Keyed by (protocol, method) so a second protocol generation can share the table.
+        self._routes: dict[tuple[str | None, str], _Handler] = {}
+        missing = []
+        for name, info in rpc_methods(protocol).items():
+            call = getattr(implementation, name, None)
+            if not callable(call):
+                missing.append(name)
+                continue
+            self._routes[(None, name)] = _Handler(info, call, _accepts_ctx(call))
+        if missing:
+            raise TypeError(f"{type(implementation).__name__} does not implement {self.protocol_name} methods {missing}")
+
+    @property
+    def methods(self) -> dict[str, RpcMethodInfo]:
+        """The served methods, by name."""
+        return {name: h.info for (_, name), h in self._routes.items()}
+
+    def serve(self, channel: Channel) -> None:
+        """Answer requests on ``channel`` until the peer closes it.
+
+        A malformed byte stream cannot be resynchronised: the server answers
+        it with an error stream (best effort) and returns.
+        """
+        try:
+            while self.serve_one(channel):
+                pass
+        except TransportError as exc:
+            _log.info("%s: connection ended: %s", self.protocol_name, exc)
+        except IPCError as exc:
+            _log.error("%s: closing connection after malformed input: %s", self.protocol_name, exc)
+            self._write_error_stream(channel, EMPTY_SCHEMA, exc, new_request_id(), quiet=True)
+
+    def serve_one(self, channel: Channel) -> bool:
+        """Answer one request; return ``False`` when the channel reached end of file."""
+        request = read_request(channel, self.ipc_validation)
+        if request is None:
+            return False
+        request_id = _text(request.metadata.get(k.REQUEST_ID_KEY)) or new_request_id()
+        try:
+            handler = self._route(request)
+        except (ProtocolError, MethodNotImplementedError) as exc:
+            self._write_error_stream(channel, EMPTY_SCHEMA, exc, request_id)
+            return True
+        info = handler.info
+        try:
+            self._check_protocol_version(request.metadata)
+        except ProtocolVersionError as exc:
+            self._write_error_stream(channel, EMPTY_SCHEMA if info.is_stream else info.result_schema, exc, request_id)
+            return True
+        try:
+            kwargs = decode_arguments(info, request.batch)
+        except Exception as exc:  # anything the decoders raise is the caller's fault
+            self._write_error_stream(channel, EMPTY_SCHEMA if info.is_stream else info.result_schema, exc, request_id)
+            if info.is_stream and info.header_type is None:
+                drain_stream(channel, self.ipc_validation)
+            return True
+        if info.is_stream:
+            serve_stream(self, channel, handler.info, self._bind(handler, kwargs, request_id), request_id)
+        else:
+            self._serve_unary(channel, handler, kwargs, request_id)
+        return True
+
+    def _route(self, request: Request) -> _Handler:
+        """The one place a request is matched to a handler (spec section 13 checks)."""
+        metadata = request.metadata
+        method = metadata.get(k.METHOD_KEY)
+        if method is None:
+            raise ProtocolError(
+                "request batch has no 'vgi_rpc.method' custom metadata; every request batch "
+                "must name its method there"
+            )
+        version = metadata.get(k.REQUEST_VERSION_KEY)
+        if version is None:
+            raise VersionError(
+                "request batch has no 'vgi_rpc.request_version' custom metadata; set it to '1'"
+            )
+        if version != k.REQUEST_VERSION:
+            raise VersionError(f"unsupported request version {_text(version)!r}; this server speaks '1'")
+        if request.extra_batches:
+            raise ProtocolError(f"a request stream carries exactly one batch, got {1 + request.extra_batches}")
+        name = _text(method)
+        handler = self._routes.get((None, name))
+        if handler is None:
+            available = sorted(n for _, n in self._routes)
+            raise MethodNotImplementedError(f"Unknown method: {name!r}. Available methods: {available}")
+        return handler
+
+    def _check_protocol_version(self, metadata: Metadata) -> None:
+        if self._version_parts is None:
+            return
+        raw = metadata.get(k.PROTOCOL_VERSION_KEY)
+        mine = self.protocol_version
+        if raw is None:
+            raise ProtocolVersionError(
+                f"{self.protocol_name} {mine} requires 'vgi_rpc.protocol_version' on every request; "
+                "the client sent none: upgrade the client to one that declares the protocol version"
+            )
+        theirs = _text(raw)
+        parts = parse_semver(theirs)
+        if parts is None:
+            raise ProtocolVersionError(
+                f"client protocol_version {theirs!r} is not MAJOR.MINOR.PATCH (server speaks {mine})"
+            )
+        if parts[:2] != self._version_parts[:2]:
+            newer = "server" if parts[:2] > self._version_parts[:2] else "client"
+            raise ProtocolVersionError(
+                f"{self.protocol_name}: client speaks {theirs}, server speaks {mine}; upgrade the {newer}"
+            )
+
+    def _bind(
+        self, handler: _Handler, kwargs: dict[str, object], request_id: str
+    ) -> Callable[[CallContext], object]:
+        if handler.wants_ctx:
+            return lambda ctx: handler.call(**kwargs, ctx=ctx)
+        return lambda ctx: handler.call(**kwargs)
+
+    def make_context(self, method: str, request_id: str, sink: Callable[[Level, str, dict[str, object] | None], None]) -> CallContext:
+        """Build the ``CallContext`` for one call (or one stream turn)."""
+        return CallContext(
+            method=method,
+            request_id=request_id,
+            server_id=self.server_id,
+            logger=self._logger,
+            log_sink=sink,
+            auth=AuthContext.anonymous(),
+        )
+
+    def _serve_unary(self, channel: Channel, handler: _Handler, kwargs: dict[str, object], request_id: str) -> None:
+        info = handler.info
+        logs: list[PendingLog] = []
+        ctx = self.make_context(info.name, request_id, lambda level, msg, extra: logs.append((level, msg, extra)))
+        writer = StreamWriter(channel, info.result_schema)
+        try:
+            value = self._bind(handler, kwargs, request_id)(ctx)
+            result = self._result_batch(info, value)
+        except Exception as exc:
+            self.log_method_error(info.name, exc)
+            self.write_logs(writer, info.result_schema, logs, request_id)
+            writer.write(empty_batch(info.result_schema), self.error_metadata(exc, request_id))
+        else:
+            self.write_logs(writer, info.result_schema, logs, request_id)
+            writer.write(result)
+        writer.close()
+
+    def _result_batch(self, info: RpcMethodInfo, value: object) -> pa.RecordBatch:
+        codec = info.result_codec
+        if codec is None:
+            return empty_batch(info.result_schema)
+        where = f"{info.name}() result"
+        if value is None:
+            if not codec.nullable:
+                raise TypeError(f"{where} is None but the Protocol's return type is not Optional")
+            return pa.RecordBatch.from_arrays([pa.nulls(1, info.result_schema.field(0).type)], schema=info.result_schema)
+        converted = codec.to_arrow(value, where)
+        array = pa.array([converted], type=info.result_schema.field(0).type)
+        return pa.RecordBatch.from_arrays([array], schema=info.result_schema)
+
+    def write_logs(self, writer: StreamWriter, schema: pa.Schema, logs: list[PendingLog], request_id: str) -> None:
+        """Write pending client-log batches (zero rows, on ``schema``)."""
+        if not logs:
+            return
+        carrier = empty_batch(schema)
+        for level, message, extra in logs:
+            writer.write(carrier, log_metadata(level, message, extra, server_id=self.server_id, request_id=request_id))
+        logs.clear()
+
+    def error_metadata(self, exc: BaseException, request_id: str) -> Metadata:
+        """EXCEPTION-batch metadata for ``exc``, stamped with this server's id."""
+        return error_metadata(exc, server_id=self.server_id, request_id=request_id)
+
+    def log_method_error(self, method: str, exc: BaseException) -> None:
+        """Record a failed call on the service logger."""
+        self._logger.info("%s() raised %s: %s", method, type(exc).__name__, exc, exc_info=exc)
+
+    def _write_error_stream(
+        self, channel: Channel, schema: pa.Schema, exc: BaseException, request_id: str, *, quiet: bool = False
+    ) -> None:
+        writer = StreamWriter(channel, schema)
+        writer.write(empty_batch(schema), self.error_metadata(exc, request_id))
+        try:
+            writer.close()
+        except TransportError:
+            if not quiet:
+                raise
+
+
+def _accepts_ctx(call: Callable[..., object]) -> bool:
+    try:
+        return "ctx" in inspect.signature(call).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _text(raw: bytes | None) -> str:
+    return raw.decode("utf-8", "replace") if raw is not None else ""
+
+
+__all__ = ["RpcServer", "SchemaError"]

@@ -1,0 +1,165 @@
+"""The server side of a lockstep stream (spec section 9), for every byte-stream transport.
+
+Owns: init (header or init error), the turn loop (tick or input -> logs +
+one batch), cancel, errors mid-stream, and draining the client's input.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+from vgi_rpc._errors import IPCError, TransportError
+from vgi_rpc._ipc import read_next, read_stream_start, StreamWriter
+from vgi_rpc._logs import RPC_LOGGER, Level
+from vgi_rpc._methods import RpcMethodInfo
+from vgi_rpc.rpc._channel import Channel
+from vgi_rpc.rpc._context import CallContext
+from vgi_rpc.rpc._request import drain_stream
+from vgi_rpc.rpc._streams import AnnotatedBatch, ExchangeState, OutputCollector, ProducerState, Stream
+from vgi_rpc.wire import _keys as k
+from vgi_rpc.wire._codec import EMPTY_SCHEMA, empty_batch
+
+if TYPE_CHECKING:
+    from vgi_rpc.rpc._server import RpcServer
+
+_log = logging.getLogger(RPC_LOGGER)
+
+PendingLog = tuple[Level, str, dict[str, object] | None]
+
+
+def _open(info: RpcMethodInfo, stream: object) -> Stream[ProducerState | ExchangeState]:
+    if not isinstance(stream, Stream):
+        raise TypeError(f"{info.name}() must return a Stream, got {type(stream).__name__}")
+    if not isinstance(stream.state, ProducerState | ExchangeState):
+        raise TypeError(
+            f"{info.name}(): Stream.state must be a ProducerState or ExchangeState, "
+            f"got {type(stream.state).__name__}"
+        )
+    if info.header_type is not None and not isinstance(stream.header, info.header_type):
+        raise TypeError(
+            f"{info.name}(): the Protocol declares a {info.header_type.__name__} header, "
+            f"got {type(stream.header).__name__}"
+        )
+    return stream
+
+
+def conform_input(batch: pa.RecordBatch, schema: pa.Schema, method: str) -> pa.RecordBatch:
+    """Cast an exchange input to the declared input schema, or refuse it clearly."""
+    if batch.schema.equals(schema) or len(schema) == 0:
+        return batch
+    if batch.schema.names != schema.names:
+        raise TypeError(
+            f"{method}(): exchange input columns {batch.schema.names} do not match the "
+            f"declared input schema columns {schema.names}"
+        )
+    try:
+        return batch.cast(schema, safe=True)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        raise TypeError(
+            f"{method}(): exchange input {batch.schema} cannot be cast to the declared input schema {schema}: {exc}"
+        ) from exc
+
+
+def serve_stream(
+    server: RpcServer,
+    channel: Channel,
+    info: RpcMethodInfo,
+    invoke: Callable[[CallContext], object],
+    request_id: str,
+) -> None:
+    """Run one stream from init to the end of the client's input."""
+    init_logs: list[PendingLog] = []
+    ctx = server.make_context(info.name, request_id, lambda lv, msg, ex: init_logs.append((lv, msg, ex)))
+    try:
+        stream = _open(info, invoke(ctx))
+        header = stream.header.to_record_batch() if info.header_type is not None else None  # type: ignore[union-attr]  # checked by _open
+    except Exception as exc:
+        server.log_method_error(info.name, exc)
+        writer = StreamWriter(channel, EMPTY_SCHEMA)
+        server.write_logs(writer, EMPTY_SCHEMA, init_logs, request_id)
+        writer.write(empty_batch(EMPTY_SCHEMA), server.error_metadata(exc, request_id))
+        writer.close()
+        # Without a header the client has already committed to sending an input stream.
+        if info.header_type is None:
+            drain_stream(channel, server.ipc_validation)
+        return
+    if header is not None:
+        writer = StreamWriter(channel, header.schema)
+        server.write_logs(writer, header.schema, init_logs, request_id)
+        writer.write(header)
+        writer.close()
+    source = channel.reader
+    input_reader = read_stream_start(source)
+    if input_reader is None:
+        raise TransportError(f"client closed the channel before sending input for {info.name}()")
+    output = StreamWriter(channel, stream.output_schema)
+    server.write_logs(output, stream.output_schema, init_logs, request_id)
+    failure: IPCError | None = None
+    try:
+        _turns(server, info, stream, input_reader, source, output, request_id)
+    except TransportError:
+        raise
+    except Exception as exc:
+        server.log_method_error(info.name, exc)
+        output.write(empty_batch(stream.output_schema), server.error_metadata(exc, request_id))
+        if isinstance(exc, IPCError):
+            failure = exc
+    output.close()
+    if failure is not None:
+        raise failure  # the input byte stream cannot be resynchronised
+    while read_next(input_reader, source, server.ipc_validation) is not None:
+        pass
+
+
+def _turns(
+    server: RpcServer,
+    info: RpcMethodInfo,
+    stream: Stream[ProducerState | ExchangeState],
+    input_reader: pa.ipc.RecordBatchStreamReader,
+    source: object,
+    output: StreamWriter,
+    request_id: str,
+) -> None:
+    state = stream.state
+    schema = stream.output_schema
+    exchange = isinstance(state, ExchangeState)
+    while True:
+        item = read_next(input_reader, source, server.ipc_validation)  # type: ignore[arg-type]  # source is channel.reader
+        if item is None:
+            return
+        batch, metadata = item
+        if metadata is not None and k.CANCEL_KEY in metadata:
+            _cancel(server, info, state, request_id)
+            return
+        out = OutputCollector(schema)
+        ctx = server.make_context(info.name, request_id, out.log_sink)
+        if exchange:
+            batch = conform_input(batch, stream.input_schema, info.name)
+            state.exchange(AnnotatedBatch(batch, metadata), out, ctx)  # type: ignore[union-attr]  # exchange is isinstance-checked
+            if out.batch is None:
+                raise ValueError(f"{info.name}(): exchange() must emit exactly one batch per input")
+        else:
+            state.produce(out, ctx)  # type: ignore[union-attr]  # producer is isinstance-checked
+            if out.batch is None and not out.finished:
+                raise ValueError(f"{info.name}(): produce() must emit a batch or call finish()")
+        server.write_logs(output, schema, out.logs, request_id)
+        if out.batch is not None:
+            output.write(out.batch.batch, out.batch.metadata_dict(), flush=True)
+        if out.finished:
+            return
+        output.flush()
+
+
+def _cancel(server: RpcServer, info: RpcMethodInfo, state: object, request_id: str) -> None:
+    ctx = server.make_context(info.name, request_id, lambda lv, msg, ex: None)
+    try:
+        state.on_cancel(ctx)  # type: ignore[attr-defined]  # every StreamState has on_cancel
+    except Exception:
+        _log.debug("%s(): on_cancel failed; ignored as the spec requires", info.name, exc_info=True)
+
+
+__all__ = ["conform_input", "serve_stream"]

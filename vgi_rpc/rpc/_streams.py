@@ -1,0 +1,178 @@
+"""Stream vocabulary shared by servers and clients.
+
+``Stream`` (what a streaming method returns), the state classes an
+implementation subclasses, ``OutputCollector`` (what a state writes into)
+and ``AnnotatedBatch``. No I/O: the dispatcher moves the bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, ClassVar, Generic
+
+import pyarrow as pa
+from typing_extensions import TypeVar
+
+from vgi_rpc._logs import Level
+
+if TYPE_CHECKING:
+    from vgi_rpc.rpc._context import CallContext
+
+EMPTY_SCHEMA = pa.schema([])
+
+
+@dataclasses.dataclass(slots=True)
+class AnnotatedBatch:
+    """A record batch plus its per-batch custom metadata."""
+
+    batch: pa.RecordBatch
+    custom_metadata: pa.KeyValueMetadata | Mapping[bytes, bytes] | None = None
+
+    @classmethod
+    def from_pydict(
+        cls,
+        data: Mapping[str, Sequence[object] | pa.Array],
+        schema: pa.Schema | None = None,
+        custom_metadata: Mapping[bytes, bytes] | None = None,
+    ) -> AnnotatedBatch:
+        """Build from column data; pass ``schema`` to fix the Arrow types instead of inferring them."""
+        batch = pa.RecordBatch.from_pydict(dict(data), schema=schema)
+        return cls(batch, custom_metadata)
+
+    def metadata_dict(self) -> dict[bytes, bytes] | None:
+        """The custom metadata as a plain ``bytes -> bytes`` dict."""
+        if self.custom_metadata is None:
+            return None
+        return {
+            (key if isinstance(key, bytes) else str(key).encode()): (
+                value if isinstance(value, bytes) else str(value).encode()
+            )
+            for key, value in self.custom_metadata.items()
+        }
+
+
+class StreamState:
+    """Base of the per-stream state an implementation keeps between turns."""
+
+    def on_cancel(self, ctx: CallContext) -> None:
+        """Called once when the client cancels the stream; failures are ignored."""
+
+
+class ProducerState(StreamState):
+    """State of a producer stream: one ``produce`` call per client tick."""
+
+    def produce(self, out: OutputCollector, ctx: CallContext) -> None:
+        """Emit the next batch with ``out.emit*`` or end the stream with ``out.finish()``."""
+        raise NotImplementedError
+
+
+class ExchangeState(StreamState):
+    """State of an exchange stream: one ``exchange`` call per client input batch."""
+
+    def exchange(self, input: AnnotatedBatch, out: OutputCollector, ctx: CallContext) -> None:
+        """Answer ``input`` with exactly one ``out.emit*`` call."""
+        raise NotImplementedError
+
+
+S = TypeVar("S", bound=StreamState, covariant=True)
+H = TypeVar("H", default=None, covariant=True)
+
+
+@dataclasses.dataclass(slots=True)
+class Stream(Generic[S, H]):
+    """What a streaming method returns: its schemas, its state and an optional header.
+
+    Annotate the Protocol method ``-> Stream[StreamState]`` (or
+    ``-> Stream[StreamState, MyHeader]`` with a header dataclass).
+    """
+
+    __vgi_stream__: ClassVar[bool] = True
+
+    output_schema: pa.Schema
+    state: S
+    input_schema: pa.Schema = EMPTY_SCHEMA
+    header: H | None = None
+
+
+class OutputCollector:
+    """Collects what one stream turn sends: log messages, then one data batch."""
+
+    __slots__ = ("_batch", "_finished", "_logs", "output_schema")
+
+    def __init__(self, output_schema: pa.Schema) -> None:
+        self.output_schema = output_schema
+        self._logs: list[tuple[Level, str, dict[str, object] | None]] = []
+        self._batch: AnnotatedBatch | None = None
+        self._finished = False
+
+    def emit(self, batch: pa.RecordBatch, metadata: Mapping[bytes, bytes] | None = None) -> None:
+        """Emit this turn's data batch; its schema must equal the stream's output schema.
+
+        Raises:
+            ValueError: A second batch in one turn, or a batch after ``finish()``.
+            TypeError: The batch's schema differs from the output schema.
+        """
+        if self._batch is not None:
+            raise ValueError("a stream turn emits exactly one batch; emit() was called twice")
+        if self._finished:
+            raise ValueError("emit() after finish()")
+        if not batch.schema.equals(self.output_schema):
+            try:
+                batch = batch.cast(self.output_schema)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
+                raise TypeError(
+                    f"emitted batch schema {batch.schema} does not match the stream's "
+                    f"output schema {self.output_schema}: {exc}"
+                ) from exc
+        self._batch = AnnotatedBatch(batch, metadata)
+
+    def emit_pydict(self, data: Mapping[str, Sequence[object]], metadata: Mapping[bytes, bytes] | None = None) -> None:
+        """Emit a batch built from column lists, typed by the output schema."""
+        self.emit(pa.RecordBatch.from_pydict(dict(data), schema=self.output_schema), metadata)
+
+    def emit_arrays(self, arrays: Sequence[pa.Array], metadata: Mapping[bytes, bytes] | None = None) -> None:
+        """Emit a batch from arrays in output-schema column order."""
+        self.emit(pa.RecordBatch.from_arrays(list(arrays), schema=self.output_schema), metadata)
+
+    def client_log(self, level: Level, message: str, **extra: object) -> None:
+        """Send a log message ahead of this turn's data batch."""
+        if level is Level.EXCEPTION:
+            raise ValueError("Level.EXCEPTION is reserved for errors; raise an exception instead")
+        self._logs.append((level, message, extra or None))
+
+    def log_sink(self, level: Level, message: str, extra: dict[str, object] | None) -> None:
+        """``CallContext`` log sink: logs from ``ctx.client_log`` join this turn's logs."""
+        self._logs.append((level, message, extra))
+
+    def finish(self) -> None:
+        """End a producer stream; nothing may be emitted afterwards in this turn."""
+        if self._batch is not None:
+            raise ValueError("finish() after emit() in the same turn; finish on the next turn")
+        self._finished = True
+
+    @property
+    def finished(self) -> bool:
+        """Whether ``finish()`` was called."""
+        return self._finished
+
+    @property
+    def batch(self) -> AnnotatedBatch | None:
+        """The data batch emitted this turn, if any."""
+        return self._batch
+
+    @property
+    def logs(self) -> list[tuple[Level, str, dict[str, object] | None]]:
+        """The log messages of this turn, in order."""
+        return self._logs
+
+
+__all__ = [
+    "EMPTY_SCHEMA",
+    "AnnotatedBatch",
+    "ExchangeState",
+    "OutputCollector",
+    "ProducerState",
+    "Stream",
+    "StreamState",
+]

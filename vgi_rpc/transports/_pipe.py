@@ -1,0 +1,58 @@
+"""In-process pipe transport: the server runs on a thread, the client gets a proxy."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+from vgi_rpc._ipc import IpcValidation
+from vgi_rpc._logs import Message
+from vgi_rpc.rpc import Connected, RpcConnection, RpcServer, make_proxy
+from vgi_rpc.transports._fd import FdChannel
+
+P = TypeVar("P")
+
+
+def make_pipe_pair() -> tuple[FdChannel, FdChannel]:
+    """Two connected channels over two OS pipes: (client side, server side)."""
+    to_server_r, to_server_w = os.pipe()
+    to_client_r, to_client_w = os.pipe()
+    return FdChannel(to_client_r, to_server_w), FdChannel(to_server_r, to_client_w)
+
+
+def serve_pipe(
+    protocol: type[P],
+    implementation: object,
+    *,
+    on_log: Callable[[Message], None] | None = None,
+    ipc_validation: IpcValidation | None = None,
+) -> Connected[P]:
+    """Serve ``implementation`` on a background thread and return a context manager of its proxy.
+
+    ``with serve_pipe(Calculator, CalculatorImpl()) as calc: calc.add(a=1.0, b=2.0)``.
+    Leaving the block closes the pipes and joins the server thread.
+    """
+    validation = ipc_validation or IpcValidation.FULL
+    server = RpcServer(protocol, implementation, ipc_validation=validation)
+    client_side, server_side = make_pipe_pair()
+
+    def run() -> None:
+        try:
+            server.serve(server_side)
+        finally:
+            server_side.close()
+
+    thread = threading.Thread(target=run, name=f"vgi_rpc-serve_pipe-{protocol.__name__}", daemon=True)
+    thread.start()
+    connection = RpcConnection(protocol, client_side, on_log=on_log, ipc_validation=validation)
+
+    def close() -> None:
+        connection.close()
+        thread.join(timeout=10)
+
+    return Connected(make_proxy(protocol, connection), close)
+
+
+__all__ = ["make_pipe_pair", "serve_pipe"]

@@ -1,0 +1,181 @@
+"""Subprocess transport: ``connect`` spawns a worker, ``run_server`` is the worker's loop.
+
+The worker speaks on its stdin/stdout. Shutdown is always clean: the
+client closing stdin ends the worker; a dead worker surfaces as
+``PeerExitedError`` with its exit status and the tail of its stderr.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import logging
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from typing import IO, TypeVar
+
+from vgi_rpc._errors import PeerExitedError, TransportError
+from vgi_rpc._ipc import IpcValidation
+from vgi_rpc._logs import WIRE_TRANSPORT_LOGGER, Message
+from vgi_rpc.rpc import Connected, RpcConnection, RpcServer, make_proxy
+from vgi_rpc.transports._fd import FdChannel
+
+P = TypeVar("P")
+_log = logging.getLogger(WIRE_TRANSPORT_LOGGER)
+_STDERR_TAIL_LINES = 20
+
+
+class StderrMode(enum.Enum):
+    """What happens to a worker's stderr.
+
+    INHERIT: shared with ours. PIPE: read by a thread, forwarded line by line
+    to a logger and kept for error messages. DEVNULL: discarded.
+    """
+
+    INHERIT = "inherit"
+    PIPE = "pipe"
+    DEVNULL = "devnull"
+
+
+class WorkerProcess:
+    """A spawned worker and the channel to it."""
+
+    def __init__(
+        self,
+        cmd: Sequence[str],
+        *,
+        stderr: StderrMode = StderrMode.INHERIT,
+        stderr_logger: logging.Logger | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        stderr_target: int | None = {
+            StderrMode.INHERIT: None,
+            StderrMode.PIPE: subprocess.PIPE,
+            StderrMode.DEVNULL: subprocess.DEVNULL,
+        }[stderr]
+        try:
+            self.process = subprocess.Popen(
+                list(cmd), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr_target, env=env, bufsize=0
+            )
+        except OSError as exc:
+            raise TransportError(f"cannot start worker {list(cmd)!r}: {exc}") from exc
+        self.cmd = list(cmd)
+        self._tail: collections.deque[str] = collections.deque(maxlen=_STDERR_TAIL_LINES)
+        self._stderr_thread: threading.Thread | None = None
+        if stderr is StderrMode.PIPE:
+            assert self.process.stderr is not None
+            logger = stderr_logger or logging.getLogger(f"vgi_rpc.worker.{os.path.basename(self.cmd[0])}")
+            self._stderr_thread = threading.Thread(
+                target=self._drain_stderr, args=(self.process.stderr, logger), daemon=True, name="vgi_rpc-stderr"
+            )
+            self._stderr_thread.start()
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.channel = FdChannel(
+            self.process.stdout.fileno(), self.process.stdin.fileno(), describe_failure=self.failure, owns_fds=False
+        )
+        _log.debug("worker started: pid %d, cmd %s", self.process.pid, self.cmd)
+
+    def _drain_stderr(self, pipe: IO[bytes], logger: logging.Logger) -> None:
+        for raw in pipe:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            self._tail.append(line)
+            logger.info("%s", line)
+
+    def failure(self, detail: str) -> TransportError:
+        """Describe a vanished worker: wait briefly for its exit status, add stderr."""
+        try:
+            code: int | None = self.process.wait(timeout=2.0)
+        except subprocess.TimeoutExpired:
+            code = None
+        if self._stderr_thread is not None:
+            self._stderr_thread.join(timeout=1.0)
+        message = f"worker {self.cmd[0]!r} (pid {self.process.pid}) is gone: {detail}"
+        return PeerExitedError(message, returncode=code, stderr_tail="\n".join(self._tail))
+
+    def close(self, timeout: float = 5.0) -> int | None:
+        """Close stdin so the worker exits; escalate to terminate/kill; reap it. Returns its status."""
+        proc = self.process
+        for stream in (proc.stdin, proc.stdout):
+            if stream is not None:
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self._stderr_thread is not None:
+            self._stderr_thread.join(timeout=timeout)
+        if proc.stderr is not None:
+            proc.stderr.close()
+        _log.debug("worker exited: pid %d, status %s", proc.pid, proc.returncode)
+        return proc.returncode
+
+
+def connect(
+    protocol: type[P],
+    cmd: Sequence[str],
+    *,
+    on_log: Callable[[Message], None] | None = None,
+    stderr: StderrMode = StderrMode.INHERIT,
+    stderr_logger: logging.Logger | None = None,
+    ipc_validation: IpcValidation = IpcValidation.FULL,
+    env: dict[str, str] | None = None,
+) -> Connected[P]:
+    """Spawn ``cmd`` as a worker and return a context manager of a proxy typed as ``protocol``.
+
+    ``with connect(Calculator, [sys.executable, "worker.py"]) as calc: calc.add(a=1.0, b=2.0)``.
+    Leaving the block closes the worker's stdin and reaps it.
+    """
+    worker = WorkerProcess(cmd, stderr=stderr, stderr_logger=stderr_logger, env=env)
+    connection = RpcConnection(protocol, worker.channel, on_log=on_log, ipc_validation=ipc_validation)
+
+    def close() -> None:
+        try:
+            connection.close()
+        finally:
+            worker.close()
+
+    return Connected(make_proxy(protocol, connection), close)
+
+
+def run_server(
+    protocol_or_server: type | RpcServer,
+    implementation: object | None = None,
+    *,
+    ipc_validation: IpcValidation = IpcValidation.FULL,
+    enable_describe: bool = False,
+) -> None:
+    """Serve on this process's stdin/stdout until stdin closes (the worker side of ``connect``).
+
+    Anything the implementation prints goes to stderr: fd 1 is moved aside
+    for the protocol so a stray ``print`` cannot corrupt the byte stream.
+    """
+    if isinstance(protocol_or_server, RpcServer):
+        server = protocol_or_server
+    else:
+        server = RpcServer(
+            protocol_or_server, implementation, ipc_validation=ipc_validation, enable_describe=enable_describe
+        )
+    sys.stdout.flush()
+    out_fd = os.dup(1)
+    os.dup2(2, 1)
+    channel = FdChannel(0, out_fd, describe_failure=lambda detail: TransportError(f"client went away: {detail}"))
+    try:
+        server.serve(channel)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        os.close(out_fd)
+
+
+__all__ = ["StderrMode", "WorkerProcess", "connect", "run_server"]

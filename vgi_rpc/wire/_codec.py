@@ -1,0 +1,227 @@
+"""Sans-IO wire codec: request metadata, log and error batches, classification.
+
+Builds and reads the metadata dictionaries of spec sections 5-8 and 13.
+Never touches a channel, a transport or user types.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import traceback
+from types import TracebackType
+
+import pyarrow as pa
+
+from vgi_rpc._errors import RpcError
+from vgi_rpc._ipc import Metadata
+from vgi_rpc._logs import Level, Message
+from vgi_rpc.wire import _keys as k
+
+MAX_TRACEBACK_CHARS = 16_000
+MAX_TRACEBACK_FRAMES = 5
+_TRUNCATED = "\n… <traceback truncated>"
+
+EMPTY_SCHEMA = pa.schema([])
+
+
+def new_request_id() -> str:
+    """A fresh 16-character hex correlation id."""
+    return os.urandom(8).hex()
+
+
+def new_server_id() -> str:
+    """A fresh 12-character hex server instance id."""
+    return os.urandom(6).hex()
+
+
+class BatchKind(enum.Enum):
+    """What a received batch means (spec section 7)."""
+
+    DATA = "data"
+    LOG = "log"
+    ERROR = "error"
+    EXTERNAL_POINTER = "external_pointer"
+    SHM_POINTER = "shm_pointer"
+    STATE_TOKEN = "state_token"
+
+
+def classify(batch: pa.RecordBatch, metadata: Metadata | None) -> BatchKind:
+    """Classify a received batch exactly as spec section 7 prescribes."""
+    if not metadata or batch.num_rows > 0:
+        return BatchKind.DATA
+    level = metadata.get(k.LOG_LEVEL_KEY)
+    if level is not None and k.LOG_MESSAGE_KEY in metadata:
+        return BatchKind.ERROR if level == b"EXCEPTION" else BatchKind.LOG
+    if k.LOCATION_KEY in metadata:
+        return BatchKind.EXTERNAL_POINTER
+    if k.SHM_OFFSET_KEY in metadata:
+        return BatchKind.SHM_POINTER
+    if k.STREAM_STATE_KEY in metadata:
+        return BatchKind.STATE_TOKEN
+    return BatchKind.DATA
+
+
+def request_metadata(
+    method: str,
+    request_id: str,
+    protocol_version: str | None = None,
+    extra: Metadata | None = None,
+) -> Metadata:
+    """Custom metadata for a request batch (spec section 5)."""
+    metadata: Metadata = {
+        k.METHOD_KEY: method.encode(),
+        k.REQUEST_VERSION_KEY: k.REQUEST_VERSION,
+        k.REQUEST_ID_KEY: request_id.encode(),
+    }
+    if protocol_version is not None:
+        metadata[k.PROTOCOL_VERSION_KEY] = protocol_version.encode()
+    if extra:
+        metadata.update(extra)
+    return metadata
+
+
+def log_metadata(
+    level: Level,
+    message: str,
+    extra: dict[str, object] | None,
+    *,
+    server_id: str,
+    request_id: str,
+) -> Metadata:
+    """Custom metadata for a log batch (spec section 8)."""
+    metadata: Metadata = {
+        k.LOG_LEVEL_KEY: level.value.encode(),
+        k.LOG_MESSAGE_KEY: message.encode(),
+    }
+    if extra:
+        metadata[k.LOG_EXTRA_KEY] = json.dumps(extra, default=str).encode()
+    metadata[k.SERVER_ID_KEY] = server_id.encode()
+    metadata[k.REQUEST_ID_KEY] = request_id.encode()
+    return metadata
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_TRACEBACK_CHARS else text[:MAX_TRACEBACK_CHARS] + _TRUNCATED
+
+
+def _format(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+
+def _frames(tb: TracebackType | None) -> list[dict[str, object]]:
+    summary = traceback.extract_tb(tb)[-MAX_TRACEBACK_FRAMES:]
+    return [
+        {"file": f.filename, "line": f.lineno, "function": f.name, "code": f.line or None}
+        for f in summary
+    ]
+
+
+def error_kind_of(exc: BaseException) -> str | None:
+    """The stable error category of ``exc``, if it carries one."""
+    kind = getattr(exc, "error_kind", None)
+    return kind if isinstance(kind, str) else None
+
+
+def error_metadata(exc: BaseException, *, server_id: str, request_id: str) -> Metadata:
+    """Custom metadata for an EXCEPTION batch describing ``exc`` (spec section 8)."""
+    type_name = type(exc).__name__
+    message = str(exc)
+    extra: dict[str, object] = {
+        "exception_type": type_name,
+        "exception_message": message,
+        "traceback": _clip(_format(exc)),
+        "frames": _frames(exc.__traceback__),
+    }
+    if exc.__cause__ is not None:
+        extra["cause"] = _clip(_format(exc.__cause__))
+    elif exc.__context__ is not None and not exc.__suppress_context__:
+        extra["context"] = _clip(_format(exc.__context__))
+    kind = error_kind_of(exc)
+    if kind is not None:
+        extra["error_kind"] = kind
+    metadata: Metadata = {
+        k.LOG_LEVEL_KEY: b"EXCEPTION",
+        k.LOG_MESSAGE_KEY: f"{type_name}: {message}".encode(),
+        k.LOG_EXTRA_KEY: json.dumps(extra, default=str).encode(),
+    }
+    if kind is not None:
+        metadata[k.ERROR_KIND_KEY] = kind.encode()
+    metadata[k.SERVER_ID_KEY] = server_id.encode()
+    metadata[k.REQUEST_ID_KEY] = request_id.encode()
+    return metadata
+
+
+def _text(metadata: Metadata, key: bytes) -> str:
+    raw = metadata.get(key)
+    return raw.decode("utf-8", "replace") if raw is not None else ""
+
+
+def _extra(metadata: Metadata) -> dict[str, object] | None:
+    raw = metadata.get(k.LOG_EXTRA_KEY)
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return {"raw": raw.decode("utf-8", "replace")}
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def rpc_error_from_metadata(metadata: Metadata) -> RpcError:
+    """Rebuild the ``RpcError`` an EXCEPTION batch describes (spec section 8)."""
+    extra = _extra(metadata) or {}
+    error_type = extra.get("exception_type")
+    message = _text(metadata, k.LOG_MESSAGE_KEY)
+    exc_message = extra.get("exception_message")
+    if isinstance(exc_message, str):
+        message = exc_message
+    kind = _text(metadata, k.ERROR_KIND_KEY) or extra.get("error_kind")
+    remote_tb = extra.get("traceback")
+    return RpcError(
+        error_type if isinstance(error_type, str) else "EXCEPTION",
+        message,
+        remote_tb if isinstance(remote_tb, str) else "",
+        request_id=_text(metadata, k.REQUEST_ID_KEY),
+        error_kind=kind if isinstance(kind, str) and kind else None,
+    )
+
+
+def message_from_metadata(metadata: Metadata) -> Message:
+    """Rebuild the client-visible ``Message`` a log batch carries."""
+    raw_level = _text(metadata, k.LOG_LEVEL_KEY)
+    try:
+        level = Level(raw_level)
+    except ValueError:
+        level = Level.INFO
+    return Message(
+        level,
+        _text(metadata, k.LOG_MESSAGE_KEY),
+        _extra(metadata),
+        server_id=_text(metadata, k.SERVER_ID_KEY),
+        request_id=_text(metadata, k.REQUEST_ID_KEY),
+    )
+
+
+def empty_batch(schema: pa.Schema) -> pa.RecordBatch:
+    """A zero-row batch on ``schema`` (carrier for logs, errors and void results)."""
+    return pa.RecordBatch.from_arrays(
+        [pa.array([], type=field.type) for field in schema], schema=schema
+    )
+
+
+__all__ = [
+    "EMPTY_SCHEMA",
+    "BatchKind",
+    "classify",
+    "empty_batch",
+    "error_kind_of",
+    "error_metadata",
+    "log_metadata",
+    "message_from_metadata",
+    "new_request_id",
+    "new_server_id",
+    "request_metadata",
+    "rpc_error_from_metadata",
+]
