@@ -1,0 +1,1 @@
+"""Conformance worker and runner for the public vgi-rpc conformance suite."""
