@@ -51,7 +51,9 @@ class Codec:
 
     def mismatch(self, value: object, where: str) -> TypeError:
         """Build the error for a value of the wrong Python type."""
-        return TypeError(f"{where}: expected {self.python_name}, got {type(value).__name__} {_short(value)}")
+        return TypeError(
+            f"{where}: expected {self.python_name}, got {type(value).__name__} {_short(value)}"
+        )
 
 
 def _short(value: object) -> str:
@@ -77,9 +79,15 @@ class ScalarCodec(Codec):
 
     def to_arrow(self, value: object, where: str) -> object:
         # bool is an int subclass; an int parameter must not silently take True.
-        if not isinstance(value, self.accepts) or (isinstance(value, bool) and bool not in self.accepts):
+        if not isinstance(value, self.accepts) or (
+            isinstance(value, bool) and bool not in self.accepts
+        ):
             raise self.mismatch(value, where)
         return self.convert(value) if self.convert is not None else value
+
+
+def _to_float(value: object) -> object:
+    return float(value)  # type: ignore[arg-type]  # int or float, checked by accepts
 
 
 def _to_bytes(value: object) -> object:
@@ -121,7 +129,9 @@ class ListCodec(Codec):
         elif not isinstance(value, set | frozenset):
             raise self.mismatch(value, where)
         item = self.item
-        return [None if v is None else item.to_arrow(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [
+            None if v is None else item.to_arrow(v, f"{where}[{i}]") for i, v in enumerate(value)
+        ]
 
     def from_arrow(self, value: object) -> object:
         assert isinstance(value, list)
@@ -148,7 +158,10 @@ class MapCodec(Codec):
             raise self.mismatch(value, where)
         k, v = self.key, self.value
         return [
-            (k.to_arrow(key, f"{where} key"), None if item is None else v.to_arrow(item, f"{where}[{key!r}]"))
+            (
+                k.to_arrow(key, f"{where} key"),
+                None if item is None else v.to_arrow(item, f"{where}[{key!r}]"),
+            )
             for key, item in value.items()
         ]
 
@@ -156,7 +169,9 @@ class MapCodec(Codec):
         pairs = value.items() if isinstance(value, dict) else value
         assert isinstance(pairs, typing.Iterable)
         k, v = self.key, self.value
-        return {k.from_arrow(key): None if item is None else v.from_arrow(item) for key, item in pairs}
+        return {
+            k.from_arrow(key): None if item is None else v.from_arrow(item) for key, item in pairs
+        }
 
 
 class EnumCodec(Codec):
@@ -182,7 +197,9 @@ class EnumCodec(Codec):
                 return self.enum_cls(value)
             except ValueError:
                 names = [m.name for m in self.enum_cls]
-                raise TypeError(f"{value!r} is not a member of {self.enum_cls.__name__} {names}") from None
+                raise TypeError(
+                    f"{value!r} is not a member of {self.enum_cls.__name__} {names}"
+                ) from None
 
 
 class IpcBytesCodec(Codec):
@@ -236,7 +253,9 @@ class DataclassCodec(Codec):
         if self.as_binary:
             return value.serialize_to_bytes()  # type: ignore[attr-defined]  # ArrowSerializableDataclass, checked by isinstance
         return {
-            name: None if (v := getattr(value, name)) is None else codec.to_arrow(v, f"{where}.{name}")
+            name: None
+            if (v := getattr(value, name)) is None
+            else codec.to_arrow(v, f"{where}.{name}")
             for name, codec in self.fields
         }
 
@@ -258,10 +277,12 @@ def build_dataclass(cls: type, fields: list[tuple[str, Codec]], row: dict[str, o
         return cls(**kwargs)
     except TypeError as exc:
         missing = [n for n, _ in fields if n not in row]
-        raise TypeError(f"cannot build {cls.__name__}: {exc}; fields absent from the data: {missing}") from exc
+        raise TypeError(
+            f"cannot build {cls.__name__}: {exc}; fields absent from the data: {missing}"
+        ) from exc
 
 
-def _field(name: str, codec: Codec) -> pa.Field:
+def _field(name: str, codec: Codec) -> pa.Field[pa.DataType]:
     if codec.arrow_type is None:
         raise SchemaError(
             f"field {name!r}: no default Arrow type for {codec.python_name}; "
@@ -310,7 +331,7 @@ def _simple_codec(tp: object) -> Codec | None:
     if tp is int:
         return _scalar(pa.int64(), "int", int)
     if tp is float:
-        return ScalarCodec(pa.float64(), "float", (float, int), float)
+        return ScalarCodec(pa.float64(), "float", (float, int), _to_float)
     if tp is dt.datetime:
         return _scalar(pa.timestamp("us"), "datetime", dt.datetime)
     if tp is dt.date:
@@ -384,7 +405,9 @@ def _codec_for_base(annotation: object, nested: bool) -> Codec:
     )
 
 
-def arrow_field(name: str, annotation: object, *, nested: bool = False) -> tuple[pa.Field, Codec]:
+def arrow_field(
+    name: str, annotation: object, *, nested: bool = False
+) -> tuple[pa.Field[pa.DataType], Codec]:
     """Return the Arrow field and codec for a named parameter or result."""
     codec = codec_for(annotation, nested=nested)
     return _field(name, codec), codec

@@ -86,7 +86,9 @@ class ArrowSerializableDataclass:
             reader = pa.ipc.open_stream(data)
             batch = reader.read_next_batch()
         except (pa.ArrowInvalid, StopIteration, OSError) as exc:
-            raise IPCError(f"{cls.__name__}: payload is not a valid Arrow IPC stream: {exc}") from exc
+            raise IPCError(
+                f"{cls.__name__}: payload is not a valid Arrow IPC stream: {exc}"
+            ) from exc
         return cls.from_record_batch(batch)
 
 

@@ -86,7 +86,9 @@ class PeerExitedError(TransportError):
         stderr_tail: The last lines the worker wrote to stderr, if captured.
     """
 
-    def __init__(self, message: str, *, returncode: int | None = None, stderr_tail: str = "") -> None:
+    def __init__(
+        self, message: str, *, returncode: int | None = None, stderr_tail: str = ""
+    ) -> None:
         detail = message
         if returncode is not None:
             detail += f" (exit status {returncode})"

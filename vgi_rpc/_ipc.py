@@ -74,7 +74,7 @@ class ByteSink(Protocol):
         ...
 
 
-class _ChunkCollector:
+class _ChunkCollector(io.RawIOBase):
     """File-like target for pyarrow's writer that keeps chunks by reference.
 
     pyarrow hands record-batch bodies over as ``pa.Buffer`` views of the
@@ -82,12 +82,14 @@ class _ChunkCollector:
     write avoids copying large payloads into an intermediate buffer.
     """
 
-    closed = False
-
     def __init__(self) -> None:
+        super().__init__()
         self.chunks: list[Chunk] = []
 
-    def write(self, data: Chunk) -> int:
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Chunk) -> int:  # type: ignore[override]  # keeps pyarrow's buffer by reference
         self.chunks.append(data)
         return len(data)
 
@@ -107,9 +109,13 @@ class StreamWriter:
     def __init__(self, sink: ByteSink, schema: pa.Schema) -> None:
         self._sink = sink
         self._collector = _ChunkCollector()
-        self._writer = pa.ipc.RecordBatchStreamWriter(self._collector, schema, options=_WRITE_OPTIONS)
+        self._writer = pa.ipc.RecordBatchStreamWriter(
+            self._collector, schema, options=_WRITE_OPTIONS
+        )
 
-    def write(self, batch: pa.RecordBatch, metadata: Metadata | None = None, *, flush: bool = False) -> None:
+    def write(
+        self, batch: pa.RecordBatch, metadata: Metadata | None = None, *, flush: bool = False
+    ) -> None:
         """Append one batch; with ``flush`` it is sent immediately."""
         if metadata:
             self._writer.write_batch(batch, custom_metadata=metadata)
@@ -130,31 +136,31 @@ class StreamWriter:
         self.flush()
 
 
-def read_stream_start(source: io.BufferedIOBase) -> pa.ipc.RecordBatchStreamReader | None:
+def read_stream_start(source: io.BufferedReader) -> pa.ipc.RecordBatchStreamReader | None:
     """Open the next IPC stream on ``source``; ``None`` on a clean end of file."""
-    peek = getattr(source, "peek", None)
-    if peek is not None and not peek(1):
+    if not source.peek(1):
         return None
     try:
         return pa.ipc.open_stream(source)
     except pa.ArrowInvalid as exc:
         if _is_eof(source):
-            raise TransportError(f"peer closed the channel in the middle of an IPC stream: {exc}") from exc
+            raise TransportError(
+                f"peer closed the channel in the middle of an IPC stream: {exc}"
+            ) from exc
         raise IPCError(f"malformed Arrow IPC stream: {exc}") from exc
     except OSError as exc:
         raise TransportError(f"reading from the peer failed: {exc}") from exc
 
 
-def _is_eof(source: io.BufferedIOBase) -> bool:
-    peek = getattr(source, "peek", None)
+def _is_eof(source: io.BufferedReader) -> bool:
     try:
-        return peek is not None and not peek(1)
+        return not source.peek(1)
     except (OSError, ValueError):
         return True
 
 
 def read_next(
-    reader: pa.ipc.RecordBatchStreamReader, source: io.BufferedIOBase, validation: IpcValidation
+    reader: pa.ipc.RecordBatchStreamReader, source: io.BufferedReader, validation: IpcValidation
 ) -> BatchWithMetadata | None:
     """Read the next batch of an open stream; ``None`` at its EOS marker."""
     try:
@@ -163,12 +169,15 @@ def read_next(
         return None
     except pa.ArrowInvalid as exc:
         if _is_eof(source):
-            raise TransportError(f"peer closed the channel in the middle of an IPC stream: {exc}") from exc
+            raise TransportError(
+                f"peer closed the channel in the middle of an IPC stream: {exc}"
+            ) from exc
         raise IPCError(f"malformed Arrow IPC batch: {exc}") from exc
     except OSError as exc:
         raise TransportError(f"reading from the peer failed: {exc}") from exc
     validate_batch(batch, validation)
-    return batch, (dict(metadata) if metadata is not None else None)
+    received: pa.KeyValueMetadata | None = metadata  # None when the batch carries no metadata
+    return batch, (dict(received) if received is not None else None)
 
 
 class FdRawReader(io.RawIOBase):
@@ -228,15 +237,15 @@ def write_chunks_to_fd(fd: int, chunks: Sequence[Chunk]) -> None:
 __all__ = [
     "MAX_IO_CHUNK",
     "BatchWithMetadata",
+    "ByteSink",
+    "Chunk",
     "IpcValidation",
     "Metadata",
+    "StreamWriter",
     "buffered_reader",
     "encode_stream",
     "read_next",
     "read_stream_start",
     "validate_batch",
-    "ByteSink",
-    "Chunk",
-    "StreamWriter",
     "write_chunks_to_fd",
 ]

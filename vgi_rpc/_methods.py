@@ -37,7 +37,7 @@ class ParamInfo:
     name: str
     annotation: object
     codec: Codec
-    field: pa.Field
+    field: pa.Field[pa.DataType]
     default: object = _NO_DEFAULT
 
     @property

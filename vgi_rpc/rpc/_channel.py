@@ -19,7 +19,7 @@ class Channel(Protocol):
     """A bidirectional byte stream between one client and one server."""
 
     @property
-    def reader(self) -> io.BufferedIOBase:
+    def reader(self) -> io.BufferedReader:
         """Buffered reader of the bytes the peer sends."""
         ...
 

@@ -6,6 +6,7 @@ response is read through its EOS so the channel stays usable after errors.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Generic, TypeVar, cast
@@ -62,7 +63,9 @@ class RpcConnection:
         self.protocol_version = protocol_version_of(protocol)
         self.open_session: StreamSession | None = None
 
-    def send_request(self, info: RpcMethodInfo, batch: pa.RecordBatch, extra: Metadata | None = None) -> str:
+    def send_request(
+        self, info: RpcMethodInfo, batch: pa.RecordBatch, extra: Metadata | None = None
+    ) -> str:
         """Write one request stream; return its request id."""
         self._check_idle(info.name)
         request_id = new_request_id()
@@ -90,7 +93,11 @@ class RpcConnection:
         if codec is None:
             return None
         if result is None or result.num_rows != 1 or result.num_columns != 1:
-            shape = "no batch" if result is None else f"{result.num_rows} rows x {result.num_columns} columns"
+            shape = (
+                "no batch"
+                if result is None
+                else f"{result.num_rows} rows x {result.num_columns} columns"
+            )
             raise ProtocolError(f"{info.name}(): expected a 1-row result batch, got {shape}")
         value = result.column(0)[0].as_py()
         return None if value is None else codec.from_arrow(value)
@@ -135,7 +142,9 @@ class RpcConnection:
                     self.on_log(message_from_metadata(metadata or {}))
                 continue
             if kind in (BatchKind.SHM_POINTER, BatchKind.EXTERNAL_POINTER, BatchKind.STATE_TOKEN):
-                raise IPCError(f"{method}(): received a {kind.value} batch, which this connection cannot resolve")
+                raise IPCError(
+                    f"{method}(): received a {kind.value} batch, which this connection cannot resolve"
+                )
             return kind, batch, metadata
 
     def open_stream(self, info: RpcMethodInfo, arguments: dict[str, object]) -> StreamSession:
@@ -158,10 +167,8 @@ class RpcConnection:
         """Close the open stream, if any, and the channel."""
         session = self.open_session
         if session is not None and not session.closed:
-            try:
+            with contextlib.suppress(RpcError, TransportError, IPCError):
                 session.close()
-            except (RpcError, TransportError, IPCError):
-                pass
         self.channel.close()
 
 
@@ -191,7 +198,7 @@ class StreamSession:
         if self._input is None:
             self._input = StreamWriter(self._connection.channel, batch.schema)
             self._input_schema = batch.schema
-        elif not batch.schema.equals(self._input_schema):
+        elif self._input_schema is not None and not batch.schema.equals(self._input_schema):
             raise TypeError(
                 f"{self._info.name}(): every input batch of a stream must have the same schema; "
                 f"first was {self._input_schema}, this one is {batch.schema}"
@@ -308,7 +315,10 @@ class StreamSession:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         if exc_type is None:
             self.close()
@@ -348,7 +358,10 @@ class _Proxy:
 
 def make_proxy(protocol: type[P], connection: RpcConnection) -> P:
     """Build an object typed as ``protocol`` whose methods call through ``connection``."""
-    namespace: dict[str, object] = {name: staticmethod(_make_method(connection, info)) for name, info in connection.methods.items()}
+    namespace: dict[str, object] = {
+        name: staticmethod(_make_method(connection, info))
+        for name, info in connection.methods.items()
+    }
     proxy_cls = type(f"{protocol.__name__}Proxy", (_Proxy,), namespace)
     proxy = proxy_cls()
     proxy._vgi_connection = connection
@@ -366,7 +379,10 @@ class Connected(Generic[P]):
         return self._proxy
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self._on_close()
 

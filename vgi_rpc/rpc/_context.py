@@ -46,7 +46,15 @@ class CallContext:
     to receive it.
     """
 
-    __slots__ = ("_log_sink", "auth", "logger", "method", "request_id", "server_id", "transport_metadata")
+    __slots__ = (
+        "_log_sink",
+        "auth",
+        "logger",
+        "method",
+        "request_id",
+        "server_id",
+        "transport_metadata",
+    )
 
     def __init__(
         self,

@@ -7,6 +7,7 @@ dispatch decisions here.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, TypeAlias
 
 import pyarrow as pa
 
@@ -15,8 +16,10 @@ from vgi_rpc._ipc import IpcValidation, Metadata, read_next, read_stream_start
 from vgi_rpc._methods import RpcMethodInfo
 from vgi_rpc.rpc._channel import Channel
 
+ArrowArray: TypeAlias = "pa.Array[Any]"  # element type varies per column
+
 # A parameterless request still carries one row (spec section 5).
-_ONE_EMPTY_ROW = pa.RecordBatch.from_struct_array(pa.array([{}], type=pa.struct([])))
+_ONE_EMPTY_ROW = pa.RecordBatch.from_arrays([pa.array([0])], names=["_"]).select([])
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -77,13 +80,15 @@ def encode_arguments(info: RpcMethodInfo, arguments: dict[str, object]) -> pa.Re
         if value is None:
             if not param.codec.nullable:
                 raise TypeError(f"{where} is not Optional but got None")
-            arrays.append(pa.nulls(1, type=param.field.type))
+            arrays.append(pa.array([None], type=param.field.type))
             continue
         converted = param.codec.to_arrow(value, where)
         try:
             arrays.append(pa.array([converted], type=param.field.type))
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
-            raise TypeError(f"{where}: {value!r} does not fit Arrow type {param.field.type}: {exc}") from exc
+            raise TypeError(
+                f"{where}: {value!r} does not fit Arrow type {param.field.type}: {exc}"
+            ) from exc
     return pa.RecordBatch.from_arrays(arrays, schema=info.params_schema)
 
 
@@ -97,7 +102,7 @@ def _plain(t: pa.DataType) -> pa.DataType:
     return t
 
 
-def _conform(column: pa.Array, expected: pa.DataType, where: str) -> pa.Array:
+def _conform(column: ArrowArray, expected: pa.DataType, where: str) -> ArrowArray:
     """Accept any encoding of the expected type (index widths, large/view layouts, safe casts)."""
     actual = column.type
     if actual == expected or _plain(actual) == _plain(expected):
@@ -117,12 +122,16 @@ def decode_arguments(info: RpcMethodInfo, batch: pa.RecordBatch) -> dict[str, ob
             non-Optional parameter, or is not a parameter of the method.
     """
     if batch.num_columns and batch.num_rows != 1:
-        raise ProtocolError(f"{info.name}(): a request batch must have exactly 1 row, got {batch.num_rows}")
+        raise ProtocolError(
+            f"{info.name}(): a request batch must have exactly 1 row, got {batch.num_rows}"
+        )
     names = batch.schema.names
     known = {p.name for p in info.params}
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise TypeError(f"{info.name}() got unexpected parameters {unknown}; it takes {sorted(known)}")
+        raise TypeError(
+            f"{info.name}() got unexpected parameters {unknown}; it takes {sorted(known)}"
+        )
     kwargs: dict[str, object] = {}
     for param in info.params:
         where = f"{info.name}(): parameter {param.name!r}"

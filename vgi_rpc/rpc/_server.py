@@ -95,7 +95,9 @@ class RpcServer:
                 continue
             self._routes[(None, name)] = _Handler(info, call, _accepts_ctx(call))
         if missing:
-            raise TypeError(f"{type(implementation).__name__} does not implement {self.protocol_name} methods {missing}")
+            raise TypeError(
+                f"{type(implementation).__name__} does not implement {self.protocol_name} methods {missing}"
+            )
 
     @property
     def methods(self) -> dict[str, RpcMethodInfo]:
@@ -132,17 +134,23 @@ class RpcServer:
         try:
             self._check_protocol_version(request.metadata)
         except ProtocolVersionError as exc:
-            self._write_error_stream(channel, EMPTY_SCHEMA if info.is_stream else info.result_schema, exc, request_id)
+            self._write_error_stream(
+                channel, EMPTY_SCHEMA if info.is_stream else info.result_schema, exc, request_id
+            )
             return True
         try:
             kwargs = decode_arguments(info, request.batch)
         except Exception as exc:  # anything the decoders raise is the caller's fault
-            self._write_error_stream(channel, EMPTY_SCHEMA if info.is_stream else info.result_schema, exc, request_id)
+            self._write_error_stream(
+                channel, EMPTY_SCHEMA if info.is_stream else info.result_schema, exc, request_id
+            )
             if info.is_stream and info.header_type is None:
                 drain_stream(channel, self.ipc_validation)
             return True
         if info.is_stream:
-            serve_stream(self, channel, handler.info, self._bind(handler, kwargs, request_id), request_id)
+            serve_stream(
+                self, channel, handler.info, self._bind(handler, kwargs, request_id), request_id
+            )
         else:
             self._serve_unary(channel, handler, kwargs, request_id)
         return True
@@ -162,14 +170,20 @@ class RpcServer:
                 "request batch has no 'vgi_rpc.request_version' custom metadata; set it to '1'"
             )
         if version != k.REQUEST_VERSION:
-            raise VersionError(f"unsupported request version {_text(version)!r}; this server speaks '1'")
+            raise VersionError(
+                f"unsupported request version {_text(version)!r}; this server speaks '1'"
+            )
         if request.extra_batches:
-            raise ProtocolError(f"a request stream carries exactly one batch, got {1 + request.extra_batches}")
+            raise ProtocolError(
+                f"a request stream carries exactly one batch, got {1 + request.extra_batches}"
+            )
         name = _text(method)
         handler = self._routes.get((None, name))
         if handler is None:
             available = sorted(n for _, n in self._routes)
-            raise MethodNotImplementedError(f"Unknown method: {name!r}. Available methods: {available}")
+            raise MethodNotImplementedError(
+                f"Unknown method: {name!r}. Available methods: {available}"
+            )
         return handler
 
     def _check_protocol_version(self, metadata: Metadata) -> None:
@@ -201,7 +215,12 @@ class RpcServer:
             return lambda ctx: handler.call(**kwargs, ctx=ctx)
         return lambda ctx: handler.call(**kwargs)
 
-    def make_context(self, method: str, request_id: str, sink: Callable[[Level, str, dict[str, object] | None], None]) -> CallContext:
+    def make_context(
+        self,
+        method: str,
+        request_id: str,
+        sink: Callable[[Level, str, dict[str, object] | None], None],
+    ) -> CallContext:
         """Build the ``CallContext`` for one call (or one stream turn)."""
         return CallContext(
             method=method,
@@ -212,10 +231,14 @@ class RpcServer:
             auth=AuthContext.anonymous(),
         )
 
-    def _serve_unary(self, channel: Channel, handler: _Handler, kwargs: dict[str, object], request_id: str) -> None:
+    def _serve_unary(
+        self, channel: Channel, handler: _Handler, kwargs: dict[str, object], request_id: str
+    ) -> None:
         info = handler.info
         logs: list[PendingLog] = []
-        ctx = self.make_context(info.name, request_id, lambda level, msg, extra: logs.append((level, msg, extra)))
+        ctx = self.make_context(
+            info.name, request_id, lambda level, msg, extra: logs.append((level, msg, extra))
+        )
         writer = StreamWriter(channel, info.result_schema)
         try:
             value = self._bind(handler, kwargs, request_id)(ctx)
@@ -237,18 +260,27 @@ class RpcServer:
         if value is None:
             if not codec.nullable:
                 raise TypeError(f"{where} is None but the Protocol's return type is not Optional")
-            return pa.RecordBatch.from_arrays([pa.nulls(1, info.result_schema.field(0).type)], schema=info.result_schema)
+            return pa.RecordBatch.from_arrays(
+                [pa.nulls(1, info.result_schema.field(0).type)], schema=info.result_schema
+            )
         converted = codec.to_arrow(value, where)
         array = pa.array([converted], type=info.result_schema.field(0).type)
         return pa.RecordBatch.from_arrays([array], schema=info.result_schema)
 
-    def write_logs(self, writer: StreamWriter, schema: pa.Schema, logs: list[PendingLog], request_id: str) -> None:
+    def write_logs(
+        self, writer: StreamWriter, schema: pa.Schema, logs: list[PendingLog], request_id: str
+    ) -> None:
         """Write pending client-log batches (zero rows, on ``schema``)."""
         if not logs:
             return
         carrier = empty_batch(schema)
         for level, message, extra in logs:
-            writer.write(carrier, log_metadata(level, message, extra, server_id=self.server_id, request_id=request_id))
+            writer.write(
+                carrier,
+                log_metadata(
+                    level, message, extra, server_id=self.server_id, request_id=request_id
+                ),
+            )
         logs.clear()
 
     def error_metadata(self, exc: BaseException, request_id: str) -> Metadata:
@@ -260,7 +292,13 @@ class RpcServer:
         self._logger.info("%s() raised %s: %s", method, type(exc).__name__, exc, exc_info=exc)
 
     def _write_error_stream(
-        self, channel: Channel, schema: pa.Schema, exc: BaseException, request_id: str, *, quiet: bool = False
+        self,
+        channel: Channel,
+        schema: pa.Schema,
+        exc: BaseException,
+        request_id: str,
+        *,
+        quiet: bool = False,
     ) -> None:
         writer = StreamWriter(channel, schema)
         writer.write(empty_batch(schema), self.error_metadata(exc, request_id))

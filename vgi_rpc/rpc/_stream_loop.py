@@ -12,14 +12,21 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from vgi_rpc._dataclasses import ArrowSerializableDataclass
 from vgi_rpc._errors import IPCError, TransportError
-from vgi_rpc._ipc import read_next, read_stream_start, StreamWriter
+from vgi_rpc._ipc import StreamWriter, read_next, read_stream_start
 from vgi_rpc._logs import RPC_LOGGER, Level
 from vgi_rpc._methods import RpcMethodInfo
 from vgi_rpc.rpc._channel import Channel
 from vgi_rpc.rpc._context import CallContext
 from vgi_rpc.rpc._request import drain_stream
-from vgi_rpc.rpc._streams import AnnotatedBatch, ExchangeState, OutputCollector, ProducerState, Stream
+from vgi_rpc.rpc._streams import (
+    AnnotatedBatch,
+    ExchangeState,
+    OutputCollector,
+    ProducerState,
+    Stream,
+)
 from vgi_rpc.wire import _keys as k
 from vgi_rpc.wire._codec import EMPTY_SCHEMA, empty_batch
 
@@ -45,6 +52,11 @@ def _open(info: RpcMethodInfo, stream: object) -> Stream[ProducerState | Exchang
             f"got {type(stream.header).__name__}"
         )
     return stream
+
+
+def _header_batch(header: object) -> pa.RecordBatch:
+    assert isinstance(header, ArrowSerializableDataclass)  # _open checked the declared type
+    return header.to_record_batch()
 
 
 def conform_input(batch: pa.RecordBatch, schema: pa.Schema, method: str) -> pa.RecordBatch:
@@ -73,10 +85,12 @@ def serve_stream(
 ) -> None:
     """Run one stream from init to the end of the client's input."""
     init_logs: list[PendingLog] = []
-    ctx = server.make_context(info.name, request_id, lambda lv, msg, ex: init_logs.append((lv, msg, ex)))
+    ctx = server.make_context(
+        info.name, request_id, lambda lv, msg, ex: init_logs.append((lv, msg, ex))
+    )
     try:
         stream = _open(info, invoke(ctx))
-        header = stream.header.to_record_batch() if info.header_type is not None else None  # type: ignore[union-attr]  # checked by _open
+        header = _header_batch(stream.header) if info.header_type is not None else None
     except Exception as exc:
         server.log_method_error(info.name, exc)
         writer = StreamWriter(channel, EMPTY_SCHEMA)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, ClassVar, Generic
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeAlias
 
 import pyarrow as pa
 from typing_extensions import TypeVar
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from vgi_rpc.rpc._context import CallContext
 
 EMPTY_SCHEMA = pa.schema([])
+ArrowArray: TypeAlias = "pa.Array[Any]"  # an Arrow array of any element type
 
 
 @dataclasses.dataclass(slots=True)
@@ -32,24 +33,27 @@ class AnnotatedBatch:
     @classmethod
     def from_pydict(
         cls,
-        data: Mapping[str, Sequence[object] | pa.Array],
+        data: Mapping[str, object],
         schema: pa.Schema | None = None,
         custom_metadata: Mapping[bytes, bytes] | None = None,
     ) -> AnnotatedBatch:
-        """Build from column data; pass ``schema`` to fix the Arrow types instead of inferring them."""
-        batch = pa.RecordBatch.from_pydict(dict(data), schema=schema)
-        return cls(batch, custom_metadata)
+        """Build from column lists or arrays; pass ``schema`` to fix the Arrow types."""
+        return cls(_batch_from_columns(data, schema), custom_metadata)
 
     def metadata_dict(self) -> dict[bytes, bytes] | None:
         """The custom metadata as a plain ``bytes -> bytes`` dict."""
         if self.custom_metadata is None:
             return None
-        return {
-            (key if isinstance(key, bytes) else str(key).encode()): (
-                value if isinstance(value, bytes) else str(value).encode()
-            )
-            for key, value in self.custom_metadata.items()
-        }
+        return {_as_bytes(key): _as_bytes(value) for key, value in self.custom_metadata.items()}
+
+
+def _as_bytes(value: object) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
+def _batch_from_columns(data: Mapping[str, object], schema: pa.Schema | None) -> pa.RecordBatch:
+    columns = dict(data)
+    return pa.RecordBatch.from_pydict(columns, schema=schema)  # type: ignore[arg-type]  # pyarrow validates the column values
 
 
 class StreamState:
@@ -127,11 +131,15 @@ class OutputCollector:
                 ) from exc
         self._batch = AnnotatedBatch(batch, metadata)
 
-    def emit_pydict(self, data: Mapping[str, Sequence[object]], metadata: Mapping[bytes, bytes] | None = None) -> None:
+    def emit_pydict(
+        self, data: Mapping[str, object], metadata: Mapping[bytes, bytes] | None = None
+    ) -> None:
         """Emit a batch built from column lists, typed by the output schema."""
-        self.emit(pa.RecordBatch.from_pydict(dict(data), schema=self.output_schema), metadata)
+        self.emit(_batch_from_columns(data, self.output_schema), metadata)
 
-    def emit_arrays(self, arrays: Sequence[pa.Array], metadata: Mapping[bytes, bytes] | None = None) -> None:
+    def emit_arrays(
+        self, arrays: Sequence[ArrowArray], metadata: Mapping[bytes, bytes] | None = None
+    ) -> None:
         """Emit a batch from arrays in output-schema column order."""
         self.emit(pa.RecordBatch.from_arrays(list(arrays), schema=self.output_schema), metadata)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -42,7 +43,7 @@ class FdChannel:
         _log.debug("channel open: read fd %d, write fd %d", read_fd, write_fd)
 
     @property
-    def reader(self) -> io.BufferedIOBase:
+    def reader(self) -> io.BufferedReader:
         """Buffered reader on the read descriptor."""
         return self._reader
 
@@ -79,10 +80,8 @@ class FdChannel:
 
 
 def _close_quietly(fd: int) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.close(fd)
-    except OSError:
-        pass
 
 
 __all__ = ["FdChannel"]

@@ -44,7 +44,9 @@ def serve_pipe(
         finally:
             server_side.close()
 
-    thread = threading.Thread(target=run, name=f"vgi_rpc-serve_pipe-{protocol.__name__}", daemon=True)
+    thread = threading.Thread(
+        target=run, name=f"vgi_rpc-serve_pipe-{protocol.__name__}", daemon=True
+    )
     thread.start()
     connection = RpcConnection(protocol, client_side, on_log=on_log, ipc_validation=validation)
 

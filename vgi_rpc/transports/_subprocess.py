@@ -8,6 +8,7 @@ client closing stdin ends the worker; a dead worker surfaces as
 from __future__ import annotations
 
 import collections
+import contextlib
 import enum
 import logging
 import os
@@ -58,7 +59,12 @@ class WorkerProcess:
         }[stderr]
         try:
             self.process = subprocess.Popen(
-                list(cmd), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr_target, env=env, bufsize=0
+                list(cmd),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=stderr_target,
+                env=env,
+                bufsize=0,
             )
         except OSError as exc:
             raise TransportError(f"cannot start worker {list(cmd)!r}: {exc}") from exc
@@ -67,14 +73,23 @@ class WorkerProcess:
         self._stderr_thread: threading.Thread | None = None
         if stderr is StderrMode.PIPE:
             assert self.process.stderr is not None
-            logger = stderr_logger or logging.getLogger(f"vgi_rpc.worker.{os.path.basename(self.cmd[0])}")
+            logger = stderr_logger or logging.getLogger(
+                f"vgi_rpc.worker.{os.path.basename(self.cmd[0])}"
+            )
             self._stderr_thread = threading.Thread(
-                target=self._drain_stderr, args=(self.process.stderr, logger), daemon=True, name="vgi_rpc-stderr"
+                target=self._drain_stderr,
+                args=(self.process.stderr, logger),
+                daemon=True,
+                name="vgi_rpc-stderr",
             )
             self._stderr_thread.start()
-        assert self.process.stdin is not None and self.process.stdout is not None
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
         self.channel = FdChannel(
-            self.process.stdout.fileno(), self.process.stdin.fileno(), describe_failure=self.failure, owns_fds=False
+            self.process.stdout.fileno(),
+            self.process.stdin.fileno(),
+            describe_failure=self.failure,
+            owns_fds=False,
         )
         _log.debug("worker started: pid %d, cmd %s", self.process.pid, self.cmd)
 
@@ -100,10 +115,8 @@ class WorkerProcess:
         proc = self.process
         for stream in (proc.stdin, proc.stdout):
             if stream is not None:
-                try:
+                with contextlib.suppress(OSError):
                     stream.close()
-                except OSError:
-                    pass
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -137,7 +150,9 @@ def connect(
     Leaving the block closes the worker's stdin and reaps it.
     """
     worker = WorkerProcess(cmd, stderr=stderr, stderr_logger=stderr_logger, env=env)
-    connection = RpcConnection(protocol, worker.channel, on_log=on_log, ipc_validation=ipc_validation)
+    connection = RpcConnection(
+        protocol, worker.channel, on_log=on_log, ipc_validation=ipc_validation
+    )
 
     def close() -> None:
         try:
@@ -164,12 +179,17 @@ def run_server(
         server = protocol_or_server
     else:
         server = RpcServer(
-            protocol_or_server, implementation, ipc_validation=ipc_validation, enable_describe=enable_describe
+            protocol_or_server,
+            implementation,
+            ipc_validation=ipc_validation,
+            enable_describe=enable_describe,
         )
     sys.stdout.flush()
     out_fd = os.dup(1)
     os.dup2(2, 1)
-    channel = FdChannel(0, out_fd, describe_failure=lambda detail: TransportError(f"client went away: {detail}"))
+    channel = FdChannel(
+        0, out_fd, describe_failure=lambda detail: TransportError(f"client went away: {detail}")
+    )
     try:
         server.serve(channel)
     except KeyboardInterrupt:
