@@ -251,7 +251,10 @@ class DataclassCodec(Codec):
         if not isinstance(value, self.cls):
             raise self.mismatch(value, where)
         if self.as_binary:
-            return value.serialize_to_bytes()  # type: ignore[attr-defined]  # ArrowSerializableDataclass, checked by isinstance
+            try:
+                return value.serialize_to_bytes()  # type: ignore[attr-defined]  # an ArrowSerializableDataclass
+            except TypeError as exc:
+                raise TypeError(f"{where}: {exc}") from None
         return {
             name: None
             if (v := getattr(value, name)) is None

@@ -331,7 +331,12 @@ def _make_method(connection: RpcConnection, info: RpcMethodInfo) -> Callable[...
     name = info.name
     unary = not info.is_stream
 
+    names = list(signature.parameters)
+
     def method(*args: object, **kwargs: object) -> object:
+        unknown = [key for key in kwargs if key not in signature.parameters]
+        if unknown:
+            raise TypeError(f"{name}() got an unexpected keyword argument {unknown[0]!r}; parameters: {names}")
         try:
             bound = signature.bind(*args, **kwargs)
         except TypeError as exc:
