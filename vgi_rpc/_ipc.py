@@ -136,20 +136,46 @@ class StreamWriter:
         self.flush()
 
 
+_CONTINUATION = b"\xff\xff\xff\xff"
+MAX_METADATA_BYTES = 64 << 20
+
+
+def _check_message_start(source: io.BufferedReader) -> None:
+    """Refuse bytes that cannot start an IPC message before pyarrow blocks on them.
+
+    Spec section 2: every message starts with the 0xFFFFFFFF continuation
+    marker. Without this check, text such as ``GET /`` reads as a legacy
+    length prefix of ~540 MB and the reader would wait for bytes forever.
+    """
+    head = source.peek(8)[:8]
+    if len(head) >= 4 and head[:4] != _CONTINUATION:
+        raise IPCError(
+            f"not an Arrow IPC stream: a message must start with the 0xFFFFFFFF marker, got {head[:4]!r}"
+        )
+    if len(head) == 8:
+        length = int.from_bytes(head[4:], "little", signed=True)
+        if length < 0 or length > MAX_METADATA_BYTES:
+            raise IPCError(f"not an Arrow IPC stream: implausible message metadata length {length}")
+
+
+def _read_failure(source: io.BufferedReader, exc: Exception, what: str) -> Exception:
+    # pyarrow reports undecodable flatbuffers as a bare OSError, so the only
+    # reliable way to tell "peer vanished" from "peer sent garbage" is whether
+    # the channel is at end of file.
+    if _is_eof(source):
+        return TransportError(f"peer closed the channel in the middle of an IPC stream: {exc}")
+    return IPCError(f"malformed Arrow IPC {what}: {exc}")
+
+
 def read_stream_start(source: io.BufferedReader) -> pa.ipc.RecordBatchStreamReader | None:
     """Open the next IPC stream on ``source``; ``None`` on a clean end of file."""
-    if not source.peek(1):
-        return None
     try:
+        if not source.peek(1):
+            return None
+        _check_message_start(source)
         return pa.ipc.open_stream(source)
-    except pa.ArrowInvalid as exc:
-        if _is_eof(source):
-            raise TransportError(
-                f"peer closed the channel in the middle of an IPC stream: {exc}"
-            ) from exc
-        raise IPCError(f"malformed Arrow IPC stream: {exc}") from exc
-    except OSError as exc:
-        raise TransportError(f"reading from the peer failed: {exc}") from exc
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise _read_failure(source, exc, "stream") from exc
 
 
 def _is_eof(source: io.BufferedReader) -> bool:
@@ -164,17 +190,12 @@ def read_next(
 ) -> BatchWithMetadata | None:
     """Read the next batch of an open stream; ``None`` at its EOS marker."""
     try:
+        _check_message_start(source)
         batch, metadata = reader.read_next_batch_with_custom_metadata()
     except StopIteration:
         return None
-    except pa.ArrowInvalid as exc:
-        if _is_eof(source):
-            raise TransportError(
-                f"peer closed the channel in the middle of an IPC stream: {exc}"
-            ) from exc
-        raise IPCError(f"malformed Arrow IPC batch: {exc}") from exc
-    except OSError as exc:
-        raise TransportError(f"reading from the peer failed: {exc}") from exc
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise _read_failure(source, exc, "batch") from exc
     validate_batch(batch, validation)
     received: pa.KeyValueMetadata | None = metadata  # None when the batch carries no metadata
     return batch, (dict(received) if received is not None else None)
