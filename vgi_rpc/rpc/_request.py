@@ -31,11 +31,12 @@ class Request:
     extra_batches: int
 
 
-def read_request(channel: Channel, validation: IpcValidation) -> Request | None:
+def read_request(channel: Channel) -> Request | None:
     """Read one whole request stream (through its EOS); ``None`` on a clean end of file.
 
     The stream is always consumed to its EOS marker before anything is
-    validated, so a bad request never leaves bytes behind for the next one.
+    validated (the caller validates the batch), so a bad request never
+    leaves bytes behind for the next one.
 
     Raises:
         IPCError: The bytes are not an Arrow IPC stream or hold no batch.
@@ -45,11 +46,11 @@ def read_request(channel: Channel, validation: IpcValidation) -> Request | None:
     reader = read_stream_start(source)
     if reader is None:
         return None
-    first = read_next(reader, source, validation)
+    first = read_next(reader, source, IpcValidation.NONE)
     if first is None:
         raise IPCError("request stream holds no batch: expected exactly one request batch")
     extra = 0
-    while read_next(reader, source, validation) is not None:
+    while read_next(reader, source, IpcValidation.NONE) is not None:
         extra += 1
     batch, metadata = first
     return Request(batch, metadata or {}, extra)

@@ -23,7 +23,7 @@ from vgi_rpc._errors import (
     TransportError,
     VersionError,
 )
-from vgi_rpc._ipc import IpcValidation, Metadata, StreamWriter
+from vgi_rpc._ipc import IpcValidation, Metadata, StreamWriter, validate_batch
 from vgi_rpc._logs import RPC_LOGGER, Level, service_logger
 from vgi_rpc._methods import RpcMethodInfo, parse_semver, protocol_version_of, rpc_methods
 from vgi_rpc.rpc._channel import Channel
@@ -121,11 +121,12 @@ class RpcServer:
 
     def serve_one(self, channel: Channel) -> bool:
         """Answer one request; return ``False`` when the channel reached end of file."""
-        request = read_request(channel, self.ipc_validation)
+        request = read_request(channel)
         if request is None:
             return False
         request_id = _text(request.metadata.get(k.REQUEST_ID_KEY)) or new_request_id()
         try:
+            validate_batch(request.batch, self.ipc_validation)
             handler = self._route(request)
         except (ProtocolError, MethodNotImplementedError) as exc:
             self._write_error_stream(channel, EMPTY_SCHEMA, exc, request_id)
