@@ -23,11 +23,20 @@ from vgi_rpc import (
     Stream,
 )
 
-COUNTER = pa.schema([("index", pa.int64()), ("value", pa.int64())])
+_COUNTER_FIELDS: list[pa.Field[pa.DataType]] = [
+    pa.field("index", pa.int64()),
+    pa.field("value", pa.int64()),
+]
+COUNTER = pa.schema(_COUNTER_FIELDS)
 VALUES = pa.schema([("value", pa.float64())])
-ACCUMULATED = pa.schema([("running_sum", pa.float64()), ("exchange_count", pa.int64())])
+_ACCUMULATED_FIELDS: list[pa.Field[pa.DataType]] = [
+    pa.field("running_sum", pa.float64()),
+    pa.field("exchange_count", pa.int64()),
+]
+ACCUMULATED = pa.schema(_ACCUMULATED_FIELDS)
 SESSION_VALUE = pa.schema([("value", pa.int64())])
 EMPTY = pa.schema([])
+
 
 def _counter_rows(start: int, count: int) -> dict[str, list[int]]:
     indices = list(range(start, start + count))
@@ -126,7 +135,7 @@ class Dynamic(ProducerState):
 
 def dynamic_schema(include_strings: bool, include_floats: bool) -> pa.Schema:
     """``index`` plus the optional ``label`` / ``score`` columns."""
-    fields = [pa.field("index", pa.int64())]
+    fields: list[pa.Field[pa.DataType]] = [pa.field("index", pa.int64())]
     if include_strings:
         fields.append(pa.field("label", pa.utf8()))
     if include_floats:
@@ -169,7 +178,9 @@ class Accumulate(ExchangeState):
     def exchange(self, input: AnnotatedBatch, out: OutputCollector, ctx: CallContext) -> None:
         self.running_sum += pc.sum(input.batch.column("value")).as_py() or 0.0
         self.exchange_count += 1
-        out.emit_pydict({"running_sum": [self.running_sum], "exchange_count": [self.exchange_count]})
+        out.emit_pydict(
+            {"running_sum": [self.running_sum], "exchange_count": [self.exchange_count]}
+        )
 
 
 @dataclass
@@ -226,7 +237,9 @@ class SessionCounter(ProducerState):
     extra: dict[str, int] = field(default_factory=dict)
 
     def produce(self, out: OutputCollector, ctx: CallContext) -> None:
-        raise RuntimeError("no sticky counter bound to this request (sticky sessions are not enabled)")
+        raise RuntimeError(
+            "no sticky counter bound to this request (sticky sessions are not enabled)"
+        )
 
 
 @dataclass
@@ -234,7 +247,9 @@ class SessionCounterExchange(ExchangeState):
     """Exchange twin of ``SessionCounter``."""
 
     def exchange(self, input: AnnotatedBatch, out: OutputCollector, ctx: CallContext) -> None:
-        raise RuntimeError("no sticky counter bound to this request (sticky sessions are not enabled)")
+        raise RuntimeError(
+            "no sticky counter bound to this request (sticky sessions are not enabled)"
+        )
 
 
 def _identity(**arguments: object) -> object:
@@ -253,8 +268,12 @@ class ConformanceImpl:
     echo_point = echo_all_types = echo_bounding_box = staticmethod(_identity)
     echo_int32 = echo_float32 = echo_int8 = echo_int16 = staticmethod(_identity)
     echo_uint8 = echo_uint16 = echo_uint32 = echo_uint64 = staticmethod(_identity)
-    echo_date = echo_timestamp = echo_timestamp_utc = echo_time = echo_duration = staticmethod(_identity)
-    echo_decimal = echo_large_string = echo_large_binary = echo_fixed_binary = staticmethod(_identity)
+    echo_date = echo_timestamp = echo_timestamp_utc = echo_time = echo_duration = staticmethod(
+        _identity
+    )
+    echo_decimal = echo_large_string = echo_large_binary = echo_fixed_binary = staticmethod(
+        _identity
+    )
     echo_wide_types = echo_container_wide_types = echo_embedded_arrow = staticmethod(_identity)
     echo_deep_nested = echo_dict_encoded_string = staticmethod(_identity)
 
@@ -278,7 +297,9 @@ class ConformanceImpl:
     def concatenate(self, prefix: str, suffix: str, separator: str = "-") -> str:
         return f"{prefix}{separator}{suffix}"
 
-    def with_defaults(self, required: int, optional_str: str = "default", optional_int: int = 42) -> str:
+    def with_defaults(
+        self, required: int, optional_str: str = "default", optional_int: int = 42
+    ) -> str:
         return f"required={required}, optional_str={optional_str}, optional_int={optional_int}"
 
     def raise_value_error(self, message: str) -> str:
@@ -337,7 +358,9 @@ class ConformanceImpl:
         header = ConformanceHeader(total_expected=count, description=f"producing {count} batches")
         return Stream(COUNTER, Counter(count), header=header)
 
-    def produce_with_header_and_logs(self, count: int, ctx: CallContext) -> Stream[Counter, ConformanceHeader]:
+    def produce_with_header_and_logs(
+        self, count: int, ctx: CallContext
+    ) -> Stream[Counter, ConformanceHeader]:
         ctx.client_log(Level.INFO, "stream init log")
         header = ConformanceHeader(total_expected=count, description=f"producing {count} with logs")
         return Stream(COUNTER, Counter(count), header=header)
@@ -392,7 +415,9 @@ class ConformanceImpl:
         self, seed: int, count: int, include_strings: bool, include_floats: bool
     ) -> Stream[Dynamic, object]:
         schema = dynamic_schema(include_strings, include_floats)
-        return Stream(schema, Dynamic(count, include_strings, include_floats), header=rich_header(seed))
+        return Stream(
+            schema, Dynamic(count, include_strings, include_floats), header=rich_header(seed)
+        )
 
     def exchange_with_rich_header(self, seed: int, factor: float) -> Stream[Scale, object]:
         return Stream(VALUES, Scale(factor), input_schema=VALUES, header=rich_header(seed))
@@ -402,13 +427,19 @@ class ConformanceImpl:
         raise RuntimeError("sticky sessions are not enabled on this worker")
 
     def increment_counter(self, by: int) -> int:
-        raise RuntimeError("no sticky counter bound to this request (sticky sessions are not enabled)")
+        raise RuntimeError(
+            "no sticky counter bound to this request (sticky sessions are not enabled)"
+        )
 
     def close_counter(self) -> int:
-        raise RuntimeError("no sticky counter bound to this request (sticky sessions are not enabled)")
+        raise RuntimeError(
+            "no sticky counter bound to this request (sticky sessions are not enabled)"
+        )
 
     def stream_session_counter(self, count: int) -> Stream[SessionCounter]:
         return Stream(SESSION_VALUE, SessionCounter(count))
 
     def exchange_session_counter(self) -> Stream[SessionCounterExchange]:
-        return Stream(SESSION_VALUE, SessionCounterExchange(), input_schema=pa.schema([("by", pa.int64())]))
+        return Stream(
+            SESSION_VALUE, SessionCounterExchange(), input_schema=pa.schema([("by", pa.int64())])
+        )

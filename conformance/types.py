@@ -102,17 +102,23 @@ class ContainerWideTypes(ArrowSerializableDataclass):
     optional_date: Annotated[dt.date | None, ArrowType(pa.date32())]
     optional_decimal: Annotated[Decimal | None, ArrowType(pa.decimal128(20, 4))]
     optional_timestamp: Annotated[dt.datetime | None, ArrowType(pa.timestamp("us"))]
-    dict_str_decimal: Annotated[dict[str, Decimal], ArrowType(pa.map_(pa.string(), pa.decimal128(20, 4)))]
+    dict_str_decimal: Annotated[
+        dict[str, Decimal], ArrowType(pa.map_(pa.string(), pa.decimal128(20, 4)))
+    ]
     frozenset_int: frozenset[int]
     list_optional_int: list[int | None]
 
 
 @dataclass(frozen=True)
 class DeepNested(ArrowSerializableDataclass):
-    list_of_lists_decimal: Annotated[list[list[Decimal]], ArrowType(pa.list_(pa.list_(pa.decimal128(20, 4))))]
+    list_of_lists_decimal: Annotated[
+        list[list[Decimal]], ArrowType(pa.list_(pa.list_(pa.decimal128(20, 4))))
+    ]
     optional_list_date: Annotated[list[dt.date] | None, ArrowType(pa.list_(pa.date32()))]
     dict_encoded_string: DictStr
-    list_of_dict_encoded: Annotated[list[str], ArrowType(pa.list_(pa.dictionary(pa.int16(), pa.string())))]
+    list_of_dict_encoded: Annotated[
+        list[str], ArrowType(pa.list_(pa.dictionary(pa.int16(), pa.string())))
+    ]
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Callable, Iterator
-from typing import Any, ContextManager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any
 
 import pytest
 
@@ -16,7 +17,7 @@ from vgi_rpc import StderrMode, connect, serve_pipe
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = [sys.executable, "-m", "tests._worker"]
 
-RpcFactory = Callable[..., ContextManager[Any]]
+RpcFactory = Callable[..., AbstractContextManager[Any]]
 
 
 def worker_env() -> dict[str, str]:
@@ -26,12 +27,14 @@ def worker_env() -> dict[str, str]:
     return env
 
 
-def _pipe(protocol: type, name: str = "service", **kwargs: Any) -> ContextManager[Any]:
+def _pipe(protocol: type, name: str = "service", **kwargs: Any) -> AbstractContextManager[Any]:
     _, impl = SERVICES[name]
     return serve_pipe(protocol, impl(), **kwargs)
 
 
-def _subprocess(protocol: type, name: str = "service", **kwargs: Any) -> ContextManager[Any]:
+def _subprocess(
+    protocol: type, name: str = "service", **kwargs: Any
+) -> AbstractContextManager[Any]:
     kwargs.setdefault("stderr", StderrMode.PIPE)
     return connect(protocol, [*WORKER, name], env=worker_env(), **kwargs)
 
@@ -47,7 +50,7 @@ def rpc(request: pytest.FixtureRequest) -> RpcFactory:
 
 
 @pytest.fixture
-def open_fds() -> Iterator[Callable[[], set[int]]]:
+def open_fds() -> Callable[[], set[int]]:
     """Snapshot of this process's open descriptors, for leak checks."""
 
     def snapshot() -> set[int]:
@@ -55,4 +58,4 @@ def open_fds() -> Iterator[Callable[[], set[int]]]:
             return {int(fd) for fd in os.listdir("/proc/self/fd")}
         return set()
 
-    yield snapshot
+    return snapshot

@@ -7,15 +7,16 @@ for file descriptors. Knows nothing about metadata keys or methods.
 
 from __future__ import annotations
 
-import enum
 import io
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 import pyarrow as pa
 
-from vgi_rpc._errors import IPCError, TransportError
+from vgi_rpc._ipc_reader import EOS_MARKER, IpcValidation, has_dictionary, validate_batch
 
 # Linux moves at most 0x7ffff000 bytes per read/write; other kernels refuse
 # counts above INT_MAX. 1 GiB per syscall stays clear of both.
@@ -24,29 +25,7 @@ MAX_IO_CHUNK = 1 << 30
 _WRITE_OPTIONS = pa.ipc.IpcWriteOptions(compression=None)
 
 
-class IpcValidation(enum.Enum):
-    """How thoroughly received batches are checked before use.
-
-    NONE trusts the peer; STANDARD checks structure (offsets, lengths);
-    FULL also checks data buffers (e.g. UTF-8 validity). FULL is the default.
-    """
-
-    NONE = "none"
-    STANDARD = "standard"
-    FULL = "full"
-
-
-def validate_batch(batch: pa.RecordBatch, level: IpcValidation) -> None:
-    """Validate ``batch`` at ``level``; raise ``IPCError`` if it is malformed."""
-    if level is IpcValidation.NONE:
-        return
-    try:
-        batch.validate(full=level is IpcValidation.FULL)
-    except pa.ArrowInvalid as exc:
-        raise IPCError(f"received batch failed {level.name} validation: {exc}") from exc
-
-
-Metadata = dict[bytes, bytes]
+Metadata = dict[bytes, bytes]  # received custom metadata, decoded from the message
 BatchWithMetadata = tuple[pa.RecordBatch, Metadata | None]
 
 
@@ -101,104 +80,104 @@ class _ChunkCollector(io.RawIOBase):
         return chunks
 
 
-class StreamWriter:
-    """An IPC stream written to a channel batch by batch."""
+class _BatchEncoder:
+    """A long-lived pyarrow writer for one schema that yields each batch's message chunks.
 
-    __slots__ = ("_collector", "_sink", "_writer")
+    Creating a writer per stream costs more than writing a small batch, so
+    streams without dictionary columns share one per schema; the schema
+    message and end-of-stream marker are written from cached bytes.
+    """
 
-    def __init__(self, sink: ByteSink, schema: pa.Schema) -> None:
-        self._sink = sink
+    def __init__(self, schema: pa.Schema) -> None:
+        self.schema = schema
+        self.schema_message = schema.serialize()
         self._collector = _ChunkCollector()
         self._writer = pa.ipc.RecordBatchStreamWriter(
             self._collector, schema, options=_WRITE_OPTIONS
         )
+        self._writer.write_batch(pa.RecordBatch.from_pylist([], schema=schema))
+        self._collector.take()
+        self._lock = threading.Lock()
+
+    def encode(self, batch: pa.RecordBatch, metadata: Metadata | None) -> list[Chunk]:
+        with self._lock:
+            if metadata:
+                self._writer.write_batch(batch, custom_metadata=metadata)
+            else:
+                self._writer.write_batch(batch)
+            return self._collector.take()
+
+
+_ENCODERS: OrderedDict[pa.Schema, _BatchEncoder] = OrderedDict()
+_ENCODERS_LOCK = threading.Lock()
+_MAX_ENCODERS = 256
+
+
+def _encoder(schema: pa.Schema) -> _BatchEncoder | None:
+    with _ENCODERS_LOCK:
+        encoder = _ENCODERS.get(schema)
+    if encoder is not None and encoder.schema.equals(schema, check_metadata=True):
+        return encoder
+    if has_dictionary(schema):
+        return None
+    encoder = _BatchEncoder(schema)
+    with _ENCODERS_LOCK:
+        _ENCODERS[schema] = encoder
+        if len(_ENCODERS) > _MAX_ENCODERS:
+            _ENCODERS.popitem(last=False)
+    return encoder
+
+
+class StreamWriter:
+    """An IPC stream written to a channel batch by batch."""
+
+    __slots__ = ("_collector", "_encoder", "_pending", "_sink", "_writer")
+
+    def __init__(self, sink: ByteSink, schema: pa.Schema) -> None:
+        self._sink = sink
+        self._encoder = _encoder(schema)
+        self._pending: list[Chunk] = []
+        self._collector: _ChunkCollector | None = None
+        self._writer: pa.ipc.RecordBatchStreamWriter | None = None
+        if self._encoder is not None:
+            self._pending.append(self._encoder.schema_message)
+        else:
+            self._collector = _ChunkCollector()
+            self._writer = pa.ipc.RecordBatchStreamWriter(
+                self._collector, schema, options=_WRITE_OPTIONS
+            )
 
     def write(
         self, batch: pa.RecordBatch, metadata: Metadata | None = None, *, flush: bool = False
     ) -> None:
         """Append one batch; with ``flush`` it is sent immediately."""
-        if metadata:
-            self._writer.write_batch(batch, custom_metadata=metadata)
+        if self._encoder is not None:
+            self._pending.extend(self._encoder.encode(batch, metadata))
         else:
-            self._writer.write_batch(batch)
+            assert self._writer is not None
+            if metadata:
+                self._writer.write_batch(batch, custom_metadata=metadata)
+            else:
+                self._writer.write_batch(batch)
         if flush:
             self.flush()
 
     def flush(self) -> None:
         """Send everything written so far in one vectored write."""
-        chunks = self._collector.take()
+        chunks = self._pending
+        if self._collector is not None:
+            chunks.extend(self._collector.take())
         if chunks:
+            self._pending = []
             self._sink.write_chunks(chunks)
 
     def close(self) -> None:
         """Write end-of-stream and send everything still pending."""
-        self._writer.close()
+        if self._writer is not None:
+            self._writer.close()
+        else:
+            self._pending.append(EOS_MARKER)
         self.flush()
-
-
-_CONTINUATION = b"\xff\xff\xff\xff"
-MAX_METADATA_BYTES = 64 << 20
-
-
-def _check_message_start(source: io.BufferedReader) -> None:
-    """Refuse bytes that cannot start an IPC message before pyarrow blocks on them.
-
-    Spec section 2: every message starts with the 0xFFFFFFFF continuation
-    marker. Without this check, text such as ``GET /`` reads as a legacy
-    length prefix of ~540 MB and the reader would wait for bytes forever.
-    """
-    head = source.peek(8)[:8]
-    if len(head) >= 4 and head[:4] != _CONTINUATION:
-        raise IPCError(
-            f"not an Arrow IPC stream: a message must start with the 0xFFFFFFFF marker, got {head[:4]!r}"
-        )
-    if len(head) == 8:
-        length = int.from_bytes(head[4:], "little", signed=True)
-        if length < 0 or length > MAX_METADATA_BYTES:
-            raise IPCError(f"not an Arrow IPC stream: implausible message metadata length {length}")
-
-
-def _read_failure(source: io.BufferedReader, exc: Exception, what: str) -> Exception:
-    # pyarrow reports undecodable flatbuffers as a bare OSError, so the only
-    # reliable way to tell "peer vanished" from "peer sent garbage" is whether
-    # the channel is at end of file.
-    if _is_eof(source):
-        return TransportError(f"peer closed the channel in the middle of an IPC stream: {exc}")
-    return IPCError(f"malformed Arrow IPC {what}: {exc}")
-
-
-def read_stream_start(source: io.BufferedReader) -> pa.ipc.RecordBatchStreamReader | None:
-    """Open the next IPC stream on ``source``; ``None`` on a clean end of file."""
-    try:
-        if not source.peek(1):
-            return None
-        _check_message_start(source)
-        return pa.ipc.open_stream(source)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise _read_failure(source, exc, "stream") from exc
-
-
-def _is_eof(source: io.BufferedReader) -> bool:
-    try:
-        return not source.peek(1)
-    except (OSError, ValueError):
-        return True
-
-
-def read_next(
-    reader: pa.ipc.RecordBatchStreamReader, source: io.BufferedReader, validation: IpcValidation
-) -> BatchWithMetadata | None:
-    """Read the next batch of an open stream; ``None`` at its EOS marker."""
-    try:
-        _check_message_start(source)
-        batch, metadata = reader.read_next_batch_with_custom_metadata()
-    except StopIteration:
-        return None
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise _read_failure(source, exc, "batch") from exc
-    validate_batch(batch, validation)
-    received: pa.KeyValueMetadata | None = metadata  # None when the batch carries no metadata
-    return batch, (dict(received) if received is not None else None)
 
 
 class FdRawReader(io.RawIOBase):
@@ -265,8 +244,6 @@ __all__ = [
     "StreamWriter",
     "buffered_reader",
     "encode_stream",
-    "read_next",
-    "read_stream_start",
     "validate_batch",
     "write_chunks_to_fd",
 ]

@@ -58,11 +58,15 @@ def test_wrong_argument_type_fails_before_sending(rpc: RpcFactory) -> None:
     with rpc(Service) as svc:
         with pytest.raises(TypeError, match=r"add\(\): argument 'a': expected float, got str"):
             svc.add(a="1", b=2.0)
-        with pytest.raises(TypeError, match=r"greet\(\): argument 'name' is not Optional but got None"):
+        with pytest.raises(
+            TypeError, match=r"greet\(\): argument 'name' is not Optional but got None"
+        ):
             svc.greet(name=None)
         with pytest.raises(TypeError, match="expected int, got bool"):
             svc.echo_optional(value=True)
-        with pytest.raises(TypeError, match=r"argument 'order': Order.items\[0\].qty: expected int, got str"):
+        with pytest.raises(
+            TypeError, match=r"argument 'order': Order.items\[0\].qty: expected int, got str"
+        ):
             svc.echo_order(order=Order(id=1, items=[Item("a", "many")], color=Color.RED))  # type: ignore[arg-type]
         assert svc.calls() == 0
 
@@ -121,9 +125,15 @@ def test_require_authenticated_raises_permission_error_remotely(rpc: RpcFactory)
 def test_service_logger_receives_server_side_logs(caplog: pytest.LogCaptureFixture) -> None:
     from tests.conftest import TRANSPORTS
 
-    with caplog.at_level(logging.INFO, logger="vgi_rpc.service.Service"), TRANSPORTS["pipe"](Service) as svc:
+    with (
+        caplog.at_level(logging.INFO, logger="vgi_rpc.service.Service"),
+        TRANSPORTS["pipe"](Service) as svc,
+    ):
         svc.logs(count=1)
-    assert any(r.name == "vgi_rpc.service.Service" and "server-side log for 1" in r.getMessage() for r in caplog.records)
+    assert any(
+        r.name == "vgi_rpc.service.Service" and "server-side log for 1" in r.getMessage()
+        for r in caplog.records
+    )
 
 
 def test_large_payload_crosses_the_pipe_buffer_many_times(rpc: RpcFactory) -> None:

@@ -22,7 +22,9 @@ EMPTY = pa.schema([])
 ONE_ROW = pa.RecordBatch.from_arrays([pa.array([0])], names=["_"]).select([])
 
 
-def _stream(schema: pa.Schema, batches: list[tuple[pa.RecordBatch, dict[bytes, bytes] | None]]) -> bytes:
+def _stream(
+    schema: pa.Schema, batches: list[tuple[pa.RecordBatch, dict[bytes, bytes] | None]]
+) -> bytes:
     sink = io.BytesIO()
     with pa.ipc.new_stream(sink, schema) as writer:
         for batch, metadata in batches:
@@ -39,7 +41,11 @@ def _request(method: str, batch: pa.RecordBatch = ONE_ROW, **extra: bytes) -> by
 class Worker:
     def __init__(self) -> None:
         self.proc = subprocess.Popen(
-            WORKER, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=worker_env()
+            WORKER,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=worker_env(),
         )
         self.buffer = b""
 
@@ -68,7 +74,9 @@ class Worker:
                 pass
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                pytest.fail(f"no complete response within {timeout}s (have {len(self.buffer)} bytes)")
+                pytest.fail(
+                    f"no complete response within {timeout}s (have {len(self.buffer)} bytes)"
+                )
             ready, _, _ = select.select([self.proc.stdout], [], [], remaining)
             if ready:
                 chunk = self.proc.stdout.read1(65536)  # type: ignore[attr-defined]
@@ -77,7 +85,8 @@ class Worker:
                 self.buffer += chunk
 
     def finish(self, timeout: float = 10.0) -> tuple[int, str]:
-        assert self.proc.stdin is not None and self.proc.stderr is not None
+        assert self.proc.stdin is not None
+        assert self.proc.stderr is not None
         self.proc.stdin.close()
         code = self.proc.wait(timeout=timeout)
         return code, self.proc.stderr.read().decode()
@@ -116,7 +125,9 @@ def _error(batches: list[tuple[pa.RecordBatch, dict[bytes, bytes]]]) -> dict[byt
 
 
 def _still_serves(worker: Worker) -> None:
-    worker.send(_request("greet", pa.RecordBatch.from_pydict({"name": ["ok"], "punctuation": ["."]})))
+    worker.send(
+        _request("greet", pa.RecordBatch.from_pydict({"name": ["ok"], "punctuation": ["."]}))
+    )
     ((batch, _),) = worker.read_stream()
     assert batch.to_pydict() == {"result": ["hello ok."]}
 
@@ -138,7 +149,9 @@ def test_missing_request_version_is_a_version_error(worker: Worker) -> None:
 
 
 def test_wrong_request_version_is_a_version_error(worker: Worker) -> None:
-    worker.send(_stream(EMPTY, [(ONE_ROW, {b"vgi_rpc.method": b"noop", b"vgi_rpc.request_version": b"2"})]))
+    worker.send(
+        _stream(EMPTY, [(ONE_ROW, {b"vgi_rpc.method": b"noop", b"vgi_rpc.request_version": b"2"})])
+    )
     md = _error(worker.read_stream())
     assert b"unsupported request version '2'" in md[b"vgi_rpc.log_message"]
     _still_serves(worker)
@@ -195,7 +208,8 @@ def test_unknown_and_missing_parameters_are_type_errors(worker: Worker) -> None:
 
 def test_compatible_encodings_of_parameters_are_accepted(worker: Worker) -> None:
     batch = pa.RecordBatch.from_arrays(
-        [pa.array(["ann"], pa.large_utf8()), pa.array(["?"]).dictionary_encode()], names=["name", "punctuation"]
+        [pa.array(["ann"], pa.large_utf8()), pa.array(["?"]).dictionary_encode()],
+        names=["name", "punctuation"],
     )
     worker.send(_request("greet", batch))
     ((result, _),) = worker.read_stream()

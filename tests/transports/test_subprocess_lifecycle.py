@@ -63,11 +63,10 @@ def test_a_crashed_worker_reports_its_exit_status_and_stderr() -> None:
 
 def test_a_worker_killed_mid_stream_gives_a_clear_error() -> None:
     with connect(Service, WORKER, env=worker_env(), stderr=StderrMode.PIPE) as svc:
-        batches = []
+        stream = iter(svc.die_mid_stream(after=2))
+        assert [next(stream).batch.num_rows, next(stream).batch.num_rows] == [1, 1]
         with pytest.raises(PeerExitedError) as info:
-            for b in svc.die_mid_stream(after=2):
-                batches.append(b)
-        assert len(batches) == 2
+            next(stream)
         assert info.value.returncode == 7
 
 
@@ -75,7 +74,7 @@ def test_a_worker_killed_by_a_signal_is_reported() -> None:
     with connect(Service, WORKER, env=worker_env(), stderr=StderrMode.PIPE) as svc:
         os.kill(svc.pid(), signal.SIGKILL)
         with pytest.raises(PeerExitedError) as info:
-            svc.noop()
+            svc.add(a=1.0, b=2.0)
         assert info.value.returncode == -signal.SIGKILL
 
 
@@ -86,7 +85,10 @@ def test_a_command_that_cannot_start_is_a_transport_error() -> None:
 
 def test_a_worker_that_exits_at_once_is_reported_not_awaited() -> None:
     cmd = [sys.executable, "-c", "import sys; sys.stderr.write('no service here\\n'); sys.exit(4)"]
-    with connect(Service, cmd, stderr=StderrMode.PIPE) as svc, pytest.raises(PeerExitedError) as info:
+    with (
+        connect(Service, cmd, stderr=StderrMode.PIPE) as svc,
+        pytest.raises(PeerExitedError) as info,
+    ):
         svc.noop()
     assert info.value.returncode == 4
     assert "no service here" in info.value.stderr_tail
@@ -95,7 +97,7 @@ def test_a_worker_that_exits_at_once_is_reported_not_awaited() -> None:
 def test_stray_prints_in_the_worker_go_to_stderr_not_the_protocol() -> None:
     with connect(Service, WORKER, env=worker_env(), stderr=StderrMode.PIPE) as svc:
         assert svc.shout(text="hi") == "HI"
-        assert svc.noop() is None
+        assert svc.greet(name="next") == "hello next!"
 
 
 def test_the_worker_exits_when_its_client_process_dies() -> None:
@@ -111,7 +113,9 @@ def test_the_worker_exits_when_its_client_process_dies() -> None:
         os._exit(0)  # no cleanup: the worker must notice on its own
         """
     )
-    proc = subprocess.run([sys.executable, "-c", client], capture_output=True, text=True, timeout=60, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", client], capture_output=True, text=True, timeout=60, check=True
+    )
     worker_pid = int(proc.stdout.strip())
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:

@@ -43,7 +43,11 @@ UserId = NewType("UserId", bytes)
         (Annotated[int, ArrowType(pa.int32())], pa.int32(), False),
         (Annotated[int | None, ArrowType(pa.uint64())], pa.uint64(), True),
         (Annotated[Decimal, ArrowType(pa.decimal128(20, 4))], pa.decimal128(20, 4), False),
-        (Annotated[dt.datetime, ArrowType(pa.timestamp("us", "UTC"))], pa.timestamp("us", "UTC"), False),
+        (
+            Annotated[dt.datetime, ArrowType(pa.timestamp("us", "UTC"))],
+            pa.timestamp("us", "UTC"),
+            False,
+        ),
         (Annotated[str, ArrowType(pa.large_utf8())], pa.large_utf8(), False),
         (Annotated[bytes, ArrowType(pa.binary(8))], pa.binary(8), False),
         (dt.datetime, pa.timestamp("us"), False),
@@ -54,7 +58,9 @@ UserId = NewType("UserId", bytes)
         (pa.Schema, pa.binary(), False),
     ],
 )
-def test_annotation_maps_to_arrow_type(annotation: object, arrow_type: pa.DataType, nullable: bool) -> None:
+def test_annotation_maps_to_arrow_type(
+    annotation: object, arrow_type: pa.DataType, nullable: bool
+) -> None:
     f, _ = arrow_field("x", annotation)
     assert f.type == arrow_type
     assert f.nullable is nullable
@@ -94,7 +100,9 @@ class Outer(ArrowSerializableDataclass):
 
 def test_dataclass_schema_nests_structs_inside_and_is_cached() -> None:
     schema = Outer.ARROW_SCHEMA
-    assert schema.field("inner").type == pa.struct([pa.field("x", pa.float64(), False), pa.field("label", pa.utf8())])
+    assert schema.field("inner").type == pa.struct(
+        [pa.field("x", pa.float64(), False), pa.field("label", pa.utf8())]
+    )
     assert schema.field("inners").type == pa.list_(schema.field("inner").type)
     assert schema.field("maybe").nullable
     assert schema.field("small").type == pa.int8()
@@ -184,11 +192,15 @@ def test_string_round_trip(value: str) -> None:
     assert _round_trip(str, value) == value
 
 
-@given(st.dictionaries(st.text(max_size=5), st.lists(st.floats(allow_nan=False), max_size=3), max_size=5))
+@given(
+    st.dictionaries(
+        st.text(max_size=5), st.lists(st.floats(allow_nan=False), max_size=3), max_size=5
+    )
+)
 def test_nested_container_round_trip(value: dict[str, list[float]]) -> None:
     assert _round_trip(dict[str, list[float]], value) == value
 
 
-@given(st.datetimes(timezones=st.just(dt.timezone.utc)))
+@given(st.datetimes(timezones=st.just(dt.UTC)))
 def test_utc_timestamp_round_trip(value: dt.datetime) -> None:
     assert _round_trip(Annotated[dt.datetime, ArrowType(pa.timestamp("us", "UTC"))], value) == value

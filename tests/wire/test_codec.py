@@ -88,7 +88,9 @@ def test_log_metadata_round_trips_to_a_message() -> None:
         "abcdefabcdef",
         "r1",
     )
-    assert b"vgi_rpc.log_extra" not in log_metadata(Level.INFO, "x", None, server_id="s", request_id="r")
+    assert b"vgi_rpc.log_extra" not in log_metadata(
+        Level.INFO, "x", None, server_id="s", request_id="r"
+    )
 
 
 def _raise_deep(depth: int) -> None:
@@ -98,6 +100,7 @@ def _raise_deep(depth: int) -> None:
 
 
 def test_error_metadata_matches_section_8() -> None:
+    md: dict[bytes, bytes] = {}
     try:
         try:
             _raise_deep(10)
@@ -136,8 +139,15 @@ def test_long_tracebacks_are_truncated() -> None:
 
 
 def test_error_reader_tolerates_minimal_and_unknown_fields() -> None:
-    err = rpc_error_from_metadata({b"vgi_rpc.log_level": b"EXCEPTION", b"vgi_rpc.log_message": b"boom"})
-    assert (err.error_type, err.error_message, err.remote_traceback, err.error_kind) == ("EXCEPTION", "boom", "", None)
+    err = rpc_error_from_metadata(
+        {b"vgi_rpc.log_level": b"EXCEPTION", b"vgi_rpc.log_message": b"boom"}
+    )
+    assert (err.error_type, err.error_message, err.remote_traceback, err.error_kind) == (
+        "EXCEPTION",
+        "boom",
+        "",
+        None,
+    )
     odd = rpc_error_from_metadata(
         {
             b"vgi_rpc.log_level": b"EXCEPTION",
@@ -150,7 +160,7 @@ def test_error_reader_tolerates_minimal_and_unknown_fields() -> None:
 
 
 def _invalid_utf8_batch() -> pa.RecordBatch:
-    offsets = pa.array([0, 2], pa.int32()).buffers()[1]
+    offsets = pa.py_buffer(b"\x00\x00\x00\x00\x02\x00\x00\x00")
     data = pa.py_buffer(b"\xff\xfe")
     array = pa.StringArray.from_buffers(1, offsets, data)
     return pa.RecordBatch.from_arrays([array], names=["s"])
@@ -186,7 +196,9 @@ def test_full_validation_applies_to_received_requests() -> None:
         ok = pa.RecordBatch.from_pydict({"name": ["x"], "punctuation": ["!"]})
         client.write_chunks([encode_stream(ok.schema, [(ok, request_metadata("greet", "r2"))])])
         assert server.serve_one(server_side)
-        assert pa.ipc.open_stream(client.reader).read_next_batch().to_pydict() == {"result": ["hello x!"]}
+        assert pa.ipc.open_stream(client.reader).read_next_batch().to_pydict() == {
+            "result": ["hello x!"]
+        }
     finally:
         client.close()
         server_side.close()

@@ -14,7 +14,8 @@ from typing import Generic, TypeVar, cast
 import pyarrow as pa
 
 from vgi_rpc._errors import IPCError, ProtocolError, RpcError, TransportError
-from vgi_rpc._ipc import IpcValidation, Metadata, StreamWriter, read_next, read_stream_start
+from vgi_rpc._ipc import IpcValidation, Metadata, StreamWriter
+from vgi_rpc._ipc_reader import IpcStreamReader, open_stream_reader
 from vgi_rpc._logs import Message
 from vgi_rpc._methods import RpcMethodInfo, protocol_version_of, rpc_methods
 from vgi_rpc.rpc._channel import Channel
@@ -26,7 +27,6 @@ from vgi_rpc.wire._codec import (
     classify,
     empty_batch,
     message_from_metadata,
-    new_request_id,
     request_metadata,
     rpc_error_from_metadata,
 )
@@ -62,17 +62,21 @@ class RpcConnection:
         self.methods = rpc_methods(protocol)
         self.protocol_version = protocol_version_of(protocol)
         self.open_session: StreamSession | None = None
+        self._request_metadata: dict[str, Metadata] = {}
 
     def send_request(
         self, info: RpcMethodInfo, batch: pa.RecordBatch, extra: Metadata | None = None
-    ) -> str:
-        """Write one request stream; return its request id."""
+    ) -> None:
+        """Write one request stream (the server assigns the request id)."""
         self._check_idle(info.name)
-        request_id = new_request_id()
+        metadata = self._request_metadata.get(info.name) if extra is None else None
+        if metadata is None:
+            metadata = request_metadata(info.name, None, self.protocol_version, extra)
+            if extra is None:
+                self._request_metadata[info.name] = metadata
         writer = StreamWriter(self.channel, batch.schema)
-        writer.write(batch, request_metadata(info.name, request_id, self.protocol_version, extra))
+        writer.write(batch, metadata)
         writer.close()
-        return request_id
 
     def _check_idle(self, method: str) -> None:
         session = self.open_session
@@ -104,9 +108,8 @@ class RpcConnection:
 
     def read_response_stream(self, method: str) -> tuple[pa.RecordBatch | None, RpcError | None]:
         """Read one whole response stream: deliver logs, return its data batch or error."""
-        source = self.channel.reader
         try:
-            reader = read_stream_start(source)
+            reader = open_stream_reader(self.channel.reader)
         except TransportError as exc:
             raise self.channel.peer_failure(f"{method}(): {exc}") from exc
         if reader is None:
@@ -124,13 +127,12 @@ class RpcConnection:
                 data = batch
 
     def read_batch(
-        self, reader: pa.ipc.RecordBatchStreamReader, method: str
+        self, reader: IpcStreamReader, method: str
     ) -> tuple[BatchKind, pa.RecordBatch, Metadata | None] | None:
         """Read the next non-log batch of a response stream; ``None`` at its EOS."""
-        source = self.channel.reader
         while True:
             try:
-                item = read_next(reader, source, self.ipc_validation)
+                item = reader.read(self.ipc_validation)
             except TransportError as exc:
                 raise self.channel.peer_failure(f"{method}(): {exc}") from exc
             if item is None:
@@ -185,7 +187,7 @@ class StreamSession:
         self.header = header
         self._input: StreamWriter | None = None
         self._input_schema: pa.Schema | None = None
-        self._output: pa.ipc.RecordBatchStreamReader | None = None
+        self._output: IpcStreamReader | None = None
         self._closed = False
         self._finished = False
 
@@ -210,7 +212,7 @@ class StreamSession:
         name = self._info.name
         if self._output is None:
             try:
-                self._output = read_stream_start(conn.channel.reader)
+                self._output = open_stream_reader(conn.channel.reader)
             except TransportError as exc:
                 raise conn.channel.peer_failure(f"{name}(): {exc}") from exc
             if self._output is None:
@@ -305,7 +307,7 @@ class StreamSession:
 
     def _finish_output(self) -> None:
         if self._output is None:
-            self._output = read_stream_start(self._connection.channel.reader)
+            self._output = open_stream_reader(self._connection.channel.reader)
             if self._output is None:
                 return
         self._drain_output()
@@ -336,7 +338,9 @@ def _make_method(connection: RpcConnection, info: RpcMethodInfo) -> Callable[...
     def method(*args: object, **kwargs: object) -> object:
         unknown = [key for key in kwargs if key not in signature.parameters]
         if unknown:
-            raise TypeError(f"{name}() got an unexpected keyword argument {unknown[0]!r}; parameters: {names}")
+            raise TypeError(
+                f"{name}() got an unexpected keyword argument {unknown[0]!r}; parameters: {names}"
+            )
         try:
             bound = signature.bind(*args, **kwargs)
         except TypeError as exc:

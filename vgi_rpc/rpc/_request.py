@@ -12,7 +12,8 @@ from typing import Any, TypeAlias
 import pyarrow as pa
 
 from vgi_rpc._errors import IPCError, ProtocolError
-from vgi_rpc._ipc import IpcValidation, Metadata, read_next, read_stream_start
+from vgi_rpc._ipc import IpcValidation, Metadata
+from vgi_rpc._ipc_reader import open_stream_reader
 from vgi_rpc._methods import RpcMethodInfo
 from vgi_rpc.rpc._channel import Channel
 
@@ -42,15 +43,14 @@ def read_request(channel: Channel) -> Request | None:
         IPCError: The bytes are not an Arrow IPC stream or hold no batch.
         TransportError: The peer closed the channel mid-stream.
     """
-    source = channel.reader
-    reader = read_stream_start(source)
+    reader = open_stream_reader(channel.reader)
     if reader is None:
         return None
-    first = read_next(reader, source, IpcValidation.NONE)
+    first = reader.read()
     if first is None:
         raise IPCError("request stream holds no batch: expected exactly one request batch")
     extra = 0
-    while read_next(reader, source, IpcValidation.NONE) is not None:
+    while reader.read() is not None:
         extra += 1
     batch, metadata = first
     return Request(batch, metadata or {}, extra)
@@ -58,12 +58,9 @@ def read_request(channel: Channel) -> Request | None:
 
 def drain_stream(channel: Channel, validation: IpcValidation) -> None:
     """Read and discard one whole IPC stream (e.g. the input of a stream that failed to start)."""
-    source = channel.reader
-    reader = read_stream_start(source)
-    if reader is None:
-        return
-    while read_next(reader, source, validation) is not None:
-        pass
+    reader = open_stream_reader(channel.reader)
+    if reader is not None:
+        reader.drain()
 
 
 def encode_arguments(info: RpcMethodInfo, arguments: dict[str, object]) -> pa.RecordBatch:

@@ -149,9 +149,7 @@ class RpcServer:
                 drain_stream(channel, self.ipc_validation)
             return True
         if info.is_stream:
-            serve_stream(
-                self, channel, handler.info, self._bind(handler, kwargs, request_id), request_id
-            )
+            serve_stream(self, channel, handler.info, self._bind(handler, kwargs), request_id)
         else:
             self._serve_unary(channel, handler, kwargs, request_id)
         return True
@@ -210,7 +208,7 @@ class RpcServer:
             )
 
     def _bind(
-        self, handler: _Handler, kwargs: dict[str, object], request_id: str
+        self, handler: _Handler, kwargs: dict[str, object]
     ) -> Callable[[CallContext], object]:
         if handler.wants_ctx:
             return lambda ctx: handler.call(**kwargs, ctx=ctx)
@@ -237,12 +235,17 @@ class RpcServer:
     ) -> None:
         info = handler.info
         logs: list[PendingLog] = []
-        ctx = self.make_context(
-            info.name, request_id, lambda level, msg, extra: logs.append((level, msg, extra))
-        )
         writer = StreamWriter(channel, info.result_schema)
         try:
-            value = self._bind(handler, kwargs, request_id)(ctx)
+            if handler.wants_ctx:
+                ctx = self.make_context(
+                    info.name,
+                    request_id,
+                    lambda level, msg, extra: logs.append((level, msg, extra)),
+                )
+                value = handler.call(**kwargs, ctx=ctx)
+            else:
+                value = handler.call(**kwargs)
             result = self._result_batch(info, value)
         except Exception as exc:
             self.log_method_error(info.name, exc)
@@ -290,7 +293,14 @@ class RpcServer:
 
     def log_method_error(self, method: str, exc: BaseException) -> None:
         """Record a failed call on the service logger."""
-        self._logger.info("%s() raised %s: %s", method, type(exc).__name__, exc, exc_info=exc)
+        _log.debug(
+            "%s.%s() raised %s: %s",
+            self.protocol_name,
+            method,
+            type(exc).__name__,
+            exc,
+            exc_info=exc,
+        )
 
     def _write_error_stream(
         self,

@@ -14,7 +14,8 @@ import pyarrow as pa
 
 from vgi_rpc._dataclasses import ArrowSerializableDataclass
 from vgi_rpc._errors import IPCError, TransportError
-from vgi_rpc._ipc import StreamWriter, read_next, read_stream_start
+from vgi_rpc._ipc import StreamWriter
+from vgi_rpc._ipc_reader import IpcStreamReader, open_stream_reader
 from vgi_rpc._logs import RPC_LOGGER, Level
 from vgi_rpc._methods import RpcMethodInfo
 from vgi_rpc.rpc._channel import Channel
@@ -106,15 +107,14 @@ def serve_stream(
         server.write_logs(writer, header.schema, init_logs, request_id)
         writer.write(header)
         writer.close()
-    source = channel.reader
-    input_reader = read_stream_start(source)
+    input_reader = open_stream_reader(channel.reader)
     if input_reader is None:
         raise TransportError(f"client closed the channel before sending input for {info.name}()")
     output = StreamWriter(channel, stream.output_schema)
     server.write_logs(output, stream.output_schema, init_logs, request_id)
     failure: IPCError | None = None
     try:
-        _turns(server, info, stream, input_reader, source, output, request_id)
+        _turns(server, info, stream, input_reader, output, request_id)
     except TransportError:
         raise
     except Exception as exc:
@@ -125,16 +125,14 @@ def serve_stream(
     output.close()
     if failure is not None:
         raise failure  # the input byte stream cannot be resynchronised
-    while read_next(input_reader, source, server.ipc_validation) is not None:
-        pass
+    input_reader.drain()
 
 
 def _turns(
     server: RpcServer,
     info: RpcMethodInfo,
     stream: Stream[ProducerState | ExchangeState],
-    input_reader: pa.ipc.RecordBatchStreamReader,
-    source: object,
+    input_reader: IpcStreamReader,
     output: StreamWriter,
     request_id: str,
 ) -> None:
@@ -142,7 +140,7 @@ def _turns(
     schema = stream.output_schema
     exchange = isinstance(state, ExchangeState)
     while True:
-        item = read_next(input_reader, source, server.ipc_validation)  # type: ignore[arg-type]  # source is channel.reader
+        item = input_reader.read(server.ipc_validation)
         if item is None:
             return
         batch, metadata = item

@@ -8,8 +8,8 @@ and ``AnnotatedBatch``. No I/O: the dispatcher moves the bytes.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeAlias
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeAlias
 
 import pyarrow as pa
 from typing_extensions import TypeVar
@@ -97,6 +97,17 @@ class Stream(Generic[S, H]):
     state: S
     input_schema: pa.Schema = EMPTY_SCHEMA
     header: H | None = None
+
+    if TYPE_CHECKING:
+        # A client proxy hands back a StreamSession where the Protocol says Stream;
+        # these declarations let type checkers see the session's interface there.
+        def __iter__(self) -> Iterator[AnnotatedBatch]: ...
+        def __enter__(self) -> Self: ...
+        def __exit__(self, *exc_info: object) -> None: ...
+        def exchange(self, input: AnnotatedBatch | pa.RecordBatch) -> AnnotatedBatch: ...
+        def tick(self) -> AnnotatedBatch: ...
+        def cancel(self) -> None: ...
+        def close(self) -> None: ...
 
 
 class OutputCollector:

@@ -65,16 +65,14 @@ def classify(batch: pa.RecordBatch, metadata: Metadata | None) -> BatchKind:
 
 def request_metadata(
     method: str,
-    request_id: str,
+    request_id: str | None = None,
     protocol_version: str | None = None,
     extra: Metadata | None = None,
 ) -> Metadata:
-    """Custom metadata for a request batch (spec section 5)."""
-    metadata: Metadata = {
-        k.METHOD_KEY: method.encode(),
-        k.REQUEST_VERSION_KEY: k.REQUEST_VERSION,
-        k.REQUEST_ID_KEY: request_id.encode(),
-    }
+    """Custom metadata for a request batch (spec section 5); the request id is optional."""
+    metadata: Metadata = {k.METHOD_KEY: method.encode(), k.REQUEST_VERSION_KEY: k.REQUEST_VERSION}
+    if request_id is not None:
+        metadata[k.REQUEST_ID_KEY] = request_id.encode()
     if protocol_version is not None:
         metadata[k.PROTOCOL_VERSION_KEY] = protocol_version.encode()
     if extra:
