@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Create .refvenv: Python 3.13 with the reference implementation (vgi-rpc 0.42.3),
+# used only as a test peer by the interop tests and the benchmarks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${VGI_RPC_REFERENCE_VENV:-.refvenv}"
+if [ -x "$VENV/bin/vgi-rpc-test" ] && [ -x "$VENV/bin/vgi-rpc-conformance" ]; then
+  exit 0
+fi
+find_python313() {
+  if command -v python3.13 >/dev/null 2>&1 && python3.13 -c 'import sys' >/dev/null 2>&1; then
+    command -v python3.13; return 0
+  fi
+  for candidate in "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.13*/bin/python3.13 /usr/local/bin/python3.13 /usr/bin/python3.13; do
+    if [ -x "$candidate" ]; then echo "$candidate"; return 0; fi
+  done
+  return 1
+}
+PY313="$(find_python313)" || { echo "reference-venv: no Python 3.13 found (needed for the reference peer)" >&2; exit 1; }
+"$PY313" -m venv "$VENV"
+"$VENV/bin/pip" install -q --disable-pip-version-check 'vgi-rpc[http,cli]==0.42.3' backports.zstd
+echo "reference peer ready in $VENV ($("$VENV/bin/vgi-rpc-test" --version 2>&1 | head -1))"

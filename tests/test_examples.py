@@ -1,0 +1,58 @@
+"""Every example runs and prints what it promises."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+EXPECTED = {
+    "hello_world.py": ["2 + 3 = 5.0"],
+    "subprocess_client.py": ["1.5 + 2.25 = 3.75"],
+    "structured_types.py": [
+        "stored #1",
+        "latest: Measurement(timestamp='2025-01-01T00:00:00Z', value=42.0, tags=['a'])",
+    ],
+    "logging_and_errors.py": [
+        "[INFO] Processing started",
+        "HELLO",
+        "error_type=ValueError error_message=something went wrong",
+        "STILL USABLE",
+    ],
+    "streaming.py": ["{'value': [3]}", "{'value': [1]}", "{'total': [3.0]}", "{'total': [13.0]}"],
+    "demo.py": [
+        "record: 6",
+        "remote error: KeyError",
+        "smoothed: [10.0, 15.0, 20.0, 30.0]",
+        "the worker has exited",
+    ],
+}
+
+
+def test_every_example_is_covered() -> None:
+    runnable = {
+        f
+        for f in os.listdir(os.path.join(ROOT, "examples"))
+        if f.endswith(".py") and f != "subprocess_worker.py"
+    }
+    assert runnable == set(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_example_runs(name: str) -> None:
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "examples", name)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for line in EXPECTED[name]:
+        assert line in proc.stdout, f"{line!r} missing from:\n{proc.stdout}"
