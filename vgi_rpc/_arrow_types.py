@@ -12,10 +12,11 @@ import dataclasses
 import datetime as dt
 import decimal
 import enum
+import struct
 import types
 import typing
 from collections.abc import Callable
-from typing import Annotated, ClassVar, Union, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, ClassVar, Union, get_args, get_origin, get_type_hints
 
 import pyarrow as pa
 
@@ -416,6 +417,83 @@ def arrow_field(
     return _field(name, codec), codec
 
 
+ArrayBuilder = Callable[[object], "pa.Array[Any]"]
+
+_FIXED_WIDTH = {
+    pa.int8(): "<b",
+    pa.int16(): "<h",
+    pa.int32(): "<i",
+    pa.int64(): "<q",
+    pa.uint8(): "<B",
+    pa.uint16(): "<H",
+    pa.uint32(): "<I",
+    pa.uint64(): "<Q",
+    pa.float32(): "<f",
+    pa.float64(): "<d",
+}
+_VARIABLE_WIDTH = {
+    pa.utf8(): "<ii",
+    pa.binary(): "<ii",
+    pa.large_utf8(): "<qq",
+    pa.large_binary(): "<qq",
+}
+
+
+def _fixed_builder(arrow_type: pa.DataType, fmt: str) -> ArrayBuilder:
+    pack = struct.Struct(fmt).pack
+
+    def build(value: object) -> pa.Array[Any]:
+        try:
+            data = pack(value)
+        except (struct.error, OverflowError) as exc:
+            raise TypeError(f"{value!r} does not fit Arrow type {arrow_type}: {exc}") from None
+        return pa.Array.from_buffers(arrow_type, 1, [None, pa.py_buffer(data)])
+
+    return build
+
+
+def _variable_builder(arrow_type: pa.DataType, fmt: str) -> ArrayBuilder:
+    pack = struct.Struct(fmt).pack
+    text = pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
+
+    def build(value: object) -> pa.Array[Any]:
+        data: bytes = value.encode() if text else value  # type: ignore[attr-defined,assignment]  # str or bytes, checked by the codec
+        return pa.Array.from_buffers(
+            arrow_type, 1, [None, pa.py_buffer(pack(0, len(data))), pa.py_buffer(data)]
+        )
+
+    return build
+
+
+def _bool_builder(value: object) -> pa.Array[Any]:
+    return pa.Array.from_buffers(pa.bool_(), 1, [None, pa.py_buffer(b"\x01" if value else b"\x00")])
+
+
+def single_value_builder(arrow_type: pa.DataType) -> ArrayBuilder:
+    """A function building a one-element array of ``arrow_type`` from a non-null converted value.
+
+    Primitive and string types are assembled from raw buffers, which is
+    several times cheaper than ``pa.array`` for one value; everything else
+    goes through ``pa.array``.
+    """
+    fmt = _FIXED_WIDTH.get(arrow_type)
+    if fmt is not None:
+        return _fixed_builder(arrow_type, fmt)
+    fmt = _VARIABLE_WIDTH.get(arrow_type)
+    if fmt is not None:
+        return _variable_builder(arrow_type, fmt)
+    if arrow_type == pa.bool_():
+        return _bool_builder
+
+    def build(value: object) -> pa.Array[Any]:
+        try:
+            return pa.array([value], type=arrow_type)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
+            raise TypeError(f"{value!r} does not fit Arrow type {arrow_type}: {exc}") from exc
+
+    return build
+
+
 __all__ = [
     "ArrowType",
     "Codec",
@@ -424,4 +502,5 @@ __all__ = [
     "dataclass_field_codecs",
     "fields_schema",
     "is_arrow_dataclass",
+    "single_value_builder",
 ]

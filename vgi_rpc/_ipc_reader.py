@@ -176,25 +176,27 @@ class _SchemaCache:
     """Parsed schemas by their exact message bytes (requests of one method repeat them)."""
 
     def __init__(self, size: int = 256) -> None:
-        self._items: OrderedDict[bytes, pa.Schema] = OrderedDict()
+        self._items: OrderedDict[bytes, tuple[pa.Schema, bool]] = OrderedDict()
         self._size = size
         self._lock = threading.Lock()
 
-    def get(self, message: _Message) -> pa.Schema:
+    def get(self, message: _Message) -> tuple[pa.Schema, bool]:
+        """The schema and whether it has dictionary columns."""
         key = message.metadata
         with self._lock:
-            schema = self._items.get(key)
-            if schema is not None:
-                return schema
+            entry = self._items.get(key)
+        if entry is not None:
+            return entry
         try:
             schema = pa.ipc.read_schema(message.buffer)
         except (pa.ArrowInvalid, OSError) as exc:
             raise IPCError(f"malformed Arrow IPC schema message: {exc}") from exc
+        entry = (schema, has_dictionary(schema))
         with self._lock:
-            self._items[key] = schema
+            self._items[key] = entry
             if len(self._items) > self._size:
                 self._items.popitem(last=False)
-        return schema
+        return entry
 
 
 _SCHEMAS = _SchemaCache()
@@ -220,12 +222,12 @@ class IpcStreamReader:
                 f"an IPC stream must start with a schema message, got message type {first.header.header_type}"
             )
         self._source = source
-        self.schema = _SCHEMAS.get(first)
+        self.schema, dictionaries = _SCHEMAS.get(first)
         self._done = False
         # Dictionary batches cannot be fed to pyarrow one by one, so streams with
         # dictionary columns keep their messages and are decoded by a stream reader.
         self._replay: list[pa.Buffer] | None = None
-        if has_dictionary(self.schema):
+        if dictionaries:
             self._replay = [first.buffer]
 
     def read(

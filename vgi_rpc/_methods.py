@@ -14,7 +14,13 @@ from typing import get_args, get_origin, get_type_hints
 
 import pyarrow as pa
 
-from vgi_rpc._arrow_types import Codec, arrow_field, is_arrow_dataclass
+from vgi_rpc._arrow_types import (
+    ArrayBuilder,
+    Codec,
+    arrow_field,
+    is_arrow_dataclass,
+    single_value_builder,
+)
 from vgi_rpc._errors import SchemaError
 
 _SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
@@ -38,6 +44,7 @@ class ParamInfo:
     annotation: object
     codec: Codec
     field: pa.Field[pa.DataType]
+    build: ArrayBuilder
     default: object = _NO_DEFAULT
 
     @property
@@ -56,6 +63,7 @@ class RpcMethodInfo:
     params_schema: pa.Schema
     result_schema: pa.Schema
     result_codec: Codec | None
+    result_build: ArrayBuilder | None
     header_type: type | None
     doc: str
     signature: inspect.Signature
@@ -111,7 +119,16 @@ def _method_info(name: str, func: typing.Callable[..., object]) -> RpcMethodInfo
             field, codec = arrow_field(param.name, hints[param.name])
         except SchemaError as exc:
             raise SchemaError(f"{name}(), parameter {param.name!r}: {exc}") from exc
-        params.append(ParamInfo(param.name, hints[param.name], codec, field, param.default))
+        params.append(
+            ParamInfo(
+                param.name,
+                hints[param.name],
+                codec,
+                field,
+                single_value_builder(field.type),
+                param.default,
+            )
+        )
     if "return" not in hints:
         raise SchemaError(f"{name}() has no return annotation (use -> None for no result)")
     returns = hints["return"]
@@ -133,6 +150,7 @@ def _method_info(name: str, func: typing.Callable[..., object]) -> RpcMethodInfo
         params_schema=pa.schema([p.field for p in params]),
         result_schema=result_schema,
         result_codec=result_codec,
+        result_build=single_value_builder(result_schema.field(0).type) if result_codec else None,
         header_type=header_type,
         doc=inspect.getdoc(func) or "",
         signature=signature.replace(parameters=list(signature.parameters.values())[1:]),

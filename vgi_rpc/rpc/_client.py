@@ -328,31 +328,51 @@ class StreamSession:
             self.cancel()
 
 
-def _make_method(connection: RpcConnection, info: RpcMethodInfo) -> Callable[..., object]:
-    signature = info.signature
-    name = info.name
-    unary = not info.is_stream
+def _binder(
+    info: RpcMethodInfo,
+) -> Callable[[tuple[object, ...], dict[str, object]], dict[str, object]]:
+    """Map a call's arguments to parameter names, with Protocol defaults merged in.
 
-    names = list(signature.parameters)
+    Equivalent to ``Signature.bind`` + ``apply_defaults`` for RPC signatures
+    (plain parameters only) at a fraction of the cost on the hot path.
+    """
+    name = info.name
+    names = [p.name for p in info.params]
+    known = set(names)
+    defaults = {p.name: p.default for p in info.params if p.has_default}
+    required = [p.name for p in info.params if not p.has_default]
+
+    def bind(args: tuple[object, ...], kwargs: dict[str, object]) -> dict[str, object]:
+        for key in kwargs:
+            if key not in known:
+                raise TypeError(
+                    f"{name}() got an unexpected keyword argument {key!r}; parameters: {names}"
+                )
+        if args:
+            if len(args) > len(names):
+                raise TypeError(f"{name}() takes {len(names)} arguments but {len(args)} were given")
+            for key, value in zip(names, args, strict=False):
+                if key in kwargs:
+                    raise TypeError(f"{name}() got multiple values for argument {key!r}")
+                kwargs[key] = value
+        for key in required:
+            if key not in kwargs:
+                raise TypeError(f"{name}(): missing a required argument: {key!r}")
+        return {**defaults, **kwargs} if defaults else kwargs
+
+    return bind
+
+
+def _make_method(connection: RpcConnection, info: RpcMethodInfo) -> Callable[..., object]:
+    bind = _binder(info)
+    call = connection.call_unary if not info.is_stream else connection.open_stream
 
     def method(*args: object, **kwargs: object) -> object:
-        unknown = [key for key in kwargs if key not in signature.parameters]
-        if unknown:
-            raise TypeError(
-                f"{name}() got an unexpected keyword argument {unknown[0]!r}; parameters: {names}"
-            )
-        try:
-            bound = signature.bind(*args, **kwargs)
-        except TypeError as exc:
-            raise TypeError(f"{name}(): {exc}") from None
-        bound.apply_defaults()
-        if unary:
-            return connection.call_unary(info, bound.arguments)
-        return connection.open_stream(info, bound.arguments)
+        return call(info, bind(args, kwargs))
 
-    method.__name__ = name
+    method.__name__ = info.name
     method.__doc__ = info.doc
-    method.__signature__ = signature  # type: ignore[attr-defined]  # shown by help() and inspect
+    method.__signature__ = info.signature  # type: ignore[attr-defined]  # shown by help() and inspect
     return method
 
 

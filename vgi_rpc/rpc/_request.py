@@ -82,11 +82,9 @@ def encode_arguments(info: RpcMethodInfo, arguments: dict[str, object]) -> pa.Re
             continue
         converted = param.codec.to_arrow(value, where)
         try:
-            arrays.append(pa.array([converted], type=param.field.type))
-        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
-            raise TypeError(
-                f"{where}: {value!r} does not fit Arrow type {param.field.type}: {exc}"
-            ) from exc
+            arrays.append(param.build(converted))
+        except TypeError as exc:
+            raise TypeError(f"{where}: {exc}") from None
     return pa.RecordBatch.from_arrays(arrays, schema=info.params_schema)
 
 

@@ -264,11 +264,15 @@ class RpcServer:
         if value is None:
             if not codec.nullable:
                 raise TypeError(f"{where} is None but the Protocol's return type is not Optional")
-            return pa.RecordBatch.from_arrays(
-                [pa.nulls(1, info.result_schema.field(0).type)], schema=info.result_schema
-            )
-        converted = codec.to_arrow(value, where)
-        array = pa.array([converted], type=info.result_schema.field(0).type)
+            null = pa.array([None], type=info.result_schema.field(0).type)
+            return pa.RecordBatch.from_arrays([null], schema=info.result_schema)
+        assert info.result_build is not None  # set whenever result_codec is
+        try:
+            array = info.result_build(codec.to_arrow(value, where))
+        except TypeError as exc:
+            raise TypeError(
+                f"{where}: {exc}" if not str(exc).startswith(where) else str(exc)
+            ) from None
         return pa.RecordBatch.from_arrays([array], schema=info.result_schema)
 
     def write_logs(
