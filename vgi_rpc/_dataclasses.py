@@ -75,7 +75,7 @@ class ArrowSerializableDataclass:
         """Rebuild a value from a one-row batch, matching columns by name."""
         if batch.num_rows != 1:
             raise IPCError(f"{cls.__name__}: expected a 1-row batch, got {batch.num_rows} rows")
-        row = {name: batch.column(i)[0].as_py() for i, name in enumerate(batch.schema.names)}
+        row = {name: batch.column(i).to_pylist()[0] for i, name in enumerate(batch.schema.names)}
         codecs: list[tuple[str, Codec]] = dataclass_field_codecs(cls)
         return build_dataclass(cls, codecs, row)  # type: ignore[return-value]  # build_dataclass returns cls(...)
 

@@ -108,21 +108,22 @@ class _BatchEncoder:
             return self._collector.take()
 
 
-_ENCODERS: OrderedDict[pa.Schema, _BatchEncoder] = OrderedDict()
+_ENCODERS: OrderedDict[int, tuple[pa.Schema, _BatchEncoder | None]] = OrderedDict()
 _ENCODERS_LOCK = threading.Lock()
 _MAX_ENCODERS = 256
 
 
 def _encoder(schema: pa.Schema) -> _BatchEncoder | None:
+    # Keyed by identity (hashing a pa.Schema costs microseconds); the entry keeps
+    # the schema alive, so its id cannot be reused while it is cached.
+    key = id(schema)
     with _ENCODERS_LOCK:
-        encoder = _ENCODERS.get(schema)
-    if encoder is not None and encoder.schema.equals(schema, check_metadata=True):
-        return encoder
-    if has_dictionary(schema):
-        return None
-    encoder = _BatchEncoder(schema)
+        entry = _ENCODERS.get(key)
+    if entry is not None and entry[0] is schema:
+        return entry[1]
+    encoder = None if has_dictionary(schema) else _BatchEncoder(schema)
     with _ENCODERS_LOCK:
-        _ENCODERS[schema] = encoder
+        _ENCODERS[key] = (schema, encoder)
         if len(_ENCODERS) > _MAX_ENCODERS:
             _ENCODERS.popitem(last=False)
     return encoder

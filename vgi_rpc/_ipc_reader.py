@@ -23,6 +23,7 @@ from vgi_rpc._errors import IPCError, TransportError
 CONTINUATION = b"\xff\xff\xff\xff"
 EOS_MARKER = CONTINUATION + b"\0\0\0\0"
 MAX_METADATA_BYTES = 64 << 20
+_POOL_THRESHOLD = 64 << 10
 _SCHEMA, _DICTIONARY_BATCH, _RECORD_BATCH = 1, 2, 3
 _PREFIX = struct.Struct("<4si")
 _U16 = struct.Struct("<H")
@@ -166,10 +167,22 @@ def read_message(source: io.BufferedReader) -> _Message | None:
     header = _parse_header(metadata)
     if not header.body_length:
         return _Message(header, metadata, pa.py_buffer(prefix + metadata))
-    whole = bytearray(8 + length + header.body_length)
-    whole[: 8 + length] = prefix + metadata
-    _read_exact(source, memoryview(whole)[8 + length :], "message body")
-    return _Message(header, metadata, pa.py_buffer(whole))
+    total = 8 + length + header.body_length
+    if total < _POOL_THRESHOLD:
+        small = bytearray(total)
+        small[: 8 + length] = prefix + metadata
+        _read_exact(source, memoryview(small)[8 + length :], "message body")
+        return _Message(header, metadata, pa.py_buffer(small))
+    # Large bodies go into Arrow's memory pool, which reuses freed pages instead of
+    # faulting in fresh ones for every message.
+    try:
+        whole = pa.allocate_buffer(total)
+    except MemoryError as exc:
+        raise IPCError(f"cannot allocate {total} bytes for an IPC message body") from exc
+    view = memoryview(whole).cast("B")
+    view[: 8 + length] = prefix + metadata
+    _read_exact(source, view[8 + length :], "message body")
+    return _Message(header, metadata, whole)
 
 
 class _SchemaCache:

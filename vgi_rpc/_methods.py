@@ -65,6 +65,7 @@ class RpcMethodInfo:
     result_codec: Codec | None
     result_build: ArrayBuilder | None
     header_type: type | None
+    is_exchange: bool | None
     doc: str
     signature: inspect.Signature
 
@@ -89,6 +90,10 @@ def _result(name: str, annotation: object) -> tuple[pa.Schema, Codec | None]:
     if annotation is None or annotation is type(None):
         return pa.schema([]), None
     field, codec = arrow_field("result", annotation)
+    if is_arrow_dataclass(getattr(codec, "cls", None)):
+        # The reference declares dataclass results nullable; matching it keeps
+        # describe payloads (and their protocol_hash) identical across ports.
+        field = field.with_nullable(True)
     return pa.schema([field]), codec
 
 
@@ -101,6 +106,13 @@ def _stream_header(annotation: object) -> type | None:
         raise SchemaError(f"a stream header must be an ArrowSerializableDataclass, got {header!r}")
     assert isinstance(header, type)
     return header
+
+
+def _stream_kind(annotation: object) -> bool | None:
+    """True for ``Stream[SomeExchangeState]``, False for a producer state, None when unknown."""
+    args = get_args(annotation)
+    kind = getattr(args[0], "__vgi_stream_kind__", None) if args else None
+    return None if kind is None else kind == "exchange"
 
 
 def _method_info(name: str, func: typing.Callable[..., object]) -> RpcMethodInfo:
@@ -152,6 +164,7 @@ def _method_info(name: str, func: typing.Callable[..., object]) -> RpcMethodInfo
         result_codec=result_codec,
         result_build=single_value_builder(result_schema.field(0).type) if result_codec else None,
         header_type=header_type,
+        is_exchange=_stream_kind(returns) if method_type is MethodType.STREAM else None,
         doc=inspect.getdoc(func) or "",
         signature=signature.replace(parameters=list(signature.parameters.values())[1:]),
     )

@@ -19,7 +19,8 @@ from vgi_rpc._ipc_reader import IpcStreamReader, open_stream_reader
 from vgi_rpc._logs import Message
 from vgi_rpc._methods import RpcMethodInfo, protocol_version_of, rpc_methods
 from vgi_rpc.rpc._channel import Channel
-from vgi_rpc.rpc._request import encode_arguments
+from vgi_rpc.rpc._describe import ServiceDescription, parse_describe_batch
+from vgi_rpc.rpc._request import ONE_EMPTY_ROW, encode_arguments
 from vgi_rpc.rpc._streams import EMPTY_SCHEMA, AnnotatedBatch
 from vgi_rpc.wire import _keys as k
 from vgi_rpc.wire._codec import (
@@ -30,6 +31,7 @@ from vgi_rpc.wire._codec import (
     request_metadata,
     rpc_error_from_metadata,
 )
+from vgi_rpc.wire._keys import DESCRIBE_METHOD
 
 P = TypeVar("P")
 OnLog = Callable[[Message], None]
@@ -65,15 +67,15 @@ class RpcConnection:
         self._request_metadata: dict[str, Metadata] = {}
 
     def send_request(
-        self, info: RpcMethodInfo, batch: pa.RecordBatch, extra: Metadata | None = None
+        self, method: str, batch: pa.RecordBatch, extra: Metadata | None = None
     ) -> None:
         """Write one request stream (the server assigns the request id)."""
-        self._check_idle(info.name)
-        metadata = self._request_metadata.get(info.name) if extra is None else None
+        self._check_idle(method)
+        metadata = self._request_metadata.get(method) if extra is None else None
         if metadata is None:
-            metadata = request_metadata(info.name, None, self.protocol_version, extra)
+            metadata = request_metadata(method, None, self.protocol_version, extra)
             if extra is None:
-                self._request_metadata[info.name] = metadata
+                self._request_metadata[method] = metadata
         writer = StreamWriter(self.channel, batch.schema)
         writer.write(batch, metadata)
         writer.close()
@@ -89,7 +91,7 @@ class RpcConnection:
     def call_unary(self, info: RpcMethodInfo, arguments: dict[str, object]) -> object:
         """Perform a unary call and return its decoded result."""
         batch = encode_arguments(info, arguments)
-        self.send_request(info, batch)
+        self.send_request(info.name, batch)
         result, error = self.read_response_stream(info.name)
         if error is not None:
             raise error
@@ -103,11 +105,18 @@ class RpcConnection:
                 else f"{result.num_rows} rows x {result.num_columns} columns"
             )
             raise ProtocolError(f"{info.name}(): expected a 1-row result batch, got {shape}")
-        value = result.column(0)[0].as_py()
+        value = result.column(0).to_pylist()[0]
         return None if value is None else codec.from_arrow(value)
 
     def read_response_stream(self, method: str) -> tuple[pa.RecordBatch | None, RpcError | None]:
         """Read one whole response stream: deliver logs, return its data batch or error."""
+        data, _, error = self.read_response(method)
+        return data, error
+
+    def read_response(
+        self, method: str
+    ) -> tuple[pa.RecordBatch | None, Metadata | None, RpcError | None]:
+        """Like ``read_response_stream``, also returning the data batch's custom metadata."""
         try:
             reader = open_stream_reader(self.channel.reader)
         except TransportError as exc:
@@ -115,16 +124,17 @@ class RpcConnection:
         if reader is None:
             raise self.channel.peer_failure(f"{method}(): the server closed the connection")
         data: pa.RecordBatch | None = None
+        data_metadata: Metadata | None = None
         error: RpcError | None = None
         while True:
             item = self.read_batch(reader, method)
             if item is None:
-                return data, error
+                return data, data_metadata, error
             kind, batch, metadata = item
             if kind is BatchKind.ERROR and error is None:
                 error = rpc_error_from_metadata(metadata or {})
             elif kind is BatchKind.DATA and data is None:
-                data = batch
+                data, data_metadata = batch, metadata
 
     def read_batch(
         self, reader: IpcStreamReader, method: str
@@ -152,7 +162,7 @@ class RpcConnection:
     def open_stream(self, info: RpcMethodInfo, arguments: dict[str, object]) -> StreamSession:
         """Start a stream call and return its session."""
         batch = encode_arguments(info, arguments)
-        self.send_request(info, batch)
+        self.send_request(info.name, batch)
         header: object = None
         if info.header_type is not None:
             data, error = self.read_response_stream(info.name)
@@ -164,6 +174,16 @@ class RpcConnection:
         session = StreamSession(self, info, header)
         self.open_session = session
         return session
+
+    def describe(self) -> ServiceDescription:
+        """Ask the server for its ``__describe__`` payload (the server must enable it)."""
+        self.send_request(DESCRIBE_METHOD, ONE_EMPTY_ROW)
+        data, metadata, error = self.read_response(DESCRIBE_METHOD)
+        if error is not None:
+            raise error
+        if data is None:
+            raise ProtocolError("__describe__ answered with no batch")
+        return parse_describe_batch(data, metadata)
 
     def close(self) -> None:
         """Close the open stream, if any, and the channel."""

@@ -20,7 +20,7 @@ from vgi_rpc.rpc._channel import Channel
 ArrowArray: TypeAlias = "pa.Array[Any]"  # element type varies per column
 
 # A parameterless request still carries one row (spec section 5).
-_ONE_EMPTY_ROW = pa.RecordBatch.from_arrays([pa.array([0])], names=["_"]).select([])
+ONE_EMPTY_ROW = pa.RecordBatch.from_arrays([pa.array([0])], names=["_"]).select([])
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -70,7 +70,7 @@ def encode_arguments(info: RpcMethodInfo, arguments: dict[str, object]) -> pa.Re
         TypeError: An argument has the wrong type, or ``None`` for a non-Optional parameter.
     """
     if not info.params:
-        return _ONE_EMPTY_ROW
+        return ONE_EMPTY_ROW
     arrays = []
     for param in info.params:
         value = arguments[param.name]
@@ -139,7 +139,7 @@ def decode_arguments(info: RpcMethodInfo, batch: pa.RecordBatch) -> dict[str, ob
                 continue
             raise TypeError(f"{where} is missing from the request") from None
         column = _conform(batch.column(index), param.field.type, where)
-        value = column[0].as_py()
+        value = column.to_pylist()[0]
         if value is None:
             if not param.codec.nullable:
                 raise TypeError(f"{where} is not Optional but received null")
@@ -149,4 +149,11 @@ def decode_arguments(info: RpcMethodInfo, batch: pa.RecordBatch) -> dict[str, ob
     return kwargs
 
 
-__all__ = ["Request", "decode_arguments", "drain_stream", "encode_arguments", "read_request"]
+__all__ = [
+    "ONE_EMPTY_ROW",
+    "Request",
+    "decode_arguments",
+    "drain_stream",
+    "encode_arguments",
+    "read_request",
+]

@@ -28,6 +28,7 @@ from vgi_rpc._logs import RPC_LOGGER, Level, service_logger
 from vgi_rpc._methods import RpcMethodInfo, parse_semver, protocol_version_of, rpc_methods
 from vgi_rpc.rpc._channel import Channel
 from vgi_rpc.rpc._context import AuthContext, CallContext
+from vgi_rpc.rpc._describe import build_describe_batch
 from vgi_rpc.rpc._request import Request, decode_arguments, drain_stream, read_request
 from vgi_rpc.rpc._stream_loop import serve_stream
 from vgi_rpc.wire import _keys as k
@@ -43,6 +44,12 @@ from vgi_rpc.wire._codec import (
 _log = logging.getLogger(RPC_LOGGER)
 
 PendingLog = tuple[Level, str, dict[str, object] | None]
+
+
+class _Builtin(NamedTuple):
+    """A framework method (``__describe__``) answered by the server itself."""
+
+    answer: Callable[[Channel, str], None]
 
 
 class _Handler(NamedTuple):
@@ -131,6 +138,9 @@ class RpcServer:
         except (ProtocolError, MethodNotImplementedError) as exc:
             self._write_error_stream(channel, EMPTY_SCHEMA, exc, request_id)
             return True
+        if isinstance(handler, _Builtin):
+            handler.answer(channel, request_id)
+            return True
         info = handler.info
         try:
             self._check_protocol_version(request.metadata)
@@ -154,7 +164,20 @@ class RpcServer:
             self._serve_unary(channel, handler, kwargs, request_id)
         return True
 
-    def _route(self, request: Request) -> _Handler:
+    def describe(self) -> tuple[pa.RecordBatch, Metadata]:
+        """The ``__describe__`` batch and metadata for this server (spec section 14)."""
+        return build_describe_batch(
+            self.protocol_name, self.methods, self.server_id, self.protocol_version
+        )
+
+    def _answer_describe(self, channel: Channel, request_id: str) -> None:
+        # Exempt from protocol_version checks: it is how a mismatched client diagnoses itself.
+        batch, metadata = self.describe()
+        writer = StreamWriter(channel, batch.schema)
+        writer.write(batch, metadata)
+        writer.close()
+
+    def _route(self, request: Request) -> _Handler | _Builtin:
         """The one place a request is matched to a handler (spec section 13 checks)."""
         metadata = request.metadata
         method = metadata.get(k.METHOD_KEY)
@@ -178,6 +201,8 @@ class RpcServer:
             )
         name = _text(method)
         handler = self._routes.get((None, name))
+        if handler is None and name == k.DESCRIBE_METHOD and self.enable_describe:
+            return _Builtin(self._answer_describe)
         if handler is None:
             available = sorted(n for _, n in self._routes)
             raise MethodNotImplementedError(

@@ -66,6 +66,8 @@ class StreamState:
 class ProducerState(StreamState):
     """State of a producer stream: one ``produce`` call per client tick."""
 
+    __vgi_stream_kind__: ClassVar[str] = "producer"
+
     def produce(self, out: OutputCollector, ctx: CallContext) -> None:
         """Emit the next batch with ``out.emit*`` or end the stream with ``out.finish()``."""
         raise NotImplementedError
@@ -73,6 +75,8 @@ class ProducerState(StreamState):
 
 class ExchangeState(StreamState):
     """State of an exchange stream: one ``exchange`` call per client input batch."""
+
+    __vgi_stream_kind__: ClassVar[str] = "exchange"
 
     def exchange(self, input: AnnotatedBatch, out: OutputCollector, ctx: CallContext) -> None:
         """Answer ``input`` with exactly one ``out.emit*`` call."""
