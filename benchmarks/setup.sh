@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Create (or refresh) the two Python 3.13 virtualenvs the benchmarks compare:
+#   benchmarks/.venv-ours  our package, installed editable from this repository
+#   benchmarks/.venv-ref   the reference implementation, vgi-rpc 0.42.3 from PyPI
+# Idempotent: a venv that already has the right package is left alone.
+#
+# Environment:
+#   PYTHON313            interpreter to build the venvs from (default: python3.13 on PATH,
+#                        then ~/.pyenv/versions/3.13*/bin/python3.13)
+#   VGI_BENCH_REF_VENV   an existing venv that already holds vgi-rpc 0.42.3; when set,
+#                        .venv-ref becomes a symlink to it instead of a fresh install
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/.." && pwd)"
+OURS="$HERE/.venv-ours"
+REF="$HERE/.venv-ref"
+REF_SPEC='vgi-rpc[http,cli]==0.42.3'
+REF_VERSION='0.42.3'
+
+is_py313() {
+    "$1" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' >/dev/null 2>&1
+}
+
+find_python() {
+    local p
+    for p in "${PYTHON313:-}" "$(command -v python3.13 || true)" "$HOME"/.pyenv/versions/3.13*/bin/python3.13; do
+        if [[ -n "$p" ]] && is_py313 "$p"; then
+            echo "$p"
+            return
+        fi
+    done
+    echo "setup.sh: no working python3.13 found (set PYTHON313=/path/to/python3.13)" >&2
+    exit 1
+}
+
+# venv_ok VENV EXPECTED_MODULE_PATH_FRAGMENT EXPECTED_VERSION
+venv_ok() {
+    local venv="$1" fragment="$2" version="$3"
+    [[ -x "$venv/bin/python" ]] || return 1
+    "$venv/bin/python" -E -s -P - "$fragment" "$version" <<'PY' >/dev/null 2>&1
+import sys
+from importlib import metadata
+import vgi_rpc
+fragment, version = sys.argv[1], sys.argv[2]
+assert sys.version_info[:2] == (3, 13), sys.version
+assert fragment in (vgi_rpc.__file__ or ""), vgi_rpc.__file__
+assert metadata.version("vgi_rpc") == version, metadata.version("vgi_rpc")
+PY
+}
+
+PY313="$(find_python)"
+
+# --- ours -----------------------------------------------------------------
+OURS_VERSION="$(sed -n 's/^version *= *"\(.*\)"/\1/p' "$REPO/pyproject.toml" | head -n1)"
+if venv_ok "$OURS" "$REPO/vgi_rpc" "$OURS_VERSION"; then
+    echo "setup.sh: $OURS is up to date"
+else
+    echo "setup.sh: creating $OURS (editable install of $REPO)"
+    rm -rf "$OURS"
+    "$PY313" -m venv "$OURS"
+    "$OURS/bin/python" -m pip install --quiet --disable-pip-version-check -e "$REPO"
+    venv_ok "$OURS" "$REPO/vgi_rpc" "$OURS_VERSION" || {
+        echo "setup.sh: $OURS does not import our vgi_rpc" >&2
+        exit 1
+    }
+fi
+
+# --- reference ------------------------------------------------------------
+if venv_ok "$REF" "site-packages/vgi_rpc" "$REF_VERSION"; then
+    echo "setup.sh: $REF is up to date"
+elif [[ -n "${VGI_BENCH_REF_VENV:-}" ]] && venv_ok "$VGI_BENCH_REF_VENV" "site-packages/vgi_rpc" "$REF_VERSION"; then
+    echo "setup.sh: linking $REF -> $VGI_BENCH_REF_VENV"
+    rm -rf "$REF"
+    ln -s "$VGI_BENCH_REF_VENV" "$REF"
+else
+    echo "setup.sh: creating $REF ($REF_SPEC from PyPI)"
+    rm -rf "$REF"
+    "$PY313" -m venv "$REF"
+    "$REF/bin/python" -m pip install --quiet --disable-pip-version-check "$REF_SPEC" backports.zstd
+    venv_ok "$REF" "site-packages/vgi_rpc" "$REF_VERSION" || {
+        echo "setup.sh: $REF does not import vgi-rpc $REF_VERSION" >&2
+        exit 1
+    }
+fi
