@@ -9,9 +9,9 @@ from vgi_rpc import run_server
 
 
 def main() -> None:
-    name = sys.argv[1] if len(sys.argv) > 1 else "service"
-    protocol, impl = SERVICES[name]
-    run_server(protocol, impl())
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    protocol, impl = SERVICES[args[0] if args else "service"]
+    run_server(protocol, impl(), enable_describe="--describe" in sys.argv)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from vgi_rpc._errors import (
 from vgi_rpc._ipc import IpcValidation
 from vgi_rpc._logs import Level, Message
 from vgi_rpc._methods import MethodType, RpcMethodInfo, rpc_methods
+from vgi_rpc.introspect import ServiceDescription, describe_rpc, introspect
 from vgi_rpc.rpc import (
     AnnotatedBatch,
     AuthContext,
@@ -62,6 +63,7 @@ __all__ = [
     "RpcMethodInfo",
     "RpcServer",
     "SchemaError",
+    "ServiceDescription",
     "StderrMode",
     "Stream",
     "StreamSession",
@@ -70,6 +72,8 @@ __all__ = [
     "VersionError",
     "VgiRpcError",
     "connect",
+    "describe_rpc",
+    "introspect",
     "make_pipe_pair",
     "rpc_methods",
     "run_server",

@@ -36,9 +36,11 @@ def describe_rpc(protocol: type) -> str:
             for p in info.params
         )
         if info.is_stream:
-            kind = {True: "exchange", False: "producer", None: "stream"}[info.is_exchange]
+            kind = {True: "exchange stream", False: "producer stream", None: "stream"}[
+                info.is_exchange
+            ]
             header = f", header {info.header_type.__name__}" if info.header_type else ""
-            returns = f"{kind} stream{header}"
+            returns = f"{kind}{header}"
         else:
             returns = str(info.result_schema.field(0).type) if info.has_return else "None"
         lines.append(f"  {name}({params}) -> {returns}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 from collections.abc import Mapping
 
 import pyarrow as pa
@@ -55,6 +56,8 @@ class ServiceDescription:
     server_id: str
     protocol_version: str | None
     methods: dict[str, MethodDescription]
+    docs: dict[str, str] = dataclasses.field(default_factory=dict)
+    defaults: dict[str, dict[str, object]] = dataclasses.field(default_factory=dict)
 
     def __str__(self) -> str:
         lines = [
@@ -68,9 +71,9 @@ class ServiceDescription:
                 else ("exchange" if m.is_exchange else "producer")
             )
             result = ", ".join(str(f.type) for f in m.result_schema) or "None"
-            lines.append(
-                f"  {m.name}({params}) -> {result if kind == 'unary' else kind + ' stream'}"
-            )
+            returns = {"unary": result, "stream": "stream"}.get(kind, f"{kind} stream")
+            lines.append(f"  {m.name}({params}) -> {returns}")
+            lines.extend(f"      {line}" for line in self.docs.get(m.name, "").splitlines())
         return "\n".join(lines)
 
 
@@ -79,6 +82,7 @@ def build_describe_batch(
     methods: Mapping[str, RpcMethodInfo],
     server_id: str,
     protocol_version: str | None = None,
+    protocol_doc: str = "",
 ) -> tuple[pa.RecordBatch, Metadata]:
     """One row per method (sorted by name) plus the section 14 metadata keys."""
     rows = [methods[name] for name in sorted(methods)]
@@ -104,7 +108,27 @@ def build_describe_batch(
     }
     if protocol_version is not None:
         metadata[k.PROTOCOL_VERSION_KEY] = protocol_version.encode()
+    extension = {
+        "docs": {"": protocol_doc} | {m.name: m.doc for m in rows if m.doc},
+        "defaults": {
+            m.name: _json_defaults(m) for m in rows if any(p.has_default for p in m.params)
+        },
+    }
+    metadata[k.DESCRIBE_DOCS_KEY] = json.dumps(extension).encode()
     return batch, metadata
+
+
+def _json_defaults(method: RpcMethodInfo) -> dict[str, object]:
+    """Parameter defaults that JSON can carry (others are left out)."""
+    out: dict[str, object] = {}
+    for param in method.params:
+        if param.has_default:
+            try:
+                json.dumps(param.default)
+            except (TypeError, ValueError):
+                continue
+            out[param.name] = param.default
+    return out
 
 
 def _header_schema_bytes(header_type: type | None) -> bytes | None:
@@ -158,6 +182,16 @@ def parse_describe_batch(batch: pa.RecordBatch, metadata: Metadata | None) -> Se
             is_exchange=columns.get("is_exchange", [None] * batch.num_rows)[i],
         )
     version = md.get(k.PROTOCOL_VERSION_KEY)
+    try:
+        extension = json.loads(md.get(k.DESCRIBE_DOCS_KEY, b"{}"))
+    except ValueError:
+        extension = {}
+    if not isinstance(extension, dict):
+        extension = {}
+    docs = extension.get("docs")
+    docs = docs if isinstance(docs, dict) else {}
+    defaults = extension.get("defaults")
+    defaults = defaults if isinstance(defaults, dict) else {}
     return ServiceDescription(
         protocol_name=md.get(k.PROTOCOL_NAME_KEY, b"").decode(),
         request_version=md.get(k.REQUEST_VERSION_KEY, b"").decode(),
@@ -166,6 +200,10 @@ def parse_describe_batch(batch: pa.RecordBatch, metadata: Metadata | None) -> Se
         server_id=md.get(k.SERVER_ID_KEY, b"").decode(),
         protocol_version=version.decode() if version is not None else None,
         methods=methods,
+        docs={str(key): str(value) for key, value in docs.items()},
+        defaults={
+            str(key): dict(value) for key, value in defaults.items() if isinstance(value, dict)
+        },
     )
 
 

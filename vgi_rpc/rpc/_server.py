@@ -167,7 +167,11 @@ class RpcServer:
     def describe(self) -> tuple[pa.RecordBatch, Metadata]:
         """The ``__describe__`` batch and metadata for this server (spec section 14)."""
         return build_describe_batch(
-            self.protocol_name, self.methods, self.server_id, self.protocol_version
+            self.protocol_name,
+            self.methods,
+            self.server_id,
+            self.protocol_version,
+            inspect.getdoc(self.protocol) or "",
         )
 
     def _answer_describe(self, channel: Channel, request_id: str) -> None:

@@ -34,6 +34,9 @@ LOCATION_SHA256_KEY = b"vgi_rpc.location.sha256"
 PROTOCOL_NAME_KEY = b"vgi_rpc.protocol_name"
 DESCRIBE_VERSION_KEY = b"vgi_rpc.describe_version"
 PROTOCOL_HASH_KEY = b"vgi_rpc.protocol_hash"
+# Our extension (ignored by other readers): JSON {"docs": {"": protocol doc, method: doc},
+# "defaults": {method: {param: default}}}, so tools can show docs and merge defaults.
+DESCRIBE_DOCS_KEY = b"vgi_rpc.describe.docs"
 
 DESCRIBE_METHOD = "__describe__"
 TRANSPORT_OPTIONS_METHOD = "__transport_options__"
