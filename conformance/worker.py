@@ -7,6 +7,7 @@ already shaped for them.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
@@ -15,6 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from conformance.impl import ConformanceImpl
 from conformance.protocol import ConformanceService
 from vgi_rpc import RpcServer, run_server
+from vgi_rpc.access_log import configure_access_log
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,7 +25,13 @@ def main(argv: list[str] | None = None) -> int:
         "--pipe", action="store_true", default=True, help="serve on stdin/stdout (default)"
     )
     parser.add_argument("--describe", action="store_true", help="answer __describe__")
+    parser.add_argument("--access-log", metavar="PATH", help="append JSON-lines access records")
+    parser.add_argument("--access-log-debug", action="store_true", help="also log request_data")
     args = parser.parse_args(argv)
+    if args.access_log:
+        configure_access_log(args.access_log)
+        if args.access_log_debug:
+            logging.getLogger("vgi_rpc.access").setLevel(logging.DEBUG)
     server = RpcServer(ConformanceService, ConformanceImpl(), enable_describe=args.describe)
     run_server(server)
     return 0

@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${VGI_RPC_REFERENCE_VENV:-.refvenv}"
-if [ -x "$VENV/bin/vgi-rpc-test" ] && [ -x "$VENV/bin/vgi-rpc-conformance" ]; then
+if [ -x "$VENV/bin/vgi-rpc-test" ] && [ -x "$VENV/bin/vgi-rpc-conformance" ] \
+   && "$VENV/bin/python" -c "import jsonschema" 2>/dev/null; then
   exit 0
 fi
 find_python313() {
@@ -17,6 +18,6 @@ find_python313() {
   return 1
 }
 PY313="$(find_python313)" || { echo "reference-venv: no Python 3.13 found (needed for the reference peer)" >&2; exit 1; }
-"$PY313" -m venv "$VENV"
-"$VENV/bin/pip" install -q --disable-pip-version-check 'vgi-rpc[http,cli]==0.42.3' backports.zstd
+[ -x "$VENV/bin/python" ] || "$PY313" -m venv "$VENV"
+"$VENV/bin/pip" install -q --disable-pip-version-check 'vgi-rpc[http,cli]==0.42.3' backports.zstd jsonschema
 echo "reference peer ready in $VENV ($("$VENV/bin/vgi-rpc-test" --version 2>&1 | head -1))"

@@ -142,3 +142,16 @@ def test_our_runner_passes_against_our_worker() -> None:
     )
     assert not _failures(report), _failures(report)
     assert report["_exit"] == 0
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("debug", [False, True], ids=["info", "debug-with-request-data"])
+def test_reference_validator_accepts_our_access_log(tmp_path: Path, debug: bool) -> None:
+    log = tmp_path / "access.jsonl"
+    worker = f"{OUR_WORKER} --access-log {shlex.quote(str(log))}" + (" --access-log-debug" if debug else "")
+    cmd = [str(REFERENCE_RUNNER), "--cmd", worker, "--filter", "!large_payload.*", "--access-log", str(log)]
+    if debug:
+        cmd.append("--require-request-data")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT, check=False)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert "--access-log: PASS" in proc.stdout + proc.stderr

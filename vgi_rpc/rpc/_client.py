@@ -7,6 +7,7 @@ response is read through its EOS so the channel stays usable after errors.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Generic, TypeVar, cast
@@ -18,6 +19,7 @@ from vgi_rpc._ipc import IpcValidation, Metadata, StreamWriter
 from vgi_rpc._ipc_reader import IpcStreamReader, open_stream_reader
 from vgi_rpc._logs import Message
 from vgi_rpc._methods import RpcMethodInfo, protocol_version_of, rpc_methods
+from vgi_rpc.rpc._accounting import describe_batch, wire_batch_log, wire_request_log
 from vgi_rpc.rpc._channel import Channel
 from vgi_rpc.rpc._describe import ServiceDescription, parse_describe_batch
 from vgi_rpc.rpc._request import ONE_EMPTY_ROW, encode_arguments
@@ -76,6 +78,8 @@ class RpcConnection:
             metadata = request_metadata(method, None, self.protocol_version, extra)
             if extra is None:
                 self._request_metadata[method] = metadata
+        if wire_request_log.isEnabledFor(logging.DEBUG):
+            wire_request_log.debug("sending %s(): %s", method, describe_batch(batch, metadata))
         writer = StreamWriter(self.channel, batch.schema)
         writer.write(batch, metadata)
         writer.close()
@@ -149,6 +153,10 @@ class RpcConnection:
                 return None
             batch, metadata = item
             kind = classify(batch, metadata)
+            if wire_batch_log.isEnabledFor(logging.DEBUG):
+                wire_batch_log.debug(
+                    "%s(): %s batch: %s", method, kind.value, describe_batch(batch, metadata)
+                )
             if kind is BatchKind.LOG:
                 if self.on_log is not None:
                     self.on_log(message_from_metadata(metadata or {}))

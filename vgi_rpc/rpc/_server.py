@@ -7,6 +7,7 @@ until the channel ends; unary calls are answered here, streams by
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from collections.abc import Callable
@@ -26,6 +27,14 @@ from vgi_rpc._errors import (
 from vgi_rpc._ipc import IpcValidation, Metadata, StreamWriter, validate_batch
 from vgi_rpc._logs import RPC_LOGGER, Level, service_logger
 from vgi_rpc._methods import RpcMethodInfo, parse_semver, protocol_version_of, rpc_methods
+from vgi_rpc.rpc._accounting import (
+    CallRecord,
+    access_log,
+    describe_batch,
+    start_record,
+    wire_request_log,
+    wire_response_log,
+)
 from vgi_rpc.rpc._channel import Channel
 from vgi_rpc.rpc._context import AuthContext, CallContext
 from vgi_rpc.rpc._describe import build_describe_batch
@@ -142,27 +151,52 @@ class RpcServer:
             handler.answer(channel, request_id)
             return True
         info = handler.info
+        if wire_request_log.isEnabledFor(logging.DEBUG):
+            wire_request_log.debug(
+                "received %s(): %s", info.name, describe_batch(request.batch, request.metadata)
+            )
+        record = self._start_record(info, request_id, request.batch)
         try:
             self._check_protocol_version(request.metadata)
-        except ProtocolVersionError as exc:
-            self._write_error_stream(
-                channel, EMPTY_SCHEMA if info.is_stream else info.result_schema, exc, request_id
-            )
-            return True
-        try:
             kwargs = decode_arguments(info, request.batch)
-        except Exception as exc:  # anything the decoders raise is the caller's fault
+        except (
+            Exception
+        ) as exc:  # a version mismatch or anything the decoders raise: the caller's fault
             self._write_error_stream(
                 channel, EMPTY_SCHEMA if info.is_stream else info.result_schema, exc, request_id
             )
             if info.is_stream and info.header_type is None:
                 drain_stream(channel, self.ipc_validation)
+            if record is not None:
+                record.finish(exc)
             return True
         if info.is_stream:
-            serve_stream(self, channel, handler.info, self._bind(handler, kwargs), request_id)
+            serve_stream(
+                self, channel, handler.info, self._bind(handler, kwargs), request_id, record
+            )
         else:
-            self._serve_unary(channel, handler, kwargs, request_id)
+            self._serve_unary(channel, handler, kwargs, request_id, record)
         return True
+
+    @functools.cached_property
+    def protocol_hash(self) -> str:
+        """SHA-256 of this service's describe payload (stamped on access records)."""
+        return self.describe()[1][k.PROTOCOL_HASH_KEY].decode()
+
+    def _start_record(
+        self, info: RpcMethodInfo, request_id: str, request: pa.RecordBatch
+    ) -> CallRecord | None:
+        if not access_log.isEnabledFor(logging.INFO):
+            return None
+        return start_record(
+            server_id=self.server_id,
+            protocol=self.protocol_name,
+            protocol_hash=self.protocol_hash,
+            method=info.name,
+            method_type=info.method_type.value,
+            request_id=request_id,
+            request=request,
+        )
 
     def describe(self) -> tuple[pa.RecordBatch, Metadata]:
         """The ``__describe__`` batch and metadata for this server (spec section 14)."""
@@ -260,7 +294,12 @@ class RpcServer:
         )
 
     def _serve_unary(
-        self, channel: Channel, handler: _Handler, kwargs: dict[str, object], request_id: str
+        self,
+        channel: Channel,
+        handler: _Handler,
+        kwargs: dict[str, object],
+        request_id: str,
+        record: CallRecord | None,
     ) -> None:
         info = handler.info
         logs: list[PendingLog] = []
@@ -280,10 +319,18 @@ class RpcServer:
             self.log_method_error(info.name, exc)
             self.write_logs(writer, info.result_schema, logs, request_id)
             writer.write(empty_batch(info.result_schema), self.error_metadata(exc, request_id))
-        else:
-            self.write_logs(writer, info.result_schema, logs, request_id)
-            writer.write(result)
+            writer.close()
+            if record is not None:
+                record.finish(exc)
+            return
+        self.write_logs(writer, info.result_schema, logs, request_id)
+        writer.write(result)
         writer.close()
+        if wire_response_log.isEnabledFor(logging.DEBUG):
+            wire_response_log.debug("answered %s(): %s", info.name, describe_batch(result, None))
+        if record is not None:
+            record.stats.record_output(result)
+            record.finish()
 
     def _result_batch(self, info: RpcMethodInfo, value: object) -> pa.RecordBatch:
         codec = info.result_codec

@@ -16,8 +16,9 @@ from vgi_rpc._dataclasses import ArrowSerializableDataclass
 from vgi_rpc._errors import IPCError, TransportError
 from vgi_rpc._ipc import StreamWriter
 from vgi_rpc._ipc_reader import IpcStreamReader, open_stream_reader
-from vgi_rpc._logs import RPC_LOGGER, Level
+from vgi_rpc._logs import WIRE_STREAM_LOGGER, Level
 from vgi_rpc._methods import RpcMethodInfo
+from vgi_rpc.rpc._accounting import CallRecord
 from vgi_rpc.rpc._channel import Channel
 from vgi_rpc.rpc._context import CallContext
 from vgi_rpc.rpc._request import drain_stream
@@ -34,7 +35,7 @@ from vgi_rpc.wire._codec import EMPTY_SCHEMA, empty_batch
 if TYPE_CHECKING:
     from vgi_rpc.rpc._server import RpcServer
 
-_log = logging.getLogger(RPC_LOGGER)
+_log = logging.getLogger(WIRE_STREAM_LOGGER)
 
 PendingLog = tuple[Level, str, dict[str, object] | None]
 
@@ -83,6 +84,7 @@ def serve_stream(
     info: RpcMethodInfo,
     invoke: Callable[[CallContext], object],
     request_id: str,
+    record: CallRecord | None = None,
 ) -> None:
     """Run one stream from init to the end of the client's input."""
     init_logs: list[PendingLog] = []
@@ -101,7 +103,10 @@ def serve_stream(
         # Without a header the client has already committed to sending an input stream.
         if info.header_type is None:
             drain_stream(channel, server.ipc_validation)
+        if record is not None:
+            record.finish(exc)
         return
+    _log.debug("%s(): stream opened (%s)", info.name, type(stream.state).__name__)
     if header is not None:
         writer = StreamWriter(channel, header.schema)
         server.write_logs(writer, header.schema, init_logs, request_id)
@@ -112,20 +117,22 @@ def serve_stream(
         raise TransportError(f"client closed the channel before sending input for {info.name}()")
     output = StreamWriter(channel, stream.output_schema)
     server.write_logs(output, stream.output_schema, init_logs, request_id)
-    failure: IPCError | None = None
+    error: Exception | None = None
     try:
-        _turns(server, info, stream, input_reader, output, request_id)
+        _turns(server, info, stream, input_reader, output, request_id, record)
     except TransportError:
         raise
     except Exception as exc:
+        error = exc
         server.log_method_error(info.name, exc)
         output.write(empty_batch(stream.output_schema), server.error_metadata(exc, request_id))
-        if isinstance(exc, IPCError):
-            failure = exc
     output.close()
-    if failure is not None:
-        raise failure  # the input byte stream cannot be resynchronised
+    if record is not None:
+        record.finish(error)
+    if isinstance(error, IPCError):
+        raise error  # the input byte stream cannot be resynchronised
     input_reader.drain()
+    _log.debug("%s(): stream closed", info.name)
 
 
 def _turns(
@@ -135,6 +142,7 @@ def _turns(
     input_reader: IpcStreamReader,
     output: StreamWriter,
     request_id: str,
+    record: CallRecord | None,
 ) -> None:
     state = stream.state
     schema = stream.output_schema
@@ -145,12 +153,17 @@ def _turns(
             return
         batch, metadata = item
         if metadata is not None and k.CANCEL_KEY in metadata:
+            _log.debug("%s(): cancelled by the client", info.name)
+            if record is not None:
+                record.cancelled = True
             _cancel(server, info, state, request_id)
             return
         out = OutputCollector(schema)
         ctx = server.make_context(info.name, request_id, out.log_sink)
         if exchange:
             batch = conform_input(batch, stream.input_schema, info.name)
+            if record is not None:
+                record.stats.record_input(batch)
             state.exchange(AnnotatedBatch(batch, metadata), out, ctx)  # type: ignore[union-attr]  # exchange is isinstance-checked
             if out.batch is None:
                 raise ValueError(f"{info.name}(): exchange() must emit exactly one batch per input")
@@ -160,6 +173,8 @@ def _turns(
                 raise ValueError(f"{info.name}(): produce() must emit a batch or call finish()")
         server.write_logs(output, schema, out.logs, request_id)
         if out.batch is not None:
+            if record is not None:
+                record.stats.record_output(out.batch.batch)
             output.write(out.batch.batch, out.batch.metadata_dict(), flush=True)
         if out.finished:
             return
