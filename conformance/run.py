@@ -27,7 +27,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -35,7 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from conformance.protocol import ConformanceService
 from conformance.scenarios import CheckError, Ctx, Scenario, SkipError, all_scenarios
-from vgi_rpc import Message, RpcError, StderrMode, connect
+from vgi_rpc import Message, RpcError, StderrMode, connect, tcp_connect, unix_connect
 from vgi_rpc.rpc import Connected, connection_of
 
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
@@ -118,6 +118,51 @@ class Worker:
             _log.debug("closing the worker failed: %s", exc)
 
 
+class SocketWorker:
+    """A connection to an already running worker on a unix socket or TCP (nothing to spawn or kill)."""
+
+    def __init__(self, address: str, *, unix: bool, verbose: bool) -> None:
+        self.name = address
+        self._verbose = verbose
+        self.sink: list[Message] = []
+        self._connected: Connected[ConformanceService]
+        if unix:
+            self._connected = unix_connect(ConformanceService, address, on_log=self._on_log)
+        else:
+            host, _, port = address.rpartition(":")
+            self._connected = tcp_connect(
+                ConformanceService, host or "127.0.0.1", int(port), on_log=self._on_log
+            )
+        self.proxy: ConformanceService = self._connected.__enter__()
+
+    def _on_log(self, message: Message) -> None:
+        self.sink.append(message)
+        if self._verbose:
+            print(f"    [server {message.level.value}] {message.message}", file=sys.stderr)
+
+    def kill(self) -> None:
+        """Drop the connection (a hung remote worker cannot be killed from here)."""
+        self._close_quietly()
+
+    def close_stray_stream(self) -> None:
+        """Close a stream a scenario left open, so the next scenario starts idle."""
+        session = connection_of(self.proxy).open_session
+        if session is not None and not session.closed:
+            session.close()
+
+    def stop(self) -> None:
+        """Close the connection."""
+        closer = threading.Thread(target=self._close_quietly, name="conformance-stop", daemon=True)
+        closer.start()
+        closer.join(GRACE)
+
+    def _close_quietly(self) -> None:
+        try:
+            self._connected.__exit__(None, None, None)
+        except Exception as exc:
+            _log.debug("closing the connection failed: %s", exc)
+
+
 @dataclass
 class Result:
     """The outcome of one scenario."""
@@ -156,7 +201,7 @@ def _outcome(scenario: Scenario, ctx: Ctx, verbose: bool) -> tuple[str, str]:
 
 
 def run_scenario(
-    worker: Worker, scenario: Scenario, timeout: float | None, verbose: bool
+    worker: Worker | SocketWorker, scenario: Scenario, timeout: float | None, verbose: bool
 ) -> Result:
     """Run one scenario on a thread; ``timeout`` seconds at most (``None``: no limit)."""
     ctx = Ctx(proxy=worker.proxy)
@@ -222,16 +267,19 @@ def print_row(result: Result, out: TextIO) -> None:
 
 
 def run_all(
-    cmd: Sequence[str], scenarios: Sequence[Scenario], args: argparse.Namespace, out: TextIO
+    make_worker: Callable[[], Worker | SocketWorker],
+    scenarios: Sequence[Scenario],
+    args: argparse.Namespace,
+    out: TextIO,
 ) -> list[Result]:
     """Run every scenario against one worker, replacing it after a failure or a timeout."""
     results: list[Result] = []
-    worker: Worker | None = None
+    worker: Worker | SocketWorker | None = None
     try:
         for scenario in scenarios:
             if worker is None:
                 try:
-                    worker = Worker(cmd, verbose=args.verbose)
+                    worker = make_worker()
                 except Exception as exc:
                     result = Result(scenario, FAIL, 0.0, f"cannot start the worker: {exc}")
                     results.append(result)
@@ -265,7 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="conformance/run.py",
         description="Run the vgi-rpc conformance scenarios against a ConformanceService worker.",
     )
-    parser.add_argument("--cmd", "-c", help="worker command line (split with shlex)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--cmd", "-c", help="worker command line (split with shlex)")
+    where.add_argument("--unix", metavar="PATH", help="a running worker's unix socket")
+    where.add_argument("--tcp", metavar="HOST:PORT", help="a running worker's TCP address")
     parser.add_argument(
         "--filter", "-k", help="comma-separated globs over category.name; prefix ! to exclude"
     )
@@ -286,6 +337,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _worker_factory(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> Callable[[], Worker | SocketWorker]:
+    if args.unix:
+        return lambda: SocketWorker(args.unix, unix=True, verbose=args.verbose)
+    if args.tcp:
+        return lambda: SocketWorker(args.tcp, unix=False, verbose=args.verbose)
+    if not args.cmd:
+        parser.error("one of --cmd, --unix or --tcp is required (unless --list)")
+    try:
+        cmd = shlex.split(args.cmd)
+    except ValueError as exc:
+        parser.error(f"--cmd: {exc}")
+    if not cmd:
+        parser.error("--cmd is empty")
+    if shutil.which(cmd[0]) is None:
+        parser.error(f"--cmd: executable {cmd[0]!r} not found")
+    return lambda: Worker(cmd, verbose=args.verbose)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     parser = build_parser()
@@ -295,18 +366,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for s in selected:
             print(s.full_name)
         return 0
-    if not args.cmd:
-        parser.error("--cmd is required (unless --list)")
     if args.timeout < 0:
         parser.error("--timeout must be >= 0")
-    try:
-        cmd = shlex.split(args.cmd)
-    except ValueError as exc:
-        parser.error(f"--cmd: {exc}")
-    if not cmd:
-        parser.error("--cmd is empty")
-    if shutil.which(cmd[0]) is None:
-        parser.error(f"--cmd: executable {cmd[0]!r} not found")
+    make_worker = _worker_factory(parser, args)
     if not selected:
         print(f"no tests match --filter {args.filter!r}", file=sys.stderr)
         return 1
@@ -316,7 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
 
     started = time.perf_counter()
-    results = run_all(cmd, selected, args, sys.stdout)
+    results = run_all(make_worker, selected, args, sys.stdout)
     total_ms = (time.perf_counter() - started) * 1000.0
     line = summary_line(results)
     if args.format == "json":
@@ -325,7 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for status in (PASS, FAIL, SKIP)
         }
         report = {
-            "worker": args.cmd,
+            "worker": args.cmd or args.unix or args.tcp,
             "results": [r.as_json() for r in results],
             "totals": {
                 "total": len(results),

@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
-from collections.abc import Callable
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
 import pytest
 
 from tests._services import SERVICES
-from vgi_rpc import StderrMode, connect, serve_pipe
+from vgi_rpc import (
+    RpcServer,
+    StderrMode,
+    connect,
+    serve_pipe,
+    tcp_connect,
+    tcp_server,
+    unix_connect,
+    unix_server,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = [sys.executable, "-m", "tests._worker"]
@@ -39,7 +51,38 @@ def _subprocess(
     return connect(protocol, [*WORKER, name], env=worker_env(), **kwargs)
 
 
-TRANSPORTS: dict[str, RpcFactory] = {"pipe": _pipe, "subprocess": _subprocess}
+@contextlib.contextmanager
+def _socket(kind: str, protocol: type, name: str = "service", **kwargs: Any) -> Iterator[Any]:
+    _, impl = SERVICES[name]
+    server = RpcServer(protocol, impl())
+    directory = tempfile.mkdtemp(prefix="vgi-test-")
+    if kind == "unix":
+        listening = unix_server(server, os.path.join(directory, "s.sock"), threaded=True)
+    else:
+        listening = tcp_server(server, threaded=True)
+    thread = threading.Thread(target=listening.serve_forever, daemon=True)
+    thread.start()
+    try:
+        cm: AbstractContextManager[Any]
+        if kind == "unix":
+            cm = unix_connect(protocol, listening.address, **kwargs)
+        else:
+            host, port = listening.address.rsplit(":", 1)
+            cm = tcp_connect(protocol, host, int(port), **kwargs)
+        with cm as proxy:
+            yield proxy
+    finally:
+        listening.close()
+        thread.join(timeout=10)
+        os.rmdir(directory)
+
+
+TRANSPORTS: dict[str, RpcFactory] = {
+    "pipe": _pipe,
+    "subprocess": _subprocess,
+    "unix": functools.partial(_socket, "unix"),
+    "tcp": functools.partial(_socket, "tcp"),
+}
 
 
 @pytest.fixture(params=sorted(TRANSPORTS))

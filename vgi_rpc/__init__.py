@@ -36,7 +36,20 @@ from vgi_rpc.rpc import (
     StreamSession,
     StreamState,
 )
-from vgi_rpc.transports import StderrMode, connect, make_pipe_pair, run_server, serve_pipe
+from vgi_rpc.transports import (
+    SocketServer,
+    StderrMode,
+    connect,
+    make_pipe_pair,
+    run_server,
+    serve_pipe,
+    serve_tcp,
+    serve_unix,
+    tcp_connect,
+    tcp_server,
+    unix_connect,
+    unix_server,
+)
 
 __version__ = "0.1.0"
 
@@ -64,6 +77,7 @@ __all__ = [
     "RpcServer",
     "SchemaError",
     "ServiceDescription",
+    "SocketServer",
     "StderrMode",
     "Stream",
     "StreamSession",
@@ -78,4 +92,10 @@ __all__ = [
     "rpc_methods",
     "run_server",
     "serve_pipe",
+    "serve_tcp",
+    "serve_unix",
+    "tcp_connect",
+    "tcp_server",
+    "unix_connect",
+    "unix_server",
 ]

@@ -11,7 +11,7 @@ import io
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 import pyarrow as pa
@@ -208,10 +208,10 @@ def buffered_reader(fd: int, buffer_size: int = 1 << 16) -> io.BufferedReader:
     return io.BufferedReader(FdRawReader(fd), buffer_size=buffer_size)
 
 
-def write_chunks_to_fd(fd: int, chunks: Sequence[Chunk]) -> None:
-    """Write every chunk to ``fd`` with vectored writes, resuming after short writes.
+def write_chunks_vectored(send: Callable[[list[memoryview]], int], chunks: Sequence[Chunk]) -> None:
+    """Send every chunk through a vectored ``send`` (``writev``/``sendmsg``), resuming after short sends.
 
-    Each syscall carries at most 512 chunks and 1 GiB, below IOV_MAX and INT_MAX.
+    Each call carries at most 512 chunks and 1 GiB, below IOV_MAX and INT_MAX.
     """
     views = [view for view in (memoryview(c).cast("B") for c in chunks) if len(view)]
     first = 0
@@ -224,7 +224,7 @@ def write_chunks_to_fd(fd: int, chunks: Sequence[Chunk]) -> None:
                 break
             batch.append(view)
             size += len(view)
-        written = os.writev(fd, batch)
+        written = send(batch)
         while written:
             head = views[first]
             if written >= len(head):
@@ -233,6 +233,11 @@ def write_chunks_to_fd(fd: int, chunks: Sequence[Chunk]) -> None:
             else:
                 views[first] = head[written:]
                 written = 0
+
+
+def write_chunks_to_fd(fd: int, chunks: Sequence[Chunk]) -> None:
+    """Write every chunk to ``fd`` with ``writev``, resuming after short writes."""
+    write_chunks_vectored(lambda batch: os.writev(fd, batch), chunks)
 
 
 __all__ = [
@@ -247,4 +252,5 @@ __all__ = [
     "encode_stream",
     "validate_batch",
     "write_chunks_to_fd",
+    "write_chunks_vectored",
 ]

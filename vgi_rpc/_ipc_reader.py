@@ -65,6 +65,8 @@ def _read_exact(source: io.BufferedReader, view: memoryview, what: str) -> None:
             if not n:
                 raise TransportError(f"peer closed the channel in the middle of an IPC {what}")
             filled += n
+    except ValueError as exc:  # the channel was closed under us (shutdown from another thread)
+        raise TransportError(f"the channel was closed: {exc}") from exc
     except OSError as exc:
         if isinstance(exc, TransportError):
             raise
@@ -161,7 +163,10 @@ def read_message(source: io.BufferedReader) -> _Message | None:
         return None
     if length < 0 or length > MAX_METADATA_BYTES:
         raise IPCError(f"not an Arrow IPC stream: implausible message metadata length {length}")
-    metadata = source.read(length)
+    try:
+        metadata = source.read(length)
+    except (OSError, ValueError) as exc:
+        raise TransportError(f"reading from the peer failed: {exc}") from exc
     if len(metadata) != length:
         raise TransportError("peer closed the channel in the middle of an IPC message")
     header = _parse_header(metadata)
@@ -289,7 +294,7 @@ def open_stream_reader(source: io.BufferedReader) -> IpcStreamReader | None:
     try:
         if not source.peek(1):
             return None
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         raise TransportError(f"reading from the peer failed: {exc}") from exc
     first = read_message(source)
     if first is None:

@@ -7,11 +7,13 @@ peer skips these tests with that reason; under CI (``CI`` set) it fails them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -148,10 +150,81 @@ def test_our_runner_passes_against_our_worker() -> None:
 @pytest.mark.parametrize("debug", [False, True], ids=["info", "debug-with-request-data"])
 def test_reference_validator_accepts_our_access_log(tmp_path: Path, debug: bool) -> None:
     log = tmp_path / "access.jsonl"
-    worker = f"{OUR_WORKER} --access-log {shlex.quote(str(log))}" + (" --access-log-debug" if debug else "")
-    cmd = [str(REFERENCE_RUNNER), "--cmd", worker, "--filter", "!large_payload.*", "--access-log", str(log)]
+    worker = f"{OUR_WORKER} --access-log {shlex.quote(str(log))}" + (
+        " --access-log-debug" if debug else ""
+    )
+    cmd = [
+        str(REFERENCE_RUNNER),
+        "--cmd",
+        worker,
+        "--filter",
+        "!large_payload.*",
+        "--access-log",
+        str(log),
+    ]
     if debug:
         cmd.append("--require-request-data")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT, check=False)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "--access-log: PASS" in proc.stdout + proc.stderr
+
+
+@contextlib.contextmanager
+def _socket_worker(
+    cmd: list[str], kind: str, tmp_path: Path, *, ours: bool = True
+) -> Iterator[str]:
+    """Start a worker serving on a unix socket or TCP; yield the address it printed."""
+    where = str(tmp_path / "w.sock") if kind == "unix" else "127.0.0.1:0"
+    proc = subprocess.Popen(
+        [*cmd, f"--{kind}", where, "--threaded"], stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline().strip()
+        prefix = "UNIX:" if kind == "unix" else "TCP:"
+        assert first.startswith(prefix), first
+        yield first[len(prefix) :]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    if ours:  # the reference worker leaves its socket file behind on SIGTERM; ours must not
+        assert not (tmp_path / "w.sock").exists(), "the worker left its socket file behind"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+@pytest.mark.parametrize("kind", ["unix", "tcp"])
+def test_reference_runner_passes_over_sockets_against_our_worker(kind: str, tmp_path: Path) -> None:
+    with _socket_worker(
+        [sys.executable, os.path.join(ROOT, "conformance", "worker.py")], kind, tmp_path
+    ) as address:
+        report = _run(
+            [str(REFERENCE_RUNNER), f"--{kind}", address, "--format", "json", "--timeout", "600"]
+        )
+    statuses = _statuses(report)
+    assert not _failures(report), _failures(report)
+    assert statuses["large_payload.echo_binary_over_int32_max"] == "pass"
+    assert sum(s == "pass" for s in statuses.values()) >= 100
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("kind", ["unix", "tcp"])
+def test_our_runner_passes_over_sockets_against_the_reference_worker(
+    kind: str, tmp_path: Path
+) -> None:
+    with _socket_worker([str(REFERENCE_WORKER)], kind, tmp_path, ours=False) as address:
+        report = _run(
+            [
+                *OUR_RUNNER,
+                f"--{kind}",
+                address,
+                "--format",
+                "json",
+                "--filter",
+                "!large_payload.echo_binary_over_int32_max",
+            ]
+        )
+    assert not _failures(report), _failures(report)
+    assert report["_exit"] == 0
