@@ -37,8 +37,10 @@ from vgi_rpc.rpc import (
     StreamState,
 )
 from vgi_rpc.transports import (
+    PoolMetrics,
     SocketServer,
     StderrMode,
+    WorkerPool,
     connect,
     make_pipe_pair,
     run_server,
@@ -68,6 +70,7 @@ __all__ = [
     "MethodType",
     "OutputCollector",
     "PeerExitedError",
+    "PoolMetrics",
     "ProducerState",
     "ProtocolError",
     "ProtocolVersionError",
@@ -85,6 +88,7 @@ __all__ = [
     "TransportError",
     "VersionError",
     "VgiRpcError",
+    "WorkerPool",
     "connect",
     "describe_rpc",
     "introspect",

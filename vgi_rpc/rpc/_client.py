@@ -67,6 +67,8 @@ class RpcConnection:
         self.protocol_version = protocol_version_of(protocol)
         self.open_session: StreamSession | None = None
         self._request_metadata: dict[str, Metadata] = {}
+        # False once the byte stream may be out of step (a transport or framing failure).
+        self.healthy = True
 
     def send_request(
         self, method: str, batch: pa.RecordBatch, extra: Metadata | None = None
@@ -82,7 +84,11 @@ class RpcConnection:
             wire_request_log.debug("sending %s(): %s", method, describe_batch(batch, metadata))
         writer = StreamWriter(self.channel, batch.schema)
         writer.write(batch, metadata)
-        writer.close()
+        try:
+            writer.close()
+        except TransportError:
+            self.healthy = False
+            raise
 
     def _check_idle(self, method: str) -> None:
         session = self.open_session
@@ -123,9 +129,13 @@ class RpcConnection:
         """Like ``read_response_stream``, also returning the data batch's custom metadata."""
         try:
             reader = open_stream_reader(self.channel.reader)
-        except TransportError as exc:
+        except (TransportError, IPCError) as exc:
+            self.healthy = False
+            if isinstance(exc, IPCError):
+                raise
             raise self.channel.peer_failure(f"{method}(): {exc}") from exc
         if reader is None:
+            self.healthy = False
             raise self.channel.peer_failure(f"{method}(): the server closed the connection")
         data: pa.RecordBatch | None = None
         data_metadata: Metadata | None = None
@@ -148,7 +158,11 @@ class RpcConnection:
             try:
                 item = reader.read(self.ipc_validation)
             except TransportError as exc:
+                self.healthy = False
                 raise self.channel.peer_failure(f"{method}(): {exc}") from exc
+            except IPCError:
+                self.healthy = False
+                raise
             if item is None:
                 return None
             batch, metadata = item
@@ -276,6 +290,7 @@ class StreamSession:
             raise
         except (TransportError, IPCError):
             self._closed = True
+            self._connection.healthy = False
             raise
 
     def tick(self) -> AnnotatedBatch:

@@ -2,6 +2,7 @@
 
 from vgi_rpc.transports._fd import FdChannel
 from vgi_rpc.transports._pipe import make_pipe_pair, serve_pipe
+from vgi_rpc.transports._pool import PoolMetrics, WorkerPool
 from vgi_rpc.transports._socket import (
     SocketChannel,
     SocketServer,
@@ -16,9 +17,11 @@ from vgi_rpc.transports._subprocess import StderrMode, WorkerProcess, connect, r
 
 __all__ = [
     "FdChannel",
+    "PoolMetrics",
     "SocketChannel",
     "SocketServer",
     "StderrMode",
+    "WorkerPool",
     "WorkerProcess",
     "connect",
     "make_pipe_pair",

@@ -1,0 +1,99 @@
+"""WorkerPool: reuse, eviction, discard of broken or abandoned workers, exact metrics."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from tests._services import Service
+from tests.conftest import WORKER, worker_env
+from vgi_rpc import PoolMetrics, StderrMode, WorkerPool
+
+
+@pytest.fixture
+def pool(monkeypatch: pytest.MonkeyPatch) -> WorkerPool:
+    for key, value in worker_env().items():
+        monkeypatch.setenv(key, value)
+    return WorkerPool(max_idle=2, idle_timeout=60.0, stderr=StderrMode.DEVNULL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_ten_borrows_spawn_one_worker(pool: WorkerPool) -> None:
+    pids = set()
+    for i in range(10):
+        with pool.connect(Service, WORKER) as svc:
+            assert svc.add(a=float(i), b=1.0) == i + 1.0
+            pids.add(svc.pid())
+    assert len(pids) == 1
+    assert pool.metrics == PoolMetrics(
+        borrows=10, spawns=1, reuses=9, returns=10, discards=0, evictions=0, idle=1, active=0
+    )
+    pool.close()
+    time.sleep(0.2)
+    assert not _alive(pids.pop())
+
+
+def test_concurrent_borrows_get_distinct_workers_and_the_cap_evicts(pool: WorkerPool) -> None:
+    with (
+        pool.connect(Service, WORKER) as a,
+        pool.connect(Service, WORKER) as b,
+        pool.connect(Service, WORKER) as c,
+    ):
+        pids = {a.pid(), b.pid(), c.pid()}
+        assert pool.active_count == 3
+    assert len(pids) == 3
+    assert pool.idle_count == 2  # max_idle
+    assert pool.metrics.evictions == 1
+    pool.close()
+
+
+def test_an_abandoned_stream_discards_the_worker(pool: WorkerPool) -> None:
+    with pool.connect(Service, WORKER) as svc:
+        first = svc.pid()
+        session = iter(svc.countdown(n=100))
+        next(session)  # left open on purpose
+    assert pool.metrics.discards == 1
+    assert pool.idle_count == 0
+    time.sleep(0.2)
+    assert not _alive(first)
+    with pool.connect(Service, WORKER) as svc:
+        assert svc.pid() != first
+    pool.close()
+
+
+def test_a_crashed_worker_is_not_reused(pool: WorkerPool) -> None:
+    with pool.connect(Service, WORKER) as svc:
+        first = svc.pid()
+    os.kill(first, signal.SIGKILL)
+    time.sleep(0.2)
+    with pool.connect(Service, WORKER) as svc:
+        assert svc.pid() != first
+    assert pool.metrics.spawns == 2
+    assert pool.metrics.discards == 1
+    pool.close()
+
+
+def test_idle_workers_are_evicted_after_the_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in worker_env().items():
+        monkeypatch.setenv(key, value)
+    with WorkerPool(max_idle=4, idle_timeout=0.5, stderr=StderrMode.DEVNULL) as pool:
+        with pool.connect(Service, WORKER) as svc:
+            pid = svc.pid()
+        assert pool.idle_count == 1
+        deadline = time.monotonic() + 5
+        while pool.idle_count and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert pool.idle_count == 0
+        assert pool.metrics.evictions == 1
+        time.sleep(0.2)
+        assert not _alive(pid)
