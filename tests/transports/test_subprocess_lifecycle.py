@@ -126,3 +126,36 @@ def test_the_worker_exits_when_its_client_process_dies() -> None:
         time.sleep(0.05)
     else:
         pytest.fail(f"worker {worker_pid} outlived its client")
+
+
+def _children() -> set[int]:
+    pids: set[int] = set()
+    for task in os.listdir(f"/proc/{os.getpid()}/task"):
+        with open(f"/proc/{os.getpid()}/task/{task}/children") as f:
+            pids.update(int(p) for p in f.read().split())
+    return pids
+
+
+def test_stream_scenarios_leave_no_threads_processes_or_descriptors(
+    open_fds: Callable[[], set[int]],
+) -> None:
+    import pyarrow as pa
+
+    from vgi_rpc import AnnotatedBatch, RpcError
+
+    fds, threads, children = open_fds(), threading.active_count(), _children()
+    with connect(Service, WORKER, env=worker_env(), stderr=StderrMode.PIPE) as svc:
+        for _ in svc.countdown(n=1000):  # early exit
+            break
+        with pytest.raises(RpcError), svc.running_sum() as session:  # wrong input schema
+            session.exchange(
+                AnnotatedBatch.from_pydict({"x": [1]}, schema=pa.schema([("x", pa.int64())]))
+            )
+        assert sum(1 for _ in svc.countdown(n=10_000)) == 10_000  # long producer
+        assert sum(1 for _ in svc.chatty(batches=10, logs_per_batch=1000)) == 10  # log storm
+    dying = connect(Service, WORKER, env=worker_env(), stderr=StderrMode.PIPE)
+    with dying as svc, pytest.raises(PeerExitedError):
+        list(svc.die_mid_stream(after=1))  # worker dies mid-stream
+    assert open_fds() == fds
+    assert threading.active_count() == threads
+    assert _children() == children
