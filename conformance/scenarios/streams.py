@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import decimal
 from collections.abc import Sequence
 from typing import Any
 
@@ -222,6 +223,30 @@ _cast_case(pa.int32(), [1, -2, 2**31 - 1], [1.0, -2.0, 2147483647.0])
 _cast_case(pa.int64(), [0, -5, 2**40], [0.0, -5.0, float(2**40)])
 _cast_case(pa.float32(), [1.5, -0.25], [1.5, -0.25])
 _cast_case(pa.float64(), [0.1, -7.75], [0.1, -7.75])
+
+
+def _typed_input_case(name: str, column: pa.Array[Any], expected: list[float | None]) -> None:
+    """Inputs built from an explicit Arrow type (never inferred) reach the declared float64."""
+
+    def run(ctx: Ctx) -> None:
+        batch = pa.RecordBatch.from_arrays([column], names=["value"])
+        with as_session(ctx.proxy.exchange_cast_compatible()) as s:
+            got = s.exchange(AnnotatedBatch(batch)).batch
+            check_schema(got, VALUES, "output schema")
+            check_columns(got, {"value": expected}, name)
+
+    scenario("exchange_stream", name)(run)
+
+
+_typed_input_case("input_all_null", pa.array([None, None, None], pa.float64()), [None, None, None])
+_typed_input_case("input_zero_rows", pa.array([], pa.float64()), [])
+_typed_input_case(
+    "input_dictionary_encoded", pa.array([1.5, 1.5, 2.0]).dictionary_encode(), [1.5, 1.5, 2.0]
+)
+_typed_input_case(
+    "input_decimal", pa.array([decimal.Decimal("1.25"), None], pa.decimal128(10, 2)), [1.25, None]
+)
+_typed_input_case("input_int32_with_nulls", pa.array([7, None], pa.int32()), [7.0, None])
 
 
 @scenario("exchange_stream", "cast_incompatible_column_name")
