@@ -147,6 +147,11 @@ def _turns(
     state = stream.state
     schema = stream.output_schema
     exchange = isinstance(state, ExchangeState)
+    # One context for the whole stream; its log sink feeds the current turn's collector.
+    turn: list[OutputCollector] = []
+    ctx = server.make_context(
+        info.name, request_id, lambda lv, msg, ex: turn[-1].log_sink(lv, msg, ex)
+    )
     while True:
         item = input_reader.read(server.ipc_validation)
         if item is None:
@@ -159,7 +164,7 @@ def _turns(
             _cancel(server, info, state, request_id)
             return
         out = OutputCollector(schema)
-        ctx = server.make_context(info.name, request_id, out.log_sink)
+        turn[:] = [out]
         if exchange:
             batch = conform_input(batch, stream.input_schema, info.name)
             if record is not None:
