@@ -231,6 +231,22 @@ def has_dictionary(schema: pa.Schema) -> bool:
     return any(walk(f.type) for f in schema)
 
 
+_BODYLESS: dict[tuple[int, bytes], tuple[pa.Schema, pa.RecordBatch]] = {}
+
+
+def _bodyless_batch(schema: pa.Schema, message: _Message) -> pa.RecordBatch:
+    """Decode a message without body or metadata once (ticks, void results), then reuse it."""
+    key = (id(schema), message.metadata)
+    entry = _BODYLESS.get(key)
+    if entry is not None and entry[0] is schema:
+        return entry[1]
+    batch = pa.ipc.read_record_batch(pa.ipc.read_message(message.buffer), schema)
+    if len(_BODYLESS) >= 256:
+        _BODYLESS.clear()
+    _BODYLESS[key] = (schema, batch)  # the entry keeps the schema alive, so its id stays unique
+    return batch
+
+
 class IpcStreamReader:
     """One IPC stream being read from a channel, batch by batch."""
 
@@ -273,8 +289,11 @@ class IpcStreamReader:
     def _decode(self, message: _Message) -> tuple[pa.RecordBatch, Metadata | None]:
         try:
             if self._replay is None:
+                header = message.header
+                if not header.body_length and header.custom_metadata is None:
+                    return _bodyless_batch(self.schema, message), None
                 batch = pa.ipc.read_record_batch(pa.ipc.read_message(message.buffer), self.schema)
-                return batch, message.header.custom_metadata
+                return batch, header.custom_metadata
             parts = [*self._replay, message.buffer, pa.py_buffer(EOS_MARKER)]
             stream = pa.ipc.open_stream(b"".join(memoryview(part) for part in parts))
             batch, metadata = stream.read_next_batch_with_custom_metadata()
