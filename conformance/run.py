@@ -50,29 +50,67 @@ _SHELL = "/bin/sh"
 _log = logging.getLogger("conformance.run")
 
 
-class Worker:
-    """One worker process and the typed proxy talking to it."""
+class _Connection:
+    """What every worker kind shares: the proxy, the collected logs, polite shutdown."""
+
+    name: str
+    proxy: ConformanceService
+    _connected: Connected[ConformanceService]
+
+    def __init__(self, *, verbose: bool) -> None:
+        self._verbose = verbose
+        self.sink: list[Message] = []
+
+    def _on_log(self, message: Message) -> None:
+        self.sink.append(message)
+        if self._verbose:
+            print(f"    [server {message.level.value}] {message.message}", file=sys.stderr)
+
+    def close_stray_stream(self) -> None:
+        """Close a stream a scenario left open, so the next scenario starts idle."""
+        session = connection_of(self.proxy).open_session
+        if session is not None and not session.closed:
+            session.close()
+
+    def kill(self) -> None:
+        """Drop the connection (a hung remote worker cannot be killed from here)."""
+        self._close_quietly()
+
+    def _close_politely(self) -> bool:
+        """Close on a helper thread; ``True`` when that finished within the grace period."""
+        closer = threading.Thread(target=self._close_quietly, name="conformance-stop", daemon=True)
+        closer.start()
+        closer.join(GRACE)
+        return not closer.is_alive()
+
+    def stop(self) -> None:
+        """Close the connection."""
+        self._close_politely()
+
+    def _close_quietly(self) -> None:
+        try:
+            self._connected.__exit__(None, None, None)
+        except Exception as exc:  # a dead or broken worker: nothing left to save
+            _log.debug("closing the worker failed: %s", exc)
+
+
+class Worker(_Connection):
+    """One worker process (spawned through a pid-recording shell) and its proxy."""
 
     def __init__(self, cmd: Sequence[str], *, verbose: bool) -> None:
+        super().__init__(verbose=verbose)
         self._dir = tempfile.TemporaryDirectory(prefix="vgi-conformance-")
         self._pid_file = os.path.join(self._dir.name, "worker.pid")
         self.name = cmd[0]
         wrapped = [_SHELL, "-c", _PID_WRAPPER, "conformance-worker", self._pid_file, *cmd]
-        self._verbose = verbose
-        self.sink: list[Message] = []
-        self._connected: Connected[ConformanceService] = connect(
+        self._connected = connect(
             ConformanceService,
             wrapped,
             on_log=self._on_log,
             stderr=StderrMode.PIPE,
             stderr_logger=logging.getLogger("conformance.worker.stderr"),
         )
-        self.proxy: ConformanceService = self._connected.__enter__()
-
-    def _on_log(self, message: Message) -> None:
-        self.sink.append(message)
-        if self._verbose:
-            print(f"    [server {message.level.value}] {message.message}", file=sys.stderr)
+        self.proxy = self._connected.__enter__()
 
     def pid(self) -> int | None:
         """The worker's pid, once its wrapper has recorded it."""
@@ -95,37 +133,20 @@ class Worker:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
 
-    def close_stray_stream(self) -> None:
-        """Close a stream a scenario left open, so the next scenario starts idle."""
-        session = connection_of(self.proxy).open_session
-        if session is not None and not session.closed:
-            session.close()
-
     def stop(self) -> None:
         """Shut the worker down: politely first, by force when that stalls."""
-        closer = threading.Thread(target=self._close_quietly, name="conformance-stop", daemon=True)
-        closer.start()
-        closer.join(GRACE)
-        if closer.is_alive():
+        if not self._close_politely():
             self.kill()
-            closer.join(GRACE)
+            self._close_politely()
         self._dir.cleanup()
 
-    def _close_quietly(self) -> None:
-        try:
-            self._connected.__exit__(None, None, None)
-        except Exception as exc:  # a dead or broken worker: nothing left to save
-            _log.debug("closing the worker failed: %s", exc)
 
-
-class SocketWorker:
-    """A connection to an already running worker on a unix socket or TCP (nothing to spawn or kill)."""
+class SocketWorker(_Connection):
+    """A connection to an already running worker on a unix socket or TCP (nothing to spawn)."""
 
     def __init__(self, address: str, *, unix: bool, verbose: bool) -> None:
+        super().__init__(verbose=verbose)
         self.name = address
-        self._verbose = verbose
-        self.sink: list[Message] = []
-        self._connected: Connected[ConformanceService]
         if unix:
             self._connected = unix_connect(ConformanceService, address, on_log=self._on_log)
         else:
@@ -133,34 +154,7 @@ class SocketWorker:
             self._connected = tcp_connect(
                 ConformanceService, host or "127.0.0.1", int(port), on_log=self._on_log
             )
-        self.proxy: ConformanceService = self._connected.__enter__()
-
-    def _on_log(self, message: Message) -> None:
-        self.sink.append(message)
-        if self._verbose:
-            print(f"    [server {message.level.value}] {message.message}", file=sys.stderr)
-
-    def kill(self) -> None:
-        """Drop the connection (a hung remote worker cannot be killed from here)."""
-        self._close_quietly()
-
-    def close_stray_stream(self) -> None:
-        """Close a stream a scenario left open, so the next scenario starts idle."""
-        session = connection_of(self.proxy).open_session
-        if session is not None and not session.closed:
-            session.close()
-
-    def stop(self) -> None:
-        """Close the connection."""
-        closer = threading.Thread(target=self._close_quietly, name="conformance-stop", daemon=True)
-        closer.start()
-        closer.join(GRACE)
-
-    def _close_quietly(self) -> None:
-        try:
-            self._connected.__exit__(None, None, None)
-        except Exception as exc:
-            _log.debug("closing the connection failed: %s", exc)
+        self.proxy = self._connected.__enter__()
 
 
 @dataclass
