@@ -11,25 +11,27 @@ Usage: ``python _unary_child.py [--quick]``
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import json
 import os
-import platform
-import resource
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+from _child_common import (  # noqa: E402
+    cpu_affinity,
+    log,
+    open_proxy,
+    own_cpu_s,
+    package_info,
+    proc_cpu_s,
+)
 from _unary_service import Bench, BenchImpl  # noqa: E402
-
-import vgi_rpc  # noqa: E402
-from vgi_rpc import connect, serve_pipe  # noqa: E402
 
 WORKER = os.path.join(HERE, "_unary_worker.py")
 # Typed loosely on purpose: the two packages type ``serve_pipe``/``connect`` differently.
@@ -45,42 +47,10 @@ LATENCY_CALLS = 2000
 LATENCY_WARMUP = 300
 
 
-def _log(msg: str) -> None:
-    print(f"[child] {msg}", file=sys.stderr, flush=True)
-
-
 def _percentile(sorted_values: list[float], q: float) -> float:
     """Nearest-rank percentile of an already sorted list."""
     idx = min(len(sorted_values) - 1, max(0, round(q / 100.0 * len(sorted_values)) - 1))
     return sorted_values[idx]
-
-
-def _own_cpu_s() -> float:
-    """CPU time (user + system) of this process, all threads."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _child_pids() -> list[int]:
-    """Direct children of this process (Linux ``/proc``); empty where unavailable."""
-    pids: list[int] = []
-    with contextlib.suppress(OSError):
-        for tid in os.listdir(f"/proc/{os.getpid()}/task"):
-            with open(f"/proc/{os.getpid()}/task/{tid}/children") as f:
-                pids.extend(int(p) for p in f.read().split())
-    return pids
-
-
-def _proc_cpu_s(pid: int | None) -> float | None:
-    """CPU time (user + system) of another process, from ``/proc/PID/stat``."""
-    if pid is None:
-        return None
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _latency(
@@ -94,7 +64,7 @@ def _latency(
     for _ in range(warmup):
         call()
     gc.collect()
-    cpu0, server0 = _own_cpu_s(), _proc_cpu_s(server_pid)
+    cpu0, server0 = own_cpu_s(), proc_cpu_s(server_pid)
     samples: list[float] = []
     append = samples.append
     clock = time.perf_counter_ns
@@ -104,7 +74,7 @@ def _latency(
         call()
         append((clock() - t0) / 1000.0)
     total_s = (clock() - total_start) / 1e9
-    cpu1, server1 = _own_cpu_s(), _proc_cpu_s(server_pid)
+    cpu1, server1 = own_cpu_s(), proc_cpu_s(server_pid)
     samples.sort()
     out = {
         "calls": calls,
@@ -145,56 +115,21 @@ def _throughput(proxy: Any, size: int, reps: int) -> dict[str, float]:
     }
 
 
-@contextlib.contextmanager
-def _open(transport: str) -> Iterator[tuple[Any, int | None]]:
-    """Yield (proxy, server pid or None when the server is a thread of this process)."""
-    if transport == "pipe":
-        with serve_pipe(PROTOCOL, BenchImpl()) as proxy:
-            yield proxy, None
-    elif transport == "subprocess":
-        before = set(_child_pids())
-        cmd = [sys.executable, "-E", "-s", WORKER]
-        with connect(PROTOCOL, cmd) as proxy:
-            new = [p for p in _child_pids() if p not in before]
-            yield proxy, (new[0] if len(new) == 1 else None)
-    else:
-        raise ValueError(transport)
-
-
 def _measure(transport: str, quick: bool) -> dict[str, dict[str, float]]:
     scale = 10 if quick else 1
     rows: dict[str, dict[str, float]] = {}
-    with _open(transport) as (proxy, server_pid):
+    with open_proxy(transport, PROTOCOL, BenchImpl(), WORKER) as (proxy, server_pid):
         if proxy.add(a=1.5, b=2.25) != 3.75:
             raise RuntimeError("add(1.5, 2.25) != 3.75")
-        _log(f"{transport}: noop")
+        log(f"{transport}: noop")
         calls, warmup = LATENCY_CALLS // scale, LATENCY_WARMUP // scale
         rows["noop"] = _latency(proxy.noop, calls, warmup, server_pid)
-        _log(f"{transport}: add")
+        log(f"{transport}: add")
         rows["add"] = _latency(lambda: proxy.add(a=1.0, b=2.0), calls, warmup, server_pid)
         for label, size, reps in ECHO_SIZES:
-            _log(f"{transport}: echo {label}")
+            log(f"{transport}: echo {label}")
             rows[f"echo_{label}"] = _throughput(proxy, size, max(2, reps // scale))
     return rows
-
-
-def _package_info() -> dict[str, str]:
-    from importlib import metadata
-
-    version = "?"
-    for dist in ("vgi_rpc", "vgi-rpc"):
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            version = metadata.version(dist)
-            break
-    import pyarrow
-
-    return {
-        "vgi_rpc_file": vgi_rpc.__file__ or "?",
-        "vgi_rpc_version": version,
-        "pyarrow_version": pyarrow.__version__,
-        "python": platform.python_version(),
-        "executable": sys.executable,
-    }
 
 
 def main() -> None:
@@ -204,8 +139,7 @@ def main() -> None:
         "--transports", default="pipe,subprocess", help="comma-separated: pipe,subprocess"
     )
     args = parser.parse_args()
-    affinity = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    out: dict[str, Any] = {"info": _package_info(), "cpu_affinity": affinity, "results": {}}
+    out: dict[str, Any] = {"info": package_info(), "cpu_affinity": cpu_affinity(), "results": {}}
     for transport in args.transports.split(","):
         out["results"][transport] = _measure(transport, args.quick)
     json.dump(out, sys.stdout)

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Usage: bash benchmarks/run.sh [BENCHMARK ...] [-- ARGS FOR EACH BENCHMARK]
 #   bash benchmarks/run.sh unary
-#   bash benchmarks/run.sh             # every benchmark (currently: unary)
+#   bash benchmarks/run.sh streams
+#   bash benchmarks/run.sh             # every benchmark (unary, then streams)
 # Sets up benchmarks/.venv-ours and benchmarks/.venv-ref first (see setup.sh).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ALL=(unary)
+ALL=(unary streams)
 
 names=()
 while [[ $# -gt 0 && "$1" != "--" ]]; do

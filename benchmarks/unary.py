@@ -19,22 +19,28 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
-import platform
-import shutil
 import statistics
-import subprocess
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
+from _driver_common import (
+    GOAL,
+    HERE,
+    SIDES,
+    describe_sides,
+    ensure_venvs,
+    fmt,
+    host_info,
+    python_of,
+    resolve_pin,
+    run_child,
+    run_rounds,
+    warn_if_busy,
+)
+
 CHILD = HERE / "_unary_child.py"
 RESULTS = HERE / "results" / "unary.json"
-SIDES = ("ours", "ref")
-GOAL = 2.0  # the issue's goal: half the reference's latency, twice its throughput
 
 
 @dataclass(frozen=True)
@@ -61,59 +67,9 @@ def _rows(transports: list[str]) -> list[Row]:
     return rows
 
 
-def _cpu_busy_percent(interval: float = 1.0) -> float | None:
-    """Share of all CPUs busy over ``interval`` seconds (``/proc/stat``); None off Linux."""
-
-    def sample() -> tuple[int, int]:
-        with open("/proc/stat") as f:
-            values = [int(v) for v in f.readline().split()[1:9]]
-        return sum(values), values[3] + values[4]  # total, idle + iowait
-
-    try:
-        total0, idle0 = sample()
-        time.sleep(interval)
-        total1, idle1 = sample()
-    except (OSError, ValueError, IndexError):
-        return None
-    if total1 == total0:
-        return None
-    return 100.0 * (1.0 - (idle1 - idle0) / (total1 - total0))
-
-
-def _python_of(side: str, override: str | None) -> Path:
-    if override:
-        return Path(override)
-    return HERE / f".venv-{side}" / "bin" / "python"
-
-
-def _ensure_venvs(pythons: dict[str, Path]) -> None:
-    if all(p.exists() for p in pythons.values()):
-        return
-    print("virtualenvs missing: running benchmarks/setup.sh", file=sys.stderr, flush=True)
-    subprocess.run(["bash", str(HERE / "setup.sh")], check=True)
-
-
-def _run_child(python: Path, pin: bool, quick: bool, transports: list[str]) -> dict[str, Any]:
-    cmd = [str(python), "-E", "-s", str(CHILD), "--transports", ",".join(transports)]
-    if quick:
-        cmd.append("--quick")
-    if pin:
-        cmd = ["taskset", "-c", "0", *cmd]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    proc = subprocess.run(
-        cmd, cwd=HERE, env=env, stdout=subprocess.PIPE, check=True, timeout=600, text=True
-    )
-    result: dict[str, Any] = json.loads(proc.stdout)
-    return result
-
-
 def _aggregate(runs: list[dict[str, Any]], row: Row) -> float:
     """Median over rounds of one figure."""
     return float(statistics.median(r["results"][row.transport][row.case][row.metric] for r in runs))
-
-
-def _fmt(value: float) -> str:
-    return f"{value:,.1f}" if value < 10_000 else f"{value:,.0f}"
 
 
 def _table(
@@ -133,7 +89,7 @@ def _table(
         transport = row.transport if row.transport != previous else ""
         previous = row.transport
         lines.append(
-            f"{transport:<11} {row.label:<20} {_fmt(ours):>11} {_fmt(ref):>11} "
+            f"{transport:<11} {row.label:<20} {fmt(ours):>11} {fmt(ref):>11} "
             f"{ratio:>7.2f}x  >={GOAL:.1f}x {'✓' if met else '✗'}"
         )
         records.append(
@@ -175,21 +131,7 @@ def _cpu_table(transports: list[str], runs: dict[str, list[dict[str, Any]]]) -> 
 
 
 def _describe(runs: dict[str, list[dict[str, Any]]], pin: bool, rounds: int) -> str:
-    out = []
-    for side, name in (("ours", "ours     "), ("ref", "reference")):
-        info = runs[side][0]["info"]
-        out.append(
-            f"{name}: vgi_rpc {info['vgi_rpc_version']} ({info['vgi_rpc_file']}), "
-            f"Python {info['python']}, pyarrow {info['pyarrow_version']}"
-        )
-    if pin:
-        affinity = runs["ours"][0]["cpu_affinity"]
-        out.append(
-            f"pinning: both sides ran with `taskset -c 0` (child affinity {affinity}); "
-            "client and server (thread or subprocess) shared CPU 0"
-        )
-    else:
-        out.append("pinning: none (--no-pin); client and server free to use any CPU")
+    out = describe_sides(runs, pin)
     out.append(
         f"rounds: {rounds} per side, interleaved ours/ref; each figure is the median over rounds"
     )
@@ -223,30 +165,17 @@ def main() -> None:
 
     transports = [t for t in args.transports.split(",") if t]
     rounds = 1 if args.quick else max(1, args.rounds)
-    pin = not args.no_pin
-    if pin and shutil.which("taskset") is None:
-        print("taskset not found: running unpinned", file=sys.stderr)
-        pin = False
+    pin = resolve_pin(args.no_pin)
     pythons = {
-        "ours": _python_of("ours", args.ours_python),
-        "ref": _python_of("ref", args.ref_python),
+        "ours": python_of("ours", args.ours_python),
+        "ref": python_of("ref", args.ref_python),
     }
-    _ensure_venvs(pythons)
+    ensure_venvs(pythons)
+    busy = warn_if_busy()
 
-    busy = _cpu_busy_percent()
-    if busy is not None and busy > 10.0:
-        print(
-            f"warning: the host was {busy:.0f}% busy before the run; figures may be noisy",
-            file=sys.stderr,
-        )
-
-    runs: dict[str, list[dict[str, Any]]] = {side: [] for side in SIDES}
-    started = time.perf_counter()
-    for i in range(rounds):
-        for side in SIDES:
-            print(f"round {i + 1}/{rounds}: {side}", file=sys.stderr, flush=True)
-            runs[side].append(_run_child(pythons[side], pin, args.quick, transports))
-    elapsed = time.perf_counter() - started
+    runs, elapsed = run_rounds(
+        lambda side: run_child(pythons[side], CHILD, pin, args.quick, transports), rounds
+    )
 
     table, records = _table(_rows(transports), runs)
     print()
@@ -267,7 +196,7 @@ def main() -> None:
     document = {
         "benchmark": "unary",
         "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "host": {"machine": platform.machine(), "cpus": os.cpu_count(), "node": platform.node()},
+        "host": host_info(),
         "pinned_cpu0": pin,
         "host_busy_percent_before": busy,
         "rounds": rounds,

@@ -189,31 +189,13 @@ class StreamWriter:
         self.flush()
 
 
-class FdRawReader(io.RawIOBase):
-    """Unbuffered reads from a file descriptor, clamped per call, EINTR-safe."""
-
-    def __init__(self, fd: int) -> None:
-        super().__init__()
-        self._fd = fd
-
-    def readable(self) -> bool:
-        """Always true."""
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]  # RawIOBase types buffer loosely
-        """Read up to ``len(buffer)`` bytes (at most 1 GiB) into ``buffer``."""
-        view = memoryview(buffer).cast("B")
-        n = min(len(view), MAX_IO_CHUNK)
-        return os.readv(self._fd, [view[:n]])
-
-    def fileno(self) -> int:
-        """The descriptor read from."""
-        return self._fd
-
-
 def buffered_reader(fd: int, buffer_size: int = 1 << 16) -> io.BufferedReader:
-    """A buffered reader on ``fd``; ``read(n)`` loops until ``n`` bytes or EOF."""
-    return io.BufferedReader(FdRawReader(fd), buffer_size=buffer_size)
+    """A buffered reader on ``fd``; ``read(n)`` loops until ``n`` bytes or EOF.
+
+    ``io.FileIO`` retries interrupted reads and clamps each read below INT_MAX
+    where the OS requires it; the fd stays owned by the caller.
+    """
+    return io.BufferedReader(io.FileIO(fd, "rb", closefd=False), buffer_size=buffer_size)
 
 
 def write_chunks_vectored(send: Callable[[list[memoryview]], int], chunks: Sequence[Chunk]) -> None:
@@ -244,7 +226,14 @@ def write_chunks_vectored(send: Callable[[list[memoryview]], int], chunks: Seque
 
 
 def write_chunks_to_fd(fd: int, chunks: Sequence[Chunk]) -> None:
-    """Write every chunk to ``fd`` with ``writev``, resuming after short writes."""
+    """Write every chunk to ``fd`` (``writev`` for several), resuming after short writes."""
+    if len(chunks) == 1:
+        # One buffer: a plain write loop is cheaper than building an iovec.
+        view = memoryview(chunks[0]).cast("B")
+        offset, total = 0, len(view)
+        while offset < total:
+            offset += os.write(fd, view[offset : offset + MAX_IO_CHUNK])
+        return
     write_chunks_vectored(lambda batch: os.writev(fd, batch), chunks)
 
 

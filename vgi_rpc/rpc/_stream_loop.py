@@ -176,14 +176,28 @@ def _turns(
             state.produce(out, ctx)  # type: ignore[union-attr]  # producer is isinstance-checked
             if out.batch is None and not out.finished:
                 raise ValueError(f"{info.name}(): produce() must emit a batch or call finish()")
-        server.write_logs(output, schema, out.logs, request_id)
-        if out.batch is not None:
-            if record is not None:
-                record.stats.record_output(out.batch.batch)
-            output.write(out.batch.batch, out.batch.metadata_dict(), flush=True)
+        _write_turn(server, output, out, record, request_id)
         if out.finished:
-            return
+            return  # the caller's close() sends what is pending with the end-of-stream marker
         output.flush()
+
+
+def _write_turn(
+    server: RpcServer,
+    output: StreamWriter,
+    out: OutputCollector,
+    record: CallRecord | None,
+    request_id: str,
+) -> None:
+    """Queue one turn's logs, then its data batch (sent by the caller's flush or close)."""
+    if out.logs:
+        server.write_logs(output, out.output_schema, out.logs, request_id)
+    emitted = out.batch
+    if emitted is not None:
+        if record is not None:
+            record.stats.record_output(emitted.batch)
+        metadata = emitted.metadata_dict() if emitted.custom_metadata is not None else None
+        output.write(emitted.batch, metadata)
 
 
 def _cancel(server: RpcServer, info: RpcMethodInfo, state: object, request_id: str) -> None:

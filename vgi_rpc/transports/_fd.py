@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import logging
 import os
@@ -79,9 +80,24 @@ class FdChannel:
                 _close_quietly(fd)
 
 
+PIPE_SIZE = 1 << 20
+
+
+def widen_pipe(fd: int) -> None:
+    """Grow a pipe's kernel buffer to 1 MiB (Linux): fewer wake-ups per large batch.
+
+    Best effort: other systems, or a lower ``pipe-max-size``, keep the default.
+    """
+    set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if set_size is None:
+        return
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(fd, set_size, PIPE_SIZE)
+
+
 def _close_quietly(fd: int) -> None:
     with contextlib.suppress(OSError):
         os.close(fd)
 
 
-__all__ = ["FdChannel"]
+__all__ = ["PIPE_SIZE", "FdChannel", "widen_pipe"]

@@ -10,7 +10,7 @@ from typing import TypeVar
 from vgi_rpc._ipc import IpcValidation
 from vgi_rpc._logs import Message
 from vgi_rpc.rpc import Connected, RpcConnection, RpcServer, make_proxy
-from vgi_rpc.transports._fd import FdChannel
+from vgi_rpc.transports._fd import FdChannel, widen_pipe
 
 P = TypeVar("P")
 
@@ -19,6 +19,8 @@ def make_pipe_pair() -> tuple[FdChannel, FdChannel]:
     """Two connected channels over two OS pipes: (client side, server side)."""
     to_server_r, to_server_w = os.pipe()
     to_client_r, to_client_w = os.pipe()
+    widen_pipe(to_server_w)
+    widen_pipe(to_client_w)
     return FdChannel(to_client_r, to_server_w), FdChannel(to_server_r, to_client_w)
 
 

@@ -22,7 +22,7 @@ from vgi_rpc._errors import PeerExitedError, TransportError
 from vgi_rpc._ipc import IpcValidation
 from vgi_rpc._logs import WIRE_TRANSPORT_LOGGER, Message
 from vgi_rpc.rpc import Connected, RpcConnection, RpcServer, make_proxy
-from vgi_rpc.transports._fd import FdChannel
+from vgi_rpc.transports._fd import FdChannel, widen_pipe
 
 P = TypeVar("P")
 _log = logging.getLogger(WIRE_TRANSPORT_LOGGER)
@@ -85,6 +85,8 @@ class WorkerProcess:
             self._stderr_thread.start()
         assert self.process.stdin is not None
         assert self.process.stdout is not None
+        widen_pipe(self.process.stdin.fileno())
+        widen_pipe(self.process.stdout.fileno())
         self.channel = FdChannel(
             self.process.stdout.fileno(),
             self.process.stdin.fileno(),
