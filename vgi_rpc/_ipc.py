@@ -113,23 +113,33 @@ class _BatchEncoder:
 _SERIALIZE_LIMIT = 64 << 10
 
 _ENCODERS: OrderedDict[int, tuple[pa.Schema, _BatchEncoder | None]] = OrderedDict()
+_BY_CONTENT: OrderedDict[pa.Schema, _BatchEncoder | None] = OrderedDict()
 _ENCODERS_LOCK = threading.Lock()
 _MAX_ENCODERS = 256
 
 
 def _encoder(schema: pa.Schema) -> _BatchEncoder | None:
-    # Keyed by identity (hashing a pa.Schema costs microseconds); the entry keeps
-    # the schema alive, so its id cannot be reused while it is cached.
+    # First by identity (hashing a pa.Schema costs microseconds; the entry keeps the
+    # schema alive, so its id cannot be reused while cached), then by content, since
+    # pyarrow hands out a fresh Schema object for every batch built on the same schema.
     key = id(schema)
     with _ENCODERS_LOCK:
         entry = _ENCODERS.get(key)
     if entry is not None and entry[0] is schema:
         return entry[1]
-    encoder = None if has_dictionary(schema) else _BatchEncoder(schema)
+    with _ENCODERS_LOCK:
+        known = schema in _BY_CONTENT
+        encoder = _BY_CONTENT.get(schema)
+    stale = encoder is not None and not encoder.schema.equals(schema, check_metadata=True)
+    if not known or stale:
+        encoder = None if has_dictionary(schema) else _BatchEncoder(schema)
     with _ENCODERS_LOCK:
         _ENCODERS[key] = (schema, encoder)
-        if len(_ENCODERS) > _MAX_ENCODERS:
+        _BY_CONTENT[schema] = encoder
+        while len(_ENCODERS) > _MAX_ENCODERS:
             _ENCODERS.popitem(last=False)
+        while len(_BY_CONTENT) > _MAX_ENCODERS:
+            _BY_CONTENT.popitem(last=False)
     return encoder
 
 
