@@ -1,0 +1,192 @@
+"""Shared-memory segments in the vgi-rpc layout (wire spec section 11).
+
+A segment starts with a 64 KiB header (magic ``VGIS``, version, data size,
+a sorted table of live allocations) followed by the data region; batches
+are stored as Arrow IPC streams in first-fit allocations. Segments made by
+another implementation are readable here and ours by theirs.
+
+This module is the segment only: the transport that ships pointer batches
+through it is not wired in yet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import struct
+import sys
+from multiprocessing import resource_tracker, shared_memory
+
+import pyarrow as pa
+
+from vgi_rpc._errors import IPCError
+from vgi_rpc._ipc import _encoder
+from vgi_rpc._ipc_reader import EOS_MARKER
+from vgi_rpc._logs import WIRE_TRANSPORT_LOGGER
+
+HEADER_SIZE = 65536
+MAGIC = b"VGIS"
+VERSION = 1
+_HEADER = struct.Struct("<4sIQII")
+_ALLOC = struct.Struct("<QQ")
+MAX_ALLOCS = (HEADER_SIZE - _HEADER.size) // _ALLOC.size  # 4094
+_ALIGN = 64  # our allocations start on cache lines; readers only need offset and length
+
+_log = logging.getLogger(WIRE_TRANSPORT_LOGGER)
+
+
+def _align(n: int) -> int:
+    return (n + _ALIGN - 1) // _ALIGN * _ALIGN
+
+
+class ShmSegment:
+    """A shared-memory segment holding Arrow IPC batches in the vgi-rpc layout.
+
+    Use ``create`` to make (and own) one, ``attach`` to open another process's.
+    """
+
+    def __init__(self, shm: shared_memory.SharedMemory, *, owner: bool) -> None:
+        self._shm = shm
+        self._owner = owner
+        buf = shm.buf
+        assert buf is not None  # always mapped while open
+        self._buf: memoryview = buf
+
+    @classmethod
+    def create(cls, size: int) -> ShmSegment:
+        """Create a segment of ``size`` bytes (header included) and initialise its header."""
+        if size <= HEADER_SIZE:
+            raise ValueError(
+                f"a segment needs more than {HEADER_SIZE} bytes (its header), got {size}"
+            )
+        shm = shared_memory.SharedMemory(create=True, size=size)
+        segment = cls(shm, owner=True)
+        _HEADER.pack_into(segment._buf, 0, MAGIC, VERSION, shm.size - HEADER_SIZE, 0, 0)
+        return segment
+
+    @classmethod
+    def attach(cls, name: str, size: int | None = None) -> ShmSegment:
+        """Open an existing segment by OS name without taking ownership (its creator unlinks it).
+
+        Raises:
+            IPCError: The segment does not carry a valid vgi-rpc header.
+        """
+        if sys.version_info >= (3, 13):
+            shm = shared_memory.SharedMemory(name=name, create=False, track=False)
+        else:
+            shm = shared_memory.SharedMemory(name=name, create=False)
+            # Before 3.13 attaching registers the segment with the resource tracker,
+            # which would unlink the creator's segment when this process exits.
+            with contextlib.suppress(Exception):
+                resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]  # private name is the tracker's key
+        segment = cls(shm, owner=False)
+        magic, version, data_size, _, _ = _HEADER.unpack_from(segment._buf, 0)
+        if magic != MAGIC or version != VERSION:
+            segment.close()
+            raise IPCError(
+                f"shared memory {name!r} is not a vgi-rpc segment (magic {magic!r}, version {version})"
+            )
+        if data_size + HEADER_SIZE > shm.size or (
+            size is not None and data_size + HEADER_SIZE > size
+        ):
+            segment.close()
+            raise IPCError(
+                f"shared memory {name!r}: header says {data_size} data bytes, mapping has {shm.size}"
+            )
+        return segment
+
+    @property
+    def name(self) -> str:
+        """The OS name other processes attach by."""
+        return self._shm.name
+
+    @property
+    def size(self) -> int:
+        """Total size in bytes, header included."""
+        return HEADER_SIZE + int(_HEADER.unpack_from(self._buf, 0)[2])
+
+    def allocations(self) -> list[tuple[int, int]]:
+        """The live allocations as (absolute offset, length), sorted by offset."""
+        count = struct.unpack_from("<I", self._buf, 16)[0]
+        return [_ALLOC.unpack_from(self._buf, _HEADER.size + i * _ALLOC.size) for i in range(count)]
+
+    def _store(self, allocs: list[tuple[int, int]]) -> None:
+        for i, (offset, length) in enumerate(allocs):
+            _ALLOC.pack_into(self._buf, _HEADER.size + i * _ALLOC.size, offset, length)
+        struct.pack_into("<I", self._buf, 16, len(allocs))
+
+    def allocate(self, length: int) -> int | None:
+        """Reserve ``length`` bytes first-fit; the absolute offset, or ``None`` when nothing fits."""
+        allocs = self.allocations()
+        if len(allocs) >= MAX_ALLOCS or length <= 0:
+            return None
+        end = self.size
+        start = HEADER_SIZE
+        for index, (offset, used) in enumerate([*allocs, (end, 0)]):
+            if start + length <= offset:
+                allocs.insert(index, (start, length))
+                self._store(allocs)
+                return start
+            start = _align(offset + used)
+        return None
+
+    def free(self, offset: int) -> None:
+        """Release the allocation starting at ``offset`` (unknown offsets are ignored)."""
+        allocs = [a for a in self.allocations() if a[0] != offset]
+        self._store(allocs)
+
+    def write_batch(self, batch: pa.RecordBatch) -> tuple[int, int] | None:
+        """Store ``batch`` as a whole IPC stream; (offset, length), or ``None`` if it does not fit."""
+        encoder = _encoder(batch.schema)
+        if encoder is None:
+            raise IPCError("dictionary-encoded batches are not stored in shared memory yet")
+        chunks = [encoder.schema_message, *encoder.encode(batch, None), EOS_MARKER]
+        views = [memoryview(c).cast("B") for c in chunks]
+        length = sum(len(v) for v in views)
+        offset = self.allocate(length)
+        if offset is None:
+            return None
+        position = offset
+        for view in views:
+            self._buf[position : position + len(view)] = view
+            position += len(view)
+        return offset, length
+
+    def read_buffer(self, offset: int, length: int) -> pa.Buffer:
+        """A zero-copy view of ``length`` bytes at ``offset``."""
+        if offset < HEADER_SIZE or offset + length > self.size:
+            raise IPCError(f"shared-memory range {offset}+{length} is outside the data region")
+        return pa.py_buffer(self._buf[offset : offset + length])
+
+    def read_batch(self, offset: int, length: int) -> pa.RecordBatch:
+        """The batch stored at ``offset`` (zero-copy: it references the segment's memory)."""
+        try:
+            return pa.ipc.open_stream(self.read_buffer(offset, length)).read_next_batch()
+        except (pa.ArrowInvalid, OSError, StopIteration) as exc:
+            raise IPCError(f"no valid IPC stream at shared-memory offset {offset}: {exc}") from exc
+
+    def close(self) -> None:
+        """Unmap the segment (batches still referencing it keep the mapping alive until freed)."""
+        try:
+            self._shm.close()
+        except BufferError:
+            _log.debug(
+                "shared memory %s still referenced by live batches; unmapped when they go",
+                self.name,
+            )
+
+    def unlink(self) -> None:
+        """Remove the segment from the system (the creator's job)."""
+        with contextlib.suppress(FileNotFoundError):
+            self._shm.unlink()
+
+    def __enter__(self) -> ShmSegment:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+        if self._owner:
+            self.unlink()
+
+
+__all__ = ["HEADER_SIZE", "MAGIC", "MAX_ALLOCS", "VERSION", "ShmSegment"]
