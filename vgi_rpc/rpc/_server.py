@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import sys
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -39,7 +40,9 @@ from vgi_rpc.rpc._channel import Channel
 from vgi_rpc.rpc._context import AuthContext, CallContext
 from vgi_rpc.rpc._describe import build_describe_batch
 from vgi_rpc.rpc._request import Request, decode_arguments, drain_stream, read_request
+from vgi_rpc.rpc._shm_inbound import InboundShm
 from vgi_rpc.rpc._stream_loop import serve_stream
+from vgi_rpc.shm import ShmSegment
 from vgi_rpc.wire import _keys as k
 from vgi_rpc.wire._codec import (
     EMPTY_SCHEMA,
@@ -126,21 +129,42 @@ class RpcServer:
         A malformed byte stream cannot be resynchronised: the server answers
         it with an error stream (best effort) and returns.
         """
+        shm = InboundShm()
         try:
-            while self.serve_one(channel):
+            while self.serve_one(channel, shm=shm):
                 pass
         except TransportError as exc:
             _log.info("%s: connection ended: %s", self.protocol_name, exc)
         except IPCError as exc:
             _log.error("%s: closing connection after malformed input: %s", self.protocol_name, exc)
             self._write_error_stream(channel, EMPTY_SCHEMA, exc, new_request_id(), quiet=True)
+        finally:
+            shm.close()
 
-    def serve_one(self, channel: Channel) -> bool:
-        """Answer one request; return ``False`` when the channel reached end of file."""
+    def serve_one(self, channel: Channel, *, shm: InboundShm | None = None) -> bool:
+        """Answer one request; return ``False`` when the channel reached end of file.
+
+        ``shm`` holds the shared-memory segments this connection's client advertised.
+        """
         request = read_request(channel)
         if request is None:
             return False
         request_id = _text(request.metadata.get(k.REQUEST_ID_KEY)) or new_request_id()
+        segment = shm.segment(request.metadata) if shm is not None else None
+        request, release = _resolve_request(request, shm, segment)
+        try:
+            return self._serve_request(channel, request, request_id, segment, shm)
+        finally:
+            release()
+
+    def _serve_request(
+        self,
+        channel: Channel,
+        request: Request,
+        request_id: str,
+        segment: ShmSegment | None,
+        shm: InboundShm | None,
+    ) -> bool:
         try:
             validate_batch(request.batch, self.ipc_validation)
             handler = self._route(request)
@@ -171,8 +195,15 @@ class RpcServer:
                 record.finish(exc)
             return True
         if info.is_stream:
+            inbound = (shm, segment) if shm is not None else None
             serve_stream(
-                self, channel, handler.info, self._bind(handler, kwargs), request_id, record
+                self,
+                channel,
+                handler.info,
+                self._bind(handler, kwargs),
+                request_id,
+                record,
+                inbound,
             )
         else:
             self._serve_unary(channel, handler, kwargs, request_id, record)
@@ -215,6 +246,17 @@ class RpcServer:
         writer.write(batch, metadata)
         writer.close()
 
+    def _answer_transport_options(self, channel: Channel, request_id: str) -> None:
+        # Spec section 15: we can read a client's shared-memory segment on POSIX hosts.
+        metadata: Metadata = {
+            k.TRANSPORT_SHM_KEY: b"true" if sys.platform != "win32" else b"false",
+            k.SERVER_ID_KEY: self.server_id.encode(),
+            k.REQUEST_VERSION_KEY: k.REQUEST_VERSION,
+        }
+        writer = StreamWriter(channel, EMPTY_SCHEMA)
+        writer.write(empty_batch(EMPTY_SCHEMA), metadata)
+        writer.close()
+
     def _route(self, request: Request) -> _Handler | _Builtin:
         """The one place a request is matched to a handler (spec section 13 checks)."""
         metadata = request.metadata
@@ -241,6 +283,8 @@ class RpcServer:
         handler = self._routes.get((None, name))
         if handler is None and name == k.DESCRIBE_METHOD and self.enable_describe:
             return _Builtin(self._answer_describe)
+        if handler is None and name == k.TRANSPORT_OPTIONS_METHOD:
+            return _Builtin(self._answer_transport_options)
         if handler is None:
             available = sorted(n for _, n in self._routes)
             raise MethodNotImplementedError(
@@ -398,6 +442,22 @@ class RpcServer:
         except TransportError:
             if not quiet:
                 raise
+
+
+def _resolve_request(
+    request: Request, shm: InboundShm | None, segment: ShmSegment | None
+) -> tuple[Request, Callable[[], None]]:
+    """Swap a shared-memory pointer request for the batch it points at."""
+    if shm is None:
+        return request, _nothing
+    batch, metadata, release = shm.resolve(request.batch, request.metadata, segment)
+    if batch is request.batch:
+        return request, release
+    return Request(batch, metadata or {}, request.extra_batches), release
+
+
+def _nothing() -> None:
+    pass
 
 
 def _accepts_ctx(call: Callable[..., object]) -> bool:

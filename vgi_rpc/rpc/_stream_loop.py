@@ -22,6 +22,7 @@ from vgi_rpc.rpc._accounting import CallRecord
 from vgi_rpc.rpc._channel import Channel
 from vgi_rpc.rpc._context import CallContext
 from vgi_rpc.rpc._request import drain_stream
+from vgi_rpc.rpc._shm_inbound import InboundShm
 from vgi_rpc.rpc._streams import (
     AnnotatedBatch,
     ExchangeState,
@@ -34,10 +35,12 @@ from vgi_rpc.wire._codec import EMPTY_SCHEMA, empty_batch
 
 if TYPE_CHECKING:
     from vgi_rpc.rpc._server import RpcServer
+    from vgi_rpc.shm import ShmSegment
 
 _log = logging.getLogger(WIRE_STREAM_LOGGER)
 
 PendingLog = tuple[Level, str, dict[str, object] | None]
+Inbound = tuple[InboundShm, "ShmSegment | None"]
 
 
 def _open(info: RpcMethodInfo, stream: object) -> Stream[ProducerState | ExchangeState]:
@@ -85,8 +88,12 @@ def serve_stream(
     invoke: Callable[[CallContext], object],
     request_id: str,
     record: CallRecord | None = None,
+    inbound: Inbound | None = None,
 ) -> None:
-    """Run one stream from init to the end of the client's input."""
+    """Run one stream from init to the end of the client's input.
+
+    ``inbound`` resolves input batches the client placed in shared memory.
+    """
     init_logs: list[PendingLog] = []
     ctx = server.make_context(
         info.name, request_id, lambda lv, msg, ex: init_logs.append((lv, msg, ex))
@@ -119,7 +126,7 @@ def serve_stream(
     server.write_logs(output, stream.output_schema, init_logs, request_id)
     error: Exception | None = None
     try:
-        _turns(server, info, stream, input_reader, output, request_id, record)
+        _turns(server, info, stream, input_reader, output, request_id, record, inbound)
     except TransportError:
         raise
     except Exception as exc:
@@ -143,10 +150,8 @@ def _turns(
     output: StreamWriter,
     request_id: str,
     record: CallRecord | None,
+    inbound: Inbound | None,
 ) -> None:
-    state = stream.state
-    schema = stream.output_schema
-    exchange = isinstance(state, ExchangeState)
     # One context for the whole stream; its log sink feeds the current turn's collector.
     turn: list[OutputCollector] = []
     ctx = server.make_context(
@@ -157,29 +162,48 @@ def _turns(
         if item is None:
             return
         batch, metadata = item
-        if metadata is not None and k.CANCEL_KEY in metadata:
-            _log.debug("%s(): cancelled by the client", info.name)
-            if record is not None:
-                record.cancelled = True
-            _cancel(server, info, state, request_id)
-            return
-        out = OutputCollector(schema)
-        turn[:] = [out]
-        if exchange:
-            batch = conform_input(batch, stream.input_schema, info.name)
-            if record is not None:
-                record.stats.record_input(batch)
-            state.exchange(AnnotatedBatch(batch, metadata), out, ctx)  # type: ignore[union-attr]  # exchange is isinstance-checked
-            if out.batch is None:
-                raise ValueError(f"{info.name}(): exchange() must emit exactly one batch per input")
-        else:
-            state.produce(out, ctx)  # type: ignore[union-attr]  # producer is isinstance-checked
-            if out.batch is None and not out.finished:
-                raise ValueError(f"{info.name}(): produce() must emit a batch or call finish()")
-        _write_turn(server, output, out, record, request_id)
+        release = None
+        if inbound is not None:
+            batch, metadata, release = inbound[0].resolve(batch, metadata, inbound[1])
+        try:
+            if metadata is not None and k.CANCEL_KEY in metadata:
+                _log.debug("%s(): cancelled by the client", info.name)
+                if record is not None:
+                    record.cancelled = True
+                _cancel(server, info, stream.state, request_id)
+                return
+            out = OutputCollector(stream.output_schema)
+            turn[:] = [out]
+            _run_turn(info, stream, AnnotatedBatch(batch, metadata), out, ctx, record)
+            _write_turn(server, output, out, record, request_id)
+        finally:
+            if release is not None:
+                release()  # the input was used; its shared-memory allocation can go
         if out.finished:
             return  # the caller's close() sends what is pending with the end-of-stream marker
         output.flush()
+
+
+def _run_turn(
+    info: RpcMethodInfo,
+    stream: Stream[ProducerState | ExchangeState],
+    received: AnnotatedBatch,
+    out: OutputCollector,
+    ctx: CallContext,
+    record: CallRecord | None,
+) -> None:
+    state = stream.state
+    if isinstance(state, ExchangeState):
+        batch = conform_input(received.batch, stream.input_schema, info.name)
+        if record is not None:
+            record.stats.record_input(batch)
+        state.exchange(AnnotatedBatch(batch, received.custom_metadata), out, ctx)
+        if out.batch is None:
+            raise ValueError(f"{info.name}(): exchange() must emit exactly one batch per input")
+    else:
+        state.produce(out, ctx)
+        if out.batch is None and not out.finished:
+            raise ValueError(f"{info.name}(): produce() must emit a batch or call finish()")
 
 
 def _write_turn(
