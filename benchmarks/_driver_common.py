@@ -7,6 +7,7 @@ compares the medians over rounds.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -142,3 +144,42 @@ def host_info() -> dict[str, Any]:
 def median(values: list[float]) -> float:
     """The median as a float."""
     return float(statistics.median(values))
+
+
+@dataclass
+class Session:
+    """One driver run: its options and every side's child documents."""
+
+    args: argparse.Namespace
+    transports: list[str]
+    rounds: int
+    pin: bool
+    busy: float | None
+    runs: Runs
+    elapsed: float
+
+
+def run_benchmark(description: str, quick_help: str, child: Path, results: Path) -> Session:
+    """Parse the common command line, set up both sides and run the interleaved rounds."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--rounds", type=int, default=5, help="rounds per side (default 5)")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin to CPU 0")
+    parser.add_argument("--transports", default="pipe,subprocess")
+    parser.add_argument("--ours-python", help="interpreter with our vgi_rpc (3.13)")
+    parser.add_argument("--ref-python", help="interpreter with vgi-rpc 0.42.3 (3.13)")
+    parser.add_argument("--json", type=Path, default=results, help="raw results file")
+    args = parser.parse_args()
+    transports = [t for t in args.transports.split(",") if t]
+    rounds = 1 if args.quick else max(1, args.rounds)
+    pin = resolve_pin(args.no_pin)
+    pythons = {
+        "ours": python_of("ours", args.ours_python),
+        "ref": python_of("ref", args.ref_python),
+    }
+    ensure_venvs(pythons)
+    busy = warn_if_busy()
+    runs, elapsed = run_rounds(
+        lambda side: run_child(pythons[side], child, pin, args.quick, transports), rounds
+    )
+    return Session(args, transports, rounds, pin, busy, runs, elapsed)

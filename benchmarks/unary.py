@@ -16,12 +16,10 @@ It reports; it never fails on speed.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import statistics
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from _driver_common import (
@@ -29,14 +27,9 @@ from _driver_common import (
     HERE,
     SIDES,
     describe_sides,
-    ensure_venvs,
     fmt,
     host_info,
-    python_of,
-    resolve_pin,
-    run_child,
-    run_rounds,
-    warn_if_busy,
+    run_benchmark,
 )
 
 CHILD = HERE / "_unary_child.py"
@@ -153,29 +146,11 @@ def _describe(runs: dict[str, list[dict[str, Any]]], pin: bool, rounds: int) -> 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Unary calls: ours vs vgi-rpc 0.42.3")
-    parser.add_argument("--quick", action="store_true", help="10x fewer calls, 1 round")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds per side (default 5)")
-    parser.add_argument("--no-pin", action="store_true", help="do not pin to CPU 0")
-    parser.add_argument("--transports", default="pipe,subprocess")
-    parser.add_argument("--ours-python", help="interpreter with our vgi_rpc (3.13)")
-    parser.add_argument("--ref-python", help="interpreter with vgi-rpc 0.42.3 (3.13)")
-    parser.add_argument("--json", type=Path, default=RESULTS, help="raw results file")
-    args = parser.parse_args()
-
-    transports = [t for t in args.transports.split(",") if t]
-    rounds = 1 if args.quick else max(1, args.rounds)
-    pin = resolve_pin(args.no_pin)
-    pythons = {
-        "ours": python_of("ours", args.ours_python),
-        "ref": python_of("ref", args.ref_python),
-    }
-    ensure_venvs(pythons)
-    busy = warn_if_busy()
-
-    runs, elapsed = run_rounds(
-        lambda side: run_child(pythons[side], CHILD, pin, args.quick, transports), rounds
+    session = run_benchmark(
+        "Unary calls: ours vs vgi-rpc 0.42.3", "10x fewer calls, 1 round", CHILD, RESULTS
     )
+    args, transports, rounds, pin = session.args, session.transports, session.rounds, session.pin
+    busy, runs, elapsed = session.busy, session.runs, session.elapsed
 
     table, records = _table(_rows(transports), runs)
     print()
