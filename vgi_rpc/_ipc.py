@@ -114,6 +114,7 @@ _SERIALIZE_LIMIT = 64 << 10
 
 _ENCODERS: OrderedDict[int, tuple[pa.Schema, _BatchEncoder | None]] = OrderedDict()
 _BY_CONTENT: OrderedDict[pa.Schema, _BatchEncoder | None] = OrderedDict()
+_UNKNOWN = object()
 _ENCODERS_LOCK = threading.Lock()
 _MAX_ENCODERS = 256
 
@@ -128,10 +129,10 @@ def _encoder(schema: pa.Schema) -> _BatchEncoder | None:
     if entry is not None and entry[0] is schema:
         return entry[1]
     with _ENCODERS_LOCK:
-        known = schema in _BY_CONTENT
-        encoder = _BY_CONTENT.get(schema)
+        found = _BY_CONTENT.get(schema, _UNKNOWN)
+    encoder = found if isinstance(found, _BatchEncoder) else None
     stale = encoder is not None and not encoder.schema.equals(schema, check_metadata=True)
-    if not known or stale:
+    if found is _UNKNOWN or stale:
         encoder = None if has_dictionary(schema) else _BatchEncoder(schema)
     with _ENCODERS_LOCK:
         _ENCODERS[key] = (schema, encoder)

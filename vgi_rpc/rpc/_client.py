@@ -71,9 +71,17 @@ class RpcConnection:
         self.healthy = True
 
     def send_request(
-        self, method: str, batch: pa.RecordBatch, extra: Metadata | None = None
+        self,
+        method: str,
+        batch: pa.RecordBatch,
+        extra: Metadata | None = None,
+        schema: pa.Schema | None = None,
     ) -> None:
-        """Write one request stream (the server assigns the request id)."""
+        """Write one request stream (the server assigns the request id).
+
+        ``schema`` is the batch's schema as a long-lived object (the method's
+        parameter schema), which keeps the encoder lookup an identity check.
+        """
         self._check_idle(method)
         metadata = self._request_metadata.get(method) if extra is None else None
         if metadata is None:
@@ -82,7 +90,7 @@ class RpcConnection:
                 self._request_metadata[method] = metadata
         if wire_request_log.isEnabledFor(logging.DEBUG):
             wire_request_log.debug("sending %s(): %s", method, describe_batch(batch, metadata))
-        writer = StreamWriter(self.channel, batch.schema)
+        writer = StreamWriter(self.channel, schema if schema is not None else batch.schema)
         writer.write(batch, metadata)
         try:
             writer.close()
@@ -101,7 +109,7 @@ class RpcConnection:
     def call_unary(self, info: RpcMethodInfo, arguments: dict[str, object]) -> object:
         """Perform a unary call and return its decoded result."""
         batch = encode_arguments(info, arguments)
-        self.send_request(info.name, batch)
+        self.send_request(info.name, batch, schema=info.params_schema if info.params else None)
         result, error = self.read_response_stream(info.name)
         if error is not None:
             raise error
@@ -184,7 +192,7 @@ class RpcConnection:
     def open_stream(self, info: RpcMethodInfo, arguments: dict[str, object]) -> StreamSession:
         """Start a stream call and return its session."""
         batch = encode_arguments(info, arguments)
-        self.send_request(info.name, batch)
+        self.send_request(info.name, batch, schema=info.params_schema if info.params else None)
         header: object = None
         if info.header_type is not None:
             data, error = self.read_response_stream(info.name)
