@@ -167,7 +167,9 @@ def main() -> None:
         for _ in range(calls):
             sensors.record(sensor="bench", celsius=[1.0])
         per_call = (time.perf_counter() - t0) / calls * 1e6
-        print(f"{calls} round trips to the worker: {per_call:.0f} µs per call (unpinned; see benchmarks/)")
+        print(
+            f"{calls} round trips to the worker: {per_call:.0f} µs per call (unpinned; see benchmarks/)"
+        )
     print(f"demo finished in {time.perf_counter() - started:.2f} s; the worker has exited")
 
 
