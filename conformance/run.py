@@ -54,6 +54,7 @@ class _Connection:
     """What every worker kind shares: the proxy, the collected logs, polite shutdown."""
 
     name: str
+    transport = "pipe"
     proxy: ConformanceService
     _connected: Connected[ConformanceService]
 
@@ -147,6 +148,7 @@ class SocketWorker(_Connection):
     def __init__(self, address: str, *, unix: bool, verbose: bool) -> None:
         super().__init__(verbose=verbose)
         self.name = address
+        self.transport = "unix" if unix else "tcp"
         if unix:
             self._connected = unix_connect(ConformanceService, address, on_log=self._on_log)
         else:
@@ -154,6 +156,19 @@ class SocketWorker(_Connection):
             self._connected = tcp_connect(
                 ConformanceService, host or "127.0.0.1", int(port), on_log=self._on_log
             )
+        self.proxy = self._connected.__enter__()
+
+
+class HttpWorker(_Connection):
+    """A connection to an already running worker over HTTP."""
+
+    def __init__(self, url: str, prefix: str, *, verbose: bool) -> None:
+        from vgi_rpc.http import http_connect
+
+        super().__init__(verbose=verbose)
+        self.name = url + prefix
+        self.transport = "http"
+        self._connected = http_connect(ConformanceService, url, prefix=prefix, on_log=self._on_log)
         self.proxy = self._connected.__enter__()
 
 
@@ -195,10 +210,10 @@ def _outcome(scenario: Scenario, ctx: Ctx, verbose: bool) -> tuple[str, str]:
 
 
 def run_scenario(
-    worker: Worker | SocketWorker, scenario: Scenario, timeout: float | None, verbose: bool
+    worker: _Connection, scenario: Scenario, timeout: float | None, verbose: bool
 ) -> Result:
     """Run one scenario on a thread; ``timeout`` seconds at most (``None``: no limit)."""
-    ctx = Ctx(proxy=worker.proxy)
+    ctx = Ctx(proxy=worker.proxy, transport=worker.transport)
     worker.sink = ctx.logs
     outcome: list[tuple[str, str]] = []
 
@@ -261,14 +276,14 @@ def print_row(result: Result, out: TextIO) -> None:
 
 
 def run_all(
-    make_worker: Callable[[], Worker | SocketWorker],
+    make_worker: Callable[[], _Connection],
     scenarios: Sequence[Scenario],
     args: argparse.Namespace,
     out: TextIO,
 ) -> list[Result]:
     """Run every scenario against one worker, replacing it after a failure or a timeout."""
     results: list[Result] = []
-    worker: Worker | SocketWorker | None = None
+    worker: _Connection | None = None
     try:
         for scenario in scenarios:
             if worker is None:
@@ -311,6 +326,10 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--cmd", "-c", help="worker command line (split with shlex)")
     where.add_argument("--unix", metavar="PATH", help="a running worker's unix socket")
     where.add_argument("--tcp", metavar="HOST:PORT", help="a running worker's TCP address")
+    where.add_argument("--url", "-u", help="a running worker's HTTP base URL")
+    parser.add_argument(
+        "--prefix", default="", help="with --url: the server's URL prefix (default: none)"
+    )
     parser.add_argument(
         "--filter", "-k", help="comma-separated globs over category.name; prefix ! to exclude"
     )
@@ -333,13 +352,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _worker_factory(
     parser: argparse.ArgumentParser, args: argparse.Namespace
-) -> Callable[[], Worker | SocketWorker]:
+) -> Callable[[], _Connection]:
+    if args.url:
+        return lambda: HttpWorker(args.url, args.prefix, verbose=args.verbose)
     if args.unix:
         return lambda: SocketWorker(args.unix, unix=True, verbose=args.verbose)
     if args.tcp:
         return lambda: SocketWorker(args.tcp, unix=False, verbose=args.verbose)
     if not args.cmd:
-        parser.error("one of --cmd, --unix or --tcp is required (unless --list)")
+        parser.error("one of --cmd, --unix, --tcp or --url is required (unless --list)")
     try:
         cmd = shlex.split(args.cmd)
     except ValueError as exc:
@@ -381,7 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for status in (PASS, FAIL, SKIP)
         }
         report = {
-            "worker": args.cmd or args.unix or args.tcp,
+            "worker": args.cmd or args.unix or args.tcp or args.url,
             "results": [r.as_json() for r in results],
             "totals": {
                 "total": len(results),

@@ -1,7 +1,6 @@
-"""Serve the ConformanceService: ``python conformance/worker.py [--pipe]``.
+"""Serve the ConformanceService over a pipe (default), a unix or TCP socket, or HTTP.
 
-Transports beyond the pipe arrive with their issues; the command line is
-already shaped for them.
+``python conformance/worker.py [--pipe | --unix PATH | --tcp [HOST:]PORT | --http PORT]``
 """
 
 from __future__ import annotations
@@ -25,6 +24,12 @@ def main(argv: list[str] | None = None) -> int:
     where.add_argument("--pipe", action="store_true", help="serve on stdin/stdout (default)")
     where.add_argument("--unix", metavar="PATH", help="serve on a unix socket (prints UNIX:<path>)")
     where.add_argument(
+        "--http",
+        metavar="PORT",
+        type=int,
+        help="serve HTTP on 127.0.0.1:PORT at --prefix (0 picks a port; prints PORT:<n>)",
+    )
+    where.add_argument(
         "--tcp",
         metavar="[HOST:]PORT",
         help="serve on TCP, loopback by default (prints TCP:<host>:<port>)",
@@ -36,6 +41,18 @@ def main(argv: list[str] | None = None) -> int:
         "--max-connections", type=int, metavar="N", help="with --threaded: connection cap"
     )
     parser.add_argument("--describe", action="store_true", help="answer __describe__")
+    parser.add_argument("--prefix", default="/vgi", help="--http: URL prefix (default /vgi)")
+    parser.add_argument(
+        "--max-response-bytes",
+        type=int,
+        metavar="N",
+        help="--http: response body cap (producers continue past it, others fail)",
+    )
+    parser.add_argument(
+        "--signing-key",
+        default=os.environ.get("VGI_RPC_SIGNING_KEY"),
+        help="--http: stream token key (default: $VGI_RPC_SIGNING_KEY, else random)",
+    )
     parser.add_argument("--access-log", metavar="PATH", help="append JSON-lines access records")
     parser.add_argument("--access-log-debug", action="store_true", help="also log request_data")
     args = parser.parse_args(argv)
@@ -45,7 +62,18 @@ def main(argv: list[str] | None = None) -> int:
             logging.getLogger("vgi_rpc.access").setLevel(logging.DEBUG)
     server = RpcServer(ConformanceService, ConformanceImpl(), enable_describe=args.describe)
     options = {"threaded": args.threaded, "max_connections": args.max_connections}
-    if args.unix:
+    if args.http is not None:
+        from vgi_rpc.http import make_wsgi_app
+        from vgi_rpc.http._serve import serve_http
+
+        app = make_wsgi_app(
+            server,
+            prefix=args.prefix,
+            signing_key=args.signing_key.encode() if args.signing_key else None,
+            max_stream_response_bytes=args.max_response_bytes,
+        )
+        serve_http(app, port=args.http, on_bound=lambda h, p: print(f"PORT:{p}", flush=True))
+    elif args.unix:
         print(f"UNIX:{args.unix}", flush=True)
         serve_unix(server, args.unix, **options)
     elif args.tcp:

@@ -38,6 +38,7 @@ class Ctx:
     """What a scenario gets: the typed proxy and the log messages of this test."""
 
     proxy: ConformanceService
+    transport: str = "pipe"  # pipe, unix, tcp or http
     logs: list[Message] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # shown with a passing result
 

@@ -326,6 +326,7 @@ class RpcServer:
         method: str,
         request_id: str,
         sink: Callable[[Level, str, dict[str, object] | None], None],
+        auth: AuthContext | None = None,
     ) -> CallContext:
         """Build the ``CallContext`` for one call (or one stream turn)."""
         return CallContext(
@@ -334,7 +335,7 @@ class RpcServer:
             server_id=self.server_id,
             logger=self._logger,
             log_sink=sink,
-            auth=AuthContext.anonymous(),
+            auth=auth if auth is not None else AuthContext.anonymous(),
         )
 
     def _serve_unary(
@@ -344,7 +345,9 @@ class RpcServer:
         kwargs: dict[str, object],
         request_id: str,
         record: CallRecord | None,
-    ) -> None:
+        auth: AuthContext | None = None,
+    ) -> Exception | None:
+        """Run a unary call and write its response; return the method's exception, if any."""
         info = handler.info
         logs: list[PendingLog] = []
         writer = StreamWriter(channel, info.result_schema)
@@ -354,6 +357,7 @@ class RpcServer:
                     info.name,
                     request_id,
                     lambda level, msg, extra: logs.append((level, msg, extra)),
+                    auth,
                 )
                 value = handler.call(**kwargs, ctx=ctx)
             else:
@@ -366,7 +370,7 @@ class RpcServer:
             writer.close()
             if record is not None:
                 record.finish(exc)
-            return
+            return exc
         self.write_logs(writer, info.result_schema, logs, request_id)
         writer.write(result)
         writer.close()
@@ -375,6 +379,7 @@ class RpcServer:
         if record is not None:
             record.stats.record_output(result)
             record.finish()
+        return None
 
     def _result_batch(self, info: RpcMethodInfo, value: object) -> pa.RecordBatch:
         codec = info.result_codec

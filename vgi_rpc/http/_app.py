@@ -1,0 +1,291 @@
+"""``make_wsgi_app``: the falcon application serving an ``RpcServer`` over HTTP.
+
+This module is the HTTP surface only (routes, headers, status codes,
+content codings, authentication, CORS); RPC semantics live in
+``_dispatch.HttpDispatcher``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Iterable
+from typing import Any, cast
+
+import falcon
+
+from vgi_rpc._logs import HTTP_LOGGER, WIRE_HTTP_LOGGER
+from vgi_rpc.http import _encoding
+from vgi_rpc.http._auth import AuthFailure, unauthorized_body
+from vgi_rpc.http._dispatch import HttpDispatcher, Reply
+from vgi_rpc.http._refusal import RequestRefusedError
+from vgi_rpc.http._tokens import TokenBook
+from vgi_rpc.rpc._context import AuthContext
+from vgi_rpc.rpc._server import RpcServer
+from vgi_rpc.wire._codec import new_request_id
+
+ARROW_CONTENT_TYPE = "application/vnd.apache.arrow.stream"
+_log = logging.getLogger(HTTP_LOGGER)
+_wire_log = logging.getLogger(WIRE_HTTP_LOGGER)
+Authenticate = Callable[[falcon.Request], AuthContext]
+_EXPOSED = [
+    "WWW-Authenticate",
+    "X-Request-ID",
+    "X-VGI-Content-Encoding",
+    "X-VGI-RPC-Error",
+    "VGI-Auth-Reason",
+    "VGI-Auth-Proxy-Required",
+    "VGI-Max-Request-Bytes",
+    "VGI-Max-Response-Bytes",
+    "VGI-Externalization-Enabled",
+    "VGI-Supported-Encodings",
+]
+_JOIN_BELOW = 1 << 20  # smaller bodies are joined into one bytes object
+
+
+class _Capabilities:
+    """Stamps capability headers and the request id on every response."""
+
+    def __init__(self, headers: dict[str, str]) -> None:
+        self._headers = headers
+
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: object, req_succeeded: bool
+    ) -> None:
+        resp.set_headers(self._headers)
+        if resp.get_header("X-Request-ID") is None:
+            resp.set_header("X-Request-ID", req.get_header("X-Request-ID") or new_request_id())
+
+
+class _Health:
+    def __init__(self, server: RpcServer) -> None:
+        self._body = json.dumps(
+            {"status": "ok", "server_id": server.server_id, "protocol": server.protocol_name}
+        )
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = "application/json"
+        resp.text = self._body
+
+    def on_head(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = "application/json"
+
+    def on_options(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.set_header("Allow", "GET, HEAD, OPTIONS")
+
+
+class _TokenIntrospection:
+    """Section 16 route: always present, definitively refusing (not enabled here)."""
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.status = 404
+        resp.content_type = "application/json"
+        resp.text = json.dumps({"error": "token introspection is not enabled on this server"})
+
+
+class _Rpc:
+    """``{prefix}/{method}``, ``.../init`` and ``.../exchange``."""
+
+    def __init__(
+        self,
+        dispatcher: HttpDispatcher,
+        *,
+        authenticate: Authenticate | None,
+        www_authenticate: str | None,
+        max_request_bytes: int | None,
+        compress_min_bytes: int,
+    ) -> None:
+        self._dispatcher = dispatcher
+        self._authenticate = authenticate
+        self._www_authenticate = www_authenticate
+        self._max_request_bytes = max_request_bytes
+        self._compress_min_bytes = compress_min_bytes
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, method: str) -> None:
+        self._handle(req, resp, method, self._dispatcher.unary)
+
+    def on_post_init(self, req: falcon.Request, resp: falcon.Response, method: str) -> None:
+        self._handle(req, resp, method, self._dispatcher.init)
+
+    def on_post_exchange(self, req: falcon.Request, resp: falcon.Response, method: str) -> None:
+        self._handle(req, resp, method, self._dispatcher.exchange)
+
+    def _handle(
+        self,
+        req: falcon.Request,
+        resp: falcon.Response,
+        method: str,
+        run: Callable[[str, bytes, AuthContext, str], Reply],
+    ) -> None:
+        request_id = req.get_header("X-Request-ID") or new_request_id()
+        resp.set_header("X-Request-ID", request_id)
+        auth = AuthContext.anonymous()
+        if self._authenticate is not None:
+            try:
+                auth = self._authenticate(req)
+            except (ValueError, PermissionError) as exc:
+                self._unauthorized(req, resp, exc)
+                return
+        try:
+            body = self._body(req)
+            reply = run(method, body, auth, request_id)
+        except RequestRefusedError as problem:
+            _log.info("%s %s -> %d: %s", req.method, req.path, problem.status, problem.message)
+            reply = self._dispatcher.refusal_reply(problem, request_id)
+        self._send(req, resp, reply)
+        if _wire_log.isEnabledFor(logging.DEBUG):
+            _wire_log.debug("%s %s -> %d", req.method, req.path, reply.status)
+
+    def _body(self, req: falcon.Request) -> bytes:
+        content_type = (req.content_type or "").split(";")[0].strip().lower()
+        if content_type != ARROW_CONTENT_TYPE:
+            raise RequestRefusedError(
+                415,
+                f"expected Content-Type {ARROW_CONTENT_TYPE!r}, got {req.content_type!r}; "
+                "every vgi-rpc request body is an Arrow IPC stream",
+            )
+        cap = self._max_request_bytes
+        length = req.content_length
+        if cap is not None and length is not None and length > cap:
+            raise RequestRefusedError(
+                413, f"request body of {length} bytes exceeds max_request_bytes ({cap})"
+            )
+        stream = req.bounded_stream
+        body = stream.read() if cap is None else stream.read(cap + 1)
+        if cap is not None and len(body) > cap:
+            raise RequestRefusedError(413, f"request body exceeds max_request_bytes ({cap})")
+        coding = req.get_header("Content-Encoding")
+        return _encoding.decode(body, coding, cap) if coding else body
+
+    def _send(self, req: falcon.Request, resp: falcon.Response, reply: Reply) -> None:
+        resp.status = reply.status
+        resp.content_type = ARROW_CONTENT_TYPE
+        if reply.rpc_error:
+            resp.set_header("X-VGI-RPC-Error", "true")
+        chunks = reply.body
+        size = sum(memoryview(c).nbytes for c in chunks)
+        if size >= self._compress_min_bytes:
+            coding, header = _encoding.choose_response_coding(
+                req.get_header(_encoding.ACCEPT_HEADER),
+                req.get_header(_encoding.VGI_ACCEPT_HEADER),
+            )
+            if coding is not None:
+                resp.data = _encoding.encode(b"".join(chunks), coding)
+                resp.set_header(header, coding)
+                return
+        if size < _JOIN_BELOW:
+            resp.data = b"".join(chunks)
+        else:
+            resp.stream = cast(Iterable[bytes], chunks)  # any buffer goes to the WSGI server
+            resp.content_length = size
+
+    def _unauthorized(self, req: falcon.Request, resp: falcon.Response, exc: Exception) -> None:
+        reason = exc.reason if isinstance(exc, AuthFailure) else "unauthorized"
+        resp.status = 401
+        resp.content_type = "application/json"
+        resp.text = unauthorized_body(reason, str(exc))
+        resp.set_header("VGI-Auth-Reason", reason)
+        resp.set_header("Cache-Control", "no-store")
+        if self._www_authenticate:
+            resp.set_header("WWW-Authenticate", self._www_authenticate)
+        _log.info("%s %s -> 401 (%s)", req.method, req.path, reason)
+
+
+def make_wsgi_app(
+    server: RpcServer,
+    *,
+    prefix: str = "/vgi",
+    signing_key: bytes | None = None,
+    max_stream_response_bytes: int | None = None,
+    max_request_bytes: int | None = None,
+    authenticate: Authenticate | None = None,
+    cors_origins: str | Iterable[str] | None = None,
+    upload_url_provider: object | None = None,
+    max_upload_bytes: int | None = None,
+    token_ttl: float = 3600.0,
+    www_authenticate: str | None = 'Bearer realm="vgi-rpc"',
+    compress_min_bytes: int = 4096,
+    token_key: bytes | None = None,
+    max_response_bytes: int | None = None,
+) -> falcon.App[falcon.Request, falcon.Response]:
+    """Serve ``server`` as a WSGI application (wire spec section 10).
+
+    Args:
+        server: The ``RpcServer`` to expose.
+        prefix: URL prefix of every route (``""`` serves at the root).
+        signing_key: Secret sealing stream tokens. Give every process behind one
+            endpoint the same key; without one a random per-process key is used
+            and a warning is logged. ``token_key`` is accepted as an alias.
+        max_stream_response_bytes: Response body cap: producer streams continue
+            in a new request past it, unary and exchange responses fail with an
+            error naming ``max_response_bytes``. ``max_response_bytes`` is an alias.
+        max_request_bytes: Largest request body accepted, encoded or decoded (413).
+        authenticate: Called with each RPC request; return an ``AuthContext`` or
+            raise ``ValueError`` / ``PermissionError`` (or ``AuthFailure``) for a 401.
+        cors_origins: Origins allowed cross-origin (``"*"`` for any).
+        upload_url_provider: Not supported yet (comes with external storage).
+        max_upload_bytes: Not supported yet (comes with external storage).
+        token_ttl: Seconds a stream token stays valid; 0 disables expiry.
+        www_authenticate: ``WWW-Authenticate`` value sent with every 401.
+        compress_min_bytes: Smallest response body compressed when the client accepts it.
+        token_key: Alias of ``signing_key`` (the reference implementation's name).
+        max_response_bytes: Alias of ``max_stream_response_bytes``.
+    """
+    if upload_url_provider is not None or max_upload_bytes is not None:
+        raise NotImplementedError(
+            "upload URLs need external storage, which this version does not implement yet"
+        )
+    if signing_key is not None and token_key is not None and signing_key != token_key:
+        raise ValueError("give signing_key or token_key (an alias), not two different keys")
+    key = signing_key if signing_key is not None else token_key
+    if key is None:
+        key = os.urandom(32)
+        _log.warning(
+            "make_wsgi_app(): no signing_key given, so a random key was generated for this "
+            "process; stream turns will fail if a load balancer sends them to another process. "
+            "Pass the same signing_key to every process serving %s.",
+            server.protocol_name,
+        )
+    cap = max_stream_response_bytes if max_stream_response_bytes is not None else max_response_bytes
+    prefix = _normalise_prefix(prefix)
+    dispatcher = HttpDispatcher(server, TokenBook(key, ttl=token_ttl), cap)
+    capability_headers = {
+        "VGI-Externalization-Enabled": "false",
+        "VGI-Supported-Encodings": ", ".join(_encoding.PRODUCED),
+    }
+    if max_request_bytes is not None:
+        capability_headers["VGI-Max-Request-Bytes"] = str(max_request_bytes)
+    if cap is not None:
+        capability_headers["VGI-Max-Response-Bytes"] = str(cap)
+    middleware: list[Any] = [_Capabilities(capability_headers)]
+    if cors_origins is not None:
+        origins = cors_origins if isinstance(cors_origins, str) else list(cors_origins)
+        middleware.append(falcon.CORSMiddleware(allow_origins=origins, expose_headers=_EXPOSED))
+    app = falcon.App(middleware=middleware)
+    app.req_options.strip_url_path_trailing_slash = True
+    rpc = _Rpc(
+        dispatcher,
+        authenticate=authenticate,
+        www_authenticate=www_authenticate,
+        max_request_bytes=max_request_bytes,
+        compress_min_bytes=compress_min_bytes,
+    )
+    app.add_route(f"{prefix}/health", _Health(server))
+    app.add_route(f"{prefix}/__introspect_token__", _TokenIntrospection())
+    app.add_route(f"{prefix}/{{method}}", rpc)
+    app.add_route(f"{prefix}/{{method}}/init", rpc, suffix="init")
+    app.add_route(f"{prefix}/{{method}}/exchange", rpc, suffix="exchange")
+    return app
+
+
+def _normalise_prefix(prefix: str) -> str:
+    prefix = prefix.strip()
+    if prefix in ("", "/"):
+        return ""
+    if not prefix.startswith("/"):
+        prefix = "/" + prefix
+    return prefix.rstrip("/")
+
+
+__all__ = ["ARROW_CONTENT_TYPE", "make_wsgi_app"]

@@ -1,0 +1,457 @@
+"""The HTTP client: typed proxies over httpx, stateless stream sessions.
+
+Unary calls reuse ``RpcConnection`` unchanged: the channel collects one
+request body and POSTs it when the response is first read. Streams get
+their own session class, because every turn is one POST carrying the
+state tokens the server handed back on the previous turn.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import io
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Protocol, TypeVar, cast
+
+import httpx
+import pyarrow as pa
+
+from vgi_rpc._errors import IPCError, ProtocolError, RpcError, TransportError
+from vgi_rpc._ipc import Chunk, IpcValidation, Metadata, StreamWriter
+from vgi_rpc._ipc_reader import open_stream_reader
+from vgi_rpc._methods import RpcMethodInfo
+from vgi_rpc.http import _encoding
+from vgi_rpc.http._app import ARROW_CONTENT_TYPE
+from vgi_rpc.rpc._client import Connected, OnLog, RpcConnection, StreamSession, make_proxy
+from vgi_rpc.rpc._describe import ServiceDescription
+from vgi_rpc.rpc._request import encode_arguments
+from vgi_rpc.rpc._streams import EMPTY_SCHEMA, AnnotatedBatch
+from vgi_rpc.wire import _keys as k
+from vgi_rpc.wire._codec import (
+    BatchKind,
+    classify,
+    empty_batch,
+    message_from_metadata,
+    request_metadata,
+    rpc_error_from_metadata,
+)
+
+P = TypeVar("P")
+_TOKEN_KEYS = (k.STREAM_STATE_KEY, k.CALL_STATE_KEY)
+_ARROW_STATUSES = frozenset((200, 400, 404, 413, 415))
+
+
+class HttpError(TransportError):
+    """The HTTP server refused a request without an Arrow error body."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+
+
+class HttpUnauthorizedError(HttpError, PermissionError):
+    """HTTP 401: ``reason`` is the server's code (e.g. ``missing_credential``)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(401, f"unauthorized ({reason}){': ' + detail if detail else ''}")
+        self.reason = reason
+        self.detail = detail
+
+
+class _Sink:
+    """Collects the chunks of one request body."""
+
+    def __init__(self) -> None:
+        self.chunks: list[Chunk] = []
+
+    def write_chunks(self, chunks: Sequence[Chunk]) -> None:
+        self.chunks.extend(chunks)
+
+    def take(self) -> bytes:
+        body = b"".join(self.chunks)
+        self.chunks = []
+        return body
+
+
+class _PostChannel(_Sink):
+    """A ``Channel`` whose reader POSTs the collected request and reads the answer."""
+
+    def __init__(self, transport: HttpTransport) -> None:
+        super().__init__()
+        self._transport = transport
+        self.path = ""
+        self._reader: io.BufferedReader | None = None
+
+    @property
+    def reader(self) -> io.BufferedReader:
+        if self._reader is None:
+            self._reader = _reader(self._transport.post(self.path, self.take()))
+        return self._reader
+
+    def write_chunks(self, chunks: Sequence[Chunk]) -> None:
+        self._reader = None
+        super().write_chunks(chunks)
+
+    def use(self, source: io.BufferedReader) -> None:
+        self._reader = source
+
+    def peer_failure(self, detail: str) -> TransportError:
+        return TransportError(f"{self._transport.base_url}: {detail}")
+
+    def close(self) -> None:
+        pass
+
+
+def _reader(body: bytes) -> io.BufferedReader:
+    return cast(io.BufferedReader, io.BufferedReader(io.BytesIO(body)))
+
+
+class HttpTransport:
+    """POSTs Arrow bodies to one server and turns HTTP failures into typed errors.
+
+    Args:
+        base_url: ``scheme://host:port`` of the server.
+        client: The httpx client (connection pool) to use.
+        request_compression: ``"zstd"`` or ``"gzip"`` to compress request bodies
+            of at least ``compress_min_bytes``; ``None`` sends them as they are.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        client: httpx.Client,
+        *,
+        request_compression: str | None = None,
+        compress_min_bytes: int = 4096,
+    ) -> None:
+        if request_compression not in (None, *_encoding.PRODUCED):
+            raise ValueError(
+                f"request_compression must be one of {_encoding.PRODUCED} or None, "
+                f"got {request_compression!r}"
+            )
+        self.base_url = base_url.rstrip("/")
+        self.client = client
+        self._compression = request_compression
+        self._compress_min = compress_min_bytes
+        self._headers = {
+            "Content-Type": ARROW_CONTENT_TYPE,
+            _encoding.VGI_ACCEPT_HEADER: "zstd, gzip",
+        }
+
+    def post(self, path: str, body: bytes) -> bytes:
+        """POST ``body`` and return the (decoded) Arrow response body."""
+        headers = self._headers
+        if self._compression is not None and len(body) >= self._compress_min:
+            body = _encoding.encode(body, self._compression)
+            headers = {**headers, "Content-Encoding": self._compression}
+        url = self.base_url + path
+        try:
+            response = self.client.post(url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise TransportError(f"POST {url} failed: {exc}") from exc
+        return self._answer(url, response)
+
+    def _answer(self, url: str, response: httpx.Response) -> bytes:
+        status = response.status_code
+        if status == 401:
+            raise _unauthorized(response)
+        content_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+        if status not in _ARROW_STATUSES or content_type != ARROW_CONTENT_TYPE:
+            text = response.text[:500].strip() or response.reason_phrase
+            raise HttpError(status, f"POST {url}: {text}")
+        body = response.content
+        coding = response.headers.get(_encoding.VGI_CONTENT_HEADER)
+        if coding:
+            try:
+                body = _encoding.decode(body, coding, None)
+            except Exception as exc:
+                raise IPCError(
+                    f"POST {url}: response body does not decode as {coding}: {exc}"
+                ) from exc
+        return body
+
+
+def _unauthorized(response: httpx.Response) -> HttpUnauthorizedError:
+    reason = response.headers.get("VGI-Auth-Reason") or "unauthorized"
+    detail = ""
+    with contextlib.suppress(ValueError, AttributeError):
+        envelope = json.loads(response.text)
+        reason = str(envelope.get("reason") or reason)
+        detail = str(envelope.get("detail") or "")
+    return HttpUnauthorizedError(reason, detail)
+
+
+class HttpConnection(RpcConnection):
+    """An ``RpcConnection`` whose requests are HTTP POSTs to ``{prefix}/{method}``."""
+
+    def __init__(
+        self,
+        protocol: type,
+        transport: HttpTransport,
+        *,
+        prefix: str = "/vgi",
+        on_log: OnLog | None = None,
+        ipc_validation: IpcValidation = IpcValidation.FULL,
+    ) -> None:
+        self.transport = transport
+        self.prefix = _normalise_prefix(prefix)
+        self._post_channel = _PostChannel(transport)
+        super().__init__(protocol, self._post_channel, on_log=on_log, ipc_validation=ipc_validation)
+
+    def send_request(
+        self,
+        method: str,
+        batch: pa.RecordBatch,
+        extra: Metadata | None = None,
+        schema: pa.Schema | None = None,
+    ) -> None:
+        """Queue the request body for ``POST {prefix}/{method}``."""
+        self._post_channel.path = f"{self.prefix}/{method}"
+        super().send_request(method, batch, extra, schema)
+
+    def read_from(self, source: io.BufferedReader) -> None:
+        """Make the next ``read_response`` read ``source`` (a body already received)."""
+        self._post_channel.use(source)
+
+    def open_stream(self, info: RpcMethodInfo, arguments: dict[str, object]) -> HttpStreamSession:
+        """Start a stream with ``POST {prefix}/{method}/init``."""
+        return HttpStreamSession(self, info, arguments)
+
+    def close(self) -> None:
+        """Close the HTTP client (its pooled connections)."""
+        self.transport.client.close()
+
+
+class HttpStreamSession(StreamSession):
+    """One stream over HTTP: every turn is a POST carrying the server's state tokens.
+
+    Same interface as the byte-stream ``StreamSession`` (iterate, ``exchange``,
+    ``cancel``, ``close``, ``header``); it shares none of its channel state.
+    """
+
+    def __init__(  # the base __init__ is deliberately not called: no channel here
+        self, connection: HttpConnection, info: RpcMethodInfo, arguments: dict[str, object]
+    ) -> None:
+        self._conn = connection
+        self._info = info
+        self._path = f"{connection.prefix}/{info.name}"
+        self._cursor: bytes | None = None
+        self._call_token: bytes | None = None
+        self._pending: collections.deque[AnnotatedBatch] = collections.deque()
+        self._finished = False
+        self._closed = False
+        self.header: object = None
+        sink = _Sink()
+        writer = StreamWriter(sink, info.params_schema)
+        metadata = request_metadata(info.name, None, connection.protocol_version, None)
+        writer.write(encode_arguments(info, arguments), metadata)
+        writer.close()
+        source = _reader(connection.transport.post(self._path + "/init", sink.take()))
+        if info.header_type is not None:
+            connection.read_from(source)
+            data, error = connection.read_response_stream(info.name)
+            if error is not None:
+                self._closed = True
+                raise error
+            if data is None:
+                raise ProtocolError(f"{info.name}(): the header stream carried no header row")
+            self.header = info.header_type.from_record_batch(data)  # type: ignore[attr-defined]  # ArrowSerializableDataclass
+        self._absorb(source, exchange=False)
+
+    def _absorb(self, source: io.BufferedReader, *, exchange: bool) -> None:
+        """Read one output stream: deliver logs, queue data, keep the tokens, raise errors."""
+        reader = open_stream_reader(source)
+        if reader is None:
+            raise IPCError(f"{self._info.name}(): the server sent no output stream")
+        error: RpcError | None = None
+        token_seen = False
+        while (item := reader.read(self._conn.ipc_validation)) is not None:
+            batch, metadata = item
+            if metadata and k.STREAM_STATE_KEY in metadata:
+                token_seen = True
+                metadata = self._keep_tokens(metadata)
+                if batch.num_rows == 0 and not metadata and (not exchange or self._pending):
+                    continue  # a token sentinel, not data
+                if exchange:
+                    self._pending.append(AnnotatedBatch(batch, metadata or None))
+                    continue
+            error = self._deliver(batch, metadata) or error
+        if error is not None:
+            self._closed = True
+            raise error
+        if not token_seen:
+            self._finished = True
+
+    def _deliver(self, batch: pa.RecordBatch, metadata: Metadata | None) -> RpcError | None:
+        """Queue a data batch or hand a log to ``on_log``; return the error a batch carries."""
+        kind = classify(batch, metadata)
+        if kind is BatchKind.LOG:
+            if self._conn.on_log is not None:
+                self._conn.on_log(message_from_metadata(metadata or {}))
+        elif kind is BatchKind.ERROR:
+            return rpc_error_from_metadata(metadata or {})
+        elif kind is BatchKind.DATA:
+            self._pending.append(AnnotatedBatch(batch, metadata or None))
+        else:
+            raise IPCError(f"{self._info.name}(): received a {kind.value} batch over HTTP")
+        return None
+
+    def _keep_tokens(self, metadata: Metadata) -> Metadata:
+        """Remember the tokens a batch carries; return its metadata without them."""
+        self._cursor = metadata[k.STREAM_STATE_KEY]
+        self._call_token = metadata.get(k.CALL_STATE_KEY, self._call_token)
+        return {key: v for key, v in metadata.items() if key not in _TOKEN_KEYS}
+
+    def _post_turn(
+        self, batch: pa.RecordBatch, metadata: Metadata | None, *, exchange: bool
+    ) -> None:
+        if self._cursor is None:
+            raise ProtocolError(
+                f"{self._info.name}(): the server gave no state token to continue with"
+            )
+        tokens: Metadata = {k.STREAM_STATE_KEY: self._cursor}
+        if self._call_token is not None:
+            tokens[k.CALL_STATE_KEY] = self._call_token
+        sink = _Sink()
+        writer = StreamWriter(sink, batch.schema)
+        writer.write(batch, {**(metadata or {}), **tokens})
+        writer.close()
+        try:
+            body = self._conn.transport.post(self._path + "/exchange", sink.take())
+            self._absorb(_reader(body), exchange=exchange)
+        except BaseException:
+            self._closed = True
+            raise
+
+    def tick(self) -> AnnotatedBatch:
+        """The producer's next batch; ``StopIteration`` when it has finished."""
+        while not self._pending:
+            if self._closed or self._finished:
+                self._closed = True
+                raise StopIteration
+            self._post_turn(empty_batch(EMPTY_SCHEMA), None, exchange=False)
+        return self._pending.popleft()
+
+    def exchange(self, input: AnnotatedBatch | pa.RecordBatch) -> AnnotatedBatch:
+        """Send one input batch to an exchange stream and return its answer."""
+        if self._closed:
+            raise ProtocolError(f"{self._info.name}(): the stream is closed")
+        self._pending.clear()  # an exchange init answers with nothing to deliver
+        if isinstance(input, pa.RecordBatch):
+            self._post_turn(input, None, exchange=True)
+        else:
+            self._post_turn(input.batch, input.metadata_dict(), exchange=True)
+        if not self._pending:
+            raise ProtocolError(
+                f"{self._info.name}(): the server answered the exchange with no batch"
+            )
+        answer = self._pending.popleft()
+        self._pending.clear()
+        return answer
+
+    def __iter__(self) -> Iterator[AnnotatedBatch]:
+        try:
+            while True:
+                try:
+                    yield self.tick()
+                except StopIteration:
+                    return
+        finally:
+            if not self._closed:
+                self.cancel()
+
+    def cancel(self) -> None:
+        """Tell the server the stream is abandoned (runs its ``on_cancel``); best effort."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._finished or self._cursor is None:
+            return
+        with contextlib.suppress(RpcError, TransportError, IPCError, ProtocolError):
+            self._closed = False
+            self._post_turn(empty_batch(EMPTY_SCHEMA), {k.CANCEL_KEY: b"1"}, exchange=False)
+        self._closed = True
+
+    def close(self) -> None:
+        """End the session (the server keeps nothing, so there is nothing to send)."""
+        self._closed = True
+
+
+def _normalise_prefix(prefix: str) -> str:
+    prefix = prefix.strip().rstrip("/")
+    if prefix and not prefix.startswith("/"):
+        prefix = "/" + prefix
+    return prefix
+
+
+def http_connect(
+    protocol: type[P],
+    base_url: str,
+    *,
+    prefix: str = "/vgi",
+    on_log: OnLog | None = None,
+    ipc_validation: IpcValidation = IpcValidation.FULL,
+    headers: Mapping[str, str] | None = None,
+    bearer_token: str | None = None,
+    timeout: float | None = 60.0,
+    client: httpx.Client | None = None,
+    request_compression: str | None = None,
+) -> Connected[P]:
+    """Connect to a vgi-rpc HTTP server and return a context manager yielding a typed proxy.
+
+    Args:
+        protocol: The Protocol class the server serves.
+        base_url: ``http://host:port`` (the prefix is separate).
+        prefix: The server's URL prefix (``""`` for a server at the root).
+        on_log: Called with every log message the server sends.
+        ipc_validation: How thoroughly to validate received batches.
+        headers: Extra headers sent with every request.
+        bearer_token: Sent as ``Authorization: Bearer <token>``.
+        timeout: Seconds per request (``None``: no limit).
+        client: An httpx client to use instead of a new one (not closed on exit).
+        request_compression: ``"zstd"`` or ``"gzip"`` to compress large request bodies.
+    """
+    own = client is None
+    all_headers = dict(headers or {})
+    if bearer_token is not None:
+        all_headers["Authorization"] = f"Bearer {bearer_token}"
+    if client is None:
+        client = httpx.Client(headers=all_headers, timeout=timeout)
+    elif all_headers:
+        client.headers.update(all_headers)
+    transport = HttpTransport(base_url, client, request_compression=request_compression)
+    connection = HttpConnection(
+        protocol, transport, prefix=prefix, on_log=on_log, ipc_validation=ipc_validation
+    )
+
+    def close() -> None:
+        if own:
+            connection.close()
+
+    return Connected(make_proxy(protocol, connection), close)
+
+
+class _AnyService(Protocol):
+    """Placeholder: introspection needs no methods of its own."""
+
+
+def http_introspect(
+    base_url: str, *, prefix: str = "/vgi", headers: Mapping[str, str] | None = None
+) -> ServiceDescription:
+    """Fetch the ``__describe__`` payload of an HTTP server (started with ``enable_describe``)."""
+    with httpx.Client(headers=dict(headers or {})) as client:
+        connection = HttpConnection(_AnyService, HttpTransport(base_url, client), prefix=prefix)
+        return connection.describe()
+
+
+__all__ = [
+    "HttpConnection",
+    "HttpError",
+    "HttpStreamSession",
+    "HttpTransport",
+    "HttpUnauthorizedError",
+    "http_connect",
+    "http_introspect",
+]

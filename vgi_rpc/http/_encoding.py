@@ -1,0 +1,129 @@
+"""HTTP content codings (wire spec section 10, "Content-encoding negotiation").
+
+Request bodies may arrive as zstd or gzip and are decoded with a hard cap on
+the decoded size; responses are compressed with the first coding the client
+offers that we produce, ``X-VGI-Accept-Encoding`` taking precedence.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import zlib
+
+import zstandard
+
+from vgi_rpc.http._refusal import RequestRefusedError
+
+PRODUCED = ("zstd", "gzip")
+DECODED = ("zstd", "gzip", "identity")
+ACCEPT_HEADER = "Accept-Encoding"
+VGI_ACCEPT_HEADER = "X-VGI-Accept-Encoding"
+VGI_CONTENT_HEADER = "X-VGI-Content-Encoding"
+_READ_CHUNK = 1 << 20
+_local = threading.local()
+
+
+def _zstd_compressor() -> zstandard.ZstdCompressor:
+    cctx: zstandard.ZstdCompressor | None = getattr(_local, "cctx", None)
+    if cctx is None:
+        cctx = _local.cctx = zstandard.ZstdCompressor(level=1)
+    return cctx
+
+
+def parse_codings(value: str | None) -> list[str]:
+    """Codings in preference order: explicit ``q`` values first, then list order; ``q=0`` dropped."""
+    if not value:
+        return []
+    ranked: list[tuple[float, int, str]] = []
+    for position, item in enumerate(value.split(",")):
+        name, _, params = item.strip().partition(";")
+        q = 1.0
+        params = params.strip()
+        if params.startswith("q="):
+            try:
+                q = float(params[2:])
+            except ValueError:
+                q = 0.0
+        if name and q > 0:
+            ranked.append((-q, position, name.strip().lower()))
+    return [name for _, _, name in sorted(ranked)]
+
+
+def choose_response_coding(accept: str | None, vgi_accept: str | None) -> tuple[str | None, str]:
+    """The coding to apply (``None`` = none) and the header that names it."""
+    offered, header = (
+        (vgi_accept, VGI_CONTENT_HEADER) if vgi_accept is not None else (accept, "Content-Encoding")
+    )
+    for name in parse_codings(offered):
+        if name == "identity":
+            return None, header
+        if name in PRODUCED:
+            return name, header
+    return None, header
+
+
+def encode(body: bytes, coding: str) -> bytes:
+    """Compress ``body`` with ``coding`` (one of ``PRODUCED``)."""
+    if coding == "zstd":
+        return _zstd_compressor().compress(body)
+    return zlib.compress(body, 1, wbits=31)
+
+
+def decode(body: bytes, coding: str | None, limit: int | None) -> bytes:
+    """Decode a request body, refusing to produce more than ``limit`` bytes.
+
+    Raises:
+        RequestRefusedError: 415 for an unsupported coding, 400 for a corrupt body,
+            413 when the decoded body exceeds ``limit``.
+    """
+    name = (coding or "identity").strip().lower()
+    if name in ("", "identity"):
+        return body
+    if name not in DECODED:
+        raise RequestRefusedError(
+            415,
+            f"unsupported Content-Encoding {coding!r}; this server decodes {', '.join(DECODED)}",
+        )
+    cap = limit if limit is not None else 1 << 40
+    try:
+        out = _unzstd(body, cap) if name == "zstd" else _gunzip(body, cap)
+    except (zstandard.ZstdError, zlib.error, EOFError) as exc:
+        raise RequestRefusedError(400, f"request body does not decode as {name}: {exc}") from None
+    if len(out) > cap:
+        raise RequestRefusedError(
+            413,
+            f"decoded request body exceeds the server's limit of {cap} bytes (max_request_bytes)",
+        )
+    return out
+
+
+def _unzstd(body: bytes, cap: int) -> bytes:
+    out = io.BytesIO()
+    with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(body)) as reader:
+        while out.tell() <= cap:
+            chunk = reader.read(min(_READ_CHUNK, cap + 1 - out.tell()))
+            if not chunk:
+                break
+            out.write(chunk)
+    return out.getvalue()
+
+
+def _gunzip(body: bytes, cap: int) -> bytes:
+    inflater = zlib.decompressobj(wbits=47)  # gzip or zlib header, detected
+    out = inflater.decompress(body, cap + 1)
+    if not inflater.eof and len(out) <= cap:
+        raise EOFError("compressed body is truncated")
+    return out
+
+
+__all__ = [
+    "ACCEPT_HEADER",
+    "PRODUCED",
+    "VGI_ACCEPT_HEADER",
+    "VGI_CONTENT_HEADER",
+    "choose_response_coding",
+    "decode",
+    "encode",
+    "parse_codings",
+]
