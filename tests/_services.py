@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Annotated, ClassVar, Protocol
 
+import numpy as np
 import pyarrow as pa
 
 from vgi_rpc import (
@@ -262,3 +263,60 @@ class ServiceImpl:
 
 
 SERVICES: dict[str, tuple[type, type]] = {"service": (Service, ServiceImpl)}
+
+
+# --- bulk data, for the shared-memory tests -------------------------------------------
+
+BULK = pa.schema([("x", pa.float64())])
+SHM_SOURCE = b"vgi_rpc.shm_source"
+
+
+class Bulk(Protocol):
+    """Large batches both ways."""
+
+    def echo_big(
+        self, data: Annotated[bytes, ArrowType(pa.large_binary())]
+    ) -> Annotated[bytes, ArrowType(pa.large_binary())]: ...
+    def echo_batches(self) -> Stream[StreamState]: ...
+    def produce(self, count: int, rows: int) -> Stream[StreamState]: ...
+    def pid(self) -> int: ...
+
+
+@dataclass
+class EchoBatches(ExchangeState):
+    """Sends every input back, saying whether it arrived through shared memory."""
+
+    def exchange(self, input: AnnotatedBatch, out: OutputCollector, ctx: CallContext) -> None:
+        via = (input.metadata_dict() or {}).get(SHM_SOURCE, b"")
+        out.emit(input.batch, {b"input_shm_source": via})
+
+
+@dataclass
+class ProduceBulk(ProducerState):
+    count: int
+    rows: int
+
+    def produce(self, out: OutputCollector, ctx: CallContext) -> None:
+        if self.count <= 0:
+            out.finish()
+            return
+        self.count -= 1
+        values = pa.array(np.arange(self.rows, dtype=np.float64))
+        out.emit(pa.RecordBatch.from_arrays([values], schema=BULK))
+
+
+class BulkImpl:
+    def echo_big(self, data: bytes) -> bytes:
+        return data
+
+    def echo_batches(self) -> Stream[EchoBatches]:
+        return Stream(BULK, EchoBatches(), input_schema=BULK)
+
+    def produce(self, count: int, rows: int) -> Stream[ProduceBulk]:
+        return Stream(BULK, ProduceBulk(count, rows))
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+SERVICES["bulk"] = (Bulk, BulkImpl)

@@ -38,6 +38,7 @@ from vgi_rpc.rpc import (
 )
 from vgi_rpc.transports import (
     PoolMetrics,
+    ShmPipeTransport,
     SocketServer,
     StderrMode,
     WorkerPool,
@@ -80,6 +81,7 @@ __all__ = [
     "RpcServer",
     "SchemaError",
     "ServiceDescription",
+    "ShmPipeTransport",
     "SocketServer",
     "StderrMode",
     "Stream",

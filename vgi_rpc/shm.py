@@ -5,8 +5,8 @@ a sorted table of live allocations) followed by the data region; batches
 are stored as Arrow IPC streams in first-fit allocations. Segments made by
 another implementation are readable here and ours by theirs.
 
-This module is the segment only: the transport that ships pointer batches
-through it is not wired in yet.
+This module is the segment only; ``vgi_rpc.rpc._shm_pointer`` turns batches
+into pointer batches and back.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from multiprocessing import resource_tracker, shared_memory
 import pyarrow as pa
 
 from vgi_rpc._errors import IPCError
-from vgi_rpc._ipc import _encoder
-from vgi_rpc._ipc_reader import EOS_MARKER
+from vgi_rpc._ipc import Chunk, _encoder, encode_stream
+from vgi_rpc._ipc_reader import EOS_MARKER, has_dictionary
 from vgi_rpc._logs import WIRE_TRANSPORT_LOGGER
 
 HEADER_SIZE = 65536
@@ -138,9 +138,11 @@ class ShmSegment:
     def write_batch(self, batch: pa.RecordBatch) -> tuple[int, int] | None:
         """Store ``batch`` as a whole IPC stream; (offset, length), or ``None`` if it does not fit."""
         encoder = _encoder(batch.schema)
+        chunks: list[Chunk]
         if encoder is None:
-            raise IPCError("dictionary-encoded batches are not stored in shared memory yet")
-        chunks = [encoder.schema_message, *encoder.encode(batch, None), EOS_MARKER]
+            chunks = [_dictionary_messages(batch)]
+        else:
+            chunks = [encoder.schema_message, *encoder.encode(batch, None), EOS_MARKER]
         views = [memoryview(c).cast("B") for c in chunks]
         length = sum(len(v) for v in views)
         offset = self.allocate(length)
@@ -152,18 +154,30 @@ class ShmSegment:
             position += len(view)
         return offset, length
 
+    def view(self, offset: int, length: int) -> memoryview:
+        """A memoryview of ``length`` bytes at ``offset`` (no copy).
+
+        Raises:
+            IPCError: The range is not inside the data region.
+        """
+        if offset < HEADER_SIZE or length < 0 or offset + length > self.size:
+            raise IPCError(f"shared-memory range {offset}+{length} is outside the data region")
+        return self._buf[offset : offset + length]
+
     def read_buffer(self, offset: int, length: int) -> pa.Buffer:
         """A zero-copy view of ``length`` bytes at ``offset``."""
-        if offset < HEADER_SIZE or offset + length > self.size:
-            raise IPCError(f"shared-memory range {offset}+{length} is outside the data region")
-        return pa.py_buffer(self._buf[offset : offset + length])
+        return pa.py_buffer(self.view(offset, length))
 
-    def read_batch(self, offset: int, length: int) -> pa.RecordBatch:
-        """The batch stored at ``offset`` (zero-copy: it references the segment's memory)."""
-        try:
-            return pa.ipc.open_stream(self.read_buffer(offset, length)).read_next_batch()
-        except (pa.ArrowInvalid, OSError, StopIteration) as exc:
-            raise IPCError(f"no valid IPC stream at shared-memory offset {offset}: {exc}") from exc
+    def read_batch(
+        self, offset: int, length: int, schema: pa.Schema | None = None
+    ) -> pa.RecordBatch:
+        """The batch stored at ``offset`` (zero-copy: it references the segment's memory).
+
+        ``schema`` is the pointer batch's schema: a dictionary-encoded batch is
+        stored without its schema message and end-of-stream marker, so they are
+        put back around the stored bytes (a copy).
+        """
+        return read_stored_batch(self.read_buffer(offset, length), offset, schema)
 
     def close(self) -> None:
         """Unmap the segment (batches still referencing it keep the mapping alive until freed)."""
@@ -187,6 +201,28 @@ class ShmSegment:
         self.close()
         if self._owner:
             self.unlink()
+
+
+def _dictionary_messages(batch: pa.RecordBatch) -> pa.Buffer:
+    """The dictionary and batch messages of ``batch``'s IPC stream (spec section 11 layout)."""
+    stream = encode_stream(batch.schema, [(batch, None)])
+    reader = pa.BufferReader(stream)
+    pa.ipc.read_message(reader)  # skip the schema message
+    start = reader.tell()
+    return stream.slice(start, stream.size - start - len(EOS_MARKER))
+
+
+def read_stored_batch(
+    buffer: pa.Buffer, offset: int, schema: pa.Schema | None = None
+) -> pa.RecordBatch:
+    """Decode one batch stored in a segment (see ``ShmSegment.read_batch``)."""
+    try:
+        if schema is not None and has_dictionary(schema):
+            head = schema.serialize()
+            buffer = pa.py_buffer(b"".join([head.to_pybytes(), buffer.to_pybytes(), EOS_MARKER]))
+        return pa.ipc.open_stream(buffer).read_next_batch()
+    except (pa.ArrowInvalid, OSError, StopIteration) as exc:
+        raise IPCError(f"no valid IPC stream at shared-memory offset {offset}: {exc}") from exc
 
 
 __all__ = ["HEADER_SIZE", "MAGIC", "MAX_ALLOCS", "VERSION", "ShmSegment"]

@@ -1,21 +1,34 @@
 """The reference client, with a shared-memory segment, against our worker.
 
 Its large exchange inputs arrive as pointer batches into its segment; our
-server must resolve them (zero-copy), free each allocation after use, and
-leave no segment behind.
+server must resolve them (zero-copy), free each allocation after use, write
+its large outputs back into the same segment (the reference client reads and
+frees them), and leave no segment behind.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
 import pytest
 
+from conformance.protocol import ConformanceService
 from tests.conftest import ROOT
-from tests.interop.test_reference import REFERENCE_VENV
+from tests.interop.test_reference import (
+    OUR_WORKER,
+    REFERENCE_RUNNER,
+    REFERENCE_VENV,
+    REFERENCE_WORKER,
+)
+from vgi_rpc import StderrMode, connect
+from vgi_rpc.rpc import connection_of
 
 pytestmark = pytest.mark.interop
 
@@ -45,6 +58,9 @@ CLIENT = textwrap.dedent(
                 out = session.exchange(AnnotatedBatch(pa.RecordBatch.from_arrays([values], names=["value"])))
                 assert out.batch.num_rows == rows
                 assert out.batch.column("value")[rows - 1].as_py() == 2.0 * (rows - 1)
+                # our server wrote the large output into the client's segment too
+                assert out.custom_metadata[b"vgi_rpc.shm_source"] == seg.name.encode()
+                out.release()
         assert proxy.echo_string(value="after") == "after"
         print("allocations left", seg.allocator.num_allocs)
     seg.unlink()
@@ -79,11 +95,88 @@ def test_reference_client_sends_large_inputs_through_shared_memory(tmp_path: obj
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "allocations left 0" in proc.stdout  # we freed every input we resolved
+    assert "allocations left 0" in proc.stdout  # inputs freed by us, outputs by the client
     with open(log) as f:
         text = f.read()
     assert "attached client shared memory" in text
     assert (
         text.count("resolved a 200000-row batch from shared memory") == 3
     )  # every input came by pointer
+    assert set(os.listdir("/dev/shm")) == before
+
+
+def _reference(tool: Path) -> Path:
+    if not tool.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"reference peer missing at {REFERENCE_VENV}")
+        pytest.skip(f"reference peer not installed at {REFERENCE_VENV}")
+    return tool
+
+
+@pytest.mark.timeout(600)
+def test_our_client_uses_shared_memory_with_the_reference_worker() -> None:
+    worker = [str(_reference(REFERENCE_WORKER))]
+    before = set(os.listdir("/dev/shm"))
+    data = os.urandom(8 << 20)
+    rows = 200_000
+    values = pa.array(np.arange(rows, dtype=np.float64))
+    with connect(ConformanceService, worker, shm_size=64 << 20, stderr=StderrMode.PIPE) as svc:
+        shm = connection_of(svc).shm
+        assert shm is not None  # the reference answered __transport_options__ with true
+        name = shm.segment.name.encode()
+        # unary: the request goes by pointer (the reference frees it), the result comes back
+        # by pointer into our segment (we free it before the next request)
+        assert svc.echo_large_binary(value=data) == data
+        (result,) = shm.segment.allocations()
+        assert result[1] >= len(data)
+        with svc.exchange_scale(factor=2.0) as session:
+            for _ in range(3):
+                out = session.exchange(pa.RecordBatch.from_arrays([values], names=["value"]))
+                assert (out.metadata_dict() or {})[b"vgi_rpc.shm_source"] == name
+                assert out.batch.column("value")[rows - 1].as_py() == 2.0 * (rows - 1)
+        got = 0
+        for out in svc.produce_large_batches(rows_per_batch=100_000, batch_count=3):
+            got += out.batch.num_rows
+            assert (out.metadata_dict() or {})[b"vgi_rpc.shm_source"] == name
+        assert got == 300_000
+        del out
+        assert svc.echo_string(value="after") == "after"
+        # Everything is freed by whichever side read it, except that the reference 0.42.3
+        # never releases the last input of a stream (newer reference versions do).
+        left = shm.segment.allocations()
+        assert len(left) <= 1, left
+        assert all(length < 2 << 20 for _, length in left), left
+    assert set(os.listdir("/dev/shm")) == before
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_reference_runner_passes_with_shared_memory_against_our_worker() -> None:
+    runner = _reference(REFERENCE_RUNNER)
+    before = set(os.listdir("/dev/shm"))
+    proc = subprocess.run(
+        [
+            str(runner),
+            "--cmd",
+            OUR_WORKER,
+            "--shm",
+            "4194304",
+            "--format",
+            "json",
+            "--timeout",
+            "600",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        cwd=ROOT,
+        check=False,
+    )
+    report = json.loads(proc.stdout)
+    failed = [r for r in report["results"] if not r["passed"] and not r["skipped"]]
+    assert not failed, failed
+    skipped = [r["name"] for r in report["results"] if r["skipped"]]
+    assert all(name.startswith("http_response_cap.") for name in skipped), skipped
+    assert report["passed"] >= 100
+    assert proc.returncode == 0
     assert set(os.listdir("/dev/shm")) == before

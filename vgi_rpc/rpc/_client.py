@@ -23,7 +23,9 @@ from vgi_rpc.rpc._accounting import describe_batch, wire_batch_log, wire_request
 from vgi_rpc.rpc._channel import Channel
 from vgi_rpc.rpc._describe import ServiceDescription, parse_describe_batch
 from vgi_rpc.rpc._request import ONE_EMPTY_ROW, encode_arguments
+from vgi_rpc.rpc._shm_client import ClientShm
 from vgi_rpc.rpc._streams import EMPTY_SCHEMA, AnnotatedBatch
+from vgi_rpc.shm import ShmSegment
 from vgi_rpc.wire import _keys as k
 from vgi_rpc.wire._codec import (
     BatchKind,
@@ -67,6 +69,10 @@ class RpcConnection:
         self.protocol_version = protocol_version_of(protocol)
         self.open_session: StreamSession | None = None
         self._request_metadata: dict[str, Metadata] = {}
+        # The client's shared-memory segment, once the server has agreed to use it,
+        # or at once when the channel carries one both ends were given (ShmPipeTransport).
+        static = getattr(channel, "shm", None)
+        self.shm: ClientShm | None = ClientShm(static) if isinstance(static, ShmSegment) else None
         # False once the byte stream may be out of step (a transport or framing failure).
         self.healthy = True
 
@@ -83,11 +89,15 @@ class RpcConnection:
         parameter schema), which keeps the encoder lookup an identity check.
         """
         self._check_idle(method)
+        shm = self.shm
         metadata = self._request_metadata.get(method) if extra is None else None
         if metadata is None:
-            metadata = request_metadata(method, None, self.protocol_version, extra)
+            merged = {**shm.advert, **(extra or {})} if shm is not None else extra
+            metadata = request_metadata(method, None, self.protocol_version, merged)
             if extra is None:
                 self._request_metadata[method] = metadata
+        if shm is not None:
+            batch, metadata = shm.outgoing(batch, metadata)
         if wire_request_log.isEnabledFor(logging.DEBUG):
             wire_request_log.debug("sending %s(): %s", method, describe_batch(batch, metadata))
         writer = StreamWriter(self.channel, schema if schema is not None else batch.schema)
@@ -183,6 +193,9 @@ class RpcConnection:
                 if self.on_log is not None:
                     self.on_log(message_from_metadata(metadata or {}))
                 continue
+            if kind is BatchKind.SHM_POINTER and self.shm is not None and metadata is not None:
+                batch, metadata = self.shm.incoming(batch, metadata)
+                return BatchKind.DATA, batch, metadata
             if kind in (BatchKind.SHM_POINTER, BatchKind.EXTERNAL_POINTER, BatchKind.STATE_TOKEN):
                 raise IPCError(
                     f"{method}(): received a {kind.value} batch, which this connection cannot resolve"
@@ -215,12 +228,19 @@ class RpcConnection:
             raise ProtocolError("__describe__ answered with no batch")
         return parse_describe_batch(data, metadata)
 
+    def use_shm(self, shm: ClientShm | None) -> None:
+        """Start (or stop) using a shared-memory segment the server agreed to."""
+        self.shm = shm
+        self._request_metadata.clear()
+
     def close(self) -> None:
         """Close the open stream, if any, and the channel."""
         session = self.open_session
         if session is not None and not session.closed:
             with contextlib.suppress(RpcError, TransportError, IPCError):
                 session.close()
+        if self.shm is not None and self.healthy:
+            self.shm.collect()
         self.channel.close()
 
 
@@ -255,6 +275,9 @@ class StreamSession:
                 f"{self._info.name}(): every input batch of a stream must have the same schema; "
                 f"first was {self._input_schema}, this one is {batch.schema}"
             )
+        shm = self._connection.shm
+        if shm is not None:
+            batch, metadata = shm.outgoing(batch, metadata)
         self._input.write(batch, metadata, flush=True)
 
     def _receive(self) -> AnnotatedBatch:

@@ -40,7 +40,8 @@ from vgi_rpc.rpc._channel import Channel
 from vgi_rpc.rpc._context import AuthContext, CallContext
 from vgi_rpc.rpc._describe import build_describe_batch
 from vgi_rpc.rpc._request import Request, decode_arguments, drain_stream, read_request
-from vgi_rpc.rpc._shm_inbound import InboundShm
+from vgi_rpc.rpc._shm_inbound import InboundShm, ReleaseBeforeSend
+from vgi_rpc.rpc._shm_pointer import response_segment, to_pointer
 from vgi_rpc.rpc._stream_loop import serve_stream
 from vgi_rpc.shm import ShmSegment
 from vgi_rpc.wire import _keys as k
@@ -129,7 +130,8 @@ class RpcServer:
         A malformed byte stream cannot be resynchronised: the server answers
         it with an error stream (best effort) and returns.
         """
-        shm = InboundShm()
+        # A channel may carry a segment both ends were given (``ShmPipeTransport.shm``).
+        shm = InboundShm(getattr(channel, "shm", None))
         try:
             while self.serve_one(channel, shm=shm):
                 pass
@@ -152,10 +154,17 @@ class RpcServer:
         request_id = _text(request.metadata.get(k.REQUEST_ID_KEY)) or new_request_id()
         segment = shm.segment(request.metadata) if shm is not None else None
         request, release = _resolve_request(request, shm, segment)
-        try:
+        if segment is None:
             return self._serve_request(channel, request, request_id, segment, shm)
+        # Large results go to the client's segment; the request's allocation is
+        # freed before the first response byte leaves.
+        guarded = ReleaseBeforeSend(channel, release)
+        token = response_segment.set(segment)
+        try:
+            return self._serve_request(guarded, request, request_id, segment, shm)
         finally:
-            release()
+            response_segment.reset(token)
+            guarded.release()
 
     def _serve_request(
         self,
@@ -372,7 +381,7 @@ class RpcServer:
                 record.finish(exc)
             return exc
         self.write_logs(writer, info.result_schema, logs, request_id)
-        writer.write(result)
+        writer.write(*to_pointer(response_segment.get(), result, None))
         writer.close()
         if wire_response_log.isEnabledFor(logging.DEBUG):
             wire_response_log.debug("answered %s(): %s", info.name, describe_batch(result, None))

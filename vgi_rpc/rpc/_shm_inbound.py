@@ -2,20 +2,24 @@
 
 A client names its segment in request metadata (spec section 11); the server
 attaches once per connection, reads pointer batches out of it zero-copy and
-frees each allocation once the batch has been used (the reader frees).
-Outputs are still sent inline.
+frees each allocation once the batch has been used (the reader frees),
+always before the response's first byte leaves, so the client never touches
+the allocation table at the same time.
 """
 
 from __future__ import annotations
 
+import io
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pyarrow as pa
 
-from vgi_rpc._errors import IPCError
-from vgi_rpc._ipc import Metadata
+from vgi_rpc._errors import IPCError, TransportError
+from vgi_rpc._ipc import Chunk, Metadata
 from vgi_rpc._logs import WIRE_TRANSPORT_LOGGER
+from vgi_rpc.rpc._channel import Channel
+from vgi_rpc.rpc._shm_pointer import read_pointed
 from vgi_rpc.shm import ShmSegment
 from vgi_rpc.wire import _keys as k
 
@@ -29,26 +33,36 @@ def _noop() -> None:
 
 
 class InboundShm:
-    """The segments one connection's client advertised."""
+    """The segment one connection's client advertised (one at a time).
 
-    def __init__(self) -> None:
-        self._segments: dict[str, ShmSegment] = {}
+    A pooled worker sees a new segment per borrow: attaching the new one
+    detaches the previous, so a long-lived worker maps one segment at most.
+    """
+
+    def __init__(self, static: ShmSegment | None = None) -> None:
+        self._static = static
+        self._segment: ShmSegment | None = None
 
     def segment(self, metadata: Metadata) -> ShmSegment | None:
-        """The segment a request names (attached on first use), if it names one."""
+        """The segment a request names (attached on first use), else the static one, if any.
+
+        ``static`` is a segment both ends were given out of band (``ShmPipeTransport``).
+        """
         raw = metadata.get(k.SHM_SEGMENT_NAME_KEY)
         if raw is None:
-            return None
-        name = raw.decode()
-        segment = self._segments.get(name)
-        if segment is None:
-            size = metadata.get(k.SHM_SEGMENT_SIZE_KEY)
-            try:
-                segment = ShmSegment.attach(name, int(size) if size else None)
-            except (OSError, ValueError) as exc:
-                raise IPCError(f"cannot attach the client's shared memory {name!r}: {exc}") from exc
-            self._segments[name] = segment
-            _log.debug("attached client shared memory %s", name)
+            return self._static
+        name = raw.decode().lstrip("/")
+        for current in (self._static, self._segment):
+            if current is not None and current.name.lstrip("/") == name:
+                return current
+        size = metadata.get(k.SHM_SEGMENT_SIZE_KEY)
+        try:
+            segment = ShmSegment.attach(name, int(size) if size else None)
+        except (OSError, ValueError) as exc:
+            raise IPCError(f"cannot attach the client's shared memory {name!r}: {exc}") from exc
+        self.close()
+        self._segment = segment
+        _log.debug("attached client shared memory %s", name)
         return segment
 
     def resolve(
@@ -64,33 +78,71 @@ class InboundShm:
             return batch, metadata, _noop
         if segment is None:
             raise IPCError("received a shared-memory pointer batch but no segment was negotiated")
-        try:
-            offset = int(metadata[k.SHM_OFFSET_KEY])
-            length = int(metadata[k.SHM_LENGTH_KEY])
-        except (KeyError, ValueError) as exc:
-            raise IPCError(f"malformed shared-memory pointer: {exc}") from exc
-        resolved = segment.read_batch(offset, length)
+        resolved, rest, offset, _ = read_pointed(segment, batch, metadata)
         if _log.isEnabledFor(logging.DEBUG):
             _log.debug(
-                "resolved a %d-row batch from shared memory %s at %d+%d",
+                "resolved a %d-row batch from shared memory %s at %d+%s",
                 resolved.num_rows,
                 segment.name,
                 offset,
-                length,
+                metadata.get(k.SHM_LENGTH_KEY, b"?").decode(),
             )
-        rest = {
-            key: value
-            for key, value in metadata.items()
-            if key not in (k.SHM_OFFSET_KEY, k.SHM_LENGTH_KEY)
-        }
-        rest[k.SHM_SOURCE_KEY] = segment.name.encode()
-        return resolved, rest, lambda: segment.free(offset)
+        return resolved, rest, _once(lambda: segment.free(offset))
 
     def close(self) -> None:
-        """Detach every segment (their creator unlinks them)."""
-        for segment in self._segments.values():
-            segment.close()
-        self._segments.clear()
+        """Detach the attached segment (its creator unlinks it; a static one stays open)."""
+        if self._segment is not None:
+            self._segment.close()
+            self._segment = None
 
 
-__all__ = ["InboundShm", "Release"]
+class ReleaseBeforeSend:
+    """A channel that runs ``release`` just before its first write.
+
+    The request's allocation is freed after the call used it and before the
+    client can see any response byte: the client only touches the shared
+    allocation table again once it has a response, so the two never race.
+    """
+
+    def __init__(self, channel: Channel, release: Release) -> None:
+        self._channel = channel
+        self._release: Release | None = release
+
+    @property
+    def reader(self) -> io.BufferedReader:
+        """The wrapped channel's reader."""
+        return self._channel.reader
+
+    def write_chunks(self, chunks: Sequence[Chunk]) -> None:
+        """Release (once), then send."""
+        self.release()
+        self._channel.write_chunks(chunks)
+
+    def release(self) -> None:
+        """Run the release now if it has not run yet."""
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+    def peer_failure(self, detail: str) -> TransportError:
+        """The wrapped channel's peer failure."""
+        return self._channel.peer_failure(detail)
+
+    def close(self) -> None:
+        """Close the wrapped channel."""
+        self._channel.close()
+
+
+def _once(release: Release) -> Release:
+    done = False
+
+    def run() -> None:
+        nonlocal done
+        if not done:
+            done = True
+            release()
+
+    return run
+
+
+__all__ = ["InboundShm", "Release", "ReleaseBeforeSend"]

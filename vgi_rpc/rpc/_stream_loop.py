@@ -23,6 +23,7 @@ from vgi_rpc.rpc._channel import Channel
 from vgi_rpc.rpc._context import CallContext
 from vgi_rpc.rpc._request import drain_stream
 from vgi_rpc.rpc._shm_inbound import InboundShm
+from vgi_rpc.rpc._shm_pointer import to_pointer
 from vgi_rpc.rpc._streams import (
     AnnotatedBatch,
     ExchangeState,
@@ -175,7 +176,7 @@ def _turns(
             out = OutputCollector(stream.output_schema)
             turn[:] = [out]
             _run_turn(info, stream, AnnotatedBatch(batch, metadata), out, ctx, record)
-            _write_turn(server, output, out, record, request_id)
+            _write_turn(server, output, out, record, request_id, inbound)
         finally:
             if release is not None:
                 release()  # the input was used; its shared-memory allocation can go
@@ -212,8 +213,12 @@ def _write_turn(
     out: OutputCollector,
     record: CallRecord | None,
     request_id: str,
+    inbound: Inbound | None = None,
 ) -> None:
-    """Queue one turn's logs, then its data batch (sent by the caller's flush or close)."""
+    """Queue one turn's logs, then its data batch (sent by the caller's flush or close).
+
+    A large data batch goes into the client's segment when it advertised one.
+    """
     if out.logs:
         server.write_logs(output, out.output_schema, out.logs, request_id)
     emitted = out.batch
@@ -221,7 +226,10 @@ def _write_turn(
         if record is not None:
             record.stats.record_output(emitted.batch)
         metadata = emitted.metadata_dict() if emitted.custom_metadata is not None else None
-        output.write(emitted.batch, metadata)
+        if inbound is not None and inbound[1] is not None:
+            output.write(*to_pointer(inbound[1], emitted.batch, metadata))
+        else:
+            output.write(emitted.batch, metadata)
 
 
 def _cancel(server: RpcServer, info: RpcMethodInfo, state: object, request_id: str) -> None:

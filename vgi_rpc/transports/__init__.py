@@ -1,8 +1,9 @@
-"""Byte transports: in-process pipes, subprocess workers, unix and TCP sockets."""
+"""Byte transports: in-process pipes, subprocess workers, unix and TCP sockets, shared memory."""
 
 from vgi_rpc.transports._fd import FdChannel
 from vgi_rpc.transports._pipe import make_pipe_pair, serve_pipe
 from vgi_rpc.transports._pool import PoolMetrics, WorkerPool
+from vgi_rpc.transports._shm import ShmPipeTransport
 from vgi_rpc.transports._socket import (
     SocketChannel,
     SocketServer,
@@ -18,6 +19,7 @@ from vgi_rpc.transports._subprocess import StderrMode, WorkerProcess, connect, r
 __all__ = [
     "FdChannel",
     "PoolMetrics",
+    "ShmPipeTransport",
     "SocketChannel",
     "SocketServer",
     "StderrMode",

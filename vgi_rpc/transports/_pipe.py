@@ -10,7 +10,10 @@ from typing import TypeVar
 from vgi_rpc._ipc import IpcValidation
 from vgi_rpc._logs import Message
 from vgi_rpc.rpc import Connected, RpcConnection, RpcServer, make_proxy
+from vgi_rpc.rpc._channel import Channel
+from vgi_rpc.shm import ShmSegment
 from vgi_rpc.transports._fd import FdChannel, widen_pipe
+from vgi_rpc.transports._shm import ShmPipeTransport, check_shm_size, end_shm
 
 P = TypeVar("P")
 
@@ -30,15 +33,25 @@ def serve_pipe(
     *,
     on_log: Callable[[Message], None] | None = None,
     ipc_validation: IpcValidation | None = None,
+    shm_size: int | None = None,
 ) -> Connected[P]:
     """Serve ``implementation`` on a background thread and return a context manager of its proxy.
 
     ``with serve_pipe(Calculator, CalculatorImpl()) as calc: calc.add(a=1.0, b=2.0)``.
-    Leaving the block closes the pipes and joins the server thread.
+    Leaving the block closes the pipes and joins the server thread. With
+    ``shm_size`` both ends share a new segment of that size (``ShmPipeTransport``),
+    removed when the block ends.
     """
+    check_shm_size(shm_size)
     validation = ipc_validation or IpcValidation.FULL
     server = RpcServer(protocol, implementation, ipc_validation=validation)
+    client_side: Channel
+    server_side: Channel
     client_side, server_side = make_pipe_pair()
+    segment = ShmSegment.create(shm_size) if shm_size is not None else None
+    if segment is not None:
+        client_side = ShmPipeTransport(client_side, segment)
+        server_side = ShmPipeTransport(server_side, segment)
 
     def run() -> None:
         try:
@@ -53,8 +66,11 @@ def serve_pipe(
     connection = RpcConnection(protocol, client_side, on_log=on_log, ipc_validation=validation)
 
     def close() -> None:
-        connection.close()
-        thread.join(timeout=10)
+        try:
+            connection.close()
+            thread.join(timeout=10)
+        finally:
+            end_shm(segment)
 
     return Connected(make_proxy(protocol, connection), close)
 

@@ -18,6 +18,7 @@ from vgi_rpc._errors import TransportError
 from vgi_rpc._ipc import IpcValidation
 from vgi_rpc._logs import POOL_LOGGER, Message
 from vgi_rpc.rpc import Connected, RpcConnection, make_proxy
+from vgi_rpc.transports._shm import check_shm_size, end_shm, start_shm
 from vgi_rpc.transports._subprocess import StderrMode, WorkerProcess
 
 P = TypeVar("P")
@@ -52,8 +53,10 @@ class WorkerPool:
         idle_timeout: Seconds an idle worker may wait before it is stopped.
         stderr: What happens to workers' stderr.
         stderr_logger: Logger for worker stderr lines with ``StderrMode.PIPE``.
-        shm_size: Reserved for per-borrow shared-memory segments (not supported yet;
-            must be ``None``).
+        shm_size: When set, every borrow gets its own shared-memory segment of this
+            many bytes (header included) for large batches, removed when the borrow
+            ends, even if the worker died meanwhile. The worker is asked once whether
+            it can use shared memory (``__transport_options__``); if not, batches go inline.
     """
 
     def __init__(
@@ -64,12 +67,12 @@ class WorkerPool:
         stderr_logger: logging.Logger | None = None,
         shm_size: int | None = None,
     ) -> None:
-        if shm_size is not None:
-            raise NotImplementedError("WorkerPool(shm_size=...) needs the shared-memory transport")
+        check_shm_size(shm_size)
         if max_idle < 0 or idle_timeout <= 0:
             raise ValueError("max_idle must be >= 0 and idle_timeout > 0")
         self.max_idle = max_idle
         self.idle_timeout = idle_timeout
+        self.shm_size = shm_size
         self._stderr = stderr
         self._stderr_logger = stderr_logger
         self._lock = threading.Lock()
@@ -118,9 +121,23 @@ class WorkerPool:
         connection = RpcConnection(
             protocol, worker.channel, on_log=on_log, ipc_validation=ipc_validation
         )
-        return Connected(
-            make_proxy(protocol, connection), lambda: self._give_back(worker, connection)
-        )
+        segment = None
+        if self.shm_size is not None:
+            try:
+                segment = start_shm(connection, self.shm_size, worker.shm_capable)
+            except BaseException:
+                connection.healthy = False  # the handshake may have stopped half-way
+                self._give_back(worker, connection)
+                raise
+            worker.shm_capable = segment is not None
+
+        def give_back() -> None:
+            try:
+                self._give_back(worker, connection)
+            finally:
+                end_shm(segment)
+
+        return Connected(make_proxy(protocol, connection), give_back)
 
     def _borrow(self, key: tuple[str, ...]) -> WorkerProcess:
         dead: list[WorkerProcess] = []

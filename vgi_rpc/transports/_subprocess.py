@@ -23,6 +23,7 @@ from vgi_rpc._ipc import IpcValidation
 from vgi_rpc._logs import WIRE_TRANSPORT_LOGGER, Message
 from vgi_rpc.rpc import Connected, RpcConnection, RpcServer, make_proxy
 from vgi_rpc.transports._fd import FdChannel, widen_pipe
+from vgi_rpc.transports._shm import check_shm_size, end_shm, start_shm
 
 P = TypeVar("P")
 _log = logging.getLogger(WIRE_TRANSPORT_LOGGER)
@@ -69,6 +70,8 @@ class WorkerProcess:
         except OSError as exc:
             raise TransportError(f"cannot start worker {list(cmd)!r}: {exc}") from exc
         self.cmd = list(cmd)
+        # Whether the worker said it can use shared memory (asked once per process).
+        self.shm_capable: bool | None = None
         self._tail: collections.deque[str] = collections.deque(maxlen=_STDERR_TAIL_LINES)
         self._stderr_thread: threading.Thread | None = None
         if stderr is StderrMode.PIPE:
@@ -145,22 +148,40 @@ def connect(
     stderr_logger: logging.Logger | None = None,
     ipc_validation: IpcValidation = IpcValidation.FULL,
     env: dict[str, str] | None = None,
+    shm_size: int | None = None,
 ) -> Connected[P]:
     """Spawn ``cmd`` as a worker and return a context manager of a proxy typed as ``protocol``.
 
     ``with connect(Calculator, [sys.executable, "worker.py"]) as calc: calc.add(a=1.0, b=2.0)``.
     Leaving the block closes the worker's stdin and reaps it.
+
+    With ``shm_size`` (bytes, header included) the client creates a shared-memory
+    segment of that size for this connection once the worker confirms it can use
+    one (``__transport_options__``); batches of 128 KiB and more then travel
+    through it. The segment is removed when the block ends, even if the worker died.
     """
+    check_shm_size(shm_size)
     worker = WorkerProcess(cmd, stderr=stderr, stderr_logger=stderr_logger, env=env)
     connection = RpcConnection(
         protocol, worker.channel, on_log=on_log, ipc_validation=ipc_validation
     )
+    segment = None
+    if shm_size is not None:
+        try:
+            segment = start_shm(connection, shm_size)
+        except BaseException:
+            connection.close()
+            worker.close()
+            raise
 
     def close() -> None:
         try:
             connection.close()
         finally:
-            worker.close()
+            try:
+                worker.close()
+            finally:
+                end_shm(segment)
 
     return Connected(make_proxy(protocol, connection), close)
 

@@ -1,0 +1,102 @@
+"""Client side of the shared-memory side channel (wire spec sections 11 and 15).
+
+A ``ClientShm`` wraps the segment a client owns: it names the segment in
+every request, stores large outgoing batches there as pointer batches, and
+resolves the pointer batches the server sends back without copying.
+
+Freeing follows one rule: the allocation table has no lock, so it is only
+touched while the peer waits for us. Received allocations are freed just
+before the next request or stream input is written (or at close), and only
+once nothing references the batch read from them any more; a batch the
+caller keeps holds its allocation until it is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+from vgi_rpc._errors import RpcError
+from vgi_rpc._ipc import Metadata
+from vgi_rpc._logs import WIRE_TRANSPORT_LOGGER
+from vgi_rpc.rpc._request import ONE_EMPTY_ROW
+from vgi_rpc.rpc._shm_pointer import SHM_MIN_BATCH_BYTES, read_pointed, to_pointer
+from vgi_rpc.shm import ShmSegment
+from vgi_rpc.wire import _keys as k
+
+if TYPE_CHECKING:
+    from vgi_rpc.rpc._client import RpcConnection
+
+_log = logging.getLogger(WIRE_TRANSPORT_LOGGER)
+
+
+class ClientShm:
+    """A client-owned segment in use on one connection.
+
+    Args:
+        segment: The segment (the caller keeps ownership and unlinks it).
+        min_bytes: Batches smaller than this are sent inline.
+    """
+
+    def __init__(self, segment: ShmSegment, *, min_bytes: int = SHM_MIN_BATCH_BYTES) -> None:
+        self.segment = segment
+        self.min_bytes = min_bytes
+        self.advert: Metadata = {
+            k.SHM_SEGMENT_NAME_KEY: segment.name.encode(),
+            k.SHM_SEGMENT_SIZE_KEY: str(segment.size).encode(),
+        }
+        # (offset, weak reference to the view a received batch's buffers hold)
+        self._held: list[tuple[int, weakref.ref[memoryview]]] = []
+
+    def outgoing(
+        self, batch: pa.RecordBatch, metadata: Metadata | None
+    ) -> tuple[pa.RecordBatch, Metadata | None]:
+        """Free what can be freed, then store ``batch`` as a pointer when large and there is room."""
+        if self._held:
+            self.collect()
+        return to_pointer(self.segment, batch, metadata, self.min_bytes)
+
+    def incoming(
+        self, batch: pa.RecordBatch, metadata: Metadata
+    ) -> tuple[pa.RecordBatch, Metadata]:
+        """Resolve a pointer batch the server wrote into our segment (zero-copy)."""
+        resolved, rest, offset, view = read_pointed(self.segment, batch, metadata)
+        self._held.append((offset, weakref.ref(view)))
+        return resolved, rest
+
+    def collect(self) -> None:
+        """Free allocations whose batches are gone; call only while the server waits for us."""
+        keep = []
+        for offset, ref in self._held:
+            if ref() is None:
+                self.segment.free(offset)
+            else:
+                keep.append((offset, ref))
+        self._held = keep
+
+    @property
+    def held(self) -> int:
+        """Received allocations still referenced by live batches."""
+        return len(self._held)
+
+
+def server_takes_shm(connection: RpcConnection) -> bool:
+    """Ask the server over ``__transport_options__`` whether it can use shared memory.
+
+    Sent once per worker; a server that errors (or predates the method) means no.
+    """
+    method = k.TRANSPORT_OPTIONS_METHOD
+    connection.send_request(method, ONE_EMPTY_ROW, extra={k.TRANSPORT_SHM_KEY: b"true"})
+    try:
+        _, metadata, error = connection.read_response(method)
+    except RpcError:
+        return False
+    answer = metadata.get(k.TRANSPORT_SHM_KEY) if error is None and metadata else None
+    _log.debug("server answered %s: shm=%r", method, answer)
+    return answer == b"true"
+
+
+__all__ = ["ClientShm", "server_takes_shm"]
