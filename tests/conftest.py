@@ -77,11 +77,52 @@ def _socket(kind: str, protocol: type, name: str = "service", **kwargs: Any) -> 
         os.rmdir(directory)
 
 
+@contextlib.contextmanager
+def serve_wsgi(app: object) -> Iterator[str]:
+    """Serve a WSGI app with waitress on a loopback port in a thread; yield its base URL."""
+    from waitress.server import create_server
+
+    server = create_server(app, host="127.0.0.1", port=0, threads=4)
+    closing = threading.Event()
+
+    def run() -> None:
+        try:
+            server.run()
+        except (OSError, ValueError):
+            # Closing the server under its own event loop can trip it on closed descriptors.
+            if not closing.is_set():
+                raise
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.effective_port}"
+    finally:
+        closing.set()
+        # Join the worker threads first: one may still be finishing a response.
+        server.task_dispatcher.shutdown(timeout=10)
+        server.close()
+        thread.join(timeout=10)
+
+
+@contextlib.contextmanager
+def _http(protocol: type, name: str = "service", **kwargs: Any) -> Iterator[Any]:
+    from vgi_rpc.http import http_connect, make_wsgi_app
+
+    _, impl = SERVICES[name]
+    app = make_wsgi_app(RpcServer(protocol, impl()), signing_key=b"test key")
+    with serve_wsgi(app) as url:
+        connected: AbstractContextManager[Any] = http_connect(protocol, url, **kwargs)
+        with connected as proxy:
+            yield proxy
+
+
 TRANSPORTS: dict[str, RpcFactory] = {
     "pipe": _pipe,
     "subprocess": _subprocess,
     "unix": functools.partial(_socket, "unix"),
     "tcp": functools.partial(_socket, "tcp"),
+    "http": _http,
 }
 
 

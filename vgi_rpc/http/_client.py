@@ -18,7 +18,7 @@ from typing import Protocol, TypeVar, cast
 import httpx
 import pyarrow as pa
 
-from vgi_rpc._errors import IPCError, ProtocolError, RpcError, TransportError
+from vgi_rpc._errors import IPCError, ProtocolError, RpcError, TransportError, VgiRpcError
 from vgi_rpc._ipc import Chunk, IpcValidation, Metadata, StreamWriter
 from vgi_rpc._ipc_reader import open_stream_reader
 from vgi_rpc._methods import RpcMethodInfo
@@ -43,7 +43,7 @@ _TOKEN_KEYS = (k.STREAM_STATE_KEY, k.CALL_STATE_KEY)
 _ARROW_STATUSES = frozenset((200, 400, 404, 413, 415))
 
 
-class HttpError(TransportError):
+class HttpError(VgiRpcError):
     """The HTTP server refused a request without an Arrow error body."""
 
     def __init__(self, status: int, message: str) -> None:

@@ -1,0 +1,324 @@
+"""HTTP surface: discovery, auth, CORS, compression, response caps, token lifetimes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import falcon
+import httpx
+import pyarrow as pa
+import pytest
+
+from tests._services import ROWS, Service, ServiceImpl
+from tests.conftest import serve_wsgi
+from tests.http._helpers import ARROW, error_message, read_batches, request_body
+from vgi_rpc import (
+    AuthContext,
+    CallContext,
+    OutputCollector,
+    ProducerState,
+    RpcError,
+    RpcServer,
+    Stream,
+    StreamState,
+    TransportError,
+)
+from vgi_rpc.http import (
+    AuthFailure,
+    HttpUnauthorizedError,
+    http_capabilities,
+    http_connect,
+    http_introspect,
+    make_wsgi_app,
+)
+
+
+def _serve(**options: Any) -> AbstractContextManager[str]:
+    options.setdefault("signing_key", b"feature key")
+    return serve_wsgi(
+        make_wsgi_app(RpcServer(Service, ServiceImpl(), enable_describe=True), **options)
+    )
+
+
+@pytest.fixture(scope="module")
+def url() -> Iterator[str]:
+    with _serve(cors_origins=["https://app.example"]) as base:
+        yield base
+
+
+def test_health_answers_every_verb_with_capability_headers(url: str) -> None:
+    get = httpx.get(url + "/vgi/health")
+    assert get.status_code == 200
+    assert get.json()["status"] == "ok"
+    assert get.json()["protocol"] == "Service"
+    for reply in (get, httpx.head(url + "/vgi/health"), httpx.options(url + "/vgi/health")):
+        assert reply.status_code == 200
+        assert reply.headers["VGI-Supported-Encodings"] == "zstd, gzip"
+        assert reply.headers["VGI-Externalization-Enabled"] == "false"
+        assert reply.headers["X-Request-ID"]
+    assert "VGI-Max-Request-Bytes" not in get.headers
+
+
+def test_capabilities_are_discovered_and_request_ids_echoed() -> None:
+    with _serve(max_request_bytes=1000, max_stream_response_bytes=5000) as base:
+        caps = http_capabilities(base)
+        assert (caps.max_request_bytes, caps.max_response_bytes) == (1000, 5000)
+        assert caps.supported_encodings == ("zstd", "gzip")
+        reply = httpx.post(
+            base + "/vgi/noop",
+            content=request_body("noop"),
+            headers={**ARROW, "X-Request-ID": "abc123"},
+        )
+        assert reply.headers["X-Request-ID"] == "abc123"
+        assert reply.headers["VGI-Max-Response-Bytes"] == "5000"
+
+
+def test_token_introspection_is_a_definitive_404(url: str) -> None:
+    reply = httpx.post(url + "/vgi/__introspect_token__", json={"token": "x"})
+    assert reply.status_code == 404
+    assert reply.headers["Content-Type"].startswith("application/json")
+
+
+def test_cors_exposes_the_vgi_headers(url: str) -> None:
+    reply = httpx.post(
+        url + "/vgi/noop",
+        content=request_body("noop"),
+        headers={**ARROW, "Origin": "https://app.example"},
+    )
+    assert reply.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    exposed = reply.headers["Access-Control-Expose-Headers"]
+    for name in ("X-VGI-RPC-Error", "X-Request-ID", "VGI-Auth-Reason", "WWW-Authenticate"):
+        assert name in exposed
+    stranger = httpx.post(
+        url + "/vgi/noop",
+        content=request_body("noop"),
+        headers={**ARROW, "Origin": "https://evil.example"},
+    )
+    assert "Access-Control-Allow-Origin" not in stranger.headers
+
+
+def test_introspection_over_http(url: str) -> None:
+    description = http_introspect(url)
+    assert description.protocol_name == "Service"
+    assert "countdown" in description.methods
+
+
+def _bearer(req: falcon.Request) -> AuthContext:
+    header = req.get_header("Authorization")
+    if header is None:
+        return AuthContext.anonymous()
+    if header != "Bearer good":
+        raise AuthFailure("invalid_credential", "unknown token")
+    return AuthContext(domain="test", authenticated=True, principal="alice")
+
+
+def _strict(req: falcon.Request) -> AuthContext:
+    if req.get_header("Authorization") is None:
+        raise AuthFailure("missing_credential", "send a bearer token")
+    if req.get_header("Authorization") != "Bearer good":
+        raise ValueError("no such token")
+    return AuthContext(domain="test", authenticated=True, principal="alice")
+
+
+def test_missing_and_bad_bearer_tokens_are_401_with_the_envelope() -> None:
+    with _serve(authenticate=_strict) as base:
+        missing = httpx.post(base + "/vgi/noop", content=request_body("noop"), headers=ARROW)
+        assert missing.status_code == 401
+        assert missing.headers["WWW-Authenticate"].startswith("Bearer")
+        assert missing.headers["VGI-Auth-Reason"] == "missing_credential"
+        assert missing.headers["Cache-Control"] == "no-store"
+        assert missing.json() == {
+            "error": "unauthorized",
+            "reason": "missing_credential",
+            "detail": "send a bearer token",
+        }
+        bad = httpx.post(
+            base + "/vgi/noop",
+            content=request_body("noop"),
+            headers={**ARROW, "Authorization": "Bearer x"},
+        )
+        assert bad.status_code == 401
+        assert bad.json()["reason"] == "unauthorized"
+        assert httpx.get(base + "/vgi/health").status_code == 200  # exempt
+        with http_connect(Service, base, bearer_token="nope") as svc:
+            with pytest.raises(HttpUnauthorizedError, match="unauthorized") as info:
+                svc.noop()
+            assert info.value.status == 401
+        with http_connect(Service, base, bearer_token="good") as svc:
+            assert svc.secret() == "secret"
+            assert svc.whoami().split("|")[1] == "True"
+
+
+def test_require_authenticated_raises_permission_error_remotely() -> None:
+    with _serve(authenticate=_bearer) as base:
+        with http_connect(Service, base) as anonymous:
+            with pytest.raises(RpcError) as info:
+                anonymous.secret()
+            assert info.value.error_type == "PermissionError"
+        with http_connect(Service, base, bearer_token="good") as alice:
+            assert alice.secret() == "secret"
+
+
+def test_stream_tokens_are_bound_to_the_principal() -> None:
+    with _serve(authenticate=_bearer) as base:
+        captured: list[httpx.Request] = []
+        with (
+            httpx.Client(event_hooks={"request": [captured.append]}) as spy,
+            http_connect(Service, base, bearer_token="good", client=spy) as alice,
+        ):
+            session = alice.running_sum()
+            session.exchange(pa.RecordBatch.from_pydict({"value": [1.0]}))
+        replay = captured[-1]
+        anonymous = httpx.post(str(replay.url), content=replay.content, headers=ARROW)
+        assert anonymous.status_code == 400
+        assert "signature verification failed" in error_message(anonymous.content)
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected_header", "coding"),
+    [
+        ({"X-VGI-Accept-Encoding": "zstd"}, "X-VGI-Content-Encoding", "zstd"),
+        ({"Accept-Encoding": "gzip"}, "Content-Encoding", "gzip"),
+        ({"X-VGI-Accept-Encoding": "identity, zstd", "Accept-Encoding": "gzip"}, None, None),
+    ],
+)
+def test_response_coding_follows_the_client_preference(
+    url: str, headers: dict[str, str], expected_header: str | None, coding: str | None
+) -> None:
+    body = request_body("echo_bytes", {"data": [b"abc" * 10_000]})
+    reply = httpx.post(url + "/vgi/echo_bytes", content=body, headers={**ARROW, **headers})
+    assert reply.status_code == 200
+    for name in ("X-VGI-Content-Encoding", "Content-Encoding"):
+        assert reply.headers.get(name) == (coding if name == expected_header else None)
+    ((batch, _),) = read_batches(
+        reply.content if expected_header != "X-VGI-Content-Encoding" else _unzstd(reply.content)
+    )
+    assert batch.column(0)[0].as_py() == b"abc" * 10_000
+
+
+def _unzstd(data: bytes) -> bytes:
+    import zstandard
+
+    return zstandard.ZstdDecompressor().decompress(data)
+
+
+def test_compressed_requests_round_trip(url: str) -> None:
+    payload = bytes(range(256)) * 4096
+    for coding in ("zstd", "gzip"):
+        with http_connect(Service, url, request_compression=coding) as svc:
+            assert svc.echo_bytes(data=payload) == payload
+
+
+def _count_posts() -> tuple[httpx.Client, list[str]]:
+    paths: list[str] = []
+    client = httpx.Client(event_hooks={"request": [lambda r: paths.append(r.url.path)]})
+    return client, paths
+
+
+def test_producer_without_a_cap_sends_one_batch_per_request(url: str) -> None:
+    client, paths = _count_posts()
+    with client, http_connect(Service, url, client=client) as svc:
+        values = [b.batch.column(0)[0].as_py() for b in svc.countdown(n=5)]
+    assert values == [5, 4, 3, 2, 1]
+    assert paths == ["/vgi/countdown/init"] + ["/vgi/countdown/exchange"] * 5
+
+
+def test_producer_continues_past_the_response_cap() -> None:
+    with _serve(max_stream_response_bytes=2000) as base:
+        client, paths = _count_posts()
+        with client, http_connect(Service, base, client=client) as svc:
+            values = [b.batch.column(0)[0].as_py() for b in svc.countdown(n=100)]
+        assert values == list(range(100, 0, -1))
+        continuations = paths.count("/vgi/countdown/exchange")
+        assert 2 <= continuations < 50  # several batches per response, more than one response
+
+
+def test_unary_and_exchange_over_the_cap_fail_naming_it() -> None:
+    with _serve(max_stream_response_bytes=10_000) as base, http_connect(Service, base) as svc:
+        with pytest.raises(RpcError, match="max_response_bytes"):
+            svc.echo_bytes(data=bytes(20_000))
+        session = svc.echo_rows()
+        big = pa.RecordBatch.from_pydict(
+            {
+                "label": ["y" * 20_000],
+                "at": [None],
+                "price": [None],
+                "nested": [None],
+                "maybe": [1],
+            },
+            schema=ROWS,
+        )
+        with pytest.raises(RpcError, match="max_response_bytes"):
+            session.exchange(big)
+        assert svc.echo_bytes(data=b"small") == b"small"
+
+
+def test_expired_tokens_are_refused() -> None:
+    with _serve(token_ttl=1) as base, http_connect(Service, base) as svc:
+        session = svc.running_sum()
+        time.sleep(2.1)
+        with pytest.raises(RpcError, match="expired"):
+            session.exchange(pa.RecordBatch.from_pydict({"value": [1.0]}))
+
+
+def test_turns_can_land_on_another_process_with_the_same_key() -> None:
+    servers = [RpcServer(Service, ServiceImpl()) for _ in range(2)]
+    with (
+        serve_wsgi(make_wsgi_app(servers[0], signing_key=b"shared")) as first,
+        serve_wsgi(make_wsgi_app(servers[1], signing_key=b"shared")) as second,
+        http_connect(Service, first) as svc,
+    ):
+        session = svc.running_sum()
+        session.exchange(pa.RecordBatch.from_pydict({"value": [2.0]}))
+        # Point the session's transport at the second server: its cache has never seen the call.
+        session._conn.transport.base_url = second  # type: ignore[attr-defined]  # an HttpStreamSession
+        answer = session.exchange(pa.RecordBatch.from_pydict({"value": [3.0]}))
+        assert answer.batch.column(0)[0].as_py() == 5.0
+
+
+def test_a_server_that_is_down_is_a_transport_error() -> None:
+    with _serve() as base:
+        pass
+    with http_connect(Service, base) as svc, pytest.raises(TransportError, match="failed"):
+        svc.noop()
+
+
+class Opaque(ProducerState):
+    """Not a dataclass: its state cannot travel between HTTP turns."""
+
+    def produce(self, out: OutputCollector, ctx: CallContext) -> None:
+        out.finish()
+
+
+@dataclass
+class Unmappable(ProducerState):
+    handle: object
+
+    def produce(self, out: OutputCollector, ctx: CallContext) -> None:
+        out.finish()
+
+
+class Odd(Protocol):
+    def opaque(self) -> Stream[StreamState]: ...
+    def unmappable(self) -> Stream[StreamState]: ...
+
+
+class OddImpl:
+    def opaque(self) -> Stream[Opaque]:
+        return Stream(output_schema=pa.schema([("x", pa.int64())]), state=Opaque())
+
+    def unmappable(self) -> Stream[Unmappable]:
+        return Stream(output_schema=pa.schema([("x", pa.int64())]), state=Unmappable(object()))
+
+
+def test_a_state_that_cannot_travel_fails_at_init_with_a_clear_error() -> None:
+    app = make_wsgi_app(RpcServer(Odd, OddImpl()), signing_key=b"k")
+    with serve_wsgi(app) as base, http_connect(Odd, base) as odd:
+        with pytest.raises(RpcError, match="must be a @dataclass"):
+            odd.opaque()
+        with pytest.raises(RpcError, match="cannot travel over HTTP"):
+            odd.unmappable()
