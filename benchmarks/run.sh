@@ -2,12 +2,14 @@
 # Usage: bash benchmarks/run.sh [BENCHMARK ...] [-- ARGS FOR EACH BENCHMARK]
 #   bash benchmarks/run.sh unary
 #   bash benchmarks/run.sh streams
-#   bash benchmarks/run.sh             # every benchmark (unary, then streams)
+#   bash benchmarks/run.sh transfer   # 64 MiB and 1 GiB echoes over pipe, shm, unix, tcp
+#   bash benchmarks/run.sh http_bench # unary latency and exchange round trips over HTTP
+#   bash benchmarks/run.sh             # every benchmark (unary, streams, transfer, http_bench)
 # Sets up benchmarks/.venv-ours and benchmarks/.venv-ref first (see setup.sh).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ALL=(unary streams)
+ALL=(unary streams transfer http_bench)
 
 names=()
 while [[ $# -gt 0 && "$1" != "--" ]]; do

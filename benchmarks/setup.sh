@@ -53,13 +53,15 @@ PY313="$(find_python)"
 
 # --- ours -----------------------------------------------------------------
 OURS_VERSION="$(sed -n 's/^version *= *"\(.*\)"/\1/p' "$REPO/pyproject.toml" | head -n1)"
-if venv_ok "$OURS" "$REPO/vgi_rpc" "$OURS_VERSION"; then
+# The HTTP benchmark needs the http extra (falcon, waitress, httpx, zstandard, cryptography).
+has_http() { "$1/bin/python" -E -s -c 'import falcon, waitress, httpx, zstandard, cryptography' >/dev/null 2>&1; }
+if venv_ok "$OURS" "$REPO/vgi_rpc" "$OURS_VERSION" && has_http "$OURS"; then
     echo "setup.sh: $OURS is up to date"
 else
     echo "setup.sh: creating $OURS (editable install of $REPO)"
     rm -rf "$OURS"
     "$PY313" -m venv "$OURS"
-    "$OURS/bin/python" -m pip install --quiet --disable-pip-version-check -e "$REPO"
+    "$OURS/bin/python" -m pip install --quiet --disable-pip-version-check -e "$REPO[http]"
     venv_ok "$OURS" "$REPO/vgi_rpc" "$OURS_VERSION" || {
         echo "setup.sh: $OURS does not import our vgi_rpc" >&2
         exit 1
