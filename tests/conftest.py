@@ -77,32 +77,11 @@ def _socket(kind: str, protocol: type, name: str = "service", **kwargs: Any) -> 
         os.rmdir(directory)
 
 
-@contextlib.contextmanager
-def serve_wsgi(app: object) -> Iterator[str]:
+def serve_wsgi(app: object) -> AbstractContextManager[str]:
     """Serve a WSGI app with waitress on a loopback port in a thread; yield its base URL."""
-    from waitress.server import create_server
+    from vgi_rpc.http import serve_in_thread
 
-    server = create_server(app, host="127.0.0.1", port=0, threads=4)
-    closing = threading.Event()
-
-    def run() -> None:
-        try:
-            server.run()
-        except (OSError, ValueError):
-            # Closing the server under its own event loop can trip it on closed descriptors.
-            if not closing.is_set():
-                raise
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.effective_port}"
-    finally:
-        closing.set()
-        # Join the worker threads first: one may still be finishing a response.
-        server.task_dispatcher.shutdown(timeout=10)
-        server.close()
-        thread.join(timeout=10)
+    return serve_in_thread(app)
 
 
 @contextlib.contextmanager

@@ -24,6 +24,14 @@ EXPECTED = {
         "STILL USABLE",
     ],
     "streaming.py": ["{'value': [3]}", "{'value': [1]}", "{'total': [3.0]}", "{'total': [13.0]}"],
+    "http_service.py": [
+        "apples: 12",
+        "anonymous whoami: PermissionError",
+        "whoami: alice (demo)",
+        "listing pages: [2, 2, 1]",
+        "with tax: [12.0, 3.0]",
+        "wrong token: 401 invalid_credential",
+    ],
     "demo.py": [
         "record: 6",
         "remote error: KeyError",

@@ -5,6 +5,8 @@ Define a service as a ``typing.Protocol``, implement it, and reach it through
 other transports; the proxy you get back is typed as the Protocol.
 """
 
+from typing import TYPE_CHECKING
+
 from vgi_rpc._arrow_types import ArrowType
 from vgi_rpc._dataclasses import ArrowSerializableDataclass
 from vgi_rpc._errors import (
@@ -56,6 +58,20 @@ from vgi_rpc.transports import (
 
 __version__ = "0.1.0"
 
+# The HTTP transport needs the ``http`` extra (falcon, httpx, ...): import it on first use.
+if TYPE_CHECKING:
+    from vgi_rpc.http import http_capabilities, http_connect, http_introspect, make_wsgi_app
+_HTTP_NAMES = frozenset(("make_wsgi_app", "http_connect", "http_introspect", "http_capabilities"))
+
+
+def __getattr__(name: str) -> object:
+    if name in _HTTP_NAMES:
+        from vgi_rpc import http
+
+        return getattr(http, name)
+    raise AttributeError(f"module 'vgi_rpc' has no attribute {name!r}")
+
+
 __all__ = [
     "AnnotatedBatch",
     "ArrowSerializableDataclass",
@@ -93,8 +109,12 @@ __all__ = [
     "WorkerPool",
     "connect",
     "describe_rpc",
+    "http_capabilities",
+    "http_connect",
+    "http_introspect",
     "introspect",
     "make_pipe_pair",
+    "make_wsgi_app",
     "rpc_methods",
     "run_server",
     "serve_pipe",

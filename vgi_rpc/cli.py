@@ -1,7 +1,9 @@
-"""The ``vgi-rpc`` command: describe a service or call one of its methods.
+"""The ``vgi-rpc`` command: describe a service, call one of its methods, or serve one.
 
     vgi-rpc describe --cmd "python worker.py" [--format table|json]
+    vgi-rpc describe --url http://127.0.0.1:8000 [--prefix /vgi]
     vgi-rpc call --cmd "python worker.py" METHOD key=value ... [--format table|json]
+    vgi-rpc serve module:Protocol module:Implementation [--port 8000] [--host 127.0.0.1]
 
 Works against any worker that answers ``__describe__`` (ours with
 ``enable_describe=True``, or another implementation's). Arguments are parsed
@@ -244,6 +246,10 @@ def _run_call(
         return
     if method.is_exchange:
         raise UsageError(f"{method.name}() is an exchange stream; the CLI can only call producers")
+    if args.url:
+        raise UsageError(
+            f"{method.name}() is a stream; over --url the CLI calls unary methods only"
+        )
     conn.send_request(method.name, request)
     if method.header_schema is not None:
         header, _, error = conn.read_response(method.name)
@@ -282,24 +288,57 @@ def _parser() -> argparse.ArgumentParser:
         prog="vgi-rpc", description="Describe or call a vgi-rpc service."
     )
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--cmd", "-c", required=True, help="worker command (spoken to over stdin/stdout)"
-    )
+    where = common.add_mutually_exclusive_group(required=True)
+    where.add_argument("--cmd", "-c", help="worker command (spoken to over stdin/stdout)")
+    where.add_argument("--url", "-u", help="HTTP server base URL (e.g. http://127.0.0.1:8000)")
+    common.add_argument("--prefix", default="/vgi", help="with --url: URL prefix (default /vgi)")
     common.add_argument("--format", "-f", choices=("table", "json"), default="table")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("describe", parents=[common], help="list the service's methods")
     call = sub.add_parser("call", parents=[common], help="call a method")
     call.add_argument("method")
     call.add_argument("assignments", nargs="*", metavar="key=value")
+    serve = sub.add_parser("serve", help="serve an implementation over HTTP (waitress)")
+    serve.add_argument("protocol", metavar="module:Protocol")
+    serve.add_argument("implementation", metavar="module:Implementation")
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks one)")
+    serve.add_argument("--prefix", default="/vgi", help="URL prefix (default /vgi)")
+    serve.add_argument("--threads", type=int, default=4, help="waitress worker threads")
+    serve.add_argument("--describe", action="store_true", help="answer __describe__")
+    serve.add_argument("--max-request-bytes", type=int, metavar="N")
+    serve.add_argument("--max-response-bytes", type=int, metavar="N")
     return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from vgi_rpc.http._serve import serve_command
+
+    try:
+        serve_command(args)
+    except (ImportError, AttributeError, TypeError, ValueError) as exc:
+        sys.stderr.write(f"vgi-rpc serve: {exc}\n")
+        return 2
+    return 0
+
+
+def _open(args: argparse.Namespace) -> tuple[RpcConnection, Callable[[], object]]:
+    if args.url:
+        from vgi_rpc.http._client import HttpConnection, HttpTransport
+
+        transport = HttpTransport(args.url)
+        return HttpConnection(_AnyService, transport, prefix=args.prefix), transport.close
+    worker = WorkerProcess(shlex.split(args.cmd), stderr=StderrMode.PIPE)
+    return RpcConnection(_AnyService, worker.channel), worker.close
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Entry point of the ``vgi-rpc`` console script; returns the exit status."""
     out = out or sys.stdout
     args = _parser().parse_args(argv)
-    worker = WorkerProcess(shlex.split(args.cmd), stderr=StderrMode.PIPE)
-    conn = RpcConnection(_AnyService, worker.channel)
+    if args.command == "serve":
+        return _serve(args)
+    conn, close = _open(args)
     try:
         try:
             description = conn.describe()
@@ -326,7 +365,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         sys.stderr.write(f"vgi-rpc: {type(exc).__name__}: {exc}\n")
         return 1
     finally:
-        worker.close()
+        close()
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from vgi_rpc.http._client import (
     http_introspect,
 )
 from vgi_rpc.http._seal import TokenError
+from vgi_rpc.http._serve import serve_http, serve_in_thread
 
 __all__ = [
     "ARROW_CONTENT_TYPE",
@@ -29,4 +30,6 @@ __all__ = [
     "http_connect",
     "http_introspect",
     "make_wsgi_app",
+    "serve_http",
+    "serve_in_thread",
 ]

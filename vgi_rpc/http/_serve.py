@@ -1,9 +1,15 @@
-"""Embedded serving: a WSGI app on waitress, loopback by default."""
+"""Embedded serving: a WSGI app on waitress, loopback by default (and ``vgi-rpc serve``)."""
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import importlib
 import logging
-from collections.abc import Callable
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterator
 
 from vgi_rpc._logs import HTTP_LOGGER
 
@@ -38,4 +44,80 @@ def serve_http(
         server.close()
 
 
-__all__ = ["serve_http"]
+@contextlib.contextmanager
+def serve_in_thread(
+    app: object, *, host: str = "127.0.0.1", port: int = 0, threads: int = 4
+) -> Iterator[str]:
+    """Serve ``app`` with waitress on a background thread; yield its base URL.
+
+    For tests, examples and embedding: the server stops when the block ends.
+    """
+    from waitress.server import create_server
+
+    server = create_server(app, host=host, port=port, threads=threads, ident="vgi-rpc")
+    closing = threading.Event()
+
+    def run() -> None:
+        try:
+            server.run()
+        except (OSError, ValueError):
+            # Closing the server under its own event loop can trip it on closed descriptors.
+            if not closing.is_set():
+                raise
+
+    thread = threading.Thread(target=run, name="vgi-rpc-http", daemon=True)
+    thread.start()
+    try:
+        yield f"http://{host}:{server.effective_port}"
+    finally:
+        closing.set()
+        # Let the worker threads finish the responses they are writing, then close.
+        server.task_dispatcher.shutdown(timeout=10)
+        server.close()
+        thread.join(timeout=10)
+
+
+def _load(spec: str) -> object:
+    """``package.module:attribute`` -> the attribute."""
+    module_name, sep, attribute = spec.partition(":")
+    if not sep or not module_name or not attribute:
+        raise ValueError(f"expected module:attribute, got {spec!r}")
+    module = importlib.import_module(module_name)
+    try:
+        return getattr(module, attribute)
+    except AttributeError:
+        raise AttributeError(f"module {module_name!r} has no attribute {attribute!r}") from None
+
+
+def serve_command(args: argparse.Namespace) -> None:
+    """``vgi-rpc serve``: build the app from the command line and serve it with waitress.
+
+    The implementation may be a class (instantiated without arguments) or an
+    instance. The signing key comes from ``VGI_RPC_SIGNING_KEY`` when set.
+    """
+    from vgi_rpc.http._app import make_wsgi_app
+    from vgi_rpc.rpc._server import RpcServer
+
+    sys.path.insert(0, os.getcwd())
+    protocol = _load(args.protocol)
+    if not isinstance(protocol, type):
+        raise TypeError(f"{args.protocol} is not a Protocol class")
+    implementation = _load(args.implementation)
+    if isinstance(implementation, type):
+        implementation = implementation()
+    key = os.environ.get("VGI_RPC_SIGNING_KEY")
+    app = make_wsgi_app(
+        RpcServer(protocol, implementation, enable_describe=args.describe),
+        prefix=args.prefix,
+        signing_key=key.encode() if key else None,
+        max_request_bytes=args.max_request_bytes,
+        max_stream_response_bytes=args.max_response_bytes,
+    )
+
+    def announce(host: str, port: int) -> None:
+        print(f"serving {protocol.__name__} on http://{host}:{port}{args.prefix}", flush=True)
+
+    serve_http(app, host=args.host, port=args.port, threads=args.threads, on_bound=announce)
+
+
+__all__ = ["serve_command", "serve_http", "serve_in_thread"]

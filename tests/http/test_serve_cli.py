@@ -1,0 +1,80 @@
+"""``vgi-rpc serve`` on waitress, and ``vgi-rpc describe|call --url`` against it."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import ROOT, worker_env
+from vgi_rpc.cli import main as cli
+
+VGI_RPC = [sys.executable, "-c", "import sys; from vgi_rpc.cli import main; sys.exit(main())"]
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[str]:
+    env = {**worker_env(), "VGI_RPC_SIGNING_KEY": "cli test key"}
+    proc = subprocess.Popen(
+        [
+            *VGI_RPC,
+            "serve",
+            "examples.http_service:Inventory",
+            "examples.http_service:InventoryImpl",
+            "--port",
+            "0",
+            "--describe",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    first = proc.stdout.readline().strip()
+    assert first.startswith("serving Inventory on http://127.0.0.1:"), first
+    try:
+        yield first.removeprefix("serving Inventory on ").removesuffix("/vgi")
+    finally:
+        proc.terminate()
+        _, stderr = proc.communicate(timeout=30)
+        # The key came from the environment, so no "random key" warning was logged.
+        assert "no signing_key given" not in stderr
+
+
+def test_describe_over_url(served: str) -> None:
+    out = io.StringIO()
+    assert cli(["describe", "--url", served], out) == 0
+    assert "count(sku: string) -> int64" in out.getvalue()
+    assert "listing" in out.getvalue()
+
+
+def test_call_over_url(served: str) -> None:
+    out = io.StringIO()
+    assert cli(["call", "--url", served, "--format", "json", "count", "sku=fig"], out) == 0
+    assert "7" in out.getvalue()
+
+
+def test_a_stream_over_url_is_a_usage_error(
+    served: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(["call", "--url", served, "listing", "page_size=2"], io.StringIO()) == 2
+    assert "unary methods only" in capsys.readouterr().err
+
+
+def test_serve_refuses_a_bad_target(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(["serve", "examples.http_service:Nope", "examples.http_service:InventoryImpl"]) == 2
+    assert "has no attribute 'Nope'" in capsys.readouterr().err
+
+
+def test_the_example_module_serves_under_gunicorn_style_import() -> None:
+    env = {**worker_env(), "VGI_RPC_SIGNING_KEY": "k"}
+    code = "import examples.http_service as m; print(type(m.app).__name__)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "App"
