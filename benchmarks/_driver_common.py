@@ -159,13 +159,26 @@ class Session:
     elapsed: float
 
 
-def run_benchmark(description: str, quick_help: str, child: Path, results: Path) -> Session:
+def run_benchmark(
+    description: str,
+    quick_help: str,
+    child: Path,
+    results: Path,
+    *,
+    default_rounds: int = 5,
+    default_transports: str = "pipe,subprocess",
+) -> Session:
     """Parse the common command line, set up both sides and run the interleaved rounds."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help=quick_help)
-    parser.add_argument("--rounds", type=int, default=5, help="rounds per side (default 5)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=default_rounds,
+        help=f"rounds per side (default {default_rounds})",
+    )
     parser.add_argument("--no-pin", action="store_true", help="do not pin to CPU 0")
-    parser.add_argument("--transports", default="pipe,subprocess")
+    parser.add_argument("--transports", default=default_transports)
     parser.add_argument("--ours-python", help="interpreter with our vgi_rpc (3.13)")
     parser.add_argument("--ref-python", help="interpreter with vgi-rpc 0.42.3 (3.13)")
     parser.add_argument("--json", type=Path, default=results, help="raw results file")

@@ -24,6 +24,12 @@ EXPECTED = {
         "STILL USABLE",
     ],
     "streaming.py": ["{'value': [3]}", "{'value': [1]}", "{'total': [3.0]}", "{'total': [13.0]}"],
+    "shared_memory.py": [
+        "subprocess: doubled 1048576 rows, via shm: True",
+        "first value: 3.0",
+        "pool: 1 worker for 2 borrows, segments removed: True",
+        "pipe pair: via shm: True",
+    ],
     "http_service.py": [
         "apples: 12",
         "anonymous whoami: PermissionError",

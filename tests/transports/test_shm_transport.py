@@ -220,3 +220,19 @@ def test_bad_segment_sizes_are_refused_before_anything_starts(size: Any) -> None
         connect(Bulk, ["/nonexistent/worker"], shm_size=size)
     with pytest.raises(ValueError, match="shm_size"):
         serve_pipe(Bulk, BulkImpl(), shm_size=size)
+
+
+def test_an_echoed_input_is_sent_back_in_its_own_allocation() -> None:
+    batch = _batch(4 * MiB)
+    with _bulk(32 * MiB) as bulk, bulk.echo_batches() as session:
+        segment = _shm(bulk).segment
+        out = session.exchange(batch)
+        assert out.batch.equals(batch)
+        # our input went to the first free offset; the worker pointed its output at it
+        # instead of copying it next to it, and left freeing it to us
+        ((offset, _),) = segment.allocations()
+        assert offset == HEADER_SIZE
+        assert _inside(out.batch, segment)
+        del out
+        session.exchange(_batch(1024))  # small: inline; frees the forwarded allocation first
+        assert segment.allocations() == []

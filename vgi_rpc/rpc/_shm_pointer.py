@@ -51,11 +51,17 @@ def to_pointer(
             "shared memory %s is full: %d-byte batch sent inline", segment.name, batch.nbytes
         )
         return batch, metadata
-    offset, length = placed
+    return pointer_to(batch.schema, *placed, metadata)
+
+
+def pointer_to(
+    schema: pa.Schema, offset: int, length: int, metadata: Metadata | None
+) -> tuple[pa.RecordBatch, Metadata]:
+    """The pointer batch for a batch already stored at ``offset`` (``length`` bytes)."""
     pointer: Metadata = dict(metadata) if metadata else {}
     pointer[k.SHM_OFFSET_KEY] = str(offset).encode()
     pointer[k.SHM_LENGTH_KEY] = str(length).encode()
-    return empty_batch(batch.schema), pointer
+    return empty_batch(schema), pointer
 
 
 def pointer_range(metadata: Metadata) -> tuple[int, int]:
@@ -97,6 +103,7 @@ def read_pointed(
 __all__ = [
     "SHM_MIN_BATCH_BYTES",
     "pointer_range",
+    "pointer_to",
     "read_pointed",
     "resolved_metadata",
     "response_segment",

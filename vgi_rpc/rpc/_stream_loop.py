@@ -23,7 +23,7 @@ from vgi_rpc.rpc._channel import Channel
 from vgi_rpc.rpc._context import CallContext
 from vgi_rpc.rpc._request import drain_stream
 from vgi_rpc.rpc._shm_inbound import InboundShm
-from vgi_rpc.rpc._shm_pointer import to_pointer
+from vgi_rpc.rpc._shm_pointer import pointer_range, pointer_to, to_pointer
 from vgi_rpc.rpc._streams import (
     AnnotatedBatch,
     ExchangeState,
@@ -42,6 +42,7 @@ _log = logging.getLogger(WIRE_STREAM_LOGGER)
 
 PendingLog = tuple[Level, str, dict[str, object] | None]
 Inbound = tuple[InboundShm, "ShmSegment | None"]
+Forward = tuple[pa.RecordBatch, int, int]  # an input read from shared memory, its offset, length
 
 
 def _open(info: RpcMethodInfo, stream: object) -> Stream[ProducerState | ExchangeState]:
@@ -164,8 +165,13 @@ def _turns(
             return
         batch, metadata = item
         release = None
+        forward: Forward | None = None
+        forwarded = False
         if inbound is not None:
+            pointed = metadata
             batch, metadata, release = inbound[0].resolve(batch, metadata, inbound[1])
+            if pointed is not None and metadata is not pointed:
+                forward = (batch, *pointer_range(pointed))
         try:
             if metadata is not None and k.CANCEL_KEY in metadata:
                 _log.debug("%s(): cancelled by the client", info.name)
@@ -176,9 +182,9 @@ def _turns(
             out = OutputCollector(stream.output_schema)
             turn[:] = [out]
             _run_turn(info, stream, AnnotatedBatch(batch, metadata), out, ctx, record)
-            _write_turn(server, output, out, record, request_id, inbound)
+            forwarded = _write_turn(server, output, out, record, request_id, inbound, forward)
         finally:
-            if release is not None:
+            if release is not None and not forwarded:
                 release()  # the input was used; its shared-memory allocation can go
         if out.finished:
             return  # the caller's close() sends what is pending with the end-of-stream marker
@@ -214,10 +220,14 @@ def _write_turn(
     record: CallRecord | None,
     request_id: str,
     inbound: Inbound | None = None,
-) -> None:
+    forward: Forward | None = None,
+) -> bool:
     """Queue one turn's logs, then its data batch (sent by the caller's flush or close).
 
     A large data batch goes into the client's segment when it advertised one.
+    An output that IS this turn's input read from the segment is not copied:
+    the pointer names the input's allocation, which the client now frees.
+    Returns whether that happened (then the input must not be freed here).
     """
     if out.logs:
         server.write_logs(output, out.output_schema, out.logs, request_id)
@@ -226,10 +236,14 @@ def _write_turn(
         if record is not None:
             record.stats.record_output(emitted.batch)
         metadata = emitted.metadata_dict() if emitted.custom_metadata is not None else None
+        if forward is not None and emitted.batch is forward[0]:
+            output.write(*pointer_to(emitted.batch.schema, forward[1], forward[2], metadata))
+            return True
         if inbound is not None and inbound[1] is not None:
             output.write(*to_pointer(inbound[1], emitted.batch, metadata))
         else:
             output.write(emitted.batch, metadata)
+    return False
 
 
 def _cancel(server: RpcServer, info: RpcMethodInfo, state: object, request_id: str) -> None:
