@@ -25,6 +25,7 @@ from vgi_rpc._ipc_reader import open_stream_reader
 from vgi_rpc._methods import RpcMethodInfo
 from vgi_rpc.http import _encoding
 from vgi_rpc.http._app import ARROW_CONTENT_TYPE
+from vgi_rpc.http._coalesce import CoalescingBackend
 from vgi_rpc.rpc._client import Connected, OnLog, RpcConnection, StreamSession, make_proxy
 from vgi_rpc.rpc._describe import ServiceDescription
 from vgi_rpc.rpc._request import encode_arguments
@@ -150,7 +151,9 @@ class HttpTransport:
             )
         self.base_url = base_url.rstrip("/")
         self.client = client
-        self._pool = httpcore.ConnectionPool() if client is None else None
+        self._pool = (
+            httpcore.ConnectionPool(network_backend=CoalescingBackend()) if client is None else None
+        )
         self._compression = request_compression
         self._compress_min = compress_min_bytes
         self._headers = {
