@@ -63,4 +63,5 @@ def test_close_drops_unsent_bytes_and_closes_the_socket() -> None:
     stream = _CoalescingStream(inner)
     stream.write(b"never sent")
     stream.close()
-    assert inner.closed and inner.writes == []
+    assert inner.closed
+    assert inner.writes == []
