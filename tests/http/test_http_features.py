@@ -322,3 +322,20 @@ def test_a_state_that_cannot_travel_fails_at_init_with_a_clear_error() -> None:
             odd.opaque()
         with pytest.raises(RpcError, match="cannot travel over HTTP"):
             odd.unmappable()
+
+
+class Wider(Protocol):
+    def noop(self) -> None: ...
+    def not_served(self) -> None: ...
+
+
+def test_client_errors_for_an_unknown_method_and_an_oversized_body() -> None:
+    with _serve(max_request_bytes=50_000) as base:
+        with http_connect(Wider, base) as wider, pytest.raises(RpcError) as unknown:
+            wider.not_served()
+        assert unknown.value.error_kind == "method_not_implemented"
+        assert "Unknown method: 'not_served'" in str(unknown.value)
+        with http_connect(Service, base) as svc:
+            with pytest.raises(RpcError, match="exceeds max_request_bytes"):
+                svc.echo_bytes(data=bytes(60_000))
+            assert svc.echo_bytes(data=b"fits") == b"fits"
