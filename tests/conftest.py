@@ -8,6 +8,7 @@ import os
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
@@ -122,3 +123,56 @@ def open_fds() -> Callable[[], set[int]]:
         return set()
 
     return snapshot
+
+
+def _shm_entries() -> set[str]:
+    return set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+
+
+def _live_children() -> set[int]:
+    """Child processes of this test process that have not exited (Linux /proc)."""
+    children: set[int] = set()
+    with contextlib.suppress(OSError):
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            with contextlib.suppress(OSError), open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+                if int(fields[1]) == os.getpid() and fields[0] != "Z":
+                    children.add(int(entry))
+    return children
+
+
+def _cmdline(pid: int) -> str:
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as f:
+        words = f.read().split(b"\0")
+        return f"{pid}: {b' '.join(words).decode(errors='replace').strip()}"
+    return str(pid)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _nothing_left_behind() -> Iterator[None]:
+    """After the whole session: no shared-memory segment, child process or thread remains."""
+    shm, children = _shm_entries(), _live_children()
+    threads = {t.ident for t in threading.enumerate()}
+    yield
+
+    def leftovers() -> dict[str, list[str]]:
+        return {
+            "shared-memory segments": sorted(_shm_entries() - shm),
+            "child processes": [
+                line
+                for line in map(_cmdline, sorted(_live_children() - children))
+                # Python's shared-memory bookkeeper lives as long as this process, by design.
+                if "multiprocessing.resource_tracker" not in line
+            ],
+            "threads": sorted(t.name for t in threading.enumerate() if t.ident not in threads),
+        }
+
+    deadline = time.monotonic() + 10  # give closing workers and threads time to finish
+    left = leftovers()
+    while any(left.values()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        left = leftovers()
+    if any(left.values()):
+        pytest.fail(f"the test session left things behind: {left}")
