@@ -12,7 +12,7 @@ import collections
 import contextlib
 import io
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol, TypeVar, cast
 
 import httpcore
@@ -412,17 +412,6 @@ class HttpStreamSession(StreamSession):
         answer = self._pending.popleft()
         self._pending.clear()
         return answer
-
-    def __iter__(self) -> Iterator[AnnotatedBatch]:
-        try:
-            while True:
-                try:
-                    yield self.tick()
-                except StopIteration:
-                    return
-        finally:
-            if not self._closed:
-                self.cancel()
 
     def cancel(self) -> None:
         """Tell the server the stream is abandoned (runs its ``on_cancel``); best effort."""
