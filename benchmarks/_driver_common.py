@@ -8,6 +8,7 @@ compares the medians over rounds.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import platform
@@ -157,6 +158,25 @@ class Session:
     busy: float | None
     runs: Runs
     elapsed: float
+
+    def save(self, benchmark: str, records: list[dict[str, Any]], **extra: object) -> None:
+        """Write the raw results file (``--json``) and say where it is."""
+        path: Path = self.args.json
+        path.parent.mkdir(parents=True, exist_ok=True)
+        document = {
+            "benchmark": benchmark,
+            "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "host": host_info(),
+            "pinned_cpu0": self.pin,
+            "host_busy_percent_before": self.busy,
+            "rounds": self.rounds,
+            "quick": self.args.quick,
+            **extra,
+            "summary": records,
+            "runs": self.runs,
+        }
+        path.write_text(json.dumps(document, indent=2) + "\n")
+        print(f"raw results: {path}")
 
 
 def run_benchmark(

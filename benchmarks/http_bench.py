@@ -20,12 +20,10 @@ It reports; it never fails on speed.
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import statistics
 from typing import Any
 
-from _driver_common import GOAL, HERE, SIDES, describe_sides, fmt, host_info, run_benchmark
+from _driver_common import GOAL, HERE, SIDES, describe_sides, fmt, run_benchmark
 
 CHILD = HERE / "_http_child.py"
 RESULTS = HERE / "results" / "http.json"
@@ -85,20 +83,7 @@ def main() -> None:
     print()
     print("\n".join(cpu))
     print(f"measured in {session.elapsed:.0f} s")
-    session.args.json.parent.mkdir(parents=True, exist_ok=True)
-    document = {
-        "benchmark": "http",
-        "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "host": host_info(),
-        "pinned_cpu0": session.pin,
-        "host_busy_percent_before": session.busy,
-        "rounds": session.rounds,
-        "quick": session.args.quick,
-        "summary": records,
-        "runs": runs,
-    }
-    session.args.json.write_text(json.dumps(document, indent=2) + "\n")
-    print(f"raw results: {session.args.json}")
+    session.save("http", records)
 
 
 if __name__ == "__main__":

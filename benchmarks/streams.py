@@ -20,8 +20,6 @@ It reports; it never fails on speed.
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import statistics
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +31,6 @@ from _driver_common import (
     Runs,
     describe_sides,
     fmt,
-    host_info,
     median,
     run_benchmark,
 )
@@ -181,7 +178,7 @@ def main() -> None:
     session = run_benchmark(
         "Streams: ours vs vgi-rpc 0.42.3", "10x fewer items, 1 rep, 1 round", CHILD, RESULTS
     )
-    args, transports, rounds, pin = session.args, session.transports, session.rounds, session.pin
+    transports, rounds, pin = session.transports, session.rounds, session.pin
     busy, runs, elapsed = session.busy, session.runs, session.elapsed
 
     table, records = _table(_rows(transports), runs)
@@ -205,20 +202,7 @@ def main() -> None:
     if spread:
         print(spread)
 
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    document = {
-        "benchmark": "streams",
-        "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "host": host_info(),
-        "pinned_cpu0": pin,
-        "host_busy_percent_before": busy,
-        "rounds": rounds,
-        "quick": args.quick,
-        "summary": records,
-        "runs": runs,
-    }
-    args.json.write_text(json.dumps(document, indent=2) + "\n")
-    print(f"raw results: {args.json}")
+    session.save("streams", records)
 
 
 def _spread(transports: list[str], runs: Runs) -> str | None:

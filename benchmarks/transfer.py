@@ -19,11 +19,9 @@ It reports; it never fails on speed.
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 from typing import Any
 
-from _driver_common import HERE, Runs, describe_sides, host_info, median, run_benchmark
+from _driver_common import HERE, Runs, describe_sides, median, run_benchmark
 
 CHILD = HERE / "_transfer_child.py"
 RESULTS = HERE / "results" / "transfer.json"
@@ -121,21 +119,7 @@ def main() -> None:
     print(f"measured in {session.elapsed:.0f} s")
     if session.busy is not None:
         print(f"host CPU busy just before the run (other processes): {session.busy:.0f}%")
-    session.args.json.parent.mkdir(parents=True, exist_ok=True)
-    document = {
-        "benchmark": "transfer",
-        "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "host": host_info(),
-        "pinned_cpu0": session.pin,
-        "host_busy_percent_before": session.busy,
-        "rounds": session.rounds,
-        "quick": session.args.quick,
-        "memcpy_gb_per_s": memcpy,
-        "summary": records,
-        "runs": runs,
-    }
-    session.args.json.write_text(json.dumps(document, indent=2) + "\n")
-    print(f"raw results: {session.args.json}")
+    session.save("transfer", records, memcpy_gb_per_s=memcpy)
 
 
 if __name__ == "__main__":

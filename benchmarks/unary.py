@@ -16,8 +16,6 @@ It reports; it never fails on speed.
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import statistics
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +26,6 @@ from _driver_common import (
     SIDES,
     describe_sides,
     fmt,
-    host_info,
     run_benchmark,
 )
 
@@ -149,7 +146,7 @@ def main() -> None:
     session = run_benchmark(
         "Unary calls: ours vs vgi-rpc 0.42.3", "10x fewer calls, 1 round", CHILD, RESULTS
     )
-    args, transports, rounds, pin = session.args, session.transports, session.rounds, session.pin
+    transports, rounds, pin = session.transports, session.rounds, session.pin
     busy, runs, elapsed = session.busy, session.runs, session.elapsed
 
     table, records = _table(_rows(transports), runs)
@@ -167,20 +164,7 @@ def main() -> None:
     if busy is not None:
         print(f"host CPU busy just before the run (other processes): {busy:.0f}%")
 
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    document = {
-        "benchmark": "unary",
-        "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "host": host_info(),
-        "pinned_cpu0": pin,
-        "host_busy_percent_before": busy,
-        "rounds": rounds,
-        "quick": args.quick,
-        "summary": records,
-        "runs": runs,
-    }
-    args.json.write_text(json.dumps(document, indent=2) + "\n")
-    print(f"raw results: {args.json}")
+    session.save("unary", records)
 
 
 if __name__ == "__main__":
