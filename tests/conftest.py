@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import os
 import sys
 import tempfile
@@ -114,13 +115,22 @@ def rpc(request: pytest.FixtureRequest) -> RpcFactory:
 
 
 @pytest.fixture
-def open_fds() -> Callable[[], set[int]]:
-    """Snapshot of this process's open descriptors, for leak checks."""
+def open_fds() -> Callable[[], set[str]]:
+    """Snapshot of this process's open descriptors as ``"fd -> target"``, for leak checks.
 
-    def snapshot() -> set[int]:
+    Compare with ``after <= before``: descriptors that earlier tests' garbage closes in the
+    meantime are not this test's concern, and a leaked pipe that reuses a freed number still
+    shows up because its target (``pipe:[inode]``) differs.
+    """
+
+    def snapshot() -> set[str]:
+        gc.collect()  # close what earlier tests dropped, so only live descriptors count
+        entries = set()
         with contextlib.suppress(FileNotFoundError):
-            return {int(fd) for fd in os.listdir("/proc/self/fd")}
-        return set()
+            for fd in os.listdir("/proc/self/fd"):
+                with contextlib.suppress(OSError):
+                    entries.add(f"{fd} -> {os.readlink(f'/proc/self/fd/{fd}')}")
+        return entries
 
     return snapshot
 

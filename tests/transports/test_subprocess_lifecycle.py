@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import os
 import signal
 import subprocess
@@ -29,26 +28,26 @@ def _alive(pid: int) -> bool:
         return f.read().split()[2] != "Z"
 
 
-def test_leaving_the_block_ends_and_reaps_the_worker(open_fds: Callable[[], set[int]]) -> None:
-    before = open_fds()
+def test_leaving_the_block_ends_and_reaps_the_worker(open_fds: Callable[[], set[str]]) -> None:
+    before, threads = open_fds(), threading.active_count()
     with connect(Service, WORKER, env=worker_env(), stderr=StderrMode.PIPE) as svc:
         pid = svc.pid()
         assert _alive(pid)
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # exited and reaped: no zombie left behind
-    assert open_fds() == before
-    assert threading.active_count() == 1
+    assert open_fds() <= before
+    assert threading.active_count() <= threads
 
 
-def test_serve_pipe_leaves_no_thread_or_descriptor(open_fds: Callable[[], set[int]]) -> None:
+def test_serve_pipe_leaves_no_thread_or_descriptor(open_fds: Callable[[], set[str]]) -> None:
     from tests._services import ServiceImpl
 
     before = open_fds()
     threads = threading.active_count()
     with serve_pipe(Service, ServiceImpl()) as svc:
         svc.noop()
-    assert open_fds() == before
-    assert threading.active_count() == threads
+    assert open_fds() <= before
+    assert threading.active_count() <= threads
 
 
 def test_a_crashed_worker_reports_its_exit_status_and_stderr() -> None:
@@ -138,13 +137,12 @@ def _children() -> set[int]:
 
 
 def test_stream_scenarios_leave_no_threads_processes_or_descriptors(
-    open_fds: Callable[[], set[int]],
+    open_fds: Callable[[], set[str]],
 ) -> None:
     import pyarrow as pa
 
     from vgi_rpc import AnnotatedBatch, RpcError
 
-    gc.collect()  # close what earlier tests dropped, so only this test's descriptors count
     fds, threads, children = open_fds(), threading.active_count(), _children()
     with connect(Service, WORKER, env=worker_env(), stderr=StderrMode.PIPE) as svc:
         for _ in svc.countdown(n=1000):  # early exit
@@ -158,6 +156,6 @@ def test_stream_scenarios_leave_no_threads_processes_or_descriptors(
     dying = connect(Service, WORKER, env=worker_env(), stderr=StderrMode.PIPE)
     with dying as svc, pytest.raises(PeerExitedError):
         list(svc.die_mid_stream(after=1))  # worker dies mid-stream
-    assert open_fds() == fds
-    assert threading.active_count() == threads
+    assert open_fds() <= fds
+    assert threading.active_count() <= threads
     assert _children() == children
