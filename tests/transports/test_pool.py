@@ -13,6 +13,17 @@ from tests.conftest import WORKER, worker_env
 from vgi_rpc import PoolMetrics, StderrMode, WorkerPool
 
 
+def _wait_for_zombie(pid: int) -> None:
+    """Wait until the killed child has exited (and is not yet reaped)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                return
+        time.sleep(0.02)
+    raise AssertionError(f"pid {pid} did not exit after SIGKILL")
+
+
 @pytest.fixture
 def pool(monkeypatch: pytest.MonkeyPatch) -> WorkerPool:
     for key, value in worker_env().items():
@@ -20,12 +31,17 @@ def pool(monkeypatch: pytest.MonkeyPatch) -> WorkerPool:
     return WorkerPool(max_idle=2, idle_timeout=60.0, stderr=StderrMode.DEVNULL)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+def _alive(pid: int, grace: float = 10.0) -> bool:
+    """Whether ``pid`` still exists after up to ``grace`` seconds of waiting for it to go."""
+    deadline = time.monotonic() + grace
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        if time.monotonic() >= deadline:
+            return True
+        time.sleep(0.05)
 
 
 def test_ten_borrows_spawn_one_worker(pool: WorkerPool) -> None:
@@ -39,7 +55,6 @@ def test_ten_borrows_spawn_one_worker(pool: WorkerPool) -> None:
         borrows=10, spawns=1, reuses=9, returns=10, discards=0, evictions=0, idle=1, active=0
     )
     pool.close()
-    time.sleep(0.2)
     assert not _alive(pids.pop())
 
 
@@ -64,7 +79,6 @@ def test_an_abandoned_stream_discards_the_worker(pool: WorkerPool) -> None:
         next(session)  # left open on purpose
     assert pool.metrics.discards == 1
     assert pool.idle_count == 0
-    time.sleep(0.2)
     assert not _alive(first)
     with pool.connect(Service, WORKER) as svc:
         assert svc.pid() != first
@@ -75,7 +89,7 @@ def test_a_crashed_worker_is_not_reused(pool: WorkerPool) -> None:
     with pool.connect(Service, WORKER) as svc:
         first = svc.pid()
     os.kill(first, signal.SIGKILL)
-    time.sleep(0.2)
+    _wait_for_zombie(first)
     with pool.connect(Service, WORKER) as svc:
         assert svc.pid() != first
     assert pool.metrics.spawns == 2
@@ -95,5 +109,4 @@ def test_idle_workers_are_evicted_after_the_timeout(monkeypatch: pytest.MonkeyPa
             time.sleep(0.1)
         assert pool.idle_count == 0
         assert pool.metrics.evictions == 1
-        time.sleep(0.2)
         assert not _alive(pid)
