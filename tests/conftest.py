@@ -160,6 +160,14 @@ def _cmdline(pid: int) -> str:
     return str(pid)
 
 
+@pytest.fixture(autouse=True)
+def _collect_garbage_after_each_test() -> Iterator[None]:
+    """Run the collector after every test, so an unclosed socket or file fails the test that
+    dropped it (warnings are errors) instead of whichever test the collector happens to hit."""
+    yield
+    gc.collect()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _nothing_left_behind() -> Iterator[None]:
     """After the whole session: no shared-memory segment, child process or thread remains."""

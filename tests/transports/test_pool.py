@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -14,21 +15,25 @@ from vgi_rpc import PoolMetrics, StderrMode, WorkerPool
 
 
 def _wait_for_zombie(pid: int) -> None:
-    """Wait until the killed child has exited (and is not yet reaped)."""
+    """Wait until the killed child can be reaped, without reaping it (the pool must see it).
+
+    ``/proc/<pid>/stat`` says "Z" as soon as the main thread is gone, before ``waitpid`` can
+    report the exit, so ask ``waitid`` with ``WNOWAIT`` instead.
+    """
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        with open(f"/proc/{pid}/stat") as f:
-            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                return
+        if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+            return
         time.sleep(0.02)
     raise AssertionError(f"pid {pid} did not exit after SIGKILL")
 
 
 @pytest.fixture
-def pool(monkeypatch: pytest.MonkeyPatch) -> WorkerPool:
+def pool(monkeypatch: pytest.MonkeyPatch) -> Iterator[WorkerPool]:
     for key, value in worker_env().items():
         monkeypatch.setenv(key, value)
-    return WorkerPool(max_idle=2, idle_timeout=60.0, stderr=StderrMode.DEVNULL)
+    with WorkerPool(max_idle=2, idle_timeout=60.0, stderr=StderrMode.DEVNULL) as pool:
+        yield pool  # closed here too when a test fails before its own close()
 
 
 def _alive(pid: int, grace: float = 10.0) -> bool:

@@ -52,6 +52,7 @@ def serve_in_thread(
 
     For tests, examples and embedding: the server stops when the block ends.
     """
+    from waitress import wasyncore
     from waitress.server import create_server
 
     server = create_server(app, host=host, port=port, threads=threads, ident="vgi-rpc")
@@ -75,6 +76,9 @@ def serve_in_thread(
         server.task_dispatcher.shutdown(timeout=10)
         server.close()
         thread.join(timeout=10)
+        # The loop ends with connections still registered when it trips on a closed descriptor;
+        # close them here rather than leave their sockets to the garbage collector.
+        wasyncore.close_all(server._map)
 
 
 def _load(spec: str) -> object:

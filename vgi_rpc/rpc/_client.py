@@ -236,12 +236,14 @@ class RpcConnection:
     def close(self) -> None:
         """Close the open stream, if any, and the channel."""
         session = self.open_session
-        if session is not None and not session.closed:
-            with contextlib.suppress(RpcError, TransportError, IPCError):
-                session.close()
-        if self.shm is not None and self.healthy:
-            self.shm.collect()
-        self.channel.close()
+        try:
+            if session is not None and not session.closed:
+                with contextlib.suppress(RpcError, TransportError, IPCError):
+                    session.close()
+            if self.shm is not None and self.healthy:
+                self.shm.collect()
+        finally:
+            self.channel.close()
 
 
 class StreamSession:
