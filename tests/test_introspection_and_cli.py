@@ -35,6 +35,11 @@ def test_server_description_is_stable_and_hashed() -> None:
     assert list(description.methods) == sorted(description.methods)
     assert description.methods["counted"].header_schema is not None
     assert description.docs["add"] == "Add two numbers."
+    # The Protocol says only Stream[StreamState]; the implementation's annotation tells the kind.
+    assert describe_rpc(Service).count("running_sum() -> stream") == 1
+    assert description.methods["running_sum"].is_exchange is True
+    assert description.methods["countdown"].is_exchange is False
+    assert description.methods["add"].is_exchange is None
     # another server of the same Protocol hashes identically (server_id is not hashed)
     _, other_md = RpcServer(Service, ServiceImpl(), enable_describe=True).describe()
     assert other_md[b"vgi_rpc.protocol_hash"] == metadata[b"vgi_rpc.protocol_hash"]

@@ -108,7 +108,7 @@ def _stream_header(annotation: object) -> type | None:
     return header
 
 
-def _stream_kind(annotation: object) -> bool | None:
+def stream_kind(annotation: object) -> bool | None:
     """True for ``Stream[SomeExchangeState]``, False for a producer state, None when unknown."""
     args = get_args(annotation)
     kind = getattr(args[0], "__vgi_stream_kind__", None) if args else None
@@ -164,7 +164,7 @@ def _method_info(name: str, func: typing.Callable[..., object]) -> RpcMethodInfo
         result_codec=result_codec,
         result_build=single_value_builder(result_schema.field(0).type) if result_codec else None,
         header_type=header_type,
-        is_exchange=_stream_kind(returns) if method_type is MethodType.STREAM else None,
+        is_exchange=stream_kind(returns) if method_type is MethodType.STREAM else None,
         doc=inspect.getdoc(func) or "",
         signature=signature.replace(parameters=list(signature.parameters.values())[1:]),
     )

@@ -247,9 +247,8 @@ def _run_call(
     if method.is_exchange:
         raise UsageError(f"{method.name}() is an exchange stream; the CLI can only call producers")
     if args.url:
-        raise UsageError(
-            f"{method.name}() is a stream; over --url the CLI calls unary methods only"
-        )
+        _print_http_producer(conn, method, request, printer)
+        return
     conn.send_request(method.name, request)
     if method.header_schema is not None:
         header, _, error = conn.read_response(method.name)
@@ -259,6 +258,22 @@ def _run_call(
             printer.emit(header, label="header")
     for batch in _produce(conn, method.name):
         printer.emit(batch)
+
+
+def _print_http_producer(
+    conn: RpcConnection, method: MethodDescription, request: pa.RecordBatch, printer: _Printer
+) -> None:
+    """Run a producer over HTTP: each turn is a POST that carries the server's state token."""
+    from vgi_rpc.http._client import HttpConnection, HttpStreamSession
+
+    assert isinstance(conn, HttpConnection)
+    session = HttpStreamSession(
+        conn, method.name, request, expects_header=method.header_schema is not None
+    )
+    if isinstance(session.header, pa.RecordBatch):
+        printer.emit(session.header, label="header")
+    for item in session:
+        printer.emit(item.batch)
 
 
 def _produce(conn: RpcConnection, name: str) -> Iterator[pa.RecordBatch]:

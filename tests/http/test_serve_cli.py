@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import ROOT, worker_env
+from tests._services import Service, ServiceImpl
+from tests.conftest import ROOT, serve_wsgi, worker_env
+from vgi_rpc import RpcServer
 from vgi_rpc.cli import main as cli
+from vgi_rpc.http import http_connect, make_wsgi_app
 
 VGI_RPC = [sys.executable, "-c", "import sys; from vgi_rpc.cli import main; sys.exit(main())"]
 
@@ -59,11 +63,31 @@ def test_call_over_url(served: str) -> None:
     assert "7" in out.getvalue()
 
 
-def test_a_stream_over_url_is_a_usage_error(
+def test_a_producer_over_url_prints_every_batch(served: str) -> None:
+    from examples.http_service import Inventory
+
+    with http_connect(Inventory, served) as svc:
+        expected = [b.batch.to_pylist() for b in svc.listing(page_size=2)]
+    assert len(expected) > 1  # the listing needs several turns, so tokens travel
+    out = io.StringIO()
+    assert cli(["call", "--url", served, "-f", "json", "listing", "page_size=2"], out) == 0
+    assert [json.loads(line) for line in out.getvalue().splitlines()] == expected
+
+
+def test_a_producer_with_a_header_over_url() -> None:
+    app = make_wsgi_app(RpcServer(Service, ServiceImpl(), enable_describe=True))
+    with serve_wsgi(app) as url:
+        out = io.StringIO()
+        assert cli(["call", "--url", url, "-f", "json", "counted", "n=3"], out) == 0
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert lines == [{"header": [{"total": 3}]}, [{"value": 3}], [{"value": 2}], [{"value": 1}]]
+
+
+def test_an_exchange_over_url_is_a_usage_error(
     served: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert cli(["call", "--url", served, "listing", "page_size=2"], io.StringIO()) == 2
-    assert "unary methods only" in capsys.readouterr().err
+    assert cli(["call", "--url", served, "with_tax", "rate=0.1"], io.StringIO()) == 2
+    assert "can only call producers" in capsys.readouterr().err
 
 
 def test_serve_refuses_a_bad_target(capsys: pytest.CaptureFixture[str]) -> None:

@@ -12,7 +12,7 @@ import collections
 import contextlib
 import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, TypeVar, cast
 
 import httpcore
@@ -279,7 +279,13 @@ class HttpConnection(RpcConnection):
 
     def open_stream(self, info: RpcMethodInfo, arguments: dict[str, object]) -> HttpStreamSession:
         """Start a stream with ``POST {prefix}/{method}/init``."""
-        return HttpStreamSession(self, info, arguments)
+        header_type = info.header_type
+        return HttpStreamSession(
+            self,
+            info.name,
+            encode_arguments(info, arguments),
+            decode_header=None if header_type is None else header_type.from_record_batch,  # type: ignore[attr-defined]  # ArrowSerializableDataclass
+        )
 
     def close(self) -> None:
         """Close the pooled connections (a caller's own httpx client stays open)."""
@@ -294,11 +300,23 @@ class HttpStreamSession(StreamSession):
     """
 
     def __init__(  # the base __init__ is deliberately not called: no channel here
-        self, connection: HttpConnection, info: RpcMethodInfo, arguments: dict[str, object]
+        self,
+        connection: HttpConnection,
+        name: str,
+        request: pa.RecordBatch,
+        *,
+        decode_header: Callable[[pa.RecordBatch], object] | None = None,
+        expects_header: bool | None = None,
     ) -> None:
+        """Send ``request`` (the method's parameters) to ``{prefix}/{name}/init``.
+
+        A stream with a header is read for one first (``expects_header``, which
+        defaults to whether ``decode_header`` is given); ``decode_header`` turns
+        it into ``self.header``, else the header stays a ``RecordBatch``.
+        """
         self._conn = connection
-        self._info = info
-        self._path = f"{connection.prefix}/{info.name}"
+        self._name = name
+        self._path = f"{connection.prefix}/{name}"
         self._cursor: bytes | None = None
         self._call_token: bytes | None = None
         self._pending: collections.deque[AnnotatedBatch] = collections.deque()
@@ -306,27 +324,28 @@ class HttpStreamSession(StreamSession):
         self._closed = False
         self.header: object = None
         sink = _Sink()
-        writer = StreamWriter(sink, info.params_schema)
-        metadata = request_metadata(info.name, None, connection.protocol_version, None)
-        writer.write(encode_arguments(info, arguments), metadata)
+        writer = StreamWriter(sink, request.schema)
+        writer.write(request, request_metadata(name, None, connection.protocol_version, None))
         writer.close()
         source = _reader(connection.transport.post(self._path + "/init", sink.take()))
-        if info.header_type is not None:
+        if expects_header is None:
+            expects_header = decode_header is not None
+        if expects_header:
             connection.read_from(source)
-            data, error = connection.read_response_stream(info.name)
+            data, error = connection.read_response_stream(name)
             if error is not None:
                 self._closed = True
                 raise error
             if data is None:
-                raise ProtocolError(f"{info.name}(): the header stream carried no header row")
-            self.header = info.header_type.from_record_batch(data)  # type: ignore[attr-defined]  # ArrowSerializableDataclass
+                raise ProtocolError(f"{name}(): the header stream carried no header row")
+            self.header = data if decode_header is None else decode_header(data)
         self._absorb(source, exchange=False)
 
     def _absorb(self, source: io.BufferedReader, *, exchange: bool) -> None:
         """Read one output stream: deliver logs, queue data, keep the tokens, raise errors."""
         reader = open_stream_reader(source)
         if reader is None:
-            raise IPCError(f"{self._info.name}(): the server sent no output stream")
+            raise IPCError(f"{self._name}(): the server sent no output stream")
         error: RpcError | None = None
         token_seen = False
         while (item := reader.read(self._conn.ipc_validation)) is not None:
@@ -357,7 +376,7 @@ class HttpStreamSession(StreamSession):
         elif kind is BatchKind.DATA:
             self._pending.append(AnnotatedBatch(batch, metadata or None))
         else:
-            raise IPCError(f"{self._info.name}(): received a {kind.value} batch over HTTP")
+            raise IPCError(f"{self._name}(): received a {kind.value} batch over HTTP")
         return None
 
     def _keep_tokens(self, metadata: Metadata) -> Metadata:
@@ -370,9 +389,7 @@ class HttpStreamSession(StreamSession):
         self, batch: pa.RecordBatch, metadata: Metadata | None, *, exchange: bool
     ) -> None:
         if self._cursor is None:
-            raise ProtocolError(
-                f"{self._info.name}(): the server gave no state token to continue with"
-            )
+            raise ProtocolError(f"{self._name}(): the server gave no state token to continue with")
         tokens: Metadata = {k.STREAM_STATE_KEY: self._cursor}
         if self._call_token is not None:
             tokens[k.CALL_STATE_KEY] = self._call_token
@@ -399,16 +416,14 @@ class HttpStreamSession(StreamSession):
     def exchange(self, input: AnnotatedBatch | pa.RecordBatch) -> AnnotatedBatch:
         """Send one input batch to an exchange stream and return its answer."""
         if self._closed:
-            raise ProtocolError(f"{self._info.name}(): the stream is closed")
+            raise ProtocolError(f"{self._name}(): the stream is closed")
         self._pending.clear()  # an exchange init answers with nothing to deliver
         if isinstance(input, pa.RecordBatch):
             self._post_turn(input, None, exchange=True)
         else:
             self._post_turn(input.batch, input.metadata_dict(), exchange=True)
         if not self._pending:
-            raise ProtocolError(
-                f"{self._info.name}(): the server answered the exchange with no batch"
-            )
+            raise ProtocolError(f"{self._name}(): the server answered the exchange with no batch")
         answer = self._pending.popleft()
         self._pending.clear()
         return answer

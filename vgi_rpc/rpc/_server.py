@@ -7,10 +7,12 @@ until the channel ends; unary calls are answered here, streams by
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import logging
 import sys
+import typing
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -27,7 +29,13 @@ from vgi_rpc._errors import (
 )
 from vgi_rpc._ipc import IpcValidation, Metadata, StreamWriter, validate_batch
 from vgi_rpc._logs import RPC_LOGGER, Level, service_logger
-from vgi_rpc._methods import RpcMethodInfo, parse_semver, protocol_version_of, rpc_methods
+from vgi_rpc._methods import (
+    RpcMethodInfo,
+    parse_semver,
+    protocol_version_of,
+    rpc_methods,
+    stream_kind,
+)
 from vgi_rpc.rpc._accounting import (
     CallRecord,
     access_log,
@@ -57,6 +65,22 @@ from vgi_rpc.wire._codec import (
 _log = logging.getLogger(RPC_LOGGER)
 
 PendingLog = tuple[Level, str, dict[str, object] | None]
+
+
+def _with_stream_kind(info: RpcMethodInfo, call: Callable[..., object]) -> RpcMethodInfo:
+    """``info`` with producer/exchange read from the implementation's annotation.
+
+    A Protocol that says only ``Stream[StreamState]`` leaves the kind open;
+    ``__describe__`` can then still tell clients which kind the method is.
+    """
+    if not info.is_stream or info.is_exchange is not None:
+        return info
+    try:
+        returns = typing.get_type_hints(call).get("return")
+    except (NameError, TypeError):  # unresolvable annotations: the kind stays unknown
+        return info
+    kind = stream_kind(returns)
+    return info if kind is None else dataclasses.replace(info, is_exchange=kind)
 
 
 class _Builtin(NamedTuple):
@@ -113,7 +137,9 @@ class RpcServer:
             if not callable(call):
                 missing.append(name)
                 continue
-            self._routes[(None, name)] = _Handler(info, call, _accepts_ctx(call))
+            self._routes[(None, name)] = _Handler(
+                _with_stream_kind(info, call), call, _accepts_ctx(call)
+            )
         if missing:
             raise TypeError(
                 f"{type(implementation).__name__} does not implement {self.protocol_name} methods {missing}"
