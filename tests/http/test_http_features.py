@@ -35,6 +35,7 @@ from vgi_rpc.http import (
     http_introspect,
     make_wsgi_app,
 )
+from vgi_rpc.http._client import HttpTransport
 
 
 def _serve(**options: Any) -> AbstractContextManager[str]:
@@ -274,8 +275,10 @@ def test_turns_can_land_on_another_process_with_the_same_key() -> None:
     ):
         session = svc.running_sum()
         session.exchange(pa.RecordBatch.from_pydict({"value": [2.0]}))
-        # Point the session's transport at the second server: its cache has never seen the call.
-        session._conn.transport.base_url = second  # type: ignore[attr-defined]  # an HttpStreamSession
+        # Send the next turn to the second server: its cache has never seen the call.
+        connection = session._conn  # type: ignore[attr-defined]  # an HttpStreamSession
+        connection.transport.close()
+        connection.transport = HttpTransport(second)
         answer = session.exchange(pa.RecordBatch.from_pydict({"value": [3.0]}))
         assert answer.batch.column(0)[0].as_py() == 5.0
 

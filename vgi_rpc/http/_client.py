@@ -25,7 +25,7 @@ from vgi_rpc._ipc_reader import open_stream_reader
 from vgi_rpc._methods import RpcMethodInfo
 from vgi_rpc.http import _encoding
 from vgi_rpc.http._app import ARROW_CONTENT_TYPE
-from vgi_rpc.http._coalesce import CoalescingBackend
+from vgi_rpc.http._connections import KeepAliveConnections
 from vgi_rpc.rpc._client import Connected, OnLog, RpcConnection, StreamSession, make_proxy
 from vgi_rpc.rpc._describe import ServiceDescription
 from vgi_rpc.rpc._request import encode_arguments
@@ -125,9 +125,10 @@ class HttpTransport:
     Args:
         base_url: ``scheme://host:port`` of the server.
         client: An httpx client to send through (its auth, hooks and proxies
-            apply). Without one, requests go to a private ``httpcore`` connection
-            pool (the engine under httpx), skipping httpx's per-request model
-            layer, which costs more than the rest of a call.
+            apply). Without one, requests go over private keep-alive
+            ``httpcore`` connections (the engine under httpx), skipping httpx's
+            per-request model layer and pool scheduling, which cost more than
+            the rest of a call.
         headers: Extra headers sent with every request.
         timeout: Seconds per request when no ``client`` is given (``None``: no limit).
         request_compression: ``"zstd"`` or ``"gzip"`` to compress request bodies
@@ -151,9 +152,12 @@ class HttpTransport:
             )
         self.base_url = base_url.rstrip("/")
         self.client = client
-        self._pool = (
-            httpcore.ConnectionPool(network_backend=CoalescingBackend()) if client is None else None
-        )
+        self._pool: KeepAliveConnections | None = None
+        if client is None:
+            origin = httpcore.URL(self.base_url)
+            self._pool = KeepAliveConnections(
+                httpcore.Origin(origin.scheme, origin.host, _port(origin))
+            )
         self._compression = request_compression
         self._compress_min = compress_min_bytes
         self._headers = {
@@ -200,11 +204,7 @@ class HttpTransport:
         request = httpcore.Request(
             b"POST", target, headers=headers, content=body, extensions=self._extensions
         )
-        response = self._pool.handle_request(request)
-        try:
-            content = response.read()
-        finally:
-            response.close()
+        response, content = self._pool.send(request)
         received = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in response.headers}
         return self._answer(url, response.status, received, content)
 
@@ -233,6 +233,12 @@ class HttpTransport:
         """Close the pooled connections this transport opened (not a caller's client)."""
         if self._pool is not None:
             self._pool.close()
+
+
+def _port(url: httpcore.URL) -> int:
+    if url.port is not None:
+        return url.port
+    return 443 if url.scheme == b"https" else 80
 
 
 def _unauthorized(headers: Mapping[str, str], body: bytes) -> HttpUnauthorizedError:

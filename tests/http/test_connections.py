@@ -1,0 +1,126 @@
+"""The client's keep-alive connections: reuse, server-side closes, concurrent callers."""
+
+from __future__ import annotations
+
+import gc
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+from tests._services import Service, ServiceImpl
+from tests.conftest import serve_wsgi
+from vgi_rpc import RpcServer
+from vgi_rpc.http import http_connect, make_wsgi_app
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class _Recorder:
+    """Wraps the app and records each request's client port."""
+
+    def __init__(self, app: WsgiApp) -> None:
+        self.app = app
+        self.ports: list[str] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        with self._lock:
+            self.ports.append(str(environ["REMOTE_PORT"]))
+        return self.app(environ, start_response)
+
+
+@contextmanager
+def _served() -> Iterator[tuple[str, _Recorder]]:
+    recorder = _Recorder(make_wsgi_app(RpcServer(Service, ServiceImpl())))
+    with serve_wsgi(recorder) as url:
+        yield url, recorder
+
+
+@contextmanager
+def _served_by_wsgiref() -> Iterator[tuple[str, _Recorder]]:
+    """The standard library's server: HTTP/1.0, so it closes the connection after each response."""
+
+    class Quiet(WSGIRequestHandler):
+        def get_environ(self) -> dict[str, Any]:
+            return {**super().get_environ(), "REMOTE_PORT": str(self.client_address[1])}
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    recorder = _Recorder(make_wsgi_app(RpcServer(Service, ServiceImpl())))
+    server = make_server("127.0.0.1", 0, recorder, handler_class=Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", recorder
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def test_sequential_calls_share_one_connection() -> None:
+    with _served() as (url, recorder), http_connect(Service, url) as svc:
+        for i in range(20):
+            assert svc.add(a=float(i), b=1.0) == i + 1.0
+    assert len(recorder.ports) == 20
+    assert len(set(recorder.ports)) == 1
+
+
+def test_a_server_that_closes_after_each_response_gets_a_new_connection_each_call() -> None:
+    with _served_by_wsgiref() as (url, recorder), http_connect(Service, url) as svc:
+        for i in range(5):
+            assert svc.add(a=float(i), b=2.0) == i + 2.0
+    assert len(set(recorder.ports)) == 5
+
+
+def test_an_idle_connection_the_server_dropped_is_replaced() -> None:
+    with _served() as (url, recorder), http_connect(Service, url) as svc:
+        assert svc.greet(name="a") == "hello a!"
+        # Close the server side of the kept-alive connection, as a restarted or timed-out
+        # server would, while the client holds it idle.
+        for sock in _server_side_sockets(recorder.ports[0]):
+            sock.shutdown(socket.SHUT_RDWR)
+        time.sleep(0.2)
+        assert svc.greet(name="b") == "hello b!"
+    assert len(set(recorder.ports)) == 2
+
+
+def test_concurrent_callers_on_one_proxy_each_get_a_connection() -> None:
+    errors: list[BaseException] = []
+    with _served() as (url, recorder), http_connect(Service, url) as svc:
+
+        def work(offset: int) -> None:
+            try:
+                for i in range(25):
+                    assert svc.add(a=float(offset), b=float(i)) == offset + i
+            except BaseException as exc:  # reported below, on the test's thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(n * 100,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert errors == []
+    assert len(recorder.ports) == 100
+    assert 1 <= len(set(recorder.ports)) <= 4
+
+
+def _server_side_sockets(client_port: str) -> list[socket.socket]:
+    """The waitress channel sockets connected to ``client_port`` (found through the GC)."""
+    found = []
+    for obj in gc.get_objects():
+        if isinstance(obj, socket.socket) and obj.fileno() != -1:
+            try:
+                peer = obj.getpeername()
+            except OSError:
+                continue
+            if isinstance(peer, tuple) and str(peer[1]) == client_port:
+                found.append(obj)
+    assert found, f"no server socket connected to port {client_port}"
+    return found
