@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -11,9 +12,11 @@ from contextlib import contextmanager
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
+import pytest
+
 from tests._services import Service, ServiceImpl
 from tests.conftest import serve_wsgi
-from vgi_rpc import RpcServer
+from vgi_rpc import RpcServer, TransportError
 from vgi_rpc.http import http_connect, make_wsgi_app
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -41,7 +44,7 @@ def _served() -> Iterator[tuple[str, _Recorder]]:
 
 
 @contextmanager
-def _served_by_wsgiref() -> Iterator[tuple[str, _Recorder]]:
+def _served_by_wsgiref(tls: ssl.SSLContext | None = None) -> Iterator[tuple[str, _Recorder]]:
     """The standard library's server: HTTP/1.0, so it closes the connection after each response."""
 
     class Quiet(WSGIRequestHandler):
@@ -53,6 +56,8 @@ def _served_by_wsgiref() -> Iterator[tuple[str, _Recorder]]:
 
     recorder = _Recorder(make_wsgi_app(RpcServer(Service, ServiceImpl())))
     server = make_server("127.0.0.1", 0, recorder, handler_class=Quiet)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -124,3 +129,62 @@ def _server_side_sockets(client_port: str) -> list[socket.socket]:
                 found.append(obj)
     assert found, f"no server socket connected to port {client_port}"
     return found
+
+
+def _self_signed(directory: str) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 and its key, as PEM files in ``directory``."""
+    import datetime as dt
+    import ipaddress
+    import os
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    with open(cert_path, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(key_path, "wb") as f:
+        f.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+    return cert_path, key_path
+
+
+def test_https_verifies_the_server_with_the_given_context(tmp_path: Any) -> None:
+    cert, key = _self_signed(str(tmp_path))
+    server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_side.load_cert_chain(cert, key)
+    with _served_by_wsgiref(tls=server_side) as (url, recorder):
+        https = url.replace("http://", "https://")
+        trusting = ssl.create_default_context(cafile=cert)
+        with http_connect(Service, https, ssl_context=trusting) as svc:
+            assert svc.add(a=1.0, b=2.0) == 3.0
+            assert [b.batch.to_pydict()["value"][0] for b in svc.countdown(n=2)] == [2, 1]
+        with (
+            http_connect(Service, https) as svc,  # the system's CAs do not know this certificate
+            pytest.raises(TransportError, match="CERTIFICATE_VERIFY_FAILED"),
+        ):
+            svc.noop()
+    assert len(recorder.ports) >= 3

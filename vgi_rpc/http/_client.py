@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import http.client
 import io
 import json
+import ssl
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, TypeVar, cast
 
-import httpcore
 import httpx
 import pyarrow as pa
 
@@ -110,15 +112,6 @@ def _reader(body: bytes) -> io.BufferedReader:
     return cast(io.BufferedReader, io.BufferedReader(io.BytesIO(body)))
 
 
-_CORE_ERRORS = (
-    httpcore.TimeoutException,
-    httpcore.NetworkError,
-    httpcore.ProtocolError,
-    httpcore.UnsupportedProtocol,
-    httpcore.ConnectionNotAvailable,
-)
-
-
 class HttpTransport:
     """POSTs Arrow bodies to one server and turns HTTP failures into typed errors.
 
@@ -126,13 +119,15 @@ class HttpTransport:
         base_url: ``scheme://host:port`` of the server.
         client: An httpx client to send through (its auth, hooks and proxies
             apply). Without one, requests go over private keep-alive
-            ``httpcore`` connections (the engine under httpx), skipping httpx's
-            per-request model layer and pool scheduling, which cost more than
-            the rest of a call.
+            connections of the standard library's ``http.client``, one per
+            concurrent caller: httpx's per-request layers cost more CPU than the
+            rest of a call.
         headers: Extra headers sent with every request.
         timeout: Seconds per request when no ``client`` is given (``None``: no limit).
         request_compression: ``"zstd"`` or ``"gzip"`` to compress request bodies
             of at least ``compress_min_bytes``; ``None`` sends them as they are.
+        ssl_context: For ``https://`` without ``client``: how to verify the
+            server (default: the system's trusted certificates).
     """
 
     def __init__(
@@ -144,6 +139,7 @@ class HttpTransport:
         timeout: float | None = 60.0,
         request_compression: str | None = None,
         compress_min_bytes: int = 4096,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if request_compression not in (None, *_encoding.PRODUCED):
             raise ValueError(
@@ -153,11 +149,19 @@ class HttpTransport:
         self.base_url = base_url.rstrip("/")
         self.client = client
         self._pool: KeepAliveConnections | None = None
+        self._path_prefix = ""
         if client is None:
-            origin = httpcore.URL(self.base_url)
+            where = urllib.parse.urlsplit(self.base_url)
+            if where.scheme not in ("http", "https") or not where.hostname:
+                raise ValueError(f"expected an http:// or https:// base URL, got {base_url!r}")
             self._pool = KeepAliveConnections(
-                httpcore.Origin(origin.scheme, origin.host, _port(origin))
+                where.scheme,
+                where.hostname,
+                where.port or (443 if where.scheme == "https" else 80),
+                timeout=timeout,
+                ssl_context=ssl_context,
             )
+            self._path_prefix = where.path
         self._compression = request_compression
         self._compress_min = compress_min_bytes
         self._headers = {
@@ -165,48 +169,27 @@ class HttpTransport:
             _encoding.VGI_ACCEPT_HEADER: "zstd, gzip",
             **(headers or {}),
         }
-        self._raw_headers = [(k.encode(), v.encode()) for k, v in self._headers.items()]
-        self._extensions = {"timeout": httpx.Timeout(timeout).as_dict()}
-        self._urls: dict[str, httpcore.URL] = {}
+        self._header_list = list(self._headers.items())
 
     def post(self, path: str, body: bytes) -> bytes:
         """POST ``body`` and return the (decoded) Arrow response body."""
-        extra: list[tuple[bytes, bytes]] = []
+        headers = self._header_list
         if self._compression is not None and len(body) >= self._compress_min:
             body = _encoding.encode(body, self._compression)
-            extra.append((b"Content-Encoding", self._compression.encode()))
+            headers = [*headers, ("Content-Encoding", self._compression)]
         url = self.base_url + path
         try:
             if self._pool is None:
-                return self._post_with_client(url, body, extra)
-            return self._post_with_pool(url, body, extra)
-        except (httpx.HTTPError, *_CORE_ERRORS) as exc:
+                return self._post_with_client(url, body, headers)
+            answer = self._pool.post(self._path_prefix + path, headers, body)
+        except (httpx.HTTPError, OSError, http.client.HTTPException) as exc:
             raise TransportError(f"POST {url} failed: {type(exc).__name__}: {exc}") from exc
+        return self._answer(url, answer.status, answer.headers, answer.body)
 
-    def _post_with_client(self, url: str, body: bytes, extra: list[tuple[bytes, bytes]]) -> bytes:
+    def _post_with_client(self, url: str, body: bytes, headers: list[tuple[str, str]]) -> bytes:
         assert self.client is not None
-        headers = {**self._headers, **{k.decode(): v.decode() for k, v in extra}}
         response = self.client.post(url, content=body, headers=headers)
         return self._answer(url, response.status_code, response.headers, response.content)
-
-    def _post_with_pool(self, url: str, body: bytes, extra: list[tuple[bytes, bytes]]) -> bytes:
-        assert self._pool is not None
-        target = self._urls.get(url)
-        if target is None:
-            target = self._urls[url] = httpcore.URL(url)
-        host = target.host + (b":%d" % target.port if target.port is not None else b"")
-        headers = [
-            (b"Host", host),
-            *self._raw_headers,
-            *extra,
-            (b"Content-Length", b"%d" % len(body)),
-        ]
-        request = httpcore.Request(
-            b"POST", target, headers=headers, content=body, extensions=self._extensions
-        )
-        response, content = self._pool.send(request)
-        received = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in response.headers}
-        return self._answer(url, response.status, received, content)
 
     def _answer(self, url: str, status: int, headers: Mapping[str, str], body: bytes) -> bytes:
         """The Arrow body of a response, or the typed error its status calls for.
@@ -233,12 +216,6 @@ class HttpTransport:
         """Close the pooled connections this transport opened (not a caller's client)."""
         if self._pool is not None:
             self._pool.close()
-
-
-def _port(url: httpcore.URL) -> int:
-    if url.port is not None:
-        return url.port
-    return 443 if url.scheme == b"https" else 80
 
 
 def _unauthorized(headers: Mapping[str, str], body: bytes) -> HttpUnauthorizedError:
@@ -470,6 +447,7 @@ def http_connect(
     timeout: float | None = 60.0,
     client: httpx.Client | None = None,
     request_compression: str | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> Connected[P]:
     """Connect to a vgi-rpc HTTP server and return a context manager yielding a typed proxy.
 
@@ -485,6 +463,8 @@ def http_connect(
         client: An httpx client to send through instead of a private connection
             pool (its auth, event hooks and proxies apply; it is not closed on exit).
         request_compression: ``"zstd"`` or ``"gzip"`` to compress large request bodies.
+        ssl_context: For ``https://`` without ``client``: how to verify the
+            server (default: the system's trusted certificates).
     """
     all_headers = dict(headers or {})
     if bearer_token is not None:
@@ -495,6 +475,7 @@ def http_connect(
         headers=all_headers,
         timeout=timeout,
         request_compression=request_compression,
+        ssl_context=ssl_context,
     )
     connection = HttpConnection(
         protocol, transport, prefix=prefix, on_log=on_log, ipc_validation=ipc_validation
