@@ -26,6 +26,8 @@ from vgi_rpc import (
     connect,
     make_pipe_pair,
     serve_pipe,
+    unix_connect,
+    unix_server,
 )
 from vgi_rpc._errors import MethodNotImplementedError
 from vgi_rpc._ipc_reader import open_stream_reader
@@ -236,3 +238,25 @@ def test_an_echoed_input_is_sent_back_in_its_own_allocation() -> None:
         del out
         session.exchange(_batch(1024))  # small: inline; frees the forwarded allocation first
         assert segment.allocations() == []
+
+
+def test_a_unix_socket_connection_can_share_a_segment(tmp_path: Any) -> None:
+    server = unix_server(RpcServer(Bulk, BulkImpl()), str(tmp_path / "s.sock"), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with unix_connect(Bulk, server.address, shm_size=64 * MiB) as bulk:
+            segment = _shm(bulk).segment
+            with bulk.echo_batches() as session:
+                batch = _batch(4 * MiB)
+                out = session.exchange(batch)
+                assert out.batch.equals(batch)
+                metadata = out.metadata_dict() or {}
+                assert metadata[b"input_shm_source"] == segment.name.encode()
+                assert metadata[SHM_SOURCE] == segment.name.encode()
+                assert _inside(out.batch, segment)
+            data = os.urandom(2 * MiB)
+            assert bulk.echo_big(data=data) == data
+    finally:
+        server.close()
+        thread.join(timeout=10)

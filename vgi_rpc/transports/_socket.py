@@ -22,6 +22,7 @@ from vgi_rpc._errors import TransportError
 from vgi_rpc._ipc import Chunk, IpcValidation, write_chunks_vectored
 from vgi_rpc._logs import WIRE_TRANSPORT_LOGGER, Message
 from vgi_rpc.rpc import Connected, RpcConnection, RpcServer, make_proxy
+from vgi_rpc.transports._shm import check_shm_size, end_shm, start_shm
 
 P = TypeVar("P")
 _log = logging.getLogger(WIRE_TRANSPORT_LOGGER)
@@ -258,10 +259,25 @@ def _connected(
     sock: socket.socket,
     on_log: Callable[[Message], None] | None,
     ipc_validation: IpcValidation,
+    shm_size: int | None = None,
 ) -> Connected[P]:
     channel = SocketChannel(sock)
     connection = RpcConnection(protocol, channel, on_log=on_log, ipc_validation=ipc_validation)
-    return Connected(make_proxy(protocol, connection), connection.close)
+    segment = None
+    if shm_size is not None:
+        try:
+            segment = start_shm(connection, shm_size)
+        except BaseException:
+            connection.close()
+            raise
+
+    def close() -> None:
+        try:
+            connection.close()
+        finally:
+            end_shm(segment)
+
+    return Connected(make_proxy(protocol, connection), close)
 
 
 def unix_connect(
@@ -270,15 +286,22 @@ def unix_connect(
     *,
     on_log: Callable[[Message], None] | None = None,
     ipc_validation: IpcValidation = IpcValidation.FULL,
+    shm_size: int | None = None,
 ) -> Connected[P]:
-    """Connect to a unix-socket server; a context manager of a proxy typed as ``protocol``."""
+    """Connect to a unix-socket server; a context manager of a proxy typed as ``protocol``.
+
+    The server is on this host, so ``shm_size`` works as with ``connect``: a
+    segment of that size carries batches of 128 KiB and more once the server
+    confirms it can attach one, and it is removed when the block ends.
+    """
+    check_shm_size(shm_size)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(path)
     except OSError as exc:
         sock.close()
         raise TransportError(f"cannot connect to unix socket {path}: {exc}") from exc
-    return _connected(protocol, sock, on_log, ipc_validation)
+    return _connected(protocol, sock, on_log, ipc_validation, shm_size)
 
 
 def tcp_connect(
