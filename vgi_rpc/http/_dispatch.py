@@ -56,6 +56,19 @@ class Reply(NamedTuple):
     rpc_error: bool = False
 
 
+def _finish(
+    channel: _MemoryChannel,
+    output: StreamWriter,
+    record: CallRecord | None,
+    error: Exception | None = None,
+) -> Reply:
+    """End the output stream and the call's access record; the reply carries the body."""
+    output.close()
+    if record is not None:
+        record.finish(error)
+    return Reply(200, channel.chunks, error is not None)
+
+
 class _MemoryChannel:
     """A ``Channel`` over one request body, collecting what the server writes."""
 
@@ -235,10 +248,7 @@ class HttpDispatcher:
         cursor = self.tokens.mint_cursor(call, state, auth)
         tokens = {k.STREAM_STATE_KEY: cursor, k.CALL_STATE_KEY: call_token}
         output.write(empty_batch(stream.output_schema), tokens)
-        output.close()
-        if record is not None:
-            record.finish()
-        return Reply(200, channel.chunks)
+        return _finish(channel, output, record)
 
     def exchange(self, url_method: str, body: bytes, auth: AuthContext, request_id: str) -> Reply:
         """``POST {prefix}/{method}/exchange``: one exchange, a producer continuation, or cancel."""
@@ -338,10 +348,7 @@ class HttpDispatcher:
                     break
         except Exception as exc:
             return self._stream_failed(info, exc, channel, output, call, request_id, record)
-        output.close()
-        if record is not None:
-            record.finish()
-        return Reply(200, channel.chunks)
+        return _finish(channel, output, record)
 
     def _exchange(
         self,
@@ -375,10 +382,7 @@ class HttpDispatcher:
                 )
         except Exception as exc:
             return self._stream_failed(info, exc, channel, output, call, request_id, record)
-        output.close()
-        if record is not None:
-            record.finish()
-        return Reply(200, channel.chunks)
+        return _finish(channel, output, record)
 
     def _stream_failed(
         self,
@@ -395,10 +399,7 @@ class HttpDispatcher:
             # The partial body is over the cap already: answer with the error alone.
             return self._error_reply(200, exc, request_id, call.output_schema)
         output.write(empty_batch(call.output_schema), self.server.error_metadata(exc, request_id))
-        output.close()
-        if record is not None:
-            record.finish(exc)
-        return Reply(200, channel.chunks, True)
+        return _finish(channel, output, record, exc)
 
     def _cancel(
         self,
@@ -417,12 +418,9 @@ class HttpDispatcher:
             _log.debug(
                 "%s(): on_cancel failed; ignored as the spec requires", info.name, exc_info=True
             )
-        output = StreamWriter(channel, call.output_schema)
-        output.close()
         if record is not None:
             record.cancelled = True
-            record.finish()
-        return Reply(200, channel.chunks)
+        return _finish(channel, StreamWriter(channel, call.output_schema), record)
 
 
 class _StreamView(NamedTuple):
