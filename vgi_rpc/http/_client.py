@@ -164,16 +164,17 @@ class HttpTransport:
             self._path_prefix = where.path
         self._compression = request_compression
         self._compress_min = compress_min_bytes
-        self._headers = {
-            "Content-Type": ARROW_CONTENT_TYPE,
-            _encoding.VGI_ACCEPT_HEADER: "zstd, gzip",
-            **(headers or {}),
-        }
-        self._header_list = list(self._headers.items())
+        self._headers = list(
+            {
+                "Content-Type": ARROW_CONTENT_TYPE,
+                _encoding.VGI_ACCEPT_HEADER: "zstd, gzip",
+                **(headers or {}),
+            }.items()
+        )
 
     def post(self, path: str, body: bytes) -> bytes:
         """POST ``body`` and return the (decoded) Arrow response body."""
-        headers = self._header_list
+        headers = self._headers
         if self._compression is not None and len(body) >= self._compress_min:
             body = _encoding.encode(body, self._compression)
             headers = [*headers, ("Content-Encoding", self._compression)]
