@@ -54,23 +54,18 @@ def _http_worker(cmd: list[str]) -> Iterator[str]:
             proc.stdout.close()
 
 
+def _reference_runner(url: str, *options: str) -> dict[str, object]:
+    """The reference runner's JSON report against our worker at ``{url}/vgi``."""
+    return _run(
+        [str(REFERENCE_RUNNER), "--url", url, "--prefix", "/vgi", "--format", "json", *options]
+    )
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_reference_runner_passes_over_http_against_our_worker() -> None:
     with _http_worker(OUR_HTTP_WORKER) as url:
-        report = _run(
-            [
-                str(REFERENCE_RUNNER),
-                "--url",
-                url,
-                "--prefix",
-                "/vgi",
-                "--format",
-                "json",
-                "--timeout",
-                "60",
-            ]
-        )
+        report = _reference_runner(url, "--timeout", "60")
     statuses = _statuses(report)
     assert not _failures(report), _failures(report)
     skipped = {name for name, s in statuses.items() if s == "skip"}
@@ -81,19 +76,7 @@ def test_reference_runner_passes_over_http_against_our_worker() -> None:
 @pytest.mark.timeout(300)
 def test_reference_runner_cap_tests_pass_against_our_capped_worker() -> None:
     with _http_worker([*OUR_HTTP_WORKER, "--max-response-bytes", "65536"]) as url:
-        report = _run(
-            [
-                str(REFERENCE_RUNNER),
-                "--url",
-                url,
-                "--prefix",
-                "/vgi",
-                "--format",
-                "json",
-                "--filter",
-                "http_response_cap.*",
-            ]
-        )
+        report = _reference_runner(url, "--filter", "http_response_cap.*")
     statuses = _statuses(report)
     assert {name for name, s in statuses.items() if s == "pass"} == CAP_TESTS, statuses
 
