@@ -16,6 +16,7 @@ from conformance.impl import ConformanceImpl
 from conformance.protocol import ConformanceService
 from vgi_rpc import RpcServer, run_server, serve_tcp, serve_unix
 from vgi_rpc.access_log import configure_access_log
+from vgi_rpc.options import add_limit_options, limits_from_options, tracebacks_from_options
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("VGI_RPC_SIGNING_KEY"),
         help="--http: stream token key (default: $VGI_RPC_SIGNING_KEY, else random)",
     )
+    add_limit_options(parser)
     parser.add_argument("--access-log", metavar="PATH", help="append JSON-lines access records")
     parser.add_argument("--access-log-debug", action="store_true", help="also log request_data")
     args = parser.parse_args(argv)
@@ -60,7 +62,14 @@ def main(argv: list[str] | None = None) -> int:
         configure_access_log(args.access_log)
         if args.access_log_debug:
             logging.getLogger("vgi_rpc.access").setLevel(logging.DEBUG)
-    server = RpcServer(ConformanceService, ConformanceImpl(), enable_describe=args.describe)
+    limits = limits_from_options(args)
+    server = RpcServer(
+        ConformanceService,
+        ConformanceImpl(),
+        enable_describe=args.describe,
+        limits=limits,
+        expose_tracebacks=tracebacks_from_options(args),
+    )
     options = {"threaded": args.threaded, "max_connections": args.max_connections}
     if args.http is not None:
         from vgi_rpc.http import make_wsgi_app
@@ -72,7 +81,12 @@ def main(argv: list[str] | None = None) -> int:
             signing_key=args.signing_key.encode() if args.signing_key else None,
             max_stream_response_bytes=args.max_response_bytes,
         )
-        serve_http(app, port=args.http, on_bound=lambda h, p: print(f"PORT:{p}", flush=True))
+        serve_http(
+            app,
+            port=args.http,
+            on_bound=lambda h, p: print(f"PORT:{p}", flush=True),
+            max_request_bytes=limits.max_request_bytes,
+        )
     elif args.unix:
         print(f"UNIX:{args.unix}", flush=True)
         serve_unix(server, args.unix, **options)

@@ -91,7 +91,10 @@ def _http(protocol: type, name: str = "service", **kwargs: Any) -> Iterator[Any]
     from vgi_rpc.http import http_connect, make_wsgi_app
 
     _, impl = SERVICES[name]
-    app = make_wsgi_app(RpcServer(protocol, impl()), signing_key=b"test key")
+    # These tests check what errors carry, tracebacks included; the HTTP default
+    # (no traceback to anonymous callers) is tested in tests/http/test_http_hardening.py.
+    server = RpcServer(protocol, impl(), expose_tracebacks=True)
+    app = make_wsgi_app(server, signing_key=b"test key")
     with serve_wsgi(app) as url:
         connected: AbstractContextManager[Any] = http_connect(protocol, url, **kwargs)
         with connected as proxy:

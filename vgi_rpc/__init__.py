@@ -22,6 +22,7 @@ from vgi_rpc._errors import (
     VgiRpcError,
 )
 from vgi_rpc._ipc import IpcValidation
+from vgi_rpc._limits import ResourceLimits
 from vgi_rpc._logs import Level, Message
 from vgi_rpc._methods import MethodType, RpcMethodInfo, rpc_methods
 from vgi_rpc.introspect import ServiceDescription, describe_rpc, introspect
@@ -91,6 +92,7 @@ __all__ = [
     "ProducerState",
     "ProtocolError",
     "ProtocolVersionError",
+    "ResourceLimits",
     "RpcConnection",
     "RpcError",
     "RpcMethodInfo",

@@ -9,29 +9,44 @@ keys or methods.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import io
 import struct
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import pyarrow as pa
 
-from vgi_rpc._errors import IPCError, TransportError
+from vgi_rpc._errors import IPCError, TransportError, VgiRpcError
+from vgi_rpc._flatbuf import FlatbufferError, Header, decode_header, schema_shape
+from vgi_rpc._limits import CLIENT_LIMITS, ResourceLimits
 
 CONTINUATION = b"\xff\xff\xff\xff"
 EOS_MARKER = CONTINUATION + b"\0\0\0\0"
-MAX_METADATA_BYTES = 64 << 20
 _POOL_THRESHOLD = 64 << 10
 _SCHEMA, _DICTIONARY_BATCH, _RECORD_BATCH = 1, 2, 3
 _PREFIX = struct.Struct("<4si")
-_U16 = struct.Struct("<H")
-_I32 = struct.Struct("<i")
-_U32 = struct.Struct("<I")
-_I64 = struct.Struct("<q")
 
 Metadata = dict[bytes, bytes]
+
+
+@contextlib.contextmanager
+def untrusted(what: str) -> Iterator[None]:
+    """The decode boundary: anything but a vgi_rpc error raised inside becomes an ``IPCError``.
+
+    Whatever pyarrow, ``struct`` or an allocator raise on hostile bytes
+    (``ArrowNotImplementedError``, ``OverflowError``, ``MemoryError`` ...) is
+    the peer's fault, reported as malformed input instead of escaping.
+    """
+    try:
+        yield
+    except VgiRpcError:
+        raise
+    except Exception as exc:
+        raise IPCError(f"malformed {what}: {type(exc).__name__}: {exc}") from exc
 
 
 class IpcValidation(enum.Enum):
@@ -52,7 +67,7 @@ def validate_batch(batch: pa.RecordBatch, level: IpcValidation) -> None:
         return
     try:
         batch.validate(full=level is IpcValidation.FULL)
-    except pa.ArrowInvalid as exc:
+    except Exception as exc:
         raise IPCError(f"received batch failed {level.name} validation: {exc}") from exc
 
 
@@ -73,36 +88,23 @@ def _read_exact(source: io.BufferedReader, view: memoryview, what: str) -> None:
         raise TransportError(f"reading from the peer failed: {exc}") from exc
 
 
-class _Header(NamedTuple):
-    """The fields of an IPC ``Message`` flatbuffer that framing and dispatch need."""
-
-    header_type: int
-    body_length: int
-    custom_metadata: Metadata | None
-
-
-_HEADER_CACHE: dict[bytes, _Header] = {}
+_HEADER_CACHE: dict[bytes, Header] = {}
 _HEADER_CACHE_LIMIT = 1024
 _CACHEABLE_METADATA_BYTES = 2048
 
 
-def _parse_header(meta: bytes) -> _Header:
-    """Decode Message.header_type (field 1), bodyLength (3) and custom_metadata (4).
+def _parse_header(meta: bytes) -> Header:
+    """The message header, cached for small ones (treat the result as read-only).
 
-    Repeated calls of one method send byte-identical headers, so small ones
-    are cached; the result must be treated as read-only.
+    Repeated calls of one method send byte-identical small headers.
     """
     cached = _HEADER_CACHE.get(meta)
     if cached is not None:
         return cached
     try:
-        header = _decode_header(meta)
-    except (struct.error, IndexError) as exc:
+        header = decode_header(meta)
+    except FlatbufferError as exc:
         raise IPCError(f"malformed Arrow IPC message header: {exc}") from exc
-    if header.body_length < 0:
-        raise IPCError(
-            f"malformed Arrow IPC message header: negative body length {header.body_length}"
-        )
     if len(meta) <= _CACHEABLE_METADATA_BYTES:
         if len(_HEADER_CACHE) >= _HEADER_CACHE_LIMIT:
             _HEADER_CACHE.clear()
@@ -110,46 +112,21 @@ def _parse_header(meta: bytes) -> _Header:
     return header
 
 
-def _decode_header(meta: bytes) -> _Header:
-    u16, u32 = _U16.unpack_from, _U32.unpack_from
-    table = u32(meta, 0)[0]
-    vtable = table - _I32.unpack_from(meta, table)[0]
-    vtable_size = u16(meta, vtable)[0]
-    offsets = [u16(meta, vtable + slot)[0] if slot < vtable_size else 0 for slot in (6, 10, 12)]
-    header_type = meta[table + offsets[0]] if offsets[0] else 0
-    body_length = _I64.unpack_from(meta, table + offsets[1])[0] if offsets[1] else 0
-    if not offsets[2]:
-        return _Header(header_type, body_length, None)
-    pos = table + offsets[2]
-    vector = pos + u32(meta, pos)[0]
-    custom: Metadata = {}
-    for entry in range(vector + 4, vector + 4 + 4 * u32(meta, vector)[0], 4):
-        kv = entry + u32(meta, entry)[0]
-        kv_vtable = kv - _I32.unpack_from(meta, kv)[0]
-        kv_size = u16(meta, kv_vtable)[0]
-        pair = []
-        for slot in (4, 6):
-            offset = u16(meta, kv_vtable + slot)[0] if slot < kv_size else 0
-            if not offset:
-                pair.append(b"")
-                continue
-            start = kv + offset + u32(meta, kv + offset)[0]
-            pair.append(meta[start + 4 : start + 4 + u32(meta, start)[0]])
-        custom[pair[0]] = pair[1]
-    return _Header(header_type, body_length, custom)
-
-
 class _Message(NamedTuple):
-    header: _Header
+    header: Header
     metadata: bytes
     buffer: pa.Buffer
 
 
-def read_message(source: io.BufferedReader) -> _Message | None:
+def read_message(
+    source: io.BufferedReader, limits: ResourceLimits = CLIENT_LIMITS
+) -> _Message | None:
     """Read one encapsulated message; ``None`` at an end-of-stream marker.
 
+    Sizes are checked against ``limits`` before the message is allocated.
+
     Raises:
-        IPCError: The bytes cannot be an IPC message.
+        IPCError: The bytes cannot be an IPC message, or it exceeds ``limits``.
         TransportError: The channel ended or failed mid-message.
     """
     prefix = bytearray(8)
@@ -161,8 +138,11 @@ def read_message(source: io.BufferedReader) -> _Message | None:
         )
     if length == 0:
         return None
-    if length < 0 or length > MAX_METADATA_BYTES:
-        raise IPCError(f"not an Arrow IPC stream: implausible message metadata length {length}")
+    if length < 0 or length > limits.max_metadata_bytes:
+        raise IPCError(
+            f"IPC message header of {length} bytes is outside 1..{limits.max_metadata_bytes} "
+            "(ResourceLimits.max_metadata_bytes)"
+        )
     try:
         metadata = source.read(length)
     except (OSError, ValueError) as exc:
@@ -173,6 +153,11 @@ def read_message(source: io.BufferedReader) -> _Message | None:
     if not header.body_length:
         return _Message(header, metadata, pa.py_buffer(prefix + metadata))
     total = 8 + length + header.body_length
+    if total > limits.max_message_bytes:
+        raise IPCError(
+            f"IPC message of {total} bytes exceeds the limit of {limits.max_message_bytes} "
+            "(ResourceLimits.max_message_bytes)"
+        )
     if total < _POOL_THRESHOLD:
         small = bytearray(total)
         small[: 8 + length] = prefix + metadata
@@ -180,44 +165,70 @@ def read_message(source: io.BufferedReader) -> _Message | None:
         return _Message(header, metadata, pa.py_buffer(small))
     # Large bodies go into Arrow's memory pool, which reuses freed pages instead of
     # faulting in fresh ones for every message.
-    try:
+    with untrusted("IPC message body"):
         whole = pa.allocate_buffer(total)
-    except MemoryError as exc:
-        raise IPCError(f"cannot allocate {total} bytes for an IPC message body") from exc
     view = memoryview(whole).cast("B")
     view[: 8 + length] = prefix + metadata
     _read_exact(source, view[8 + length :], "message body")
     return _Message(header, metadata, whole)
 
 
-class _SchemaCache:
-    """Parsed schemas by their exact message bytes (requests of one method repeat them)."""
+# What a parsed schema costs beyond its flatbuffer, per field (measured: about 260 bytes).
+_SCHEMA_BYTES_PER_FIELD = 320
 
-    def __init__(self, size: int = 256) -> None:
-        self._items: OrderedDict[bytes, tuple[pa.Schema, bool]] = OrderedDict()
-        self._size = size
+
+class SchemaCache:
+    """Parsed schemas by their exact message bytes, bounded in (estimated) bytes.
+
+    Requests of one method repeat their schema, so parsing it once pays; a
+    peer sending ever new wide schemas only evicts older entries.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self._items: OrderedDict[bytes, tuple[pa.Schema, bool, int]] = OrderedDict()
+        self._max_bytes = max_bytes
+        self.size = 0
         self._lock = threading.Lock()
 
-    def get(self, message: _Message) -> tuple[pa.Schema, bool]:
-        """The schema and whether it has dictionary columns."""
+    def get(self, message: _Message, limits: ResourceLimits) -> tuple[pa.Schema, bool]:
+        """The schema and whether it has dictionary columns; bounds are checked first."""
         key = message.metadata
         with self._lock:
             entry = self._items.get(key)
-        if entry is not None:
-            return entry
+            if entry is not None:
+                self._items.move_to_end(key)
+                return entry[0], entry[1]
         try:
-            schema = pa.ipc.read_schema(message.buffer)
-        except (pa.ArrowInvalid, OSError) as exc:
+            fields, depth = schema_shape(key, limits.max_columns, limits.max_nesting_depth)
+        except FlatbufferError as exc:
             raise IPCError(f"malformed Arrow IPC schema message: {exc}") from exc
-        entry = (schema, has_dictionary(schema))
+        if fields > limits.max_columns:
+            raise IPCError(
+                f"schema declares more than {limits.max_columns} fields "
+                "(ResourceLimits.max_columns)"
+            )
+        if depth > limits.max_nesting_depth:
+            raise IPCError(
+                f"schema nests fields more than {limits.max_nesting_depth} levels deep "
+                "(ResourceLimits.max_nesting_depth)"
+            )
+        with untrusted("Arrow IPC schema message"):
+            schema = pa.ipc.read_schema(message.buffer)
+        cost = len(key) + _SCHEMA_BYTES_PER_FIELD * fields
+        dictionaries = has_dictionary(schema)
+        if cost > self._max_bytes:
+            return schema, dictionaries
         with self._lock:
-            self._items[key] = entry
-            if len(self._items) > self._size:
-                self._items.popitem(last=False)
-        return entry
+            if key not in self._items:
+                self._items[key] = (schema, dictionaries, cost)
+                self.size += cost
+            while self.size > self._max_bytes:
+                _, (_, _, dropped) = self._items.popitem(last=False)
+                self.size -= dropped
+        return schema, dictionaries
 
 
-_SCHEMAS = _SchemaCache()
+_CLIENT_SCHEMAS = SchemaCache(CLIENT_LIMITS.schema_cache_bytes)
 
 
 def has_dictionary(schema: pa.Schema) -> bool:
@@ -232,6 +243,7 @@ def has_dictionary(schema: pa.Schema) -> bool:
 
 
 _BODYLESS: dict[tuple[int, bytes], tuple[pa.Schema, pa.RecordBatch]] = {}
+_BODYLESS_MAX_FIELDS = 64
 
 
 def _bodyless_batch(schema: pa.Schema, message: _Message) -> pa.RecordBatch:
@@ -241,86 +253,152 @@ def _bodyless_batch(schema: pa.Schema, message: _Message) -> pa.RecordBatch:
     if entry is not None and entry[0] is schema:
         return entry[1]
     batch = pa.ipc.read_record_batch(pa.ipc.read_message(message.buffer), schema)
-    if len(_BODYLESS) >= 256:
-        _BODYLESS.clear()
-    _BODYLESS[key] = (schema, batch)  # the entry keeps the schema alive, so its id stays unique
+    if len(schema) <= _BODYLESS_MAX_FIELDS:
+        if len(_BODYLESS) >= 256:
+            _BODYLESS.clear()
+        _BODYLESS[key] = (schema, batch)  # the entry keeps the schema alive, so its id stays unique
     return batch
 
 
 class IpcStreamReader:
-    """One IPC stream being read from a channel, batch by batch."""
+    """One IPC stream being read from a channel, batch by batch, within ``limits``."""
 
-    def __init__(self, source: io.BufferedReader, first: _Message) -> None:
+    def __init__(
+        self,
+        source: io.BufferedReader,
+        first: _Message,
+        limits: ResourceLimits = CLIENT_LIMITS,
+        schemas: SchemaCache = _CLIENT_SCHEMAS,
+    ) -> None:
         if first.header.header_type != _SCHEMA:
             raise IPCError(
                 f"an IPC stream must start with a schema message, got message type {first.header.header_type}"
             )
         self._source = source
-        self.schema, dictionaries = _SCHEMAS.get(first)
+        self._limits = limits
+        self.schema, dictionaries = schemas.get(first, limits)
         self._done = False
+        # The custom metadata of the last batch message read, even when it failed to decode.
+        self.last_metadata: Metadata | None = None
         # Dictionary batches cannot be fed to pyarrow one by one, so streams with
         # dictionary columns keep their messages and are decoded by a stream reader.
         self._replay: list[pa.Buffer] | None = None
+        self._replay_bytes = 0
         if dictionaries:
             self._replay = [first.buffer]
 
     def read(
         self, validation: IpcValidation = IpcValidation.NONE
     ) -> tuple[pa.RecordBatch, Metadata | None] | None:
-        """The next batch and its custom metadata; ``None`` once the stream's EOS is read."""
-        if self._done:
-            return None
+        """The next batch and its custom metadata; ``None`` once the stream's EOS is read.
+
+        Raises:
+            IPCError: The message is malformed, over a limit, or fails ``validation``.
+            TransportError: The channel ended or failed.
+        """
         while True:
-            message = read_message(self._source)
+            message = self._next()
             if message is None:
-                self._done = True
                 return None
             if message.header.header_type == _RECORD_BATCH:
-                decoded = self._decode(message)
-                validate_batch(decoded[0], validation)
-                return decoded
+                self.last_metadata = message.header.custom_metadata
+                with untrusted("Arrow IPC record batch"):
+                    batch, metadata = self._decode(message)
+                self._check_rows(batch, message)
+                validate_batch(batch, validation)
+                return batch, metadata
             if message.header.header_type == _DICTIONARY_BATCH and self._replay is not None:
-                self._replay.append(message.buffer)
+                self._keep(message)
                 continue
             raise IPCError(
                 f"unexpected IPC message type {message.header.header_type} inside a stream"
             )
 
+    def _next(self) -> _Message | None:
+        if self._done:
+            return None
+        message = read_message(self._source, self._limits)
+        if message is None:
+            self._done = True
+        return message
+
+    def _keep(self, message: _Message) -> None:
+        assert self._replay is not None
+        self._replay_bytes += message.buffer.size
+        if self._replay_bytes > self._limits.max_message_bytes:
+            raise IPCError(
+                f"dictionary batches of this stream exceed {self._limits.max_message_bytes} "
+                "bytes (ResourceLimits.max_message_bytes)"
+            )
+        self._replay.append(message.buffer)
+
+    def _check_rows(self, batch: pa.RecordBatch, message: _Message) -> None:
+        allowed = self._limits.max_rows(message.header.body_length)
+        if batch.num_rows > allowed:
+            raise IPCError(
+                f"a batch of {message.header.body_length} body bytes claims {batch.num_rows} rows "
+                f"(at most {allowed}: ResourceLimits.max_rows_per_byte)"
+            )
+
     def _decode(self, message: _Message) -> tuple[pa.RecordBatch, Metadata | None]:
-        try:
-            if self._replay is None:
-                header = message.header
-                if not header.body_length and header.custom_metadata is None:
-                    return _bodyless_batch(self.schema, message), None
-                batch = pa.ipc.read_record_batch(pa.ipc.read_message(message.buffer), self.schema)
-                return batch, header.custom_metadata
-            parts = [*self._replay, message.buffer, pa.py_buffer(EOS_MARKER)]
-            stream = pa.ipc.open_stream(b"".join(memoryview(part) for part in parts))
-            batch, metadata = stream.read_next_batch_with_custom_metadata()
-            received: pa.KeyValueMetadata | None = metadata
-            return batch, (dict(received) if received is not None else None)
-        except (pa.ArrowInvalid, OSError, struct.error, IndexError) as exc:
-            raise IPCError(f"malformed Arrow IPC record batch: {exc}") from exc
+        if self._replay is None:
+            header = message.header
+            if not header.body_length and header.custom_metadata is None:
+                return _bodyless_batch(self.schema, message), None
+            batch = pa.ipc.read_record_batch(pa.ipc.read_message(message.buffer), self.schema)
+            return batch, header.custom_metadata
+        parts = [*self._replay, message.buffer, pa.py_buffer(EOS_MARKER)]
+        stream = pa.ipc.open_stream(b"".join(memoryview(part) for part in parts))
+        batch, metadata = stream.read_next_batch_with_custom_metadata()
+        received: pa.KeyValueMetadata | None = metadata
+        return batch, (dict(received) if received is not None else None)
 
-    def drain(self) -> None:
-        """Read and discard the rest of the stream."""
-        while self.read() is not None:
-            pass
+    def drain(self) -> int:
+        """Read and discard the rest of the stream without decoding it; the batches skipped."""
+        skipped = 0
+        while (message := self._next()) is not None:
+            skipped += message.header.header_type == _RECORD_BATCH
+        return skipped
 
 
-def open_stream_reader(source: io.BufferedReader) -> IpcStreamReader | None:
+def open_stream_reader(
+    source: io.BufferedReader,
+    limits: ResourceLimits = CLIENT_LIMITS,
+    schemas: SchemaCache = _CLIENT_SCHEMAS,
+) -> IpcStreamReader | None:
     """Start reading the next IPC stream; ``None`` on a clean end of file before it."""
     try:
         if not source.peek(1):
             return None
     except (OSError, ValueError) as exc:
         raise TransportError(f"reading from the peer failed: {exc}") from exc
-    first = read_message(source)
+    first = read_message(source, limits)
     if first is None:
         raise IPCError(
             "an IPC stream must start with a schema message, got an end-of-stream marker"
         )
-    return IpcStreamReader(source, first)
+    return IpcStreamReader(source, first, limits, schemas)
+
+
+class ReadPolicy(NamedTuple):
+    """How one receiver reads untrusted streams: validation level, limits and schema cache."""
+
+    validation: IpcValidation
+    limits: ResourceLimits
+    schemas: SchemaCache
+
+    @classmethod
+    def make(cls, validation: IpcValidation, limits: ResourceLimits) -> ReadPolicy:
+        """A policy with its own schema cache sized by ``limits``."""
+        return cls(validation, limits, SchemaCache(limits.schema_cache_bytes))
+
+    def open(self, source: io.BufferedReader) -> IpcStreamReader | None:
+        """``open_stream_reader`` under this policy."""
+        return open_stream_reader(source, self.limits, self.schemas)
+
+    def for_body(self, size: int) -> ReadPolicy:
+        """This policy for a source known to hold ``size`` bytes (an HTTP body)."""
+        return self._replace(limits=self.limits.for_body(size))
 
 
 __all__ = [
@@ -328,8 +406,11 @@ __all__ = [
     "IpcStreamReader",
     "IpcValidation",
     "Metadata",
+    "ReadPolicy",
+    "SchemaCache",
     "has_dictionary",
     "open_stream_reader",
     "read_message",
+    "untrusted",
     "validate_batch",
 ]

@@ -29,6 +29,7 @@ from vgi_rpc._errors import RpcError, VgiRpcError
 from vgi_rpc._ipc import StreamWriter
 from vgi_rpc._ipc_reader import open_stream_reader
 from vgi_rpc.introspect import MethodDescription, ServiceDescription, schema_object
+from vgi_rpc.options import add_limit_options
 from vgi_rpc.rpc import RpcConnection
 from vgi_rpc.rpc._request import ONE_EMPTY_ROW
 from vgi_rpc.rpc._streams import EMPTY_SCHEMA
@@ -321,8 +322,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--prefix", default="/vgi", help="URL prefix (default /vgi)")
     serve.add_argument("--threads", type=int, default=4, help="waitress worker threads")
     serve.add_argument("--describe", action="store_true", help="answer __describe__")
-    serve.add_argument("--max-request-bytes", type=int, metavar="N")
     serve.add_argument("--max-response-bytes", type=int, metavar="N")
+    add_limit_options(serve)
     return parser
 
 

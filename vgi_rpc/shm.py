@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import mmap
+import os
+import re
+import stat
 import struct
 import sys
 from multiprocessing import resource_tracker, shared_memory
@@ -65,33 +69,37 @@ class ShmSegment:
         return segment
 
     @classmethod
-    def attach(cls, name: str, size: int | None = None) -> ShmSegment:
+    def attach(
+        cls, name: str, size: int | None = None, *, owner_uid: int | None = None
+    ) -> ShmSegment:
         """Open an existing segment by OS name without taking ownership (its creator unlinks it).
 
+        Only a private segment of the expected owner is mapped: a plain name
+        (no path), on Linux a regular file in ``/dev/shm`` owned by
+        ``owner_uid`` (this process's user by default) that no other user may
+        read or write, at least a header long, with the vgi-rpc magic.
+
         Raises:
-            IPCError: The segment does not carry a valid vgi-rpc header.
+            IPCError: The name, owner, mode, size or header is not that of a vgi-rpc segment.
+            OSError: The segment cannot be opened.
         """
-        if sys.version_info >= (3, 13):
-            shm = shared_memory.SharedMemory(name=name, create=False, track=False)
-        else:
-            shm = shared_memory.SharedMemory(name=name, create=False)
-            # Before 3.13 attaching registers the segment with the resource tracker,
-            # which would unlink the creator's segment when this process exits.
-            with contextlib.suppress(Exception):
-                resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]  # private name is the tracker's key
-        segment = cls(shm, owner=False)
+        name = name.lstrip("/")
+        if not _SEGMENT_NAME.fullmatch(name):
+            raise IPCError(f"{name[:80]!r} is not a shared-memory segment name")
+        mapping = _open_private(name, os.geteuid() if owner_uid is None else owner_uid)
+        segment = cls(mapping, owner=False)  # type: ignore[arg-type]  # duck-typed SharedMemory
         magic, version, data_size, _, _ = _HEADER.unpack_from(segment._buf, 0)
         if magic != MAGIC or version != VERSION:
             segment.close()
             raise IPCError(
                 f"shared memory {name!r} is not a vgi-rpc segment (magic {magic!r}, version {version})"
             )
-        if data_size + HEADER_SIZE > shm.size or (
+        if data_size + HEADER_SIZE > mapping.size or (
             size is not None and data_size + HEADER_SIZE > size
         ):
             segment.close()
             raise IPCError(
-                f"shared memory {name!r}: header says {data_size} data bytes, mapping has {shm.size}"
+                f"shared memory {name!r}: header says {data_size} data bytes, mapping has {mapping.size}"
             )
         return segment
 
@@ -201,6 +209,73 @@ class ShmSegment:
         self.close()
         if self._owner:
             self.unlink()
+
+
+_SEGMENT_NAME = re.compile(r"(?![.]{1,2}$)[A-Za-z0-9_.-]{1,250}")
+_SHM_DIR = "/dev/shm"
+
+
+class _Mapping:
+    """A read-write mapping of another process's segment (the parts of SharedMemory we use)."""
+
+    def __init__(self, name: str, fd: int, size: int) -> None:
+        self.name = name
+        self.size = size
+        self._mmap: mmap.mmap | None = mmap.mmap(fd, size)
+        self.buf: memoryview | None = memoryview(self._mmap)
+
+    def close(self) -> None:
+        if self.buf is not None:
+            self.buf.release()
+            self.buf = None
+        if self._mmap is not None:
+            self._mmap.close()
+            self._mmap = None
+
+    def unlink(self) -> None:
+        raise PermissionError("only the creator unlinks a segment")
+
+
+def _open_private(name: str, owner_uid: int) -> _Mapping | shared_memory.SharedMemory:
+    """Map segment ``name`` after checking, on the open descriptor, that it is ``owner_uid``'s alone."""
+    if not os.path.isdir(_SHM_DIR):
+        return _attach_portable(name)
+    fd = os.open(os.path.join(_SHM_DIR, name), os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise IPCError(f"shared memory {name!r} is not a regular segment")
+        if info.st_uid != owner_uid:
+            raise IPCError(
+                f"shared memory {name!r} belongs to uid {info.st_uid}, not to the peer (uid {owner_uid})"
+            )
+        if info.st_mode & 0o077:
+            raise IPCError(
+                f"shared memory {name!r} is open to other users (mode {stat.S_IMODE(info.st_mode):o}); "
+                "a vgi-rpc segment is private to its creator"
+            )
+        if info.st_size <= HEADER_SIZE:
+            raise IPCError(
+                f"shared memory {name!r} has {info.st_size} bytes, less than a segment header"
+            )
+        return _Mapping(name, fd, info.st_size)
+    finally:
+        os.close(fd)
+
+
+def _attach_portable(name: str) -> shared_memory.SharedMemory:
+    if sys.version_info >= (3, 13):
+        shm = shared_memory.SharedMemory(name=name, create=False, track=False)
+    else:
+        shm = shared_memory.SharedMemory(name=name, create=False)
+        # Before 3.13 attaching registers the segment with the resource tracker,
+        # which would unlink the creator's segment when this process exits.
+        with contextlib.suppress(Exception):
+            resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]  # private name is the tracker's key
+    if shm.size <= HEADER_SIZE:
+        shm.close()
+        raise IPCError(f"shared memory {name!r} has {shm.size} bytes, less than a segment header")
+    return shm
 
 
 def _dictionary_messages(batch: pa.RecordBatch) -> pa.Buffer:

@@ -61,7 +61,7 @@ def test_health_answers_every_verb_with_capability_headers(url: str) -> None:
         assert reply.headers["VGI-Supported-Encodings"] == "zstd, gzip"
         assert reply.headers["VGI-Externalization-Enabled"] == "false"
         assert reply.headers["X-Request-ID"]
-    assert "VGI-Max-Request-Bytes" not in get.headers
+    assert get.headers["VGI-Max-Request-Bytes"] == str(256 << 20)  # the default cap
 
 
 def test_capabilities_are_discovered_and_request_ids_echoed() -> None:

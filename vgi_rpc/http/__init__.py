@@ -14,6 +14,7 @@ from vgi_rpc.http._client import (
     http_connect,
     http_introspect,
 )
+from vgi_rpc.http._replay import InMemorySpentCursors, SpentCursorStore
 from vgi_rpc.http._seal import TokenError
 from vgi_rpc.http._serve import serve_http, serve_in_thread
 
@@ -25,6 +26,8 @@ __all__ = [
     "HttpError",
     "HttpStreamSession",
     "HttpUnauthorizedError",
+    "InMemorySpentCursors",
+    "SpentCursorStore",
     "TokenError",
     "http_capabilities",
     "http_connect",

@@ -20,6 +20,7 @@ from vgi_rpc.http import _encoding
 from vgi_rpc.http._auth import AuthFailure, unauthorized_body
 from vgi_rpc.http._dispatch import HttpDispatcher, Reply
 from vgi_rpc.http._refusal import RequestRefusedError
+from vgi_rpc.http._replay import InMemorySpentCursors, SpentCursorStore
 from vgi_rpc.http._tokens import TokenBook
 from vgi_rpc.rpc._context import AuthContext
 from vgi_rpc.rpc._server import RpcServer
@@ -116,7 +117,7 @@ class _Rpc:
         req: falcon.Request,
         resp: falcon.Response,
         method: str,
-        run: Callable[[str, bytes, AuthContext, str], Reply],
+        run: Callable[[str, bytes | bytearray, AuthContext, str], Reply],
     ) -> None:
         request_id = req.get_header("X-Request-ID") or new_request_id()
         resp.set_header("X-Request-ID", request_id)
@@ -137,7 +138,7 @@ class _Rpc:
         if _wire_log.isEnabledFor(logging.DEBUG):
             _wire_log.debug("%s %s -> %d", req.method, req.path, reply.status)
 
-    def _body(self, req: falcon.Request) -> bytes:
+    def _body(self, req: falcon.Request) -> bytes | bytearray:
         content_type = (req.content_type or "").split(";")[0].strip().lower()
         if content_type != ARROW_CONTENT_TYPE:
             raise RequestRefusedError(
@@ -208,6 +209,7 @@ def make_wsgi_app(
     compress_min_bytes: int = 4096,
     token_key: bytes | None = None,
     max_response_bytes: int | None = None,
+    replay_guard: SpentCursorStore | bool = False,
 ) -> falcon.App[falcon.Request, falcon.Response]:
     """Serve ``server`` as a WSGI application (wire spec section 10).
 
@@ -220,7 +222,9 @@ def make_wsgi_app(
         max_stream_response_bytes: Response body cap: producer streams continue
             in a new request past it, unary and exchange responses fail with an
             error naming ``max_response_bytes``. ``max_response_bytes`` is an alias.
-        max_request_bytes: Largest request body accepted, encoded or decoded (413).
+        max_request_bytes: Largest request body accepted, encoded or decoded (413);
+            by default the server's ``limits.max_request_bytes`` (256 MiB unless
+            changed; ``ResourceLimits(max_request_bytes=None)`` removes the bound).
         authenticate: Called with each RPC request; return an ``AuthContext`` or
             raise ``ValueError`` / ``PermissionError`` (or ``AuthFailure``) for a 401.
         cors_origins: Origins allowed cross-origin (``"*"`` for any).
@@ -231,6 +235,11 @@ def make_wsgi_app(
         compress_min_bytes: Smallest response body compressed when the client accepts it.
         token_key: Alias of ``signing_key`` (the reference implementation's name).
         max_response_bytes: Alias of ``max_stream_response_bytes``.
+        replay_guard: Accept each stream cursor once. Cursors are sealed and
+            stateless, so by default whoever holds one can send it again and
+            resume the stream from that point. ``True`` remembers spent cursors
+            in this process (``InMemorySpentCursors``); behind several worker
+            processes pass one shared ``SpentCursorStore``.
     """
     if upload_url_provider is not None or max_upload_bytes is not None:
         raise NotImplementedError(
@@ -247,9 +256,18 @@ def make_wsgi_app(
             "Pass the same signing_key to every process serving %s.",
             server.protocol_name,
         )
+    if max_request_bytes is None:
+        max_request_bytes = server.limits.max_request_bytes
     cap = max_stream_response_bytes if max_stream_response_bytes is not None else max_response_bytes
     prefix = _normalise_prefix(prefix)
-    dispatcher = HttpDispatcher(server, TokenBook(key, ttl=token_ttl), cap)
+    guard: SpentCursorStore | None
+    if replay_guard is True:
+        guard = InMemorySpentCursors()
+    elif replay_guard is False:
+        guard = None
+    else:
+        guard = replay_guard
+    dispatcher = HttpDispatcher(server, TokenBook(key, ttl=token_ttl, replay_guard=guard), cap)
     capability_headers = {
         "VGI-Externalization-Enabled": "false",
         "VGI-Supported-Encodings": ", ".join(_encoding.PRODUCED),

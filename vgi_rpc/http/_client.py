@@ -206,7 +206,7 @@ class HttpTransport:
         coding = headers.get(_encoding.VGI_CONTENT_HEADER.lower())
         if coding:
             try:
-                body = _encoding.decode(body, coding, None)
+                return bytes(_encoding.decode(body, coding, None))
             except Exception as exc:
                 raise IPCError(
                     f"POST {url}: response body does not decode as {coding}: {exc}"

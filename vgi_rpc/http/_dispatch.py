@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Sequence
-from typing import NamedTuple, cast
+from typing import Any, NamedTuple, cast
 
 import pyarrow as pa
 
@@ -24,7 +24,6 @@ from vgi_rpc._errors import (
     TransportError,
 )
 from vgi_rpc._ipc import Chunk, Metadata, StreamWriter
-from vgi_rpc._ipc_reader import open_stream_reader
 from vgi_rpc._logs import HTTP_LOGGER, Level
 from vgi_rpc._methods import RpcMethodInfo
 from vgi_rpc.http._refusal import RequestRefusedError
@@ -46,6 +45,7 @@ from vgi_rpc.wire._codec import EMPTY_SCHEMA, empty_batch
 
 _log = logging.getLogger(HTTP_LOGGER)
 _TOKEN_KEYS = (k.STREAM_STATE_KEY, k.CALL_STATE_KEY)
+Body = bytes | bytearray
 
 
 class Reply(NamedTuple):
@@ -69,11 +69,32 @@ def _finish(
     return Reply(200, channel.chunks, error is not None)
 
 
+class _BodyReader(io.RawIOBase):
+    """Reads a request body in place (``BytesIO`` would copy a ``bytearray``)."""
+
+    def __init__(self, body: Body) -> None:
+        super().__init__()
+        self._view = memoryview(body)
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        target = memoryview(buffer).cast("B")
+        end = min(self._position + len(target), len(self._view))
+        count = end - self._position
+        target[:count] = self._view[self._position : end]
+        self._position = end
+        return count
+
+
 class _MemoryChannel:
     """A ``Channel`` over one request body, collecting what the server writes."""
 
-    def __init__(self, body: bytes) -> None:
-        self._reader = cast(io.BufferedReader, io.BufferedReader(io.BytesIO(body)))
+    def __init__(self, body: Body) -> None:
+        self.body_size = len(body)
+        self._reader = cast(io.BufferedReader, io.BufferedReader(_BodyReader(body)))
         self.chunks: list[Chunk] = []
         self.size = 0
 
@@ -117,7 +138,7 @@ class HttpDispatcher:
     ) -> Reply:
         channel = _MemoryChannel(b"")
         writer = StreamWriter(channel, schema)
-        writer.write(empty_batch(schema), self.server.error_metadata(exc, request_id))
+        writer.write(empty_batch(schema), self.server.protocol_error_metadata(exc, request_id))
         writer.close()
         return Reply(status, channel.chunks, status == 200)
 
@@ -127,7 +148,7 @@ class HttpDispatcher:
 
     def _request(self, channel: _MemoryChannel, url_method: str) -> Request:
         try:
-            request = read_request(channel)
+            request = read_request(channel, self.server.read_policy.for_body(channel.body_size))
         except TransportError as exc:
             raise RequestRefusedError(
                 400, f"request body is not a complete Arrow IPC stream: {exc}"
@@ -136,6 +157,8 @@ class HttpDispatcher:
             raise RequestRefusedError(400, str(exc)) from None
         if request is None:
             raise RequestRefusedError(400, "request body is empty; expected an Arrow IPC stream")
+        if request.rejected is not None:
+            raise RequestRefusedError(400, str(request.rejected))
         named = request.metadata.get(k.METHOD_KEY)
         if named is not None and named.decode("utf-8", "replace") != url_method:
             raise RequestRefusedError(
@@ -164,7 +187,7 @@ class HttpDispatcher:
 
     # -- unary --------------------------------------------------------------
 
-    def unary(self, url_method: str, body: bytes, auth: AuthContext, request_id: str) -> Reply:
+    def unary(self, url_method: str, body: Body, auth: AuthContext, request_id: str) -> Reply:
         """``POST {prefix}/{method}``."""
         channel = _MemoryChannel(body)
         request = self._request(channel, url_method)
@@ -193,7 +216,7 @@ class HttpDispatcher:
 
     # -- streams ------------------------------------------------------------
 
-    def init(self, url_method: str, body: bytes, auth: AuthContext, request_id: str) -> Reply:
+    def init(self, url_method: str, body: Body, auth: AuthContext, request_id: str) -> Reply:
         """``POST {prefix}/{method}/init``: header (if any), then the first output."""
         channel = _MemoryChannel(body)
         request = self._request(channel, url_method)
@@ -228,7 +251,9 @@ class HttpDispatcher:
             self.server.log_method_error(info.name, exc)
             writer = StreamWriter(channel, EMPTY_SCHEMA)
             self.server.write_logs(writer, EMPTY_SCHEMA, logs, request_id)
-            writer.write(empty_batch(EMPTY_SCHEMA), self.server.error_metadata(exc, request_id))
+            writer.write(
+                empty_batch(EMPTY_SCHEMA), self.server.error_metadata(exc, request_id, auth)
+            )
             writer.close()
             if record is not None:
                 record.finish(exc)
@@ -243,14 +268,14 @@ class HttpDispatcher:
         state = stream.state
         if isinstance(state, ProducerState):
             return self._produce(
-                info, call, state, channel, output, auth, request_id, record, call_token
+                info, call, state, channel, output, auth, request_id, record, call_token, 0
             )
-        cursor = self.tokens.mint_cursor(call, state, auth)
+        cursor = self.tokens.mint_cursor(call, state, auth, 0)
         tokens = {k.STREAM_STATE_KEY: cursor, k.CALL_STATE_KEY: call_token}
         output.write(empty_batch(stream.output_schema), tokens)
         return _finish(channel, output, record)
 
-    def exchange(self, url_method: str, body: bytes, auth: AuthContext, request_id: str) -> Reply:
+    def exchange(self, url_method: str, body: Body, auth: AuthContext, request_id: str) -> Reply:
         """``POST {prefix}/{method}/exchange``: one exchange, a producer continuation, or cancel."""
         info = self.server.methods.get(url_method)
         if info is None:
@@ -266,7 +291,7 @@ class HttpDispatcher:
         channel = _MemoryChannel(body)
         batch, metadata = self._input(channel)
         try:
-            call, state = self.tokens.open(
+            call, state, turn = self.tokens.open(
                 metadata.get(k.STREAM_STATE_KEY), metadata.get(k.CALL_STATE_KEY), info.name, auth
             )
         except TokenError as exc:
@@ -277,16 +302,18 @@ class HttpDispatcher:
             return self._cancel(info, call, state, channel, auth, request_id, record)
         output = StreamWriter(channel, call.output_schema)
         if isinstance(state, ProducerState):
-            return self._produce(info, call, state, channel, output, auth, request_id, record, None)
+            return self._produce(
+                info, call, state, channel, output, auth, request_id, record, None, turn + 1
+            )
         assert isinstance(state, ExchangeState)
         received = AnnotatedBatch(batch, user_metadata or None)
         return self._exchange(
-            info, call, state, received, channel, output, auth, request_id, record
+            info, call, state, received, channel, output, auth, request_id, record, turn + 1
         )
 
     def _input(self, channel: _MemoryChannel) -> tuple[pa.RecordBatch, Metadata]:
         try:
-            reader = open_stream_reader(channel.reader)
+            reader = self.server.read_policy.for_body(channel.body_size).open(channel.reader)
             if reader is None:
                 raise RequestRefusedError(
                     400, "request body is empty; expected an Arrow IPC stream"
@@ -296,7 +323,7 @@ class HttpDispatcher:
                 raise RequestRefusedError(
                     400, "exchange request holds no batch; expected exactly one"
                 )
-            while reader.read() is not None:
+            if reader.drain():
                 raise RequestRefusedError(400, "exchange request holds more than one batch")
         except (IPCError, TransportError) as exc:
             raise RequestRefusedError(
@@ -325,6 +352,7 @@ class HttpDispatcher:
         request_id: str,
         record: CallRecord | None,
         call_token: bytes | None,
+        next_turn: int,
     ) -> Reply:
         """Run producer ticks until it finishes or the body reaches the cap, then hand a cursor."""
         stream = _StreamView.of(call, state)
@@ -341,13 +369,14 @@ class HttpDispatcher:
                 if out.finished:
                     break
                 if cap is None or channel.size >= cap:
-                    tokens = {k.STREAM_STATE_KEY: self.tokens.mint_cursor(call, state, auth)}
+                    cursor = self.tokens.mint_cursor(call, state, auth, next_turn)
+                    tokens = {k.STREAM_STATE_KEY: cursor}
                     if call_token is not None:
                         tokens[k.CALL_STATE_KEY] = call_token
                     output.write(empty_batch(call.output_schema), tokens)
                     break
         except Exception as exc:
-            return self._stream_failed(info, exc, channel, output, call, request_id, record)
+            return self._stream_failed(info, exc, channel, output, call, request_id, record, auth)
         return _finish(channel, output, record)
 
     def _exchange(
@@ -361,6 +390,7 @@ class HttpDispatcher:
         auth: AuthContext,
         request_id: str,
         record: CallRecord | None,
+        next_turn: int,
     ) -> Reply:
         turn, ctx = self._context_for_turns(info, request_id, auth)
         out = OutputCollector(call.output_schema)
@@ -370,7 +400,7 @@ class HttpDispatcher:
             emitted = out.batch
             assert emitted is not None  # _run_turn insists on one batch per exchange
             metadata = emitted.metadata_dict() or {}
-            metadata[k.STREAM_STATE_KEY] = self.tokens.mint_cursor(call, state, auth)
+            metadata[k.STREAM_STATE_KEY] = self.tokens.mint_cursor(call, state, auth, next_turn)
             out._batch = AnnotatedBatch(emitted.batch, metadata)
             _write_turn(self.server, output, out, record, request_id)
             output.flush()
@@ -381,7 +411,7 @@ class HttpDispatcher:
                     f"server's max_response_bytes ({cap})"
                 )
         except Exception as exc:
-            return self._stream_failed(info, exc, channel, output, call, request_id, record)
+            return self._stream_failed(info, exc, channel, output, call, request_id, record, auth)
         return _finish(channel, output, record)
 
     def _stream_failed(
@@ -393,12 +423,15 @@ class HttpDispatcher:
         call: Call,
         request_id: str,
         record: CallRecord | None,
+        auth: AuthContext,
     ) -> Reply:
         self.server.log_method_error(info.name, exc)
         if self.max_response_bytes is not None and channel.size > self.max_response_bytes:
             # The partial body is over the cap already: answer with the error alone.
             return self._error_reply(200, exc, request_id, call.output_schema)
-        output.write(empty_batch(call.output_schema), self.server.error_metadata(exc, request_id))
+        output.write(
+            empty_batch(call.output_schema), self.server.error_metadata(exc, request_id, auth)
+        )
         return _finish(channel, output, record, exc)
 
     def _cancel(

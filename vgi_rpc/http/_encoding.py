@@ -7,7 +7,6 @@ offers that we produce, ``X-VGI-Accept-Encoding`` taking precedence.
 
 from __future__ import annotations
 
-import io
 import threading
 import zlib
 
@@ -70,8 +69,11 @@ def encode(body: bytes, coding: str) -> bytes:
     return zlib.compress(body, 1, wbits=31)
 
 
-def decode(body: bytes, coding: str | None, limit: int | None) -> bytes:
+def decode(body: bytes, coding: str | None, limit: int | None) -> bytes | bytearray:
     """Decode a request body, refusing to produce more than ``limit`` bytes.
+
+    Decompression stops as soon as the output passes ``limit``, so a
+    compression bomb costs at most ``limit`` bytes of memory.
 
     Raises:
         RequestRefusedError: 415 for an unsupported coding, 400 for a corrupt body,
@@ -98,15 +100,15 @@ def decode(body: bytes, coding: str | None, limit: int | None) -> bytes:
     return out
 
 
-def _unzstd(body: bytes, cap: int) -> bytes:
-    out = io.BytesIO()
-    with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(body)) as reader:
-        while out.tell() <= cap:
-            chunk = reader.read(min(_READ_CHUNK, cap + 1 - out.tell()))
+def _unzstd(body: bytes, cap: int) -> bytearray:
+    out = bytearray()
+    with zstandard.ZstdDecompressor().stream_reader(body) as reader:
+        while len(out) <= cap:
+            chunk = reader.read(min(_READ_CHUNK, cap + 1 - len(out)))
             if not chunk:
                 break
-            out.write(chunk)
-    return out.getvalue()
+            out += chunk
+    return out
 
 
 def _gunzip(body: bytes, cap: int) -> bytes:

@@ -23,15 +23,21 @@ def serve_http(
     port: int = 8000,
     threads: int = 4,
     on_bound: Callable[[str, int], None] | None = None,
+    max_request_bytes: int | None = None,
 ) -> None:
     """Serve a WSGI ``app`` with waitress until interrupted.
 
     ``port=0`` picks a free port; ``on_bound(host, port)`` is called once
     the socket is listening (before the first request is accepted).
+    ``max_request_bytes`` (the app's cap) lets waitress refuse a larger body
+    before it has received it.
     """
     from waitress.server import create_server
 
-    server = create_server(app, host=host, port=port, threads=threads, ident="vgi-rpc")
+    options: dict[str, object] = {}
+    if max_request_bytes is not None:
+        options["max_request_body_size"] = max_request_bytes
+    server = create_server(app, host=host, port=port, threads=threads, ident="vgi-rpc", **options)
     bound_port = int(server.effective_port)
     _log.info("serving HTTP on http://%s:%d", host, bound_port)
     if on_bound is not None:
@@ -100,6 +106,7 @@ def serve_command(args: argparse.Namespace) -> None:
     instance. The signing key comes from ``VGI_RPC_SIGNING_KEY`` when set.
     """
     from vgi_rpc.http._app import make_wsgi_app
+    from vgi_rpc.options import limits_from_options, tracebacks_from_options
     from vgi_rpc.rpc._server import RpcServer
 
     sys.path.insert(0, os.getcwd())
@@ -110,18 +117,32 @@ def serve_command(args: argparse.Namespace) -> None:
     if isinstance(implementation, type):
         implementation = implementation()
     key = os.environ.get("VGI_RPC_SIGNING_KEY")
+    limits = limits_from_options(args)
+    server = RpcServer(
+        protocol,
+        implementation,
+        enable_describe=args.describe,
+        limits=limits,
+        expose_tracebacks=tracebacks_from_options(args),
+    )
     app = make_wsgi_app(
-        RpcServer(protocol, implementation, enable_describe=args.describe),
+        server,
         prefix=args.prefix,
         signing_key=key.encode() if key else None,
-        max_request_bytes=args.max_request_bytes,
         max_stream_response_bytes=args.max_response_bytes,
     )
 
     def announce(host: str, port: int) -> None:
         print(f"serving {protocol.__name__} on http://{host}:{port}{args.prefix}", flush=True)
 
-    serve_http(app, host=args.host, port=args.port, threads=args.threads, on_bound=announce)
+    serve_http(
+        app,
+        host=args.host,
+        port=args.port,
+        threads=args.threads,
+        on_bound=announce,
+        max_request_bytes=limits.max_request_bytes,
+    )
 
 
 __all__ = ["serve_command", "serve_http", "serve_in_thread"]

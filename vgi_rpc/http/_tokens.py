@@ -22,15 +22,17 @@ import pyarrow as pa
 
 from vgi_rpc._arrow_types import build_dataclass, dataclass_field_codecs, fields_schema
 from vgi_rpc._errors import SchemaError
+from vgi_rpc.http._replay import SpentCursorStore
 from vgi_rpc.http._seal import Sealer, TokenError, derive_key
 from vgi_rpc.rpc._context import AuthContext
 from vgi_rpc.rpc._streams import StreamState
 
-CURSOR_VERSION = 5
+CURSOR_VERSION = 6
 CALL_VERSION = 1
 _CURSOR_AAD = b"vgi_rpc.state.v4\x00"
 _CALL_AAD = b"vgi_rpc.call.v1\x00"
 _HEAD = struct.Struct("<Q16s")
+_CURSOR_HEAD = struct.Struct("<Q16sQ")  # created, call id, turn
 _LEN = struct.Struct("<I")
 
 
@@ -110,6 +112,14 @@ def _codec_by_key(key: str) -> StateCodec:
     raise TokenError(f"stream state class {key.split('#')[0]!r} is not known to this server")
 
 
+class Turn(NamedTuple):
+    """An opened cursor: its call, the state it carries, and its turn number."""
+
+    call: Call
+    state: StreamState
+    number: int
+
+
 class Call(NamedTuple):
     """What the call token carries: fixed for the life of one stream."""
 
@@ -150,9 +160,19 @@ class TokenBook:
         signing_key: Shared secret; processes sharing it accept each other's tokens.
         ttl: Seconds a token stays valid (0 disables expiry).
         cache_size: Resolved calls kept per process, keyed by authenticated call id.
+        replay_guard: Where spent cursors are recorded; with one, a cursor is
+            accepted once (see ``_replay``). ``None``: cursors can be replayed.
     """
 
-    def __init__(self, signing_key: bytes, *, ttl: float = 3600.0, cache_size: int = 1024) -> None:
+    def __init__(
+        self,
+        signing_key: bytes,
+        *,
+        ttl: float = 3600.0,
+        cache_size: int = 1024,
+        replay_guard: SpentCursorStore | None = None,
+    ) -> None:
+        self._guard = replay_guard
         key = derive_key(signing_key)
         self._cursor = Sealer(key, version=CURSOR_VERSION, label=_CURSOR_AAD)
         self._call = Sealer(key, version=CALL_VERSION, label=_CALL_AAD)
@@ -184,32 +204,41 @@ class TokenBook:
         self._remember(call)
         return call, self._call.seal(plain, auth)
 
-    def mint_cursor(self, call: Call, state: StreamState, auth: AuthContext) -> bytes:
-        """The sealed cursor carrying ``state`` for the next turn of ``call``."""
-        plain = _HEAD.pack(int(time.time()), call.call_id) + call.state.encode(state)
+    def mint_cursor(self, call: Call, state: StreamState, auth: AuthContext, turn: int) -> bytes:
+        """The sealed cursor carrying ``state`` for turn ``turn`` of ``call`` (0 after /init)."""
+        plain = _CURSOR_HEAD.pack(int(time.time()), call.call_id, turn) + call.state.encode(state)
         return self._cursor.seal(plain, auth)
 
     def open(
         self, cursor: bytes | None, call_token: bytes | None, method: str, auth: AuthContext
-    ) -> tuple[Call, StreamState]:
+    ) -> Turn:
         """Resolve a continuation: cursor first, then the cached call or the call token.
 
         Raises:
-            TokenError: Missing, forged, expired or mismatched tokens.
+            TokenError: Missing, forged, expired, mismatched or (with a replay
+                guard) already spent tokens.
         """
         if cursor is None:
             raise TokenError("request carries no 'vgi_rpc.stream_state#b64' state token")
         plain = self._cursor.open(cursor, auth)
-        if len(plain) < _HEAD.size:
+        if len(plain) < _CURSOR_HEAD.size:
             raise TokenError("state token payload is truncated")
-        created, call_id = _HEAD.unpack_from(plain)
+        created, call_id, turn = _CURSOR_HEAD.unpack_from(plain)
         self._check_age(created)
         call = self._cached(call_id)
         if call is None:
             call = self._open_call(call_token, call_id, auth)
         if call.method != method:
             raise TokenError(f"state token belongs to a {call.method}() stream, not to {method}()")
-        return call, call.state.decode(plain[_HEAD.size :])
+        state = call.state.decode(plain[_CURSOR_HEAD.size :])
+        if self._guard is not None:
+            expires = created + self._ttl if self._ttl > 0 else float("inf")
+            if not self._guard.spend(call_id, turn, expires):
+                raise TokenError(
+                    "this stream cursor was already used; each cursor is accepted once "
+                    "(continue with the cursor of the latest response)"
+                )
+        return Turn(call, state, turn)
 
     def _open_call(self, token: bytes | None, call_id: bytes, auth: AuthContext) -> Call:
         if token is None:
@@ -259,4 +288,4 @@ class TokenBook:
                 self._cache.popitem(last=False)
 
 
-__all__ = ["Call", "StateCodec", "TokenBook", "TokenError", "state_codec"]
+__all__ = ["Call", "StateCodec", "TokenBook", "TokenError", "Turn", "state_codec"]

@@ -12,8 +12,8 @@ from typing import Any, TypeAlias
 import pyarrow as pa
 
 from vgi_rpc._errors import IPCError, ProtocolError
-from vgi_rpc._ipc import IpcValidation, Metadata
-from vgi_rpc._ipc_reader import open_stream_reader
+from vgi_rpc._ipc import Metadata
+from vgi_rpc._ipc_reader import ReadPolicy
 from vgi_rpc._methods import RpcMethodInfo
 from vgi_rpc.rpc._channel import Channel
 
@@ -30,35 +30,47 @@ class Request:
     batch: pa.RecordBatch
     metadata: Metadata
     extra_batches: int
+    # Set when the batch failed the read policy; the stream was still consumed to its
+    # end, so the connection stays usable and the server answers with an error.
+    rejected: IPCError | None = None
 
 
-def read_request(channel: Channel) -> Request | None:
+def read_request(channel: Channel, policy: ReadPolicy) -> Request | None:
     """Read one whole request stream (through its EOS); ``None`` on a clean end of file.
 
-    The stream is always consumed to its EOS marker before anything is
-    validated (the caller validates the batch), so a bad request never
-    leaves bytes behind for the next one.
+    This is the server's decode boundary: the request batch is bounded and
+    validated under ``policy``, and any further batches are skipped without
+    being decoded. The stream is always consumed to its EOS marker, so a bad
+    request never leaves bytes behind for the next one: a batch that fails
+    the policy comes back as a ``Request`` whose ``rejected`` says why.
 
     Raises:
-        IPCError: The bytes are not an Arrow IPC stream or hold no batch.
+        IPCError: The bytes are not an Arrow IPC stream (the connection cannot
+            be resynchronised) or hold no batch.
         TransportError: The peer closed the channel mid-stream.
     """
-    reader = open_stream_reader(channel.reader)
+    reader = policy.open(channel.reader)
     if reader is None:
         return None
-    first = reader.read()
+    try:
+        first = reader.read(policy.validation)
+    except IPCError as exc:
+        try:
+            reader.drain()
+        except IPCError:
+            raise exc from None  # the byte stream itself is broken: report the first fault
+        return Request(ONE_EMPTY_ROW, reader.last_metadata or {}, 0, rejected=exc)
     if first is None:
-        raise IPCError("request stream holds no batch: expected exactly one request batch")
-    extra = 0
-    while reader.read() is not None:
-        extra += 1
+        empty = IPCError("request stream holds no batch: expected exactly one request batch")
+        return Request(ONE_EMPTY_ROW, {}, 0, rejected=empty)
+    extra = reader.drain()
     batch, metadata = first
     return Request(batch, metadata or {}, extra)
 
 
-def drain_stream(channel: Channel, validation: IpcValidation) -> None:
+def drain_stream(channel: Channel, policy: ReadPolicy) -> None:
     """Read and discard one whole IPC stream (e.g. the input of a stream that failed to start)."""
-    reader = open_stream_reader(channel.reader)
+    reader = policy.open(channel.reader)
     if reader is not None:
         reader.drain()
 

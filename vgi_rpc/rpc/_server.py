@@ -27,7 +27,9 @@ from vgi_rpc._errors import (
     TransportError,
     VersionError,
 )
-from vgi_rpc._ipc import IpcValidation, Metadata, StreamWriter, validate_batch
+from vgi_rpc._ipc import IpcValidation, Metadata, StreamWriter
+from vgi_rpc._ipc_reader import ReadPolicy
+from vgi_rpc._limits import DEFAULT_LIMITS, ResourceLimits
 from vgi_rpc._logs import RPC_LOGGER, Level, service_logger
 from vgi_rpc._methods import (
     RpcMethodInfo,
@@ -105,6 +107,11 @@ class RpcServer:
         server_id: Identifier stamped on log and error batches (random by default).
         enable_describe: Answer the ``__describe__`` introspection method.
         ipc_validation: How thoroughly to validate received batches.
+        limits: Bounds on what a request may cost (``ResourceLimits()`` by default).
+        expose_tracebacks: Send the traceback of an implementation's exception
+            to the caller. ``None`` (default): yes on pipes, sockets and
+            subprocesses; over HTTP only to authenticated callers. Errors in
+            the request itself never carry a traceback. Server logs always do.
 
     Raises:
         SchemaError: A Protocol annotation has no Arrow mapping.
@@ -119,6 +126,8 @@ class RpcServer:
         server_id: str | None = None,
         enable_describe: bool = False,
         ipc_validation: IpcValidation = IpcValidation.FULL,
+        limits: ResourceLimits | None = None,
+        expose_tracebacks: bool | None = None,
     ) -> None:
         self.protocol = protocol
         self.protocol_name = protocol.__name__
@@ -126,6 +135,9 @@ class RpcServer:
         self.server_id = server_id or new_server_id()
         self.enable_describe = enable_describe
         self.ipc_validation = ipc_validation
+        self.limits = limits if limits is not None else DEFAULT_LIMITS
+        self.read_policy = ReadPolicy.make(ipc_validation, self.limits)
+        self.expose_tracebacks = expose_tracebacks
         self.protocol_version = protocol_version_of(protocol)
         self._version_parts = parse_semver(self.protocol_version) if self.protocol_version else None
         self._logger = service_logger(self.protocol_name)
@@ -157,7 +169,9 @@ class RpcServer:
         it with an error stream (best effort) and returns.
         """
         # A channel may carry a segment both ends were given (``ShmPipeTransport.shm``).
-        shm = InboundShm(getattr(channel, "shm", None))
+        shm = InboundShm(
+            getattr(channel, "shm", None), self.read_policy, getattr(channel, "peer_uid", None)
+        )
         try:
             while self.serve_one(channel, shm=shm):
                 pass
@@ -174,12 +188,16 @@ class RpcServer:
 
         ``shm`` holds the shared-memory segments this connection's client advertised.
         """
-        request = read_request(channel)
+        request = read_request(channel, self.read_policy)
         if request is None:
             return False
         request_id = _text(request.metadata.get(k.REQUEST_ID_KEY)) or new_request_id()
-        segment = shm.segment(request.metadata) if shm is not None else None
-        request, release = _resolve_request(request, shm, segment)
+        try:
+            segment = shm.segment(request.metadata) if shm is not None else None
+            request, release = _resolve_request(request, shm, segment)
+        except IPCError as exc:  # the stream was read whole: answer and keep serving
+            rejected = dataclasses.replace(request, rejected=request.rejected or exc)
+            return self._serve_request(channel, rejected, request_id, None, shm)
         if segment is None:
             return self._serve_request(channel, request, request_id, segment, shm)
         # Large results go to the client's segment; the request's allocation is
@@ -201,10 +219,12 @@ class RpcServer:
         shm: InboundShm | None,
     ) -> bool:
         try:
-            validate_batch(request.batch, self.ipc_validation)
             handler = self._route(request)
         except (ProtocolError, MethodNotImplementedError) as exc:
             self._write_error_stream(channel, EMPTY_SCHEMA, exc, request_id)
+            return True
+        if request.rejected is not None:
+            self._reject(channel, handler, request.rejected, request_id)
             return True
         if isinstance(handler, _Builtin):
             handler.answer(channel, request_id)
@@ -225,7 +245,7 @@ class RpcServer:
                 channel, EMPTY_SCHEMA if info.is_stream else info.result_schema, exc, request_id
             )
             if info.is_stream and info.header_type is None:
-                drain_stream(channel, self.ipc_validation)
+                drain_stream(channel, self.read_policy)
             if record is not None:
                 record.finish(exc)
             return True
@@ -401,7 +421,9 @@ class RpcServer:
         except Exception as exc:
             self.log_method_error(info.name, exc)
             self.write_logs(writer, info.result_schema, logs, request_id)
-            writer.write(empty_batch(info.result_schema), self.error_metadata(exc, request_id))
+            writer.write(
+                empty_batch(info.result_schema), self.error_metadata(exc, request_id, auth)
+            )
             writer.close()
             if record is not None:
                 record.finish(exc)
@@ -451,9 +473,38 @@ class RpcServer:
             )
         logs.clear()
 
-    def error_metadata(self, exc: BaseException, request_id: str) -> Metadata:
-        """EXCEPTION-batch metadata for ``exc``, stamped with this server's id."""
-        return error_metadata(exc, server_id=self.server_id, request_id=request_id)
+    def error_metadata(
+        self, exc: BaseException, request_id: str, auth: AuthContext | None = None
+    ) -> Metadata:
+        """EXCEPTION-batch metadata for an implementation's ``exc``, stamped with this server's id.
+
+        ``auth`` is the caller over HTTP (``None`` on byte-stream transports);
+        see ``expose_tracebacks``.
+        """
+        if isinstance(exc, ProtocolError | MethodNotImplementedError):
+            exposed = False  # the request was at fault, not the implementation
+        elif self.expose_tracebacks is not None:
+            exposed = self.expose_tracebacks
+        else:
+            exposed = auth is None or auth.authenticated
+        return error_metadata(
+            exc, server_id=self.server_id, request_id=request_id, traceback=exposed
+        )
+
+    def protocol_error_metadata(self, exc: BaseException, request_id: str) -> Metadata:
+        """EXCEPTION-batch metadata for a fault in the request itself: message only."""
+        return error_metadata(exc, server_id=self.server_id, request_id=request_id, traceback=False)
+
+    def _reject(
+        self, channel: Channel, handler: _Handler | _Builtin, exc: IPCError, request_id: str
+    ) -> None:
+        """Answer a request whose batch failed the read policy; the connection stays usable."""
+        info = handler.info if isinstance(handler, _Handler) else None
+        _log.info("%s: refused a malformed request: %s", self.protocol_name, exc)
+        schema = info.result_schema if info is not None and not info.is_stream else EMPTY_SCHEMA
+        self._write_error_stream(channel, schema, exc, request_id)
+        if info is not None and info.is_stream and info.header_type is None:
+            drain_stream(channel, self.read_policy)
 
     def log_method_error(self, method: str, exc: BaseException) -> None:
         """Record a failed call on the service logger."""
@@ -476,7 +527,7 @@ class RpcServer:
         quiet: bool = False,
     ) -> None:
         writer = StreamWriter(channel, schema)
-        writer.write(empty_batch(schema), self.error_metadata(exc, request_id))
+        writer.write(empty_batch(schema), self.protocol_error_metadata(exc, request_id))
         try:
             writer.close()
         except TransportError:

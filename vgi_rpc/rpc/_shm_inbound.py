@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from vgi_rpc._errors import IPCError, TransportError
 from vgi_rpc._ipc import Chunk, Metadata
+from vgi_rpc._ipc_reader import ReadPolicy, untrusted, validate_batch
 from vgi_rpc._logs import WIRE_TRANSPORT_LOGGER
 from vgi_rpc.rpc._channel import Channel
 from vgi_rpc.rpc._shm_pointer import read_pointed
@@ -39,27 +40,38 @@ class InboundShm:
     detaches the previous, so a long-lived worker maps one segment at most.
     """
 
-    def __init__(self, static: ShmSegment | None = None) -> None:
+    def __init__(
+        self,
+        static: ShmSegment | None = None,
+        policy: ReadPolicy | None = None,
+        peer_uid: int | None = None,
+    ) -> None:
         self._static = static
         self._segment: ShmSegment | None = None
+        self._policy = policy
+        self._peer_uid = peer_uid
 
     def segment(self, metadata: Metadata) -> ShmSegment | None:
         """The segment a request names (attached on first use), else the static one, if any.
 
         ``static`` is a segment both ends were given out of band (``ShmPipeTransport``).
+        Only a private segment of the peer's user is attached (``ShmSegment.attach``).
         """
         raw = metadata.get(k.SHM_SEGMENT_NAME_KEY)
         if raw is None:
             return self._static
-        name = raw.decode().lstrip("/")
+        name = raw.decode("utf-8", "replace").lstrip("/")
         for current in (self._static, self._segment):
             if current is not None and current.name.lstrip("/") == name:
                 return current
         size = metadata.get(k.SHM_SEGMENT_SIZE_KEY)
         try:
-            segment = ShmSegment.attach(name, int(size) if size else None)
+            declared = int(size) if size else None
+            segment = ShmSegment.attach(name, declared, owner_uid=self._peer_uid)
         except (OSError, ValueError) as exc:
-            raise IPCError(f"cannot attach the client's shared memory {name!r}: {exc}") from exc
+            raise IPCError(
+                f"cannot attach the client's shared memory {name[:80]!r}: {exc}"
+            ) from exc
         self.close()
         self._segment = segment
         _log.debug("attached client shared memory %s", name)
@@ -78,7 +90,10 @@ class InboundShm:
             return batch, metadata, _noop
         if segment is None:
             raise IPCError("received a shared-memory pointer batch but no segment was negotiated")
-        resolved, rest, offset, _ = read_pointed(segment, batch, metadata)
+        with untrusted("shared-memory pointer batch"):
+            resolved, rest, offset, _ = read_pointed(segment, batch, metadata)
+        if self._policy is not None:
+            validate_batch(resolved, self._policy.validation)
         if _log.isEnabledFor(logging.DEBUG):
             _log.debug(
                 "resolved a %d-row batch from shared memory %s at %d+%s",

@@ -15,7 +15,7 @@ import pyarrow as pa
 from vgi_rpc._dataclasses import ArrowSerializableDataclass
 from vgi_rpc._errors import IPCError, TransportError
 from vgi_rpc._ipc import StreamWriter
-from vgi_rpc._ipc_reader import IpcStreamReader, open_stream_reader
+from vgi_rpc._ipc_reader import IpcStreamReader
 from vgi_rpc._logs import WIRE_STREAM_LOGGER, Level
 from vgi_rpc._methods import RpcMethodInfo
 from vgi_rpc.rpc._accounting import CallRecord
@@ -111,7 +111,7 @@ def serve_stream(
         writer.close()
         # Without a header the client has already committed to sending an input stream.
         if info.header_type is None:
-            drain_stream(channel, server.ipc_validation)
+            drain_stream(channel, server.read_policy)
         if record is not None:
             record.finish(exc)
         return
@@ -121,7 +121,7 @@ def serve_stream(
         server.write_logs(writer, header.schema, init_logs, request_id)
         writer.write(header)
         writer.close()
-    input_reader = open_stream_reader(channel.reader)
+    input_reader = server.read_policy.open(channel.reader)
     if input_reader is None:
         raise TransportError(f"client closed the channel before sending input for {info.name}()")
     output = StreamWriter(channel, stream.output_schema)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import json
 import os
-import traceback
+import traceback as tb_module
 from types import TracebackType
 
 import pyarrow as pa
@@ -105,11 +105,11 @@ def _clip(text: str) -> str:
 
 
 def _format(exc: BaseException) -> str:
-    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return "".join(tb_module.format_exception(type(exc), exc, exc.__traceback__))
 
 
 def _frames(tb: TracebackType | None) -> list[dict[str, object]]:
-    summary = traceback.extract_tb(tb)[-MAX_TRACEBACK_FRAMES:]
+    summary = tb_module.extract_tb(tb)[-MAX_TRACEBACK_FRAMES:]
     return [
         {"file": f.filename, "line": f.lineno, "function": f.name, "code": f.line or None}
         for f in summary
@@ -122,20 +122,24 @@ def error_kind_of(exc: BaseException) -> str | None:
     return kind if isinstance(kind, str) else None
 
 
-def error_metadata(exc: BaseException, *, server_id: str, request_id: str) -> Metadata:
-    """Custom metadata for an EXCEPTION batch describing ``exc`` (spec section 8)."""
+def error_metadata(
+    exc: BaseException, *, server_id: str, request_id: str, traceback: bool = True
+) -> Metadata:
+    """Custom metadata for an EXCEPTION batch describing ``exc`` (spec section 8).
+
+    With ``traceback=False`` the batch carries the type and message only: no
+    traceback, frames, file paths or chained exceptions.
+    """
     type_name = type(exc).__name__
     message = str(exc)
-    extra: dict[str, object] = {
-        "exception_type": type_name,
-        "exception_message": message,
-        "traceback": _clip(_format(exc)),
-        "frames": _frames(exc.__traceback__),
-    }
-    if exc.__cause__ is not None:
-        extra["cause"] = _clip(_format(exc.__cause__))
-    elif exc.__context__ is not None and not exc.__suppress_context__:
-        extra["context"] = _clip(_format(exc.__context__))
+    extra: dict[str, object] = {"exception_type": type_name, "exception_message": message}
+    if traceback:
+        extra["traceback"] = _clip(_format(exc))
+        extra["frames"] = _frames(exc.__traceback__)
+        if exc.__cause__ is not None:
+            extra["cause"] = _clip(_format(exc.__cause__))
+        elif exc.__context__ is not None and not exc.__suppress_context__:
+            extra["context"] = _clip(_format(exc.__context__))
     kind = error_kind_of(exc)
     if kind is not None:
         extra["error_kind"] = kind
