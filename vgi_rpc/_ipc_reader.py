@@ -27,6 +27,7 @@ from vgi_rpc._limits import CLIENT_LIMITS, ResourceLimits
 CONTINUATION = b"\xff\xff\xff\xff"
 EOS_MARKER = CONTINUATION + b"\0\0\0\0"
 _POOL_THRESHOLD = 64 << 10
+_SKIPPABLE = 4  # messages up to this many times the limit are read past, not kept
 _SCHEMA, _DICTIONARY_BATCH, _RECORD_BATCH = 1, 2, 3
 _PREFIX = struct.Struct("<4si")
 
@@ -154,10 +155,19 @@ def read_message(
         return _Message(header, metadata, pa.py_buffer(prefix + metadata))
     total = 8 + length + header.body_length
     if total > limits.max_message_bytes:
-        raise IPCError(
+        problem = MessageTooLarge(
             f"IPC message of {total} bytes exceeds the limit of {limits.max_message_bytes} "
-            "(ResourceLimits.max_message_bytes)"
+            "(ResourceLimits.max_message_bytes)",
+            header.custom_metadata,
         )
+        if total <= _SKIPPABLE * limits.max_message_bytes:
+            # Skip a plausible body without keeping it: the stream stays framed and the
+            # connection usable. A wildly larger claim is not waited for.
+            try:
+                _discard(source, header.body_length)
+            except TransportError:
+                raise problem from None
+        raise problem
     if total < _POOL_THRESHOLD:
         small = bytearray(total)
         small[: 8 + length] = prefix + metadata
@@ -171,6 +181,22 @@ def read_message(
     view[: 8 + length] = prefix + metadata
     _read_exact(source, view[8 + length :], "message body")
     return _Message(header, metadata, whole)
+
+
+class MessageTooLarge(IPCError):
+    """A message over ``ResourceLimits.max_message_bytes``; carries its header's metadata."""
+
+    def __init__(self, message: str, metadata: Metadata | None) -> None:
+        super().__init__(message)
+        self.metadata = metadata
+
+
+def _discard(source: io.BufferedReader, count: int) -> None:
+    scratch = memoryview(bytearray(min(count, 1 << 20)))
+    while count:
+        step = min(count, len(scratch))
+        _read_exact(source, scratch[:step], "message body")
+        count -= step
 
 
 # What a parsed schema costs beyond its flatbuffer, per field (measured: about 260 bytes).
@@ -317,7 +343,11 @@ class IpcStreamReader:
     def _next(self) -> _Message | None:
         if self._done:
             return None
-        message = read_message(self._source, self._limits)
+        try:
+            message = read_message(self._source, self._limits)
+        except MessageTooLarge as exc:
+            self.last_metadata = exc.metadata
+            raise
         if message is None:
             self._done = True
         return message

@@ -221,7 +221,7 @@ class RpcServer:
         try:
             handler = self._route(request)
         except (ProtocolError, MethodNotImplementedError) as exc:
-            self._write_error_stream(channel, EMPTY_SCHEMA, exc, request_id)
+            self._write_error_stream(channel, EMPTY_SCHEMA, request.rejected or exc, request_id)
             return True
         if request.rejected is not None:
             self._reject(channel, handler, request.rejected, request_id)

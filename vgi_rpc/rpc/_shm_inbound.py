@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from vgi_rpc._errors import IPCError, TransportError
 from vgi_rpc._ipc import Chunk, Metadata
-from vgi_rpc._ipc_reader import ReadPolicy, untrusted, validate_batch
+from vgi_rpc._ipc_reader import ReadPolicy, validate_batch
 from vgi_rpc._logs import WIRE_TRANSPORT_LOGGER
 from vgi_rpc.rpc._channel import Channel
 from vgi_rpc.rpc._shm_pointer import read_pointed
@@ -90,8 +90,7 @@ class InboundShm:
             return batch, metadata, _noop
         if segment is None:
             raise IPCError("received a shared-memory pointer batch but no segment was negotiated")
-        with untrusted("shared-memory pointer batch"):
-            resolved, rest, offset, _ = read_pointed(segment, batch, metadata)
+        resolved, rest, offset, _ = read_pointed(segment, batch, metadata)
         if self._policy is not None:
             validate_batch(resolved, self._policy.validation)
         if _log.isEnabledFor(logging.DEBUG):

@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from vgi_rpc._errors import IPCError
 from vgi_rpc._ipc import Metadata
+from vgi_rpc._ipc_reader import untrusted
 from vgi_rpc._logs import WIRE_TRANSPORT_LOGGER
 from vgi_rpc.shm import ShmSegment, read_stored_batch
 from vgi_rpc.wire import _keys as k
@@ -96,7 +97,8 @@ def read_pointed(
     """
     offset, length = pointer_range(metadata)
     view = segment.view(offset, length)
-    resolved = read_stored_batch(pa.py_buffer(view), offset, batch.schema)
+    with untrusted("shared-memory pointer batch"):
+        resolved = read_stored_batch(pa.py_buffer(view), offset, batch.schema)
     return resolved, resolved_metadata(metadata, segment), offset, view
 
 
