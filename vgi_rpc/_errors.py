@@ -6,6 +6,7 @@ Imports nothing from vgi_rpc. The tree::
       RpcError                       the peer reported a failure
       ProtocolError                  bytes broke the wire contract
         IPCError                     malformed Arrow IPC or failed validation
+        ProtocolNotSupportedError    names a protocol the server does not host
         VersionError                 missing or unknown vgi_rpc.request_version
           ProtocolVersionError       application protocol_version mismatch
       TransportError(OSError)        the channel failed
@@ -103,6 +104,12 @@ class SchemaError(VgiRpcError, TypeError):
     """A type annotation cannot be mapped to an Arrow type."""
 
 
+class ProtocolNotSupportedError(ProtocolError):
+    """The request names a protocol this server does not host (second generation)."""
+
+    error_kind = "protocol_not_supported"
+
+
 class MethodNotImplementedError(VgiRpcError, AttributeError):
     """The server has no handler for the requested method."""
 
@@ -114,6 +121,7 @@ __all__ = [
     "MethodNotImplementedError",
     "PeerExitedError",
     "ProtocolError",
+    "ProtocolNotSupportedError",
     "ProtocolVersionError",
     "RpcError",
     "SchemaError",

@@ -155,7 +155,7 @@ def read_message(
         return _Message(header, metadata, pa.py_buffer(prefix + metadata))
     total = 8 + length + header.body_length
     if total > limits.max_message_bytes:
-        problem = MessageTooLarge(
+        problem = MessageTooLargeError(
             f"IPC message of {total} bytes exceeds the limit of {limits.max_message_bytes} "
             "(ResourceLimits.max_message_bytes)",
             header.custom_metadata,
@@ -183,7 +183,7 @@ def read_message(
     return _Message(header, metadata, whole)
 
 
-class MessageTooLarge(IPCError):
+class MessageTooLargeError(IPCError):
     """A message over ``ResourceLimits.max_message_bytes``; carries its header's metadata."""
 
     def __init__(self, message: str, metadata: Metadata | None) -> None:
@@ -345,7 +345,7 @@ class IpcStreamReader:
             return None
         try:
             message = read_message(self._source, self._limits)
-        except MessageTooLarge as exc:
+        except MessageTooLargeError as exc:
             self.last_metadata = exc.metadata
             raise
         if message is None:

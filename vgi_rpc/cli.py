@@ -30,11 +30,9 @@ from vgi_rpc._ipc import StreamWriter
 from vgi_rpc._ipc_reader import open_stream_reader
 from vgi_rpc.introspect import MethodDescription, ServiceDescription, schema_object
 from vgi_rpc.options import add_limit_options
-from vgi_rpc.rpc import RpcConnection
-from vgi_rpc.rpc._request import ONE_EMPTY_ROW
-from vgi_rpc.rpc._streams import EMPTY_SCHEMA
+from vgi_rpc.rpc import ONE_EMPTY_ROW, RpcConnection
 from vgi_rpc.transports import StderrMode, WorkerProcess
-from vgi_rpc.wire import BatchKind, empty_batch, rpc_error_from_metadata
+from vgi_rpc.wire import EMPTY_SCHEMA, BatchKind, empty_batch, rpc_error_from_metadata
 
 
 class _AnyService(Protocol):
@@ -265,7 +263,7 @@ def _print_http_producer(
     conn: RpcConnection, method: MethodDescription, request: pa.RecordBatch, printer: _Printer
 ) -> None:
     """Run a producer over HTTP: each turn is a POST that carries the server's state token."""
-    from vgi_rpc.http._client import HttpConnection, HttpStreamSession
+    from vgi_rpc.http import HttpConnection, HttpStreamSession
 
     assert isinstance(conn, HttpConnection)
     session = HttpStreamSession(
@@ -328,7 +326,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from vgi_rpc.http._serve import serve_command
+    from vgi_rpc.http import serve_command
 
     try:
         serve_command(args)
@@ -340,7 +338,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _open(args: argparse.Namespace) -> tuple[RpcConnection, Callable[[], object]]:
     if args.url:
-        from vgi_rpc.http._client import HttpConnection, HttpTransport
+        from vgi_rpc.http import HttpConnection, HttpTransport
 
         transport = HttpTransport(args.url)
         return HttpConnection(_AnyService, transport, prefix=args.prefix), transport.close

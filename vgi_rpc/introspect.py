@@ -14,13 +14,13 @@ from collections.abc import Callable
 import pyarrow as pa
 
 from vgi_rpc._methods import rpc_methods
-from vgi_rpc.rpc._client import connection_of
-from vgi_rpc.rpc._describe import (
+from vgi_rpc.rpc import (
     DESCRIBE_SCHEMA,
     DESCRIBE_VERSION,
     MethodDescription,
     ServiceDescription,
     build_describe_batch,
+    connection_of,
     parse_describe_batch,
     protocol_hash,
 )

@@ -8,7 +8,7 @@ import pyarrow as pa
 
 from vgi_rpc.http import ARROW_CONTENT_TYPE
 from vgi_rpc.rpc._request import ONE_EMPTY_ROW
-from vgi_rpc.wire import _keys as k
+from vgi_rpc.wire import keys as k
 
 ARROW = {"Content-Type": ARROW_CONTENT_TYPE}
 

@@ -14,7 +14,7 @@ from tests.conftest import serve_wsgi
 from tests.http._helpers import ARROW, error_message, request_body, stream_body, tokens
 from vgi_rpc import RpcServer
 from vgi_rpc.http import make_wsgi_app
-from vgi_rpc.wire import _keys as k
+from vgi_rpc.wire import keys as k
 
 MAX_REQUEST = 1 << 20
 

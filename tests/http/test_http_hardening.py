@@ -25,7 +25,7 @@ from vgi_rpc import (
     StreamState,
 )
 from vgi_rpc.http import make_wsgi_app
-from vgi_rpc.wire import _keys as k
+from vgi_rpc.wire import keys as k
 
 
 class Texts(Protocol):

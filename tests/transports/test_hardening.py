@@ -59,7 +59,7 @@ def test_reader_exceptions_are_an_error_batch_then_a_clean_exit(
 ) -> None:
     worker.send(build("greet", "name"))  # type: ignore[operator]
     message = _message(worker.read_stream())
-    assert message.startswith(("IPCError: ", "MessageTooLarge: "))
+    assert message.startswith(("IPCError: ", "MessageTooLargeError: "))
     assert says in message
     code, stderr = worker.finish()
     assert code == 0

@@ -34,6 +34,7 @@ from vgi_rpc._ipc_reader import open_stream_reader
 from vgi_rpc.rpc import connection_of
 from vgi_rpc.rpc._request import ONE_EMPTY_ROW
 from vgi_rpc.rpc._shm_client import ClientShm
+from vgi_rpc.rpc._step import Reply
 from vgi_rpc.shm import HEADER_SIZE, ShmSegment
 from vgi_rpc.transports._shm import end_shm, start_shm
 
@@ -173,10 +174,8 @@ def test_shm_pipe_transport_on_both_ends_of_a_pipe_pair() -> None:
 
 
 class _NoShmServer(RpcServer):
-    def _answer_transport_options(self, channel: Any, request_id: str) -> None:
-        self._write_error_stream(
-            channel, pa.schema([]), MethodNotImplementedError("no such method"), request_id
-        )
+    def _answer_transport_options(self, request: Any, request_id: str) -> Reply:
+        return self.refusal(MethodNotImplementedError("no such method"), request_id)
 
 
 def test_a_server_that_does_not_confirm_shm_gets_inline_batches() -> None:

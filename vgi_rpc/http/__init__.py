@@ -10,13 +10,14 @@ from vgi_rpc.http._client import (
     HttpConnection,
     HttpError,
     HttpStreamSession,
+    HttpTransport,
     HttpUnauthorizedError,
     http_connect,
     http_introspect,
 )
 from vgi_rpc.http._replay import InMemorySpentCursors, SpentCursorStore
 from vgi_rpc.http._seal import TokenError
-from vgi_rpc.http._serve import serve_http, serve_in_thread
+from vgi_rpc.http._serve import serve_command, serve_http, serve_in_thread
 
 __all__ = [
     "ARROW_CONTENT_TYPE",
@@ -25,6 +26,7 @@ __all__ = [
     "HttpConnection",
     "HttpError",
     "HttpStreamSession",
+    "HttpTransport",
     "HttpUnauthorizedError",
     "InMemorySpentCursors",
     "SpentCursorStore",
@@ -33,6 +35,7 @@ __all__ = [
     "http_connect",
     "http_introspect",
     "make_wsgi_app",
+    "serve_command",
     "serve_http",
     "serve_in_thread",
 ]

@@ -18,13 +18,12 @@ import falcon
 from vgi_rpc._logs import HTTP_LOGGER, WIRE_HTTP_LOGGER
 from vgi_rpc.http import _encoding
 from vgi_rpc.http._auth import AuthFailure, unauthorized_body
-from vgi_rpc.http._dispatch import HttpDispatcher, Reply
+from vgi_rpc.http._dispatch import HttpDispatcher, HttpReply
 from vgi_rpc.http._refusal import RequestRefusedError
 from vgi_rpc.http._replay import InMemorySpentCursors, SpentCursorStore
 from vgi_rpc.http._tokens import TokenBook
-from vgi_rpc.rpc._context import AuthContext
-from vgi_rpc.rpc._server import RpcServer
-from vgi_rpc.wire._codec import new_request_id
+from vgi_rpc.rpc import AuthContext, RpcServer
+from vgi_rpc.wire import new_request_id
 
 ARROW_CONTENT_TYPE = "application/vnd.apache.arrow.stream"
 _log = logging.getLogger(HTTP_LOGGER)
@@ -117,7 +116,7 @@ class _Rpc:
         req: falcon.Request,
         resp: falcon.Response,
         method: str,
-        run: Callable[[str, bytes | bytearray, AuthContext, str], Reply],
+        run: Callable[[str, bytes | bytearray, AuthContext, str], HttpReply],
     ) -> None:
         request_id = req.get_header("X-Request-ID") or new_request_id()
         resp.set_header("X-Request-ID", request_id)
@@ -159,7 +158,7 @@ class _Rpc:
         coding = req.get_header("Content-Encoding")
         return _encoding.decode(body, coding, cap) if coding else body
 
-    def _send(self, req: falcon.Request, resp: falcon.Response, reply: Reply) -> None:
+    def _send(self, req: falcon.Request, resp: falcon.Response, reply: HttpReply) -> None:
         resp.status = reply.status
         resp.content_type = ARROW_CONTENT_TYPE
         if reply.rpc_error:

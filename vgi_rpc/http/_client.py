@@ -28,12 +28,18 @@ from vgi_rpc._methods import RpcMethodInfo
 from vgi_rpc.http import _encoding
 from vgi_rpc.http._app import ARROW_CONTENT_TYPE
 from vgi_rpc.http._connections import KeepAliveConnections
-from vgi_rpc.rpc._client import Connected, OnLog, RpcConnection, StreamSession, make_proxy
-from vgi_rpc.rpc._describe import ServiceDescription
-from vgi_rpc.rpc._request import encode_arguments
-from vgi_rpc.rpc._streams import EMPTY_SCHEMA, AnnotatedBatch
-from vgi_rpc.wire import _keys as k
-from vgi_rpc.wire._codec import (
+from vgi_rpc.rpc import (
+    AnnotatedBatch,
+    Connected,
+    OnLog,
+    RpcConnection,
+    ServiceDescription,
+    StreamSession,
+    encode_arguments,
+    make_proxy,
+)
+from vgi_rpc.wire import (
+    EMPTY_SCHEMA,
     BatchKind,
     classify,
     empty_batch,
@@ -41,6 +47,7 @@ from vgi_rpc.wire._codec import (
     request_metadata,
     rpc_error_from_metadata,
 )
+from vgi_rpc.wire import keys as k
 
 P = TypeVar("P")
 _TOKEN_KEYS = (k.STREAM_STATE_KEY, k.CALL_STATE_KEY)

@@ -1,10 +1,11 @@
 """RPC over HTTP requests: unary calls, stream ``/init`` and ``/exchange`` turns.
 
 Every request body is a complete IPC stream and every answer is one or two
-complete IPC streams, so calls run through the same ``RpcServer`` routing,
-decoding and writing as the byte-stream transports, over an in-memory
-channel. Stream state lives in sealed tokens between turns
-(``_tokens.TokenBook``), so any process holding the key can serve any turn.
+complete IPC streams. Calls run through the server's public call step
+(``RpcServer.start_call`` / ``resume_stream``) exactly as on byte streams;
+this module only adds what HTTP needs: status codes, a response cap, and
+stream state carried in sealed tokens between requests (``_tokens.TokenBook``),
+so any process holding the key can serve any turn.
 """
 
 from __future__ import annotations
@@ -20,53 +21,39 @@ from vgi_rpc._errors import (
     IPCError,
     MethodNotImplementedError,
     ProtocolError,
+    ProtocolNotSupportedError,
     SchemaError,
     TransportError,
 )
 from vgi_rpc._ipc import Chunk, Metadata, StreamWriter
-from vgi_rpc._logs import HTTP_LOGGER, Level
-from vgi_rpc._methods import RpcMethodInfo
+from vgi_rpc._logs import HTTP_LOGGER
 from vgi_rpc.http._refusal import RequestRefusedError
 from vgi_rpc.http._tokens import Call, TokenBook, TokenError
-from vgi_rpc.rpc._accounting import CallRecord
-from vgi_rpc.rpc._context import AuthContext
-from vgi_rpc.rpc._request import Request, decode_arguments, read_request
-from vgi_rpc.rpc._server import RpcServer, _Builtin, _Handler
-from vgi_rpc.rpc._stream_loop import _header_batch, _open, _run_turn, _write_turn
-from vgi_rpc.rpc._streams import (
-    AnnotatedBatch,
-    ExchangeState,
-    OutputCollector,
-    ProducerState,
-    StreamState,
+from vgi_rpc.rpc import (
+    AuthContext,
+    Batch,
+    Builtin,
+    Handler,
+    Reply,
+    Request,
+    RpcServer,
+    ServerStream,
+    read_request,
 )
-from vgi_rpc.wire import _keys as k
-from vgi_rpc.wire._codec import EMPTY_SCHEMA, empty_batch
+from vgi_rpc.wire import EMPTY_SCHEMA, empty_batch
+from vgi_rpc.wire import keys as k
 
 _log = logging.getLogger(HTTP_LOGGER)
 _TOKEN_KEYS = (k.STREAM_STATE_KEY, k.CALL_STATE_KEY)
 Body = bytes | bytearray
 
 
-class Reply(NamedTuple):
+class HttpReply(NamedTuple):
     """An HTTP answer: status, body chunks, and whether the body carries a method error."""
 
     status: int
     body: list[Chunk]
     rpc_error: bool = False
-
-
-def _finish(
-    channel: _MemoryChannel,
-    output: StreamWriter,
-    record: CallRecord | None,
-    error: Exception | None = None,
-) -> Reply:
-    """End the output stream and the call's access record; the reply carries the body."""
-    output.close()
-    if record is not None:
-        record.finish(error)
-    return Reply(200, channel.chunks, error is not None)
 
 
 class _BodyReader(io.RawIOBase):
@@ -107,11 +94,21 @@ class _MemoryChannel:
             self.chunks.append(chunk)
             self.size += memoryview(chunk).nbytes
 
+    def write_reply(self, reply: Reply) -> None:
+        writer = StreamWriter(self, reply.schema)
+        _write(writer, reply.batches)
+        writer.close()
+
     def peer_failure(self, detail: str) -> TransportError:
         return TransportError(f"request body ended early: {detail}")
 
     def close(self) -> None:
         pass
+
+
+def _write(writer: StreamWriter, batches: list[Batch]) -> None:
+    for batch, metadata in batches:
+        writer.write(batch, metadata)
 
 
 class HttpDispatcher:
@@ -135,18 +132,16 @@ class HttpDispatcher:
 
     def _error_reply(
         self, status: int, exc: BaseException, request_id: str, schema: pa.Schema = EMPTY_SCHEMA
-    ) -> Reply:
+    ) -> HttpReply:
         channel = _MemoryChannel(b"")
-        writer = StreamWriter(channel, schema)
-        writer.write(empty_batch(schema), self.server.protocol_error_metadata(exc, request_id))
-        writer.close()
-        return Reply(status, channel.chunks, status == 200)
+        channel.write_reply(self.server.refusal(exc, request_id, schema))
+        return HttpReply(status, channel.chunks, status == 200)
 
-    def refusal_reply(self, problem: RequestRefusedError, request_id: str) -> Reply:
+    def refusal_reply(self, problem: RequestRefusedError, request_id: str) -> HttpReply:
         """A 4xx answer whose body is an Arrow error stream."""
         return self._error_reply(problem.status, _problem_exception(problem), request_id)
 
-    def _request(self, channel: _MemoryChannel, url_method: str) -> Request:
+    def _request(self, channel: _MemoryChannel, url_method: str, protocol: str | None) -> Request:
         try:
             request = read_request(channel, self.server.read_policy.for_body(channel.body_size))
         except TransportError as exc:
@@ -166,79 +161,83 @@ class HttpDispatcher:
                 f"URL names method {url_method!r} but the request batch names "
                 f"{named.decode('utf-8', 'replace')!r}",
             )
+        if protocol is not None and request.metadata.get(k.PROTOCOL_KEY) != protocol.encode():
+            raise RequestRefusedError(
+                400,
+                "the URL's protocol and the request's vgi_rpc.protocol differ",
+                error_kind="protocol_not_supported",
+            )
         return request
 
-    def _route(self, request: Request) -> _Handler | _Builtin:
+    def _route(self, request: Request) -> Handler | Builtin:
         try:
-            return self.server._route(request)
+            return self.server.route(request)
         except MethodNotImplementedError as exc:
             raise RequestRefusedError(404, str(exc), error_kind="method_not_implemented") from None
+        except ProtocolNotSupportedError as exc:
+            raise RequestRefusedError(404, str(exc), error_kind="protocol_not_supported") from None
         except ProtocolError as exc:
             raise RequestRefusedError(400, str(exc)) from None
 
-    def _decode(
-        self, handler: _Handler, request: Request, request_id: str, schema: pa.Schema
-    ) -> dict[str, object] | Reply:
-        try:
-            self.server._check_protocol_version(request.metadata)
-            return decode_arguments(handler.info, request.batch)
-        except Exception as exc:  # the caller's arguments or version: a 400 on the wire
-            return self._error_reply(400, exc, request_id, schema)
-
     # -- unary --------------------------------------------------------------
 
-    def unary(self, url_method: str, body: Body, auth: AuthContext, request_id: str) -> Reply:
-        """``POST {prefix}/{method}``."""
+    def unary(
+        self,
+        url_method: str,
+        body: Body,
+        auth: AuthContext,
+        request_id: str,
+        protocol: str | None = None,
+    ) -> HttpReply:
+        """``POST {prefix}[/{protocol}]/{method}``."""
         channel = _MemoryChannel(body)
-        request = self._request(channel, url_method)
-        handler = self._route(request)
-        if isinstance(handler, _Builtin):
-            handler.answer(channel, request_id)
-            return Reply(200, channel.chunks)
-        info = handler.info
-        if info.is_stream:
+        request = self._request(channel, url_method, protocol)
+        target = self._route(request)
+        if isinstance(target, Handler) and target.info.is_stream:
+            name = target.info.name
             raise RequestRefusedError(
-                400, f"{info.name}() is a stream method; start it with POST .../{info.name}/init"
+                400, f"{name}() is a stream method; start it with POST .../{name}/init"
             )
-        kwargs = self._decode(handler, request, request_id, info.result_schema)
-        if isinstance(kwargs, Reply):
-            return kwargs
-        record = self.server._start_record(info, request_id, request.batch)
-        error = self.server._serve_unary(channel, handler, kwargs, request_id, record, auth)
+        start = self.server.start_call(request, auth=auth, target=target)
+        for reply in start.replies:
+            channel.write_reply(reply)
+        failed = any(reply.error is not None for reply in start.replies)
         cap = self.max_response_bytes
-        if cap is not None and channel.size > cap:
+        if cap is not None and channel.size > cap and isinstance(target, Handler):
             overshoot = RuntimeError(
-                f"{info.name}() response of {channel.size} bytes exceeds the server's "
+                f"{target.info.name}() response of {channel.size} bytes exceeds the server's "
                 f"max_response_bytes ({cap})"
             )
-            return self._error_reply(200, overshoot, request_id, info.result_schema)
-        return Reply(200, channel.chunks, error is not None)
+            return self._error_reply(200, overshoot, request_id, target.info.result_schema)
+        return HttpReply(start.status, channel.chunks, failed and start.status == 200)
 
     # -- streams ------------------------------------------------------------
 
-    def init(self, url_method: str, body: Body, auth: AuthContext, request_id: str) -> Reply:
-        """``POST {prefix}/{method}/init``: header (if any), then the first output."""
+    def init(
+        self,
+        url_method: str,
+        body: Body,
+        auth: AuthContext,
+        request_id: str,
+        protocol: str | None = None,
+    ) -> HttpReply:
+        """``POST .../{method}/init``: header (if any), then the first output."""
         channel = _MemoryChannel(body)
-        request = self._request(channel, url_method)
-        handler = self._route(request)
-        if isinstance(handler, _Builtin) or not handler.info.is_stream:
+        request = self._request(channel, url_method, protocol)
+        target = self._route(request)
+        if not isinstance(target, Handler) or not target.info.is_stream:
             raise RequestRefusedError(
                 400, f"{url_method}() is not a stream method; call it with POST .../{url_method}"
             )
-        info = handler.info
-        kwargs = self._decode(handler, request, request_id, EMPTY_SCHEMA)
-        if isinstance(kwargs, Reply):
-            return kwargs
-        record = self.server._start_record(info, request_id, request.batch)
-        logs: list[tuple[Level, str, dict[str, object] | None]] = []
-        ctx = self.server.make_context(
-            info.name, request_id, lambda lv, msg, ex: logs.append((lv, msg, ex)), auth
-        )
+        start = self.server.start_call(request, auth=auth, target=target)
+        stream = start.stream
+        if stream is None:  # refused, or the method failed to open its stream
+            for reply in start.replies:
+                channel.write_reply(reply)
+            return HttpReply(start.status, channel.chunks, start.status == 200)
         try:
-            stream = _open(info, self.server._bind(handler, kwargs)(ctx))
-            header = _header_batch(stream.header) if info.header_type is not None else None
             call, call_token = self.tokens.mint_call(
-                info.name,
+                _qualified(protocol, url_method),
                 type(stream.state),
                 stream.output_schema,
                 stream.input_schema,
@@ -247,44 +246,51 @@ class HttpDispatcher:
             )
         except Exception as exc:
             if isinstance(exc, SchemaError):
-                exc = SchemaError(f"{info.name}(): its stream state cannot travel over HTTP: {exc}")
-            self.server.log_method_error(info.name, exc)
-            writer = StreamWriter(channel, EMPTY_SCHEMA)
-            self.server.write_logs(writer, EMPTY_SCHEMA, logs, request_id)
-            writer.write(
-                empty_batch(EMPTY_SCHEMA), self.server.error_metadata(exc, request_id, auth)
-            )
-            writer.close()
-            if record is not None:
-                record.finish(exc)
-            return Reply(200, channel.chunks, True)
-        if header is not None:
-            writer = StreamWriter(channel, header.schema)
-            self.server.write_logs(writer, header.schema, logs, request_id)
-            writer.write(header)
-            writer.close()
+                exc = SchemaError(
+                    f"{url_method}(): its stream state cannot travel over HTTP: {exc}"
+                )
+            stream.server.log_method_error(url_method, exc)
+            logs = [md for reply in start.replies for _, md in reply.batches[:-1]]
+            logs += [md for _, md in stream.pending_logs]
+            logs.append(self.server.error_metadata(exc, request_id, auth))
+            carrier = empty_batch(EMPTY_SCHEMA)
+            channel.write_reply(Reply(EMPTY_SCHEMA, [(carrier, md) for md in logs]))
+            stream.finish(exc)
+            return HttpReply(200, channel.chunks, True)
+        for reply in start.replies:
+            channel.write_reply(reply)
         output = StreamWriter(channel, stream.output_schema)
-        self.server.write_logs(output, stream.output_schema, logs, request_id)
-        state = stream.state
-        if isinstance(state, ProducerState):
-            return self._produce(
-                info, call, state, channel, output, auth, request_id, record, call_token, 0
-            )
-        cursor = self.tokens.mint_cursor(call, state, auth, 0)
+        _write(output, stream.pending_logs)
+        if stream.is_producer:
+            return self._produce(stream, call, channel, output, auth, call_token, 0)
+        cursor = self.tokens.mint_cursor(call, stream.state, auth, 0)
         tokens = {k.STREAM_STATE_KEY: cursor, k.CALL_STATE_KEY: call_token}
         output.write(empty_batch(stream.output_schema), tokens)
-        return _finish(channel, output, record)
+        return self._finish(channel, output, stream)
 
-    def exchange(self, url_method: str, body: Body, auth: AuthContext, request_id: str) -> Reply:
-        """``POST {prefix}/{method}/exchange``: one exchange, a producer continuation, or cancel."""
-        info = self.server.methods.get(url_method)
-        if info is None:
+    def exchange(
+        self,
+        url_method: str,
+        body: Body,
+        auth: AuthContext,
+        request_id: str,
+        protocol: str | None = None,
+    ) -> HttpReply:
+        """``POST .../{method}/exchange``: one exchange, a producer continuation, or cancel."""
+        handler = self.server.handler(protocol, url_method)
+        if handler is None:
+            if protocol is not None and protocol not in self.server.hosted:
+                raise RequestRefusedError(
+                    404,
+                    f"this server does not host protocol {protocol!r}",
+                    error_kind="protocol_not_supported",
+                )
             raise RequestRefusedError(
                 404,
                 f"Unknown method: {url_method!r}. Available methods: {sorted(self.server.methods)}",
                 error_kind="method_not_implemented",
             )
-        if not info.is_stream:
+        if not handler.info.is_stream:
             raise RequestRefusedError(
                 400, f"{url_method}() is not a stream method; it has no /exchange"
             )
@@ -292,33 +298,40 @@ class HttpDispatcher:
         batch, metadata = self._input(channel)
         try:
             call, state, turn = self.tokens.open(
-                metadata.get(k.STREAM_STATE_KEY), metadata.get(k.CALL_STATE_KEY), info.name, auth
+                metadata.get(k.STREAM_STATE_KEY),
+                metadata.get(k.CALL_STATE_KEY),
+                _qualified(protocol, url_method),
+                auth,
             )
         except TokenError as exc:
             raise RequestRefusedError(400, str(exc)) from None
         user_metadata = {key: v for key, v in metadata.items() if key not in _TOKEN_KEYS}
-        record = self.server._start_record(info, request_id, batch)
-        if k.CANCEL_KEY in user_metadata:
-            return self._cancel(info, call, state, channel, auth, request_id, record)
-        output = StreamWriter(channel, call.output_schema)
-        if isinstance(state, ProducerState):
-            return self._produce(
-                info, call, state, channel, output, auth, request_id, record, None, turn + 1
-            )
-        assert isinstance(state, ExchangeState)
-        received = AnnotatedBatch(batch, user_metadata or None)
-        return self._exchange(
-            info, call, state, received, channel, output, auth, request_id, record, turn + 1
+        stream = self.server.resume_stream(
+            handler,
+            state,
+            call.output_schema,
+            call.input_schema,
+            request_id,
+            auth=auth,
+            batch=batch,
         )
+        if k.CANCEL_KEY in user_metadata:
+            stream.cancel()
+            return self._finish(channel, StreamWriter(channel, call.output_schema), stream)
+        output = StreamWriter(channel, call.output_schema)
+        if stream.is_producer:
+            return self._produce(stream, call, channel, output, auth, None, turn + 1)
+        return self._exchange(stream, call, batch, user_metadata, channel, output, auth, turn + 1)
 
     def _input(self, channel: _MemoryChannel) -> tuple[pa.RecordBatch, Metadata]:
+        policy = self.server.read_policy.for_body(channel.body_size)
         try:
-            reader = self.server.read_policy.for_body(channel.body_size).open(channel.reader)
+            reader = policy.open(channel.reader)
             if reader is None:
                 raise RequestRefusedError(
                     400, "request body is empty; expected an Arrow IPC stream"
                 )
-            item = reader.read(self.server.ipc_validation)
+            item = reader.read(policy.validation)
             if item is None:
                 raise RequestRefusedError(
                     400, "exchange request holds no batch; expected exactly one"
@@ -332,144 +345,104 @@ class HttpDispatcher:
         batch, metadata = item
         return batch, metadata or {}
 
-    def _context_for_turns(
-        self, info: RpcMethodInfo, request_id: str, auth: AuthContext
-    ) -> tuple[list[OutputCollector], object]:
-        turn: list[OutputCollector] = []
-        ctx = self.server.make_context(
-            info.name, request_id, lambda lv, msg, ex: turn[-1].log_sink(lv, msg, ex), auth
-        )
-        return turn, ctx
-
     def _produce(
         self,
-        info: RpcMethodInfo,
+        stream: ServerStream,
         call: Call,
-        state: ProducerState,
         channel: _MemoryChannel,
         output: StreamWriter,
         auth: AuthContext,
-        request_id: str,
-        record: CallRecord | None,
         call_token: bytes | None,
         next_turn: int,
-    ) -> Reply:
+    ) -> HttpReply:
         """Run producer ticks until it finishes or the body reaches the cap, then hand a cursor."""
-        stream = _StreamView.of(call, state)
-        turn, ctx = self._context_for_turns(info, request_id, auth)
         cap = self.max_response_bytes
-        tick = AnnotatedBatch(empty_batch(EMPTY_SCHEMA))
-        try:
-            while True:
-                out = OutputCollector(call.output_schema)
-                turn[:] = [out]
-                _run_turn(info, stream, tick, out, ctx, record)  # type: ignore[arg-type]  # duck-typed Stream
-                _write_turn(self.server, output, out, record, request_id)
-                output.flush()
-                if out.finished:
-                    break
-                if cap is None or channel.size >= cap:
-                    cursor = self.tokens.mint_cursor(call, state, auth, next_turn)
-                    tokens = {k.STREAM_STATE_KEY: cursor}
-                    if call_token is not None:
-                        tokens[k.CALL_STATE_KEY] = call_token
-                    output.write(empty_batch(call.output_schema), tokens)
-                    break
-        except Exception as exc:
-            return self._stream_failed(info, exc, channel, output, call, request_id, record, auth)
-        return _finish(channel, output, record)
+        tick = empty_batch(EMPTY_SCHEMA)
+        while True:
+            turn = stream.turn(tick)
+            if turn.error is not None:
+                _write(output, turn.logs)
+                return self._stream_failed(stream, turn.error, channel, output, call)
+            _write(output, turn.batches)
+            output.flush()
+            if turn.finished:
+                break
+            if cap is None or channel.size >= cap:
+                cursor = self.tokens.mint_cursor(call, stream.state, auth, next_turn)
+                tokens = {k.STREAM_STATE_KEY: cursor}
+                if call_token is not None:
+                    tokens[k.CALL_STATE_KEY] = call_token
+                output.write(empty_batch(call.output_schema), tokens)
+                break
+        return self._finish(channel, output, stream)
 
     def _exchange(
         self,
-        info: RpcMethodInfo,
+        stream: ServerStream,
         call: Call,
-        state: ExchangeState,
-        received: AnnotatedBatch,
+        batch: pa.RecordBatch,
+        user_metadata: Metadata,
         channel: _MemoryChannel,
         output: StreamWriter,
         auth: AuthContext,
-        request_id: str,
-        record: CallRecord | None,
         next_turn: int,
-    ) -> Reply:
-        turn, ctx = self._context_for_turns(info, request_id, auth)
-        out = OutputCollector(call.output_schema)
-        turn[:] = [out]
-        try:
-            _run_turn(info, _StreamView.of(call, state), received, out, ctx, record)  # type: ignore[arg-type]  # duck-typed Stream
-            emitted = out.batch
-            assert emitted is not None  # _run_turn insists on one batch per exchange
-            metadata = emitted.metadata_dict() or {}
-            metadata[k.STREAM_STATE_KEY] = self.tokens.mint_cursor(call, state, auth, next_turn)
-            out._batch = AnnotatedBatch(emitted.batch, metadata)
-            _write_turn(self.server, output, out, record, request_id)
-            output.flush()
-            cap = self.max_response_bytes
-            if cap is not None and channel.size > cap:
-                raise RuntimeError(
-                    f"{info.name}() exchange response of {channel.size} bytes exceeds the "
-                    f"server's max_response_bytes ({cap})"
-                )
-        except Exception as exc:
-            return self._stream_failed(info, exc, channel, output, call, request_id, record, auth)
-        return _finish(channel, output, record)
+    ) -> HttpReply:
+        turn = stream.turn(batch, user_metadata or None)
+        if turn.error is not None or turn.data is None:
+            _write(output, turn.logs)
+            error = turn.error or ValueError(f"{stream.info.name}(): exchange emitted no batch")
+            return self._stream_failed(stream, error, channel, output, call)
+        data, metadata = turn.data
+        tokens = dict(metadata or {})
+        tokens[k.STREAM_STATE_KEY] = self.tokens.mint_cursor(call, stream.state, auth, next_turn)
+        _write(output, turn.logs)
+        output.write(data, tokens)
+        output.flush()
+        cap = self.max_response_bytes
+        if cap is not None and channel.size > cap:
+            overshoot = RuntimeError(
+                f"{stream.info.name}() exchange response of {channel.size} bytes exceeds the "
+                f"server's max_response_bytes ({cap})"
+            )
+            stream.server.log_method_error(stream.info.name, overshoot)
+            stream.finish(overshoot)
+            return self._error_reply(200, overshoot, stream.request_id, call.output_schema)
+        return self._finish(channel, output, stream)
 
     def _stream_failed(
         self,
-        info: RpcMethodInfo,
+        stream: ServerStream,
         exc: Exception,
         channel: _MemoryChannel,
         output: StreamWriter,
         call: Call,
-        request_id: str,
-        record: CallRecord | None,
-        auth: AuthContext,
-    ) -> Reply:
-        self.server.log_method_error(info.name, exc)
+    ) -> HttpReply:
+        stream.finish(exc)
         if self.max_response_bytes is not None and channel.size > self.max_response_bytes:
             # The partial body is over the cap already: answer with the error alone.
-            return self._error_reply(200, exc, request_id, call.output_schema)
-        output.write(
-            empty_batch(call.output_schema), self.server.error_metadata(exc, request_id, auth)
-        )
-        return _finish(channel, output, record, exc)
+            return self._error_reply(200, exc, stream.request_id, call.output_schema)
+        metadata = self.server.error_metadata(exc, stream.request_id, stream.auth)
+        output.write(empty_batch(call.output_schema), metadata)
+        output.close()
+        return HttpReply(200, channel.chunks, True)
 
-    def _cancel(
-        self,
-        info: RpcMethodInfo,
-        call: Call,
-        state: StreamState,
-        channel: _MemoryChannel,
-        auth: AuthContext,
-        request_id: str,
-        record: CallRecord | None,
-    ) -> Reply:
-        ctx = self.server.make_context(info.name, request_id, lambda lv, msg, ex: None, auth)
-        try:
-            state.on_cancel(ctx)
-        except Exception:
-            _log.debug(
-                "%s(): on_cancel failed; ignored as the spec requires", info.name, exc_info=True
-            )
-        if record is not None:
-            record.cancelled = True
-        return _finish(channel, StreamWriter(channel, call.output_schema), record)
+    @staticmethod
+    def _finish(channel: _MemoryChannel, output: StreamWriter, stream: ServerStream) -> HttpReply:
+        """End the output stream and the call's access record."""
+        output.close()
+        stream.finish()
+        return HttpReply(200, channel.chunks)
 
 
-class _StreamView(NamedTuple):
-    """The ``Stream`` fields ``_run_turn`` reads, rebuilt from a token."""
-
-    output_schema: pa.Schema
-    state: StreamState
-    input_schema: pa.Schema
-
-    @classmethod
-    def of(cls, call: Call, state: StreamState) -> _StreamView:
-        return cls(call.output_schema, state, call.input_schema)
+def _qualified(protocol: str | None, method: str) -> str:
+    """The method name a stream token is bound to (protocol-qualified when routed)."""
+    return method if protocol is None else f"{protocol}/{method}"
 
 
 def _problem_exception(problem: RequestRefusedError) -> Exception:
     """The exception an HTTP refusal is reported as inside its Arrow error batch."""
+    if problem.error_kind == "protocol_not_supported":
+        return ProtocolNotSupportedError(problem.message)
     if problem.status == 404:
         return MethodNotImplementedError(problem.message)
     if problem.status == 415:
@@ -477,4 +450,4 @@ def _problem_exception(problem: RequestRefusedError) -> Exception:
     return ProtocolError(problem.message)
 
 
-__all__ = ["HttpDispatcher", "Reply"]
+__all__ = ["HttpDispatcher", "HttpReply"]

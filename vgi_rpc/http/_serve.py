@@ -107,7 +107,7 @@ def serve_command(args: argparse.Namespace) -> None:
     """
     from vgi_rpc.http._app import make_wsgi_app
     from vgi_rpc.options import limits_from_options, tracebacks_from_options
-    from vgi_rpc.rpc._server import RpcServer
+    from vgi_rpc.rpc import RpcServer
 
     sys.path.insert(0, os.getcwd())
     protocol = _load(args.protocol)

@@ -24,8 +24,7 @@ from vgi_rpc._arrow_types import build_dataclass, dataclass_field_codecs, fields
 from vgi_rpc._errors import SchemaError
 from vgi_rpc.http._replay import SpentCursorStore
 from vgi_rpc.http._seal import Sealer, TokenError, derive_key
-from vgi_rpc.rpc._context import AuthContext
-from vgi_rpc.rpc._streams import StreamState
+from vgi_rpc.rpc import AuthContext, StreamState
 
 CURSOR_VERSION = 6
 CALL_VERSION = 1

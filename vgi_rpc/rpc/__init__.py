@@ -1,9 +1,30 @@
-"""The RPC core: server dispatch, client proxies, streams and call context."""
+"""The RPC core: server dispatch and its sans-IO call step, client proxies, streams, context."""
 
 from vgi_rpc.rpc._channel import Channel
-from vgi_rpc.rpc._client import Connected, RpcConnection, StreamSession, connection_of, make_proxy
+from vgi_rpc.rpc._client import (
+    Connected,
+    OnLog,
+    RpcConnection,
+    StreamSession,
+    connection_of,
+    make_proxy,
+    server_takes_shm,
+)
 from vgi_rpc.rpc._context import AuthContext, CallContext
-from vgi_rpc.rpc._server import RpcServer
+from vgi_rpc.rpc._describe import (
+    DESCRIBE_SCHEMA,
+    DESCRIBE_VERSION,
+    MethodDescription,
+    ServiceDescription,
+    build_describe_batch,
+    parse_describe_batch,
+    protocol_hash,
+)
+from vgi_rpc.rpc._hosting import Handler, Hosted
+from vgi_rpc.rpc._request import ONE_EMPTY_ROW, Request, encode_arguments, read_request
+from vgi_rpc.rpc._server import Builtin, RpcServer
+from vgi_rpc.rpc._shm_client import ClientShm
+from vgi_rpc.rpc._step import Batch, CallStart, Reply, ServerStream, Turn
 from vgi_rpc.rpc._streams import (
     AnnotatedBatch,
     ExchangeState,
@@ -14,19 +35,41 @@ from vgi_rpc.rpc._streams import (
 )
 
 __all__ = [
+    "DESCRIBE_SCHEMA",
+    "DESCRIBE_VERSION",
+    "ONE_EMPTY_ROW",
     "AnnotatedBatch",
     "AuthContext",
+    "Batch",
+    "Builtin",
     "CallContext",
+    "CallStart",
     "Channel",
+    "ClientShm",
     "Connected",
     "ExchangeState",
+    "Handler",
+    "Hosted",
+    "MethodDescription",
+    "OnLog",
     "OutputCollector",
     "ProducerState",
+    "Reply",
+    "Request",
     "RpcConnection",
     "RpcServer",
+    "ServerStream",
+    "ServiceDescription",
     "Stream",
     "StreamSession",
     "StreamState",
+    "Turn",
+    "build_describe_batch",
     "connection_of",
+    "encode_arguments",
     "make_proxy",
+    "parse_describe_batch",
+    "protocol_hash",
+    "read_request",
+    "server_takes_shm",
 ]

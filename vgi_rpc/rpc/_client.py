@@ -17,7 +17,7 @@ import pyarrow as pa
 from vgi_rpc._errors import IPCError, ProtocolError, RpcError, TransportError
 from vgi_rpc._ipc import IpcValidation, Metadata, StreamWriter
 from vgi_rpc._ipc_reader import IpcStreamReader, open_stream_reader
-from vgi_rpc._logs import Message
+from vgi_rpc._logs import WIRE_TRANSPORT_LOGGER, Message
 from vgi_rpc._methods import RpcMethodInfo, protocol_version_of, rpc_methods
 from vgi_rpc.rpc._accounting import describe_batch, wire_batch_log, wire_request_log
 from vgi_rpc.rpc._channel import Channel
@@ -26,8 +26,7 @@ from vgi_rpc.rpc._request import ONE_EMPTY_ROW, encode_arguments
 from vgi_rpc.rpc._shm_client import ClientShm
 from vgi_rpc.rpc._streams import EMPTY_SCHEMA, AnnotatedBatch
 from vgi_rpc.shm import ShmSegment
-from vgi_rpc.wire import _keys as k
-from vgi_rpc.wire._codec import (
+from vgi_rpc.wire import (
     BatchKind,
     classify,
     empty_batch,
@@ -35,12 +34,14 @@ from vgi_rpc.wire._codec import (
     request_metadata,
     rpc_error_from_metadata,
 )
-from vgi_rpc.wire._keys import DESCRIBE_METHOD
+from vgi_rpc.wire import keys as k
+from vgi_rpc.wire.keys import DESCRIBE_METHOD
 
 P = TypeVar("P")
 OnLog = Callable[[Message], None]
 
 _TICK = empty_batch(EMPTY_SCHEMA)
+_log = logging.getLogger(WIRE_TRANSPORT_LOGGER)
 
 
 class RpcConnection:
@@ -500,4 +501,28 @@ def connection_of(proxy: object) -> RpcConnection:
     return conn
 
 
-__all__ = ["Connected", "OnLog", "RpcConnection", "StreamSession", "connection_of", "make_proxy"]
+def server_takes_shm(connection: RpcConnection) -> bool:
+    """Ask the server over ``__transport_options__`` whether it can use shared memory.
+
+    Sent once per worker; a server that errors (or predates the method) means no.
+    """
+    method = k.TRANSPORT_OPTIONS_METHOD
+    connection.send_request(method, ONE_EMPTY_ROW, extra={k.TRANSPORT_SHM_KEY: b"true"})
+    try:
+        _, metadata, error = connection.read_response(method)
+    except RpcError:
+        return False
+    answer = metadata.get(k.TRANSPORT_SHM_KEY) if error is None and metadata else None
+    _log.debug("server answered %s: shm=%r", method, answer)
+    return answer == b"true"
+
+
+__all__ = [
+    "Connected",
+    "OnLog",
+    "RpcConnection",
+    "StreamSession",
+    "connection_of",
+    "make_proxy",
+    "server_takes_shm",
+]

@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from vgi_rpc._ipc import Metadata
 from vgi_rpc._methods import RpcMethodInfo
-from vgi_rpc.wire import _keys as k
+from vgi_rpc.wire import keys as k
 
 DESCRIBE_VERSION = "4"
 

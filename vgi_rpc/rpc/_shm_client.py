@@ -15,20 +15,14 @@ from __future__ import annotations
 
 import logging
 import weakref
-from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from vgi_rpc._errors import RpcError
 from vgi_rpc._ipc import Metadata
 from vgi_rpc._logs import WIRE_TRANSPORT_LOGGER
-from vgi_rpc.rpc._request import ONE_EMPTY_ROW
 from vgi_rpc.rpc._shm_pointer import SHM_MIN_BATCH_BYTES, read_pointed, to_pointer
 from vgi_rpc.shm import ShmSegment
-from vgi_rpc.wire import _keys as k
-
-if TYPE_CHECKING:
-    from vgi_rpc.rpc._client import RpcConnection
+from vgi_rpc.wire import keys as k
 
 _log = logging.getLogger(WIRE_TRANSPORT_LOGGER)
 
@@ -83,20 +77,4 @@ class ClientShm:
         return len(self._held)
 
 
-def server_takes_shm(connection: RpcConnection) -> bool:
-    """Ask the server over ``__transport_options__`` whether it can use shared memory.
-
-    Sent once per worker; a server that errors (or predates the method) means no.
-    """
-    method = k.TRANSPORT_OPTIONS_METHOD
-    connection.send_request(method, ONE_EMPTY_ROW, extra={k.TRANSPORT_SHM_KEY: b"true"})
-    try:
-        _, metadata, error = connection.read_response(method)
-    except RpcError:
-        return False
-    answer = metadata.get(k.TRANSPORT_SHM_KEY) if error is None and metadata else None
-    _log.debug("server answered %s: shm=%r", method, answer)
-    return answer == b"true"
-
-
-__all__ = ["ClientShm", "server_takes_shm"]
+__all__ = ["ClientShm"]

@@ -22,7 +22,7 @@ from vgi_rpc._logs import WIRE_TRANSPORT_LOGGER
 from vgi_rpc.rpc._channel import Channel
 from vgi_rpc.rpc._shm_pointer import read_pointed
 from vgi_rpc.shm import ShmSegment
-from vgi_rpc.wire import _keys as k
+from vgi_rpc.wire import keys as k
 
 _log = logging.getLogger(WIRE_TRANSPORT_LOGGER)
 

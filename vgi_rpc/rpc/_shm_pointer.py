@@ -8,7 +8,6 @@ caller's business (always the reader, at a point where the peer is idle).
 
 from __future__ import annotations
 
-import contextvars
 import logging
 
 import pyarrow as pa
@@ -18,19 +17,14 @@ from vgi_rpc._ipc import Metadata
 from vgi_rpc._ipc_reader import untrusted
 from vgi_rpc._logs import WIRE_TRANSPORT_LOGGER
 from vgi_rpc.shm import ShmSegment, read_stored_batch
-from vgi_rpc.wire import _keys as k
-from vgi_rpc.wire._codec import empty_batch
+from vgi_rpc.wire import empty_batch
+from vgi_rpc.wire import keys as k
 
 # Smaller batches are cheaper inline: shm saves a copy through the kernel but costs
 # an allocation, a pointer round trip and a free. The reference uses the same gate.
 SHM_MIN_BATCH_BYTES = 128 * 1024
 
 _log = logging.getLogger(WIRE_TRANSPORT_LOGGER)
-
-# The client segment the request being served advertised (large results go there).
-response_segment: contextvars.ContextVar[ShmSegment | None] = contextvars.ContextVar(
-    "vgi_rpc_response_segment", default=None
-)
 
 
 def to_pointer(
@@ -108,6 +102,5 @@ __all__ = [
     "pointer_to",
     "read_pointed",
     "resolved_metadata",
-    "response_segment",
     "to_pointer",
 ]

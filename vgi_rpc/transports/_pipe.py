@@ -9,8 +9,7 @@ from typing import TypeVar
 
 from vgi_rpc._ipc import IpcValidation
 from vgi_rpc._logs import Message
-from vgi_rpc.rpc import Connected, RpcConnection, RpcServer, make_proxy
-from vgi_rpc.rpc._channel import Channel
+from vgi_rpc.rpc import Channel, Connected, RpcConnection, RpcServer, make_proxy
 from vgi_rpc.shm import ShmSegment
 from vgi_rpc.transports._fd import FdChannel, widen_pipe
 from vgi_rpc.transports._shm import ShmPipeTransport, check_shm_size, end_shm

@@ -19,9 +19,7 @@ from collections.abc import Sequence
 from vgi_rpc._errors import TransportError
 from vgi_rpc._ipc import Chunk
 from vgi_rpc._logs import WIRE_TRANSPORT_LOGGER
-from vgi_rpc.rpc import RpcConnection
-from vgi_rpc.rpc._channel import Channel
-from vgi_rpc.rpc._shm_client import ClientShm, server_takes_shm
+from vgi_rpc.rpc import Channel, ClientShm, RpcConnection, server_takes_shm
 from vgi_rpc.shm import HEADER_SIZE, ShmSegment
 
 _log = logging.getLogger(WIRE_TRANSPORT_LOGGER)

@@ -17,7 +17,7 @@ import pyarrow as pa
 from vgi_rpc._errors import RpcError
 from vgi_rpc._ipc import Metadata
 from vgi_rpc._logs import Level, Message
-from vgi_rpc.wire import _keys as k
+from vgi_rpc.wire import keys as k
 
 MAX_TRACEBACK_CHARS = 16_000
 MAX_TRACEBACK_FRAMES = 5
@@ -116,6 +116,23 @@ def _frames(tb: TracebackType | None) -> list[dict[str, object]]:
     ]
 
 
+# Spec section 8: each well-known kind names one canonical code; unclassified errors are UNKNOWN.
+_CODE_OF_KIND = {
+    "method_not_implemented": "UNIMPLEMENTED",
+    "protocol_not_specified": "INVALID_ARGUMENT",
+    "protocol_not_supported": "UNIMPLEMENTED",
+    "protocol_version_mismatch": "FAILED_PRECONDITION",
+}
+
+
+def error_code_of(exc: BaseException, kind: str | None) -> str:
+    """The canonical code of ``exc``: its ``error_code`` attribute, else its kind's, else UNKNOWN."""
+    code = getattr(exc, "error_code", None)
+    if isinstance(code, str) and code:
+        return code
+    return _CODE_OF_KIND.get(kind or "", "UNKNOWN")
+
+
 def error_kind_of(exc: BaseException) -> str | None:
     """The stable error category of ``exc``, if it carries one."""
     kind = getattr(exc, "error_kind", None)
@@ -141,6 +158,8 @@ def error_metadata(
         elif exc.__context__ is not None and not exc.__suppress_context__:
             extra["context"] = _clip(_format(exc.__context__))
     kind = error_kind_of(exc)
+    code = error_code_of(exc, kind)
+    extra["error_code"] = code
     if kind is not None:
         extra["error_kind"] = kind
     metadata: Metadata = {
@@ -150,6 +169,7 @@ def error_metadata(
     }
     if kind is not None:
         metadata[k.ERROR_KIND_KEY] = kind.encode()
+    metadata[k.ERROR_CODE_KEY] = code.encode()
     metadata[k.SERVER_ID_KEY] = server_id.encode()
     metadata[k.REQUEST_ID_KEY] = request_id.encode()
     return metadata
@@ -218,6 +238,7 @@ __all__ = [
     "BatchKind",
     "classify",
     "empty_batch",
+    "error_code_of",
     "error_kind_of",
     "error_metadata",
     "log_metadata",

@@ -5,6 +5,7 @@ from __future__ import annotations
 REQUEST_VERSION = b"1"
 
 METHOD_KEY = b"vgi_rpc.method"
+PROTOCOL_KEY = b"vgi_rpc.protocol"
 REQUEST_VERSION_KEY = b"vgi_rpc.request_version"
 PROTOCOL_VERSION_KEY = b"vgi_rpc.protocol_version"
 REQUEST_ID_KEY = b"vgi_rpc.request_id"
@@ -19,6 +20,7 @@ LOG_LEVEL_KEY = b"vgi_rpc.log_level"
 LOG_MESSAGE_KEY = b"vgi_rpc.log_message"
 LOG_EXTRA_KEY = b"vgi_rpc.log_extra"
 ERROR_KIND_KEY = b"vgi_rpc.error_kind"
+ERROR_CODE_KEY = b"vgi_rpc.error_code"
 SERVER_ID_KEY = b"vgi_rpc.server_id"
 
 STREAM_STATE_KEY = b"vgi_rpc.stream_state#b64"

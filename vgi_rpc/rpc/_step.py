@@ -1,0 +1,440 @@
+"""The sans-IO call step: a request in, response streams out; a stream as a sequence of turns.
+
+Every transport drives calls through here: the byte-stream loop
+(``_stream_loop``) and the HTTP dispatcher. Nothing in this module reads or
+writes a channel, so a call behaves the same whatever carries it; a
+transport only decides how the replies travel (shared memory, tokens,
+continuation requests).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from typing import Protocol
+
+import pyarrow as pa
+
+from vgi_rpc._dataclasses import ArrowSerializableDataclass
+from vgi_rpc._errors import IPCError
+from vgi_rpc._ipc import Metadata
+from vgi_rpc._logs import WIRE_STREAM_LOGGER, Level
+from vgi_rpc._methods import RpcMethodInfo
+from vgi_rpc.rpc._accounting import CallRecord, describe_batch, wire_response_log
+from vgi_rpc.rpc._context import AuthContext, CallContext
+from vgi_rpc.rpc._hosting import Handler, Hosted
+from vgi_rpc.rpc._streams import (
+    AnnotatedBatch,
+    ExchangeState,
+    OutputCollector,
+    ProducerState,
+    Stream,
+    StreamState,
+)
+from vgi_rpc.wire import EMPTY_SCHEMA, empty_batch
+from vgi_rpc.wire import keys as k
+
+_log = logging.getLogger(WIRE_STREAM_LOGGER)
+
+Batch = tuple[pa.RecordBatch, Metadata | None]
+PendingLog = tuple[Level, str, dict[str, object] | None]
+
+
+class CallHost(Protocol):
+    """What the call step needs from the server that runs it (``RpcServer``)."""
+
+    def make_context(
+        self,
+        method: str,
+        request_id: str,
+        sink: Callable[[Level, str, dict[str, object] | None], None],
+        auth: AuthContext | None = None,
+        *,
+        hosted: Hosted | None = None,
+    ) -> CallContext:
+        """The context of one call."""
+        ...
+
+    def log_batches(
+        self, logs: list[PendingLog], request_id: str, schema: pa.Schema
+    ) -> list[Batch]:
+        """Client-log batches for pending logs."""
+        ...
+
+    def error_metadata(
+        self, exc: BaseException, request_id: str, auth: AuthContext | None = None
+    ) -> Metadata:
+        """EXCEPTION-batch metadata for an implementation's exception."""
+        ...
+
+    def log_method_error(self, method: str, exc: BaseException) -> None:
+        """Record a failed call."""
+        ...
+
+
+@dataclasses.dataclass(slots=True)
+class Reply:
+    """One complete response IPC stream: its schema and batches, logs first."""
+
+    schema: pa.Schema
+    batches: list[Batch]
+    error: BaseException | None = None
+
+
+@dataclasses.dataclass(slots=True)
+class CallStart:
+    """What starting a call produced.
+
+    Attributes:
+        replies: Complete streams to send now, in order (a unary result, an
+            error, a stream's header).
+        stream: The opened stream, when the call is one; drive it with turns.
+        status: The HTTP status the replies map to (400/404 for refusals).
+        drain_input: Byte streams: the client sends an input stream that must
+            be read and discarded (a stream that failed to start).
+    """
+
+    replies: list[Reply]
+    stream: ServerStream | None = None
+    status: int = 200
+    drain_input: bool = False
+
+
+@dataclasses.dataclass(slots=True)
+class Turn:
+    """One turn of a stream: logs, then one data batch, or an error, or the end.
+
+    Attributes:
+        logs: Client-log batches, on the output schema.
+        data: The turn's data batch and its metadata (``None`` when finished or failed).
+        error: The exception that ended the stream, if one did.
+        error_batch: The EXCEPTION batch describing ``error``.
+        finished: The stream is over (producer finished, cancelled or failed).
+        cancelled: The client cancelled; nothing else was run.
+    """
+
+    logs: list[Batch]
+    data: Batch | None = None
+    error: Exception | None = None
+    error_batch: Batch | None = None
+    finished: bool = False
+    cancelled: bool = False
+
+    @property
+    def batches(self) -> list[Batch]:
+        """Everything to write for this turn, in order."""
+        tail = self.data or self.error_batch
+        return [*self.logs, tail] if tail is not None else list(self.logs)
+
+
+def open_stream(info: RpcMethodInfo, value: object) -> Stream[ProducerState | ExchangeState]:
+    """Check what a stream method returned.
+
+    Raises:
+        TypeError: Not a ``Stream`` of a producer or exchange state with the declared header.
+    """
+    if not isinstance(value, Stream):
+        raise TypeError(f"{info.name}() must return a Stream, got {type(value).__name__}")
+    if not isinstance(value.state, ProducerState | ExchangeState):
+        raise TypeError(
+            f"{info.name}(): Stream.state must be a ProducerState or ExchangeState, "
+            f"got {type(value.state).__name__}"
+        )
+    if info.header_type is not None and not isinstance(value.header, info.header_type):
+        raise TypeError(
+            f"{info.name}(): the Protocol declares a {info.header_type.__name__} header, "
+            f"got {type(value.header).__name__}"
+        )
+    return value
+
+
+def header_batch(header: object) -> pa.RecordBatch:
+    """The one-row batch of a stream's header."""
+    assert isinstance(header, ArrowSerializableDataclass)  # open_stream checked the declared type
+    return header.to_record_batch()
+
+
+def conform_input(batch: pa.RecordBatch, schema: pa.Schema, method: str) -> pa.RecordBatch:
+    """Cast an exchange input to the declared input schema, or refuse it clearly."""
+    if batch.schema.equals(schema) or len(schema) == 0:
+        return batch
+    if batch.schema.names != schema.names:
+        raise TypeError(
+            f"{method}(): exchange input columns {batch.schema.names} do not match the "
+            f"declared input schema columns {schema.names}"
+        )
+    try:
+        return batch.cast(schema, safe=True)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        raise TypeError(
+            f"{method}(): exchange input {batch.schema} cannot be cast to the declared input schema {schema}: {exc}"
+        ) from exc
+
+
+class ServerStream:
+    """A stream being served: its state, schemas, and one context for all its turns.
+
+    Over a byte stream one object lives for the whole stream; over HTTP it
+    is rebuilt from the tokens for each request.
+    """
+
+    def __init__(
+        self,
+        server: CallHost,
+        handler: Handler,
+        state: StreamState,
+        output_schema: pa.Schema,
+        input_schema: pa.Schema,
+        request_id: str,
+        auth: AuthContext | None,
+        record: CallRecord | None,
+        pending_logs: list[Batch] | None = None,
+    ) -> None:
+        self.server = server
+        self.handler = handler
+        self.info = handler.info
+        self.state = state
+        self.output_schema = output_schema
+        self.input_schema = input_schema
+        self.request_id = request_id
+        self.auth = auth
+        self.record = record
+        self.pending_logs: list[Batch] = pending_logs or []
+        self._out: OutputCollector | None = None
+        self._ctx = server.make_context(
+            self.info.name, request_id, self._sink, auth, hosted=handler.hosted
+        )
+
+    def _sink(self, level: Level, message: str, extra: dict[str, object] | None) -> None:
+        if self._out is not None:
+            self._out.log_sink(level, message, extra)
+
+    @property
+    def is_producer(self) -> bool:
+        """Whether the state produces (ticks in) rather than exchanges."""
+        return isinstance(self.state, ProducerState)
+
+    def turn(self, batch: pa.RecordBatch, metadata: Metadata | None = None) -> Turn:
+        """Run one turn on an input batch (a tick for producers); a cancel batch cancels."""
+        if metadata is not None and k.CANCEL_KEY in metadata:
+            self.cancel()
+            return Turn([], finished=True, cancelled=True)
+        out = OutputCollector(self.output_schema)
+        self._out = out
+        try:
+            self._run(AnnotatedBatch(batch, metadata), out)
+        except Exception as exc:
+            self.server.log_method_error(self.info.name, exc)
+            logs = self._logs(out)
+            error = (empty_batch(self.output_schema), self._error_metadata(exc))
+            return Turn(logs, error=exc, error_batch=error, finished=True)
+        finally:
+            self._out = None
+        logs = self._logs(out)
+        emitted = out.batch
+        if emitted is None:
+            return Turn(logs, finished=True)
+        if self.record is not None:
+            self.record.stats.record_output(emitted.batch)
+        data = (emitted.batch, emitted.metadata_dict() if emitted.custom_metadata else None)
+        return Turn(logs, data=data, finished=out.finished)
+
+    def _run(self, received: AnnotatedBatch, out: OutputCollector) -> None:
+        state = self.state
+        if isinstance(state, ExchangeState):
+            batch = conform_input(received.batch, self.input_schema, self.info.name)
+            if self.record is not None:
+                self.record.stats.record_input(batch)
+            state.exchange(AnnotatedBatch(batch, received.custom_metadata), out, self._ctx)
+            if out.batch is None:
+                raise ValueError(
+                    f"{self.info.name}(): exchange() must emit exactly one batch per input"
+                )
+            return
+        assert isinstance(state, ProducerState)
+        state.produce(out, self._ctx)
+        if out.batch is None and not out.finished:
+            raise ValueError(f"{self.info.name}(): produce() must emit a batch or call finish()")
+
+    def _logs(self, out: OutputCollector) -> list[Batch]:
+        if not out.logs:
+            return []
+        return self.server.log_batches(out.logs, self.request_id, self.output_schema)
+
+    def _error_metadata(self, exc: BaseException) -> Metadata:
+        return self.server.error_metadata(exc, self.request_id, self.auth)
+
+    def fail(self, exc: Exception) -> Turn:
+        """The turn reporting ``exc`` raised outside the state (bad input, a transport fault)."""
+        self.server.log_method_error(self.info.name, exc)
+        error = (empty_batch(self.output_schema), self._error_metadata(exc))
+        return Turn([], error=exc, error_batch=error, finished=True)
+
+    def cancel(self) -> None:
+        """Run the state's ``on_cancel`` (its failures are swallowed, as the spec requires)."""
+        _log.debug("%s(): cancelled by the client", self.info.name)
+        if self.record is not None:
+            self.record.cancelled = True
+        ctx = self.server.make_context(
+            self.info.name, self.request_id, lambda lv, msg, ex: None, self.auth
+        )
+        try:
+            self.state.on_cancel(ctx)
+        except Exception:
+            _log.debug(
+                "%s(): on_cancel failed; ignored as the spec requires",
+                self.info.name,
+                exc_info=True,
+            )
+
+    def finish(self, error: BaseException | None = None) -> None:
+        """Close the call's access record."""
+        if self.record is not None:
+            self.record.finish(error)
+            self.record = None
+
+
+def run_unary(
+    server: CallHost,
+    handler: Handler,
+    kwargs: dict[str, object],
+    request_id: str,
+    record: CallRecord | None,
+    auth: AuthContext | None,
+) -> CallStart:
+    """Call a unary method: its logs then its result, or its logs then its error."""
+    info = handler.info
+    logs: list[PendingLog] = []
+    try:
+        if handler.wants_ctx:
+            ctx = server.make_context(
+                info.name,
+                request_id,
+                lambda level, msg, extra: logs.append((level, msg, extra)),
+                auth,
+                hosted=handler.hosted,
+            )
+            value = handler.call(**kwargs, ctx=ctx)
+        else:
+            value = handler.call(**kwargs)
+        result = result_batch(info, value)
+    except Exception as exc:
+        server.log_method_error(info.name, exc)
+        batches = server.log_batches(logs, request_id, info.result_schema)
+        error = server.error_metadata(exc, request_id, auth)
+        batches.append((empty_batch(info.result_schema), error))
+        if record is not None:
+            record.finish(exc)
+        return CallStart([Reply(info.result_schema, batches, exc)])
+    batches = server.log_batches(logs, request_id, info.result_schema)
+    batches.append((result, None))
+    if wire_response_log.isEnabledFor(logging.DEBUG):
+        wire_response_log.debug("answered %s(): %s", info.name, describe_batch(result, None))
+    if record is not None:
+        record.stats.record_output(result)
+        record.finish()
+    return CallStart([Reply(info.result_schema, batches)])
+
+
+def start_stream(
+    server: CallHost,
+    handler: Handler,
+    kwargs: dict[str, object],
+    request_id: str,
+    record: CallRecord | None,
+    auth: AuthContext | None,
+    *,
+    input_follows_error: bool,
+) -> CallStart:
+    """Open a stream: its header stream (if declared), or the error that stopped it.
+
+    ``input_follows_error``: the client sends an input stream even when init fails.
+    """
+    info = handler.info
+    logs: list[PendingLog] = []
+    ctx = server.make_context(
+        info.name,
+        request_id,
+        lambda lv, msg, ex: logs.append((lv, msg, ex)),
+        auth,
+        hosted=handler.hosted,
+    )
+    try:
+        call = bind(handler, kwargs)
+        stream = open_stream(info, call(ctx))
+        header = header_batch(stream.header) if info.header_type is not None else None
+    except Exception as exc:
+        server.log_method_error(info.name, exc)
+        batches = server.log_batches(logs, request_id, EMPTY_SCHEMA)
+        batches.append((empty_batch(EMPTY_SCHEMA), server.error_metadata(exc, request_id, auth)))
+        if record is not None:
+            record.finish(exc)
+        drain = info.header_type is None or input_follows_error
+        return CallStart([Reply(EMPTY_SCHEMA, batches, exc)], drain_input=drain)
+    _log.debug("%s(): stream opened (%s)", info.name, type(stream.state).__name__)
+    opened = ServerStream(
+        server,
+        handler,
+        stream.state,
+        stream.output_schema,
+        stream.input_schema,
+        request_id,
+        auth,
+        record,
+    )
+    if header is None:
+        opened.pending_logs = server.log_batches(logs, request_id, stream.output_schema)
+        return CallStart([], opened)
+    batches = server.log_batches(logs, request_id, header.schema)
+    batches.append((header, None))
+    return CallStart([Reply(header.schema, batches)], opened)
+
+
+def bind(handler: Handler, kwargs: dict[str, object]) -> Callable[[CallContext], object]:
+    """The implementation call with its arguments, waiting for its context."""
+    if handler.wants_ctx:
+        return lambda ctx: handler.call(**kwargs, ctx=ctx)
+    return lambda ctx: handler.call(**kwargs)
+
+
+def result_batch(info: RpcMethodInfo, value: object) -> pa.RecordBatch:
+    """The one-row result batch of a unary method (zero columns for ``None`` results)."""
+    codec = info.result_codec
+    if codec is None:
+        return empty_batch(info.result_schema)
+    where = f"{info.name}() result"
+    if value is None:
+        if not codec.nullable:
+            raise TypeError(f"{where} is None but the Protocol's return type is not Optional")
+        null = pa.array([None], type=info.result_schema.field(0).type)
+        return pa.RecordBatch.from_arrays([null], schema=info.result_schema)
+    assert info.result_build is not None  # set whenever result_codec is
+    try:
+        array = info.result_build(codec.to_arrow(value, where))
+    except TypeError as exc:
+        raise TypeError(f"{where}: {exc}" if not str(exc).startswith(where) else str(exc)) from None
+    return pa.RecordBatch.from_arrays([array], schema=info.result_schema)
+
+
+def is_input_fault(exc: BaseException) -> bool:
+    """Whether a stream error came from unreadable input (the byte stream cannot resync)."""
+    return isinstance(exc, IPCError)
+
+
+__all__ = [
+    "Batch",
+    "CallHost",
+    "CallStart",
+    "Reply",
+    "ServerStream",
+    "Turn",
+    "bind",
+    "conform_input",
+    "header_batch",
+    "is_input_fault",
+    "open_stream",
+    "result_batch",
+    "run_unary",
+    "start_stream",
+]
