@@ -18,14 +18,19 @@ import falcon
 from vgi_rpc._logs import HTTP_LOGGER, WIRE_HTTP_LOGGER
 from vgi_rpc.http import _encoding
 from vgi_rpc.http._auth import AuthFailure, unauthorized_body
-from vgi_rpc.http._dispatch import HttpDispatcher, HttpReply
+from vgi_rpc.http._dispatch import HttpDispatcher, HttpReply, Route
 from vgi_rpc.http._refusal import RequestRefusedError
 from vgi_rpc.http._replay import InMemorySpentCursors, SpentCursorStore
 from vgi_rpc.http._tokens import TokenBook
-from vgi_rpc.rpc import AuthContext, RpcServer
+from vgi_rpc.rpc import AuthContext, RpcServer, is_wire_name
 from vgi_rpc.wire import new_request_id
 
 ARROW_CONTENT_TYPE = "application/vnd.apache.arrow.stream"
+ACCEPT_MAX_RESPONSE_HEADER = "VGI-Accept-Max-Response-Bytes"
+MIN_ACCEPT_MAX_RESPONSE = 65536
+MAX_ACCEPT_MAX_RESPONSE = (1 << 53) - 1
+_SUFFIXES = ("/init", "/exchange")
+_NOT_HOSTED = "protocol_not_supported"
 _log = logging.getLogger(HTTP_LOGGER)
 _wire_log = logging.getLogger(WIRE_HTTP_LOGGER)
 Authenticate = Callable[[falcon.Request], AuthContext]
@@ -94,29 +99,79 @@ class _Rpc:
         authenticate: Authenticate | None,
         www_authenticate: str | None,
         max_request_bytes: int | None,
+        max_response_bytes: int | None,
         compress_min_bytes: int,
     ) -> None:
+        self._max_response_bytes = max_response_bytes
         self._dispatcher = dispatcher
         self._authenticate = authenticate
         self._www_authenticate = www_authenticate
         self._max_request_bytes = max_request_bytes
         self._compress_min_bytes = compress_min_bytes
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response, method: str) -> None:
-        self._handle(req, resp, method, self._dispatcher.unary)
+    # First generation: {prefix}/{method}[/init|/exchange].
+    def on_post(self, req: falcon.Request, resp: falcon.Response, first: str) -> None:
+        self._handle(req, resp, first, None, self._dispatcher.unary)
 
-    def on_post_init(self, req: falcon.Request, resp: falcon.Response, method: str) -> None:
-        self._handle(req, resp, method, self._dispatcher.init)
+    def on_post_init(self, req: falcon.Request, resp: falcon.Response, first: str) -> None:
+        self._handle(req, resp, first, None, self._dispatcher.init)
 
-    def on_post_exchange(self, req: falcon.Request, resp: falcon.Response, method: str) -> None:
-        self._handle(req, resp, method, self._dispatcher.exchange)
+    def on_post_exchange(self, req: falcon.Request, resp: falcon.Response, first: str) -> None:
+        self._handle(req, resp, first, None, self._dispatcher.exchange)
+
+    # Second generation: {prefix}/{protocol}/{method}[/init|/exchange].
+    def on_post_routed(
+        self, req: falcon.Request, resp: falcon.Response, first: str, method: str
+    ) -> None:
+        self._handle(req, resp, method, first, self._dispatcher.unary)
+
+    def on_post_routed_init(
+        self, req: falcon.Request, resp: falcon.Response, first: str, method: str
+    ) -> None:
+        self._handle(req, resp, method, first, self._dispatcher.init)
+
+    def on_post_routed_exchange(
+        self, req: falcon.Request, resp: falcon.Response, first: str, method: str
+    ) -> None:
+        self._handle(req, resp, method, first, self._dispatcher.exchange)
+
+    def _route(self, req: falcon.Request, method: str, protocol: str | None) -> Route:
+        if protocol is not None and (
+            "%" in _raw_path(req).split("/")[-3 if req.path.endswith(_SUFFIXES) else -2]
+            or not is_wire_name(protocol)
+        ):
+            raise RequestRefusedError(
+                404, "the URL's protocol segment is not a protocol name", error_kind=_NOT_HOSTED
+            )
+        return Route(method, protocol, self._response_cap(req))
+
+    def _response_cap(self, req: falcon.Request) -> int | None:
+        """The effective response cap: the server's, lowered by VGI-Accept-Max-Response-Bytes."""
+        cap = self._max_response_bytes
+        asked = req.get_header(ACCEPT_MAX_RESPONSE_HEADER)
+        if asked is None:
+            return cap
+        text = asked.strip()
+        if not (text.isascii() and text.isdigit() and not text.startswith("0")):
+            raise RequestRefusedError(
+                400, f"{ACCEPT_MAX_RESPONSE_HEADER} must be one positive decimal integer"
+            )
+        value = int(text)
+        if not MIN_ACCEPT_MAX_RESPONSE <= value <= MAX_ACCEPT_MAX_RESPONSE:
+            raise RequestRefusedError(
+                400,
+                f"{ACCEPT_MAX_RESPONSE_HEADER} must be between {MIN_ACCEPT_MAX_RESPONSE} "
+                f"and {MAX_ACCEPT_MAX_RESPONSE}",
+            )
+        return value if cap is None else min(cap, value)
 
     def _handle(
         self,
         req: falcon.Request,
         resp: falcon.Response,
         method: str,
-        run: Callable[[str, bytes | bytearray, AuthContext, str], HttpReply],
+        protocol: str | None,
+        run: Callable[[Route, bytes | bytearray, AuthContext, str], HttpReply],
     ) -> None:
         request_id = req.get_header("X-Request-ID") or new_request_id()
         resp.set_header("X-Request-ID", request_id)
@@ -128,8 +183,9 @@ class _Rpc:
                 self._unauthorized(req, resp, exc)
                 return
         try:
+            route = self._route(req, method, protocol)
             body = self._body(req)
-            reply = run(method, body, auth, request_id)
+            reply = run(route, body, auth, request_id)
         except RequestRefusedError as problem:
             _log.info("%s %s -> %d: %s", req.method, req.path, problem.status, problem.message)
             reply = self._dispatcher.refusal_reply(problem, request_id)
@@ -266,8 +322,9 @@ def make_wsgi_app(
         guard = None
     else:
         guard = replay_guard
-    dispatcher = HttpDispatcher(server, TokenBook(key, ttl=token_ttl, replay_guard=guard), cap)
+    dispatcher = HttpDispatcher(server, TokenBook(key, ttl=token_ttl, replay_guard=guard))
     capability_headers = {
+        "VGI-Accept-Max-Response-Bytes-Support": "true",
         "VGI-Externalization-Enabled": "false",
         "VGI-Supported-Encodings": ", ".join(_encoding.PRODUCED),
     }
@@ -286,14 +343,24 @@ def make_wsgi_app(
         authenticate=authenticate,
         www_authenticate=www_authenticate,
         max_request_bytes=max_request_bytes,
+        max_response_bytes=cap,
         compress_min_bytes=compress_min_bytes,
     )
     app.add_route(f"{prefix}/health", _Health(server))
     app.add_route(f"{prefix}/__introspect_token__", _TokenIntrospection())
-    app.add_route(f"{prefix}/{{method}}", rpc)
-    app.add_route(f"{prefix}/{{method}}/init", rpc, suffix="init")
-    app.add_route(f"{prefix}/{{method}}/exchange", rpc, suffix="exchange")
+    app.add_route(f"{prefix}/{{first}}", rpc)
+    app.add_route(f"{prefix}/{{first}}/init", rpc, suffix="init")
+    app.add_route(f"{prefix}/{{first}}/exchange", rpc, suffix="exchange")
+    app.add_route(f"{prefix}/{{first}}/{{method}}", rpc, suffix="routed")
+    app.add_route(f"{prefix}/{{first}}/{{method}}/init", rpc, suffix="routed_init")
+    app.add_route(f"{prefix}/{{first}}/{{method}}/exchange", rpc, suffix="routed_exchange")
     return app
+
+
+def _raw_path(req: falcon.Request) -> str:
+    """The request path as sent, before percent-decoding (when the WSGI server keeps it)."""
+    raw = req.env.get("RAW_URI") or req.env.get("REQUEST_URI") or req.path
+    return str(raw).split("?", 1)[0].rstrip("/")
 
 
 def _normalise_prefix(prefix: str) -> str:

@@ -48,6 +48,14 @@ _TOKEN_KEYS = (k.STREAM_STATE_KEY, k.CALL_STATE_KEY)
 Body = bytes | bytearray
 
 
+class Route(NamedTuple):
+    """Where a request was sent: the method, the protocol (second generation), the body cap."""
+
+    method: str
+    protocol: str | None = None
+    max_response_bytes: int | None = None
+
+
 class HttpReply(NamedTuple):
     """An HTTP answer: status, body chunks, and whether the body carries a method error."""
 
@@ -114,19 +122,17 @@ def _write(writer: StreamWriter, batches: list[Batch]) -> None:
 class HttpDispatcher:
     """Answers RPC requests for one ``RpcServer`` (no HTTP framework here).
 
+    Each request's ``Route`` carries its response cap: soft for first-generation
+    producers (continuation tokens), hard for everything else.
+
     Args:
         server: The routing and dispatch core.
         tokens: Mints and opens stream tokens.
-        max_response_bytes: Body cap: soft for producers (continuation tokens),
-            hard for unary and exchange responses.
     """
 
-    def __init__(
-        self, server: RpcServer, tokens: TokenBook, max_response_bytes: int | None
-    ) -> None:
+    def __init__(self, server: RpcServer, tokens: TokenBook) -> None:
         self.server = server
         self.tokens = tokens
-        self.max_response_bytes = max_response_bytes
 
     # -- shared front half ------------------------------------------------
 
@@ -181,15 +187,9 @@ class HttpDispatcher:
 
     # -- unary --------------------------------------------------------------
 
-    def unary(
-        self,
-        url_method: str,
-        body: Body,
-        auth: AuthContext,
-        request_id: str,
-        protocol: str | None = None,
-    ) -> HttpReply:
+    def unary(self, route: Route, body: Body, auth: AuthContext, request_id: str) -> HttpReply:
         """``POST {prefix}[/{protocol}]/{method}``."""
+        url_method, protocol = route.method, route.protocol
         channel = _MemoryChannel(body)
         request = self._request(channel, url_method, protocol)
         target = self._route(request)
@@ -202,7 +202,7 @@ class HttpDispatcher:
         for reply in start.replies:
             channel.write_reply(reply)
         failed = any(reply.error is not None for reply in start.replies)
-        cap = self.max_response_bytes
+        cap = route.max_response_bytes
         if cap is not None and channel.size > cap and isinstance(target, Handler):
             overshoot = RuntimeError(
                 f"{target.info.name}() response of {channel.size} bytes exceeds the server's "
@@ -213,15 +213,9 @@ class HttpDispatcher:
 
     # -- streams ------------------------------------------------------------
 
-    def init(
-        self,
-        url_method: str,
-        body: Body,
-        auth: AuthContext,
-        request_id: str,
-        protocol: str | None = None,
-    ) -> HttpReply:
+    def init(self, route: Route, body: Body, auth: AuthContext, request_id: str) -> HttpReply:
         """``POST .../{method}/init``: header (if any), then the first output."""
+        url_method, protocol = route.method, route.protocol
         channel = _MemoryChannel(body)
         request = self._request(channel, url_method, protocol)
         target = self._route(request)
@@ -262,21 +256,15 @@ class HttpDispatcher:
         output = StreamWriter(channel, stream.output_schema)
         _write(output, stream.pending_logs)
         if stream.is_producer:
-            return self._produce(stream, call, channel, output, auth, call_token, 0)
+            return self._produce(route, stream, call, channel, output, auth, call_token, 0, None)
         cursor = self.tokens.mint_cursor(call, stream.state, auth, 0)
         tokens = {k.STREAM_STATE_KEY: cursor, k.CALL_STATE_KEY: call_token}
         output.write(empty_batch(stream.output_schema), tokens)
         return self._finish(channel, output, stream)
 
-    def exchange(
-        self,
-        url_method: str,
-        body: Body,
-        auth: AuthContext,
-        request_id: str,
-        protocol: str | None = None,
-    ) -> HttpReply:
+    def exchange(self, route: Route, body: Body, auth: AuthContext, request_id: str) -> HttpReply:
         """``POST .../{method}/exchange``: one exchange, a producer continuation, or cancel."""
+        url_method, protocol = route.method, route.protocol
         handler = self.server.handler(protocol, url_method)
         if handler is None:
             if protocol is not None and protocol not in self.server.hosted:
@@ -320,8 +308,13 @@ class HttpDispatcher:
             return self._finish(channel, StreamWriter(channel, call.output_schema), stream)
         output = StreamWriter(channel, call.output_schema)
         if stream.is_producer:
-            return self._produce(stream, call, channel, output, auth, None, turn + 1)
-        return self._exchange(stream, call, batch, user_metadata, channel, output, auth, turn + 1)
+            tick_metadata = (user_metadata or None) if protocol is not None else None
+            return self._produce(
+                route, stream, call, channel, output, auth, None, turn + 1, tick_metadata
+            )
+        return self._exchange(
+            route, stream, call, batch, user_metadata, channel, output, auth, turn + 1
+        )
 
     def _input(self, channel: _MemoryChannel) -> tuple[pa.RecordBatch, Metadata]:
         policy = self.server.read_policy.for_body(channel.body_size)
@@ -347,6 +340,7 @@ class HttpDispatcher:
 
     def _produce(
         self,
+        route: Route,
         stream: ServerStream,
         call: Call,
         channel: _MemoryChannel,
@@ -354,20 +348,32 @@ class HttpDispatcher:
         auth: AuthContext,
         call_token: bytes | None,
         next_turn: int,
+        tick_metadata: Metadata | None,
     ) -> HttpReply:
-        """Run producer ticks until it finishes or the body reaches the cap, then hand a cursor."""
-        cap = self.max_response_bytes
+        """Run producer ticks until it finishes or the body reaches the cap, then hand a cursor.
+
+        A second-generation stream runs lockstep: one data batch per response.
+        """
+        cap = route.max_response_bytes
+        lockstep = route.protocol is not None
         tick = empty_batch(EMPTY_SCHEMA)
         while True:
-            turn = stream.turn(tick)
+            before = channel.size
+            turn = stream.turn(tick, tick_metadata)
             if turn.error is not None:
                 _write(output, turn.logs)
-                return self._stream_failed(stream, turn.error, channel, output, call)
+                return self._stream_failed(route, stream, turn.error, channel, output, call)
             _write(output, turn.batches)
             output.flush()
+            if lockstep and cap is not None and channel.size > cap and turn.data is not None:
+                too_large = ResponseTooLargeError(
+                    f"{stream.info.name}(): one produced batch of {channel.size - before} bytes "
+                    f"exceeds the response limit of {cap} bytes"
+                )
+                return self._stream_failed(route, stream, too_large, channel, output, call)
             if turn.finished:
                 break
-            if cap is None or channel.size >= cap:
+            if lockstep or cap is None or channel.size >= cap:
                 cursor = self.tokens.mint_cursor(call, stream.state, auth, next_turn)
                 tokens = {k.STREAM_STATE_KEY: cursor}
                 if call_token is not None:
@@ -378,6 +384,7 @@ class HttpDispatcher:
 
     def _exchange(
         self,
+        route: Route,
         stream: ServerStream,
         call: Call,
         batch: pa.RecordBatch,
@@ -391,14 +398,14 @@ class HttpDispatcher:
         if turn.error is not None or turn.data is None:
             _write(output, turn.logs)
             error = turn.error or ValueError(f"{stream.info.name}(): exchange emitted no batch")
-            return self._stream_failed(stream, error, channel, output, call)
+            return self._stream_failed(route, stream, error, channel, output, call)
         data, metadata = turn.data
         tokens = dict(metadata or {})
         tokens[k.STREAM_STATE_KEY] = self.tokens.mint_cursor(call, stream.state, auth, next_turn)
         _write(output, turn.logs)
         output.write(data, tokens)
         output.flush()
-        cap = self.max_response_bytes
+        cap = route.max_response_bytes
         if cap is not None and channel.size > cap:
             overshoot = RuntimeError(
                 f"{stream.info.name}() exchange response of {channel.size} bytes exceeds the "
@@ -411,6 +418,7 @@ class HttpDispatcher:
 
     def _stream_failed(
         self,
+        route: Route,
         stream: ServerStream,
         exc: Exception,
         channel: _MemoryChannel,
@@ -418,7 +426,8 @@ class HttpDispatcher:
         call: Call,
     ) -> HttpReply:
         stream.finish(exc)
-        if self.max_response_bytes is not None and channel.size > self.max_response_bytes:
+        cap = route.max_response_bytes
+        if cap is not None and channel.size > cap:
             # The partial body is over the cap already: answer with the error alone.
             return self._error_reply(200, exc, stream.request_id, call.output_schema)
         metadata = self.server.error_metadata(exc, stream.request_id, stream.auth)
@@ -450,4 +459,11 @@ def _problem_exception(problem: RequestRefusedError) -> Exception:
     return ProtocolError(problem.message)
 
 
-__all__ = ["HttpDispatcher", "HttpReply"]
+class ResponseTooLargeError(Exception):
+    """One batch of a response would exceed the caller's or the server's response limit."""
+
+    error_kind = "response_too_large"
+    error_code = "RESOURCE_EXHAUSTED"
+
+
+__all__ = ["HttpDispatcher", "HttpReply", "ResponseTooLargeError", "Route"]

@@ -20,7 +20,7 @@ from vgi_rpc.rpc._describe import (
     parse_describe_batch,
     protocol_hash,
 )
-from vgi_rpc.rpc._hosting import Handler, Hosted
+from vgi_rpc.rpc._hosting import Handler, Hosted, is_wire_name
 from vgi_rpc.rpc._request import ONE_EMPTY_ROW, Request, encode_arguments, read_request
 from vgi_rpc.rpc._server import Builtin, RpcServer
 from vgi_rpc.rpc._shm_client import ClientShm
@@ -67,6 +67,7 @@ __all__ = [
     "build_describe_batch",
     "connection_of",
     "encode_arguments",
+    "is_wire_name",
     "make_proxy",
     "parse_describe_batch",
     "protocol_hash",

@@ -39,6 +39,7 @@ from vgi_rpc.rpc._channel import Channel
 from vgi_rpc.rpc._context import AuthContext, CallContext
 from vgi_rpc.rpc._describe import build_describe_batch
 from vgi_rpc.rpc._hosting import Handler, Hosted, host_all, is_wire_name, protocol_pairs
+from vgi_rpc.rpc._reflection import Reflection, ReflectionImpl
 from vgi_rpc.rpc._request import Request, decode_arguments
 from vgi_rpc.rpc._shm_inbound import InboundShm
 from vgi_rpc.rpc._step import (
@@ -86,7 +87,10 @@ class RpcServer:
         implementation: An object with a method for every Protocol method
             (each may add a ``ctx: CallContext`` parameter).
         extra_protocols: More ``(Protocol, implementation)`` pairs to host.
-        default_protocol: The protocol first-generation requests reach (the first by default).
+        default_protocol: The protocol first-generation requests reach: a hosted
+            Protocol class (the first one by default), or a ``(Protocol,
+            implementation)`` pair served to first-generation clients only (an
+            older version of a routed protocol with the same name, say).
         server_id: Identifier stamped on log and error batches (random by default).
         enable_describe: Answer the ``__describe__`` introspection method.
         ipc_validation: How thoroughly to validate received batches.
@@ -95,6 +99,9 @@ class RpcServer:
             to the caller. ``None`` (default): yes on pipes, sockets and
             subprocesses; over HTTP only to authenticated callers. Errors in
             the request itself never carry a traceback. Server logs always do.
+        reflection: Host ``vgi_rpc.Reflection.v1`` (how second-generation
+            clients discover the protocols and their schemas); by default
+            whenever ``enable_describe`` is set.
 
     Raises:
         SchemaError: A Protocol annotation has no Arrow mapping.
@@ -108,23 +115,31 @@ class RpcServer:
         implementation: object | None = None,
         *,
         extra_protocols: Iterable[tuple[type, object]] = (),
-        default_protocol: type | None = None,
+        default_protocol: type | tuple[type, object] | None = None,
         server_id: str | None = None,
         enable_describe: bool = False,
         ipc_validation: IpcValidation = IpcValidation.FULL,
         limits: ResourceLimits | None = None,
         expose_tracebacks: bool | None = None,
+        reflection: bool | None = None,
     ) -> None:
         pairs = protocol_pairs(protocol, implementation, extra_protocols)
-        self.hosted: dict[str, Hosted] = host_all(pairs)
-        default = next(iter(self.hosted.values()))
-        if default_protocol is not None:
+        self.server_id = server_id or new_server_id()
+        self.reflection = ReflectionImpl(
+            lambda: self.hosted, self.server_id, _version(), k.REQUEST_VERSION.decode()
+        )
+        hosts_reflection = enable_describe if reflection is None else reflection
+        framework = [(Reflection, self.reflection)] if hosts_reflection else []
+        self.hosted: dict[str, Hosted] = host_all(pairs, framework=framework)
+        default = next(h for h in self.hosted.values() if h.implementation is not self.reflection)
+        if isinstance(default_protocol, tuple):
+            default = Hosted.build(*default_protocol)
+        elif default_protocol is not None:
             matches = [h for h in self.hosted.values() if h.protocol is default_protocol]
             if not matches:
                 raise ValueError(f"default_protocol {default_protocol.__name__} is not hosted")
             default = matches[0]
         self._default = default
-        self.server_id = server_id or new_server_id()
         self.enable_describe = enable_describe
         self.ipc_validation = ipc_validation
         self.limits = limits if limits is not None else DEFAULT_LIMITS
@@ -456,6 +471,12 @@ class RpcServer:
             exc,
             exc_info=exc,
         )
+
+
+def _version() -> str:
+    from vgi_rpc import __version__
+
+    return __version__
 
 
 def status_of(exc: BaseException) -> int:
