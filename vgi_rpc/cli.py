@@ -323,6 +323,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--describe", action="store_true", help="answer __describe__")
     serve.add_argument("--max-request-bytes", type=int, metavar="N")
     serve.add_argument("--max-response-bytes", type=int, metavar="N")
+    from vgi_rpc.services.vectorindex._cli import add_vectorindex_command
+
+    add_vectorindex_command(sub)
     return parser
 
 
@@ -353,6 +356,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "vectorindex":
+        from vgi_rpc.services.vectorindex._cli import serve as serve_vectorindex
+
+        return serve_vectorindex(args)
     conn, close = _open(args)
     try:
         try:
