@@ -8,6 +8,7 @@ allocated from it. Knows nothing of faiss, the log or the RPC layer.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -32,15 +33,17 @@ def vector_type(dim: int) -> pa.DataType:
     return pa.list_(pa.float32(), dim)
 
 
-def check_ids(ids: Sequence[str] | pa.Array, what: str = "ids") -> list[str]:
+def check_ids(ids: Sequence[str] | pa.Array[Any], what: str = "ids") -> list[str]:
     """Ids as a list: non-null, non-empty, at most 512 bytes, no duplicates."""
     if len(ids) > MAX_BATCH_ROWS:
         raise InvalidArgumentError(f"{len(ids)} {what}; at most {MAX_BATCH_ROWS} per call")
-    values = ids.to_pylist() if isinstance(ids, pa.Array) else list(ids)
+    raw = ids.to_pylist() if isinstance(ids, pa.Array) else list(ids)
     seen: set[str] = set()
-    for value in values:
+    values: list[str] = []
+    for value in raw:
         if not isinstance(value, str) or not value:
             raise InvalidArgumentError(f"{what} must be non-empty strings, got {value!r}")
+        values.append(value)
         if len(value) > MAX_ID_BYTES // 4 and len(value.encode()) > MAX_ID_BYTES:
             raise InvalidArgumentError(f"id {value[:40]!r}... is longer than {MAX_ID_BYTES} bytes")
         if value in seen:
@@ -49,7 +52,9 @@ def check_ids(ids: Sequence[str] | pa.Array, what: str = "ids") -> list[str]:
     return values
 
 
-def vectors_to_numpy(column: pa.Array | pa.ChunkedArray, dim: int) -> npt.NDArray[np.float32]:
+def vectors_to_numpy(
+    column: pa.Array[Any] | pa.ChunkedArray[Any], dim: int
+) -> npt.NDArray[np.float32]:
     """A vector column as an ``(n, dim)`` float32 array; every value finite."""
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
@@ -59,7 +64,11 @@ def vectors_to_numpy(column: pa.Array | pa.ChunkedArray, dim: int) -> npt.NDArra
             raise DimensionMismatchError(f"vectors have dimension {t.list_size}, the index {dim}")
     elif pa.types.is_list(t) or pa.types.is_large_list(t):
         lengths = pc.list_value_length(column)
-        bad = pc.any(pc.not_equal(lengths, dim)).as_py() if len(column) else False
+        bad = (
+            pc.any(pc.not_equal(lengths, pa.scalar(dim, pa.int32()))).as_py()
+            if len(column)
+            else False
+        )
         if bad:
             raise DimensionMismatchError(f"some vectors do not have the index dimension {dim}")
     else:
@@ -68,17 +77,20 @@ def vectors_to_numpy(column: pa.Array | pa.ChunkedArray, dim: int) -> npt.NDArra
         raise InvalidArgumentError(f"vector values must be numbers, got {t.value_type}")
     if column.null_count:
         raise InvalidVectorError("a vector is null")
-    values = column.flatten()
+    values = pc.list_flatten(column)
     if values.null_count:
         raise InvalidVectorError("a vector holds a null value")
     array = values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
     with np.errstate(over="ignore"):
         if not np.isfinite(array).all():
             raise InvalidVectorError("vectors must be finite: found NaN or infinity")
-    return array.reshape(len(column), dim)
+    result: npt.NDArray[np.float32] = array.reshape(len(column), dim)
+    return result
 
 
-def check_metadata(column: pa.Array | pa.ChunkedArray | None, rows: int) -> pa.Array | None:
+def check_metadata(
+    column: pa.Array[Any] | pa.ChunkedArray[Any] | None, rows: int
+) -> pa.Array[Any] | None:
     """A metadata column: a struct with one entry per row (null rows become empty)."""
     if column is None:
         return None
@@ -111,7 +123,7 @@ def query_vectors(batch: pa.RecordBatch, dim: int) -> npt.NDArray[np.float32]:
 
 def upsert_columns(
     batch: pa.RecordBatch, dim: int
-) -> tuple[list[str], npt.NDArray[np.float32], pa.Array | None]:
+) -> tuple[list[str], npt.NDArray[np.float32], pa.Array[Any] | None]:
     """Validate an upsert batch (``id``, ``vector``, optional ``metadata``)."""
     names = batch.schema.names
     if "id" not in names or "vector" not in names:
@@ -130,7 +142,7 @@ def upsert_columns(
     return ids, vectors, meta
 
 
-def vectors_array(vectors: npt.NDArray[np.float32]) -> pa.FixedSizeListArray:
+def vectors_array(vectors: npt.NDArray[np.float32]) -> pa.Array[Any]:
     """An ``(n, dim)`` array as a fixed_size_list<float32> column."""
     dim = vectors.shape[1] if vectors.ndim == 2 else 0
     flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1), pa.float32())

@@ -41,7 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--snapshot-rows", type=int, default=200_000, metavar="N")
 
 
-def add_vectorindex_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_vectorindex_command(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
     """Register ``vectorindex serve`` on the ``vgi-rpc`` command."""
     command = subparsers.add_parser("vectorindex", help="the vector index service")
     actions = command.add_subparsers(dest="vectorindex_command", required=True)

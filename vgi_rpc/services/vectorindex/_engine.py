@@ -17,13 +17,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import faiss
+import faiss as _faiss
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from vgi_rpc.services.vectorindex._errors import InvalidArgumentError
+
+faiss: Any = _faiss  # untyped extension module
 
 METRICS = ("cosine", "dot", "l2")
 KINDS = ("exact", "hnsw", "ivf")
@@ -82,8 +84,8 @@ class Engine:
         self.position: dict[str, int] = {}
         self._vectors: F32 = np.zeros((0, config.dim), dtype=np.float32)
         self._alive: BOOL = np.zeros(0, dtype=np.bool_)
-        self._meta_chunks: list[pa.Array] = []
-        self._meta: pa.Array | None = pa.array([], _EMPTY_META)
+        self._meta_chunks: list[pa.Array[Any]] = []
+        self._meta: pa.Array[Any] | None = pa.array([], _EMPTY_META)
         self._sorted: list[str] | None = None
         self.index: Any = self._new_index(0) if config.kind != "ivf" else None
         self.trained_rows = 0
@@ -110,7 +112,7 @@ class Engine:
         return self._alive[: self.rows]
 
     @property
-    def metadata(self) -> pa.Array:
+    def metadata(self) -> pa.Array[Any]:
         """All rows' metadata as one struct array."""
         if self._meta is None:
             table = pa.concat_tables(
@@ -124,11 +126,13 @@ class Engine:
     @property
     def metadata_type(self) -> pa.StructType:
         """The namespace's metadata struct type so far."""
-        return self.metadata.type  # type: ignore[return-value]  # always a struct
+        meta_type = self.metadata.type
+        assert isinstance(meta_type, pa.StructType)
+        return meta_type
 
     def memory_bytes(self) -> int:
         """An estimate of the memory this namespace holds."""
-        total = self._vectors.nbytes + self._alive.nbytes + self.metadata.nbytes
+        total: float = self._vectors.nbytes + self._alive.nbytes + self.metadata.nbytes
         total += sum(len(i) + 90 for i in self.ids)  # str objects and the dict entry
         if self.config.kind == "exact":
             total += self.rows * self.config.dim * 4
@@ -170,7 +174,7 @@ class Engine:
             self.index.add(vectors)
 
     # -- writes --------------------------------------------------------------------------
-    def upsert(self, ids: Sequence[str], vectors: F32, metadata: pa.Array | None) -> None:
+    def upsert(self, ids: Sequence[str], vectors: F32, metadata: pa.Array[Any] | None) -> None:
         """Add rows; an id already present is replaced (its old row is masked)."""
         n = len(ids)
         if metadata is None:
@@ -285,7 +289,7 @@ class Engine:
         return labels[:, :k], scores[:, :k].astype(np.float32, copy=False)
 
     def _params(self, mask: BOOL | None) -> tuple[Any, object]:
-        """faiss search parameters, and the bitmap their selector points into."""
+        """Faiss search parameters, and the bitmap their selector points into."""
         kwargs: dict[str, Any] = {}
         bits = None
         if mask is not None:
@@ -360,12 +364,12 @@ class Engine:
         """Restore what ``to_table`` and ``index_bytes`` saved."""
         engine = cls(config, rebuild_fraction)
         rows = table.num_rows
-        vectors = table.column("vector").combine_chunks().flatten().to_numpy()
+        vectors = pc.list_flatten(table.column("vector")).to_numpy()
         engine._grow(rows)
         engine._vectors[:rows] = vectors.reshape(rows, config.dim)
         engine._alive[:rows] = table.column("alive").to_numpy(zero_copy_only=False)
         engine.rows = rows
-        engine.ids = table.column("id").to_pylist()
+        engine.ids = [str(i) for i in table.column("id").to_pylist()]
         engine.position = {engine.ids[i]: int(i) for i in np.flatnonzero(engine.alive)}
         engine._meta_chunks = [table.column("metadata").combine_chunks()]
         engine._meta = None

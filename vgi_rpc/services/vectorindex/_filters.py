@@ -115,7 +115,8 @@ class _Compiler:
                 raise FilterError(f"{name}: $exists takes true or false, got {_describe(arg)}")
             if field is None:
                 return pc.scalar(not arg)
-            return field[0].is_valid() if arg else field[0].is_null()
+            valid: pc.Expression = pc.is_valid(field[0])
+            return valid if arg else field[0].is_null()
         if op in ("$in", "$nin"):
             if not isinstance(arg, list) or len(arg) > MAX_IN_VALUES:
                 raise FilterError(f"{name}: {op} takes a list of at most {MAX_IN_VALUES} values")

@@ -17,6 +17,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -70,7 +71,7 @@ class ReadWriteLock:
                 self._cond.notify_all()
 
 
-def _entry(op: str, columns: dict[str, pa.Array]) -> pa.RecordBatch:
+def _entry(op: str, columns: dict[str, pa.Array[Any]]) -> pa.RecordBatch:
     if not columns:
         batch = pa.RecordBatch.from_pydict({"_": pa.array([], pa.null())})
     else:
@@ -129,13 +130,13 @@ class Namespace:
         op = (batch.schema.metadata or {}).get(_OP, b"").decode()
         engine = self.engine
         if op == "upsert":
-            flat = batch.column("vector").flatten().to_numpy(zero_copy_only=False)
+            flat = pc.list_flatten(batch.column("vector")).to_numpy(zero_copy_only=False)
             vectors = flat.astype(np.float32, copy=False).reshape(batch.num_rows, self.config.dim)
             meta = batch.column("metadata") if "metadata" in batch.schema.names else None
-            engine.upsert(batch.column("id").to_pylist(), vectors, meta)
+            engine.upsert([str(i) for i in batch.column("id").to_pylist()], vectors, meta)
             return batch.num_rows
         if op == "delete":
-            return engine.delete(batch.column("id").to_pylist())
+            return engine.delete(str(i) for i in batch.column("id").to_pylist())
         if op == "delete_all":
             count = engine.count
             self.engine = Engine(self.config, self.rebuild_fraction)
@@ -155,10 +156,10 @@ class Namespace:
         return offset, count
 
     def upsert(
-        self, ids: list[str], vectors: npt.NDArray[np.float32], metadata: pa.Array | None
+        self, ids: list[str], vectors: npt.NDArray[np.float32], metadata: pa.Array[Any] | None
     ) -> int:
         """Durably add or replace rows; return the log offset."""
-        columns: dict[str, pa.Array] = {
+        columns: dict[str, pa.Array[Any]] = {
             "id": pa.array(ids, pa.utf8()),
             "vector": vectors_array(vectors),
         }

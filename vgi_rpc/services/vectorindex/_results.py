@@ -6,10 +6,12 @@ Owns the output column layout. Reads an engine; never changes it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from vgi_rpc.services.vectorindex._batches import vector_type, vectors_array
 from vgi_rpc.services.vectorindex._engine import Engine
@@ -17,7 +19,7 @@ from vgi_rpc.services.vectorindex._engine import Engine
 UPSERT_ACK = pa.schema([pa.field("offset", pa.int64()), pa.field("count", pa.int64())])
 
 
-def project_struct(array: pa.Array, target: pa.StructType) -> pa.Array:
+def project_struct(array: pa.Array[Any], target: pa.StructType) -> pa.Array[Any]:
     """``array`` with exactly ``target``'s fields (missing ones null, extra ones dropped)."""
     if array.type == target:
         return array
@@ -27,7 +29,7 @@ def project_struct(array: pa.Array, target: pa.StructType) -> pa.Array:
         if index < 0:
             children.append(pa.nulls(len(array), field.type))
         else:
-            children.append(array.field(index).cast(field.type))
+            children.append(pc.struct_field(array, [index]).cast(field.type))
     mask = array.is_null() if array.null_count else None
     return pa.StructArray.from_arrays(children, fields=list(target), mask=mask)
 
@@ -50,7 +52,7 @@ def rows_batch(engine: Engine, rows: Sequence[int], meta_type: pa.StructType) ->
 
 def query_schema(dim: int, include: tuple[bool, bool], meta_type: pa.DataType) -> pa.Schema:
     """Schema of query results."""
-    fields = [
+    fields: list[pa.Field[Any]] = [
         pa.field("query", pa.int32()),
         pa.field("rank", pa.int32()),
         pa.field("id", pa.utf8()),
@@ -74,7 +76,7 @@ def query_batch(
     """One row per match: query index, rank, id, score (+ vector, metadata)."""
     nq, k = rows.shape
     flat = rows.reshape(-1)
-    columns: list[pa.Array] = [
+    columns: list[pa.Array[Any]] = [
         pa.array(np.repeat(np.arange(first_query, first_query + nq, dtype=np.int32), k)),
         pa.array(np.tile(np.arange(k, dtype=np.int32), nq)),
         pa.array([engine.ids[r] for r in flat.tolist()], pa.utf8()),

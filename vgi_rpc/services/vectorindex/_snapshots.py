@@ -14,6 +14,7 @@ crc32 of its ``.faiss`` companion. Knows nothing of the log or of faiss.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -177,7 +178,5 @@ class SnapshotStore:
         for offset in self._offsets(namespace)[:-keep]:
             stem = self._path(namespace, "snapshots", f"{offset:020d}")
             for ext in (".arrow", ".faiss"):
-                try:
+                with contextlib.suppress(FileNotFoundError):
                     self.fs.delete_file(stem + ext)
-                except FileNotFoundError:
-                    pass

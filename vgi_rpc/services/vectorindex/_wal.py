@@ -16,6 +16,7 @@ segment (a crash mid-write) is cut off; corruption anywhere else is an error.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import struct
@@ -185,7 +186,7 @@ class WriteAheadLog:
         """Delete segments holding only entries up to ``offset``; return how many."""
         segments = self._segments()
         dropped = 0
-        for (_, path), (next_first, _) in zip(segments, segments[1:], strict=False):
+        for (_, path), (next_first, _) in itertools.pairwise(segments):
             if next_first - 1 <= offset:
                 os.unlink(path)
                 dropped += 1

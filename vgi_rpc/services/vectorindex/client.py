@@ -18,7 +18,8 @@ from typing import Any, TypeVar
 import numpy as np
 import pyarrow as pa
 
-from vgi_rpc import RpcError, connect as connect_worker, serve_pipe, tcp_connect, unix_connect
+from vgi_rpc import RpcError, serve_pipe, tcp_connect, unix_connect
+from vgi_rpc import connect as connect_worker
 from vgi_rpc.services.vectorindex._errors import ERRORS_BY_KIND
 from vgi_rpc.services.vectorindex.protocol import (
     DeleteResult,
@@ -45,7 +46,7 @@ def typed_errors() -> Iterator[None]:
         raise cls(exc.error_message) from exc
 
 
-def to_vectors(vectors: VectorsLike) -> pa.Array:
+def to_vectors(vectors: VectorsLike) -> pa.Array[Any]:
     """Vectors as a fixed_size_list<float32> column."""
     if isinstance(vectors, pa.ChunkedArray):
         vectors = vectors.combine_chunks()
@@ -63,7 +64,7 @@ def to_vectors(vectors: VectorsLike) -> pa.Array:
 
 
 def upsert_batch(
-    ids: Sequence[str] | pa.Array, vectors: VectorsLike, metadata: MetadataLike = None
+    ids: Sequence[str] | pa.Array[Any], vectors: VectorsLike, metadata: MetadataLike = None
 ) -> pa.RecordBatch:
     """The wire batch of an upsert."""
     columns = {"id": pa.array(ids, pa.utf8()) if not isinstance(ids, pa.Array) else ids}
@@ -112,7 +113,7 @@ class VectorIndexClient:
     def upsert(
         self,
         namespace: str,
-        ids: Sequence[str] | pa.Array,
+        ids: Sequence[str] | pa.Array[Any],
         vectors: VectorsLike,
         metadata: MetadataLike = None,
     ) -> int:
@@ -123,11 +124,10 @@ class VectorIndexClient:
 
     def upsert_many(self, namespace: str, batches: Iterator[pa.RecordBatch]) -> list[int]:
         """Bulk upsert over one exchange stream; one offset per batch (see ``upsert_batch``)."""
-        offsets = []
         with typed_errors(), self.proxy.upsert_stream(namespace=namespace) as session:
-            for batch in batches:
-                offsets.append(int(session.exchange(batch).batch.column("offset")[0].as_py()))
-        return offsets
+            return [
+                int(session.exchange(batch).batch.column("offset")[0].as_py()) for batch in batches
+            ]
 
     def delete(
         self,
@@ -268,10 +268,11 @@ def connect(
             socket = target
     chosen = [x is not None for x in (socket, url, host, store, worker_store)]
     if sum(chosen) != 1:
-        raise ValueError("connect() takes exactly one of socket, url, host/port, store, worker_store")
+        raise ValueError(
+            "connect() takes exactly one of socket, url, host/port, store, worker_store"
+        )
     if socket is not None:
-        extra = {"shm_size": shm_size} if shm_size else {}
-        return _wrap(unix_connect(VectorIndex, socket, **extra, **options))
+        return _wrap(unix_connect(VectorIndex, socket, shm_size=shm_size, **options))
     if url is not None:
         from vgi_rpc.http import http_connect
 
@@ -284,5 +285,4 @@ def connect(
         return _in_process(store, **options)
     assert worker_store is not None
     command = [sys.executable, "-m", "vgi_rpc.services.vectorindex", "--store", worker_store]
-    extra = {"shm_size": shm_size} if shm_size else {}
-    return _wrap(connect_worker(VectorIndex, command, **extra, **options))
+    return _wrap(connect_worker(VectorIndex, command, shm_size=shm_size, **options))
