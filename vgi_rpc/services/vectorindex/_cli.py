@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -17,6 +18,10 @@ def _host_port(text: str) -> tuple[str, int]:
     if not sep or not port.isdigit():
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
     return host or "127.0.0.1", int(port)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def default_store() -> str:
@@ -53,7 +58,7 @@ def add_vectorindex_command(
 
 def serve(args: argparse.Namespace) -> int:
     """Run the service with the parsed options until stopped; return the exit status."""
-    from vgi_rpc import RpcServer, run_server, serve_tcp, serve_unix
+    from vgi_rpc import RpcServer, run_server, serve_tcp, unix_server
     from vgi_rpc.services.vectorindex.protocol import VectorIndex
     from vgi_rpc.services.vectorindex.server import VectorIndexService
 
@@ -66,8 +71,13 @@ def serve(args: argparse.Namespace) -> int:
     server = RpcServer(VectorIndex, service, enable_describe=True)
     try:
         if args.socket:
-            print(f"UNIX:{args.socket}", file=sys.stderr, flush=True)
-            serve_unix(server, args.socket, threaded=True)
+            listening = unix_server(server, args.socket, threaded=True)
+            print(f"UNIX:{listening.address}", file=sys.stderr, flush=True)
+            signal.signal(signal.SIGTERM, _exit_on_sigterm)
+            try:
+                listening.serve_forever()
+            finally:
+                listening.close()
         elif args.tcp:
 
             def bound(host: str, port: int) -> None:
@@ -86,7 +96,7 @@ def serve(args: argparse.Namespace) -> int:
             serve_http(app, host=args.http[0], port=args.http[1], on_bound=bound_http)
         else:
             run_server(server)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):
         pass
     finally:
         service.close()
