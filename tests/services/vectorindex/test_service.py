@@ -19,7 +19,7 @@ def test_exact_search_matches_brute_force(open_index: Open, metric: str) -> None
         vi.upsert("n", [f"v{i}" for i in range(2000)], base)
         table = vi.query("n", queries, top_k=10)
     assert table.column_names == ["query", "rank", "id", "score"]
-    got = np.array([int(i[1:]) for i in table.column("id").to_pylist()]).reshape(20, 10)
+    got = np.array([int(str(i)[1:]) for i in table.column("id").to_pylist()]).reshape(20, 10)
     assert (got == brute_force(base, queries, 10, metric)).mean() > 0.99  # float ties aside
     scores = table.column("score").to_numpy().reshape(20, 10)
     assert (np.diff(scores, axis=1) >= 0).all() if metric == "l2" else (np.diff(scores) <= 0).all()
@@ -44,10 +44,24 @@ def test_include_data_and_metadata(open_index: Open) -> None:
     with open_index() as vi:
         vi.create_index("n", 3, metric="l2")
         meta = pa.array([{"tag": "x", "n": 1}, {"tag": "y", "n": 2}])
-        vi.upsert("n", pa.array(["p", "q"]), pa.array([[1, 0, 0], [0, 1, 0]], pa.list_(pa.float32(), 3)), meta)
-        table = vi.query("n", np.array([[1, 0, 0]]), top_k=1, include_data=True, include_metadata=True)
+        vi.upsert(
+            "n",
+            pa.array(["p", "q"]),
+            pa.array([[1, 0, 0], [0, 1, 0]], pa.list_(pa.float32(), 3)),
+            meta,
+        )
+        table = vi.query(
+            "n", np.array([[1, 0, 0]]), top_k=1, include_data=True, include_metadata=True
+        )
     assert table.to_pylist() == [
-        {"query": 0, "rank": 0, "id": "p", "score": 0.0, "vector": [1, 0, 0], "metadata": {"tag": "x", "n": 1}}
+        {
+            "query": 0,
+            "rank": 0,
+            "id": "p",
+            "score": 0.0,
+            "vector": [1, 0, 0],
+            "metadata": {"tag": "x", "n": 1},
+        }
     ]
 
 
@@ -99,7 +113,8 @@ def test_min_offset_read_your_writes(open_index: Open) -> None:
         hits = vi.query("n", [[0, 1, 0, 0]], top_k=1, min_offset=second)
         assert hits.column("id").to_pylist() == ["b"]
         deleted = vi.delete("n", ids=["b"])
-        assert deleted.offset == second + 1 and deleted.deleted == 1
+        assert deleted.offset == second + 1
+        assert deleted.deleted == 1
         hits = vi.query("n", [[0, 1, 0, 0]], top_k=2, min_offset=deleted.offset)
         assert hits.column("id").to_pylist() == ["a"]
         with pytest.raises(vectorindex.InvalidArgumentError, match="never written"):
@@ -110,7 +125,10 @@ def test_bulk_upsert_stream_and_query_stream(open_index: Open) -> None:
     vectors = random_vectors(6000, 8)
     with open_index() as vi:
         vi.create_index("n", 8)
-        batches = (upsert_batch([f"v{i}" for i in range(lo, lo + 1500)], vectors[lo : lo + 1500]) for lo in range(0, 6000, 1500))
+        batches = (
+            upsert_batch([f"v{i}" for i in range(lo, lo + 1500)], vectors[lo : lo + 1500])
+            for lo in range(0, 6000, 1500)
+        )
         offsets = vi.upsert_many("n", batches)
         assert offsets == [1, 2, 3, 4]
         results = list(vi.query_stream("n", vectors[:2500], top_k=3, queries_per_batch=1000))
@@ -132,7 +150,8 @@ def test_stats_counters_and_namespaces(open_index: Open) -> None:
     by_ns = {n.namespace: n for n in stats.namespaces}
     assert (by_ns["a"].count, by_ns["a"].dim, by_ns["a"].kind) == (2, 4, "hnsw")
     assert (by_ns["b"].count, by_ns["b"].metric) == (0, "dot")
-    assert by_ns["a"].memory_bytes > 0 and stats.dataset_size == 2
+    assert by_ns["a"].memory_bytes > 0
+    assert stats.dataset_size == 2
     fns = {f.function: f for f in stats.functions}
     assert (fns["query"].msg_recv, fns["query"].msg_sent, fns["query"].errors) == (3, 3, 0)
     assert fns["upsert"].avg_time_us > 0

@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import signal
 import struct
 import zlib
 from collections.abc import Iterator
@@ -33,6 +34,8 @@ MAX_ENTRY_BYTES = 1 << 30
 _PREFIX, _SUFFIX = "wal-", ".log"
 
 log = logging.getLogger("vgi_rpc.services.vectorindex.wal")
+# Tests set this to an offset: the process then kills itself half way through writing it.
+_CRASH_AT = int(os.environ.get("VGI_VECTORINDEX_WAL_CRASH_AT", "0") or 0)
 
 
 def _crc(offset: int, payload: bytes | memoryview) -> int:
@@ -167,6 +170,10 @@ class WriteAheadLog:
         view = memoryview(payload)
         header = _HEADER.pack(_MAGIC, offset, payload.size, _crc(offset, view))
         fd = self._open_segment()
+        if offset == _CRASH_AT:  # fault injection for crash tests: die mid-write
+            os.write(fd, header + bytes(view[: len(view) // 2]))
+            os.fdatasync(fd)
+            os.kill(os.getpid(), signal.SIGKILL)
         try:
             os.writev(fd, [header, view])
             os.fdatasync(fd)

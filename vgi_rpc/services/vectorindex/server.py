@@ -93,6 +93,7 @@ class VectorIndexService:
         snapshot_rows: Snapshot a namespace after this many logged rows.
         background: Run rebuilds and snapshots on a helper thread (else inline,
             before the write that triggered them returns).
+        snapshot_on_close: Snapshot namespaces with new writes in ``close()``.
     """
 
     def __init__(
@@ -103,6 +104,7 @@ class VectorIndexService:
         rebuild_fraction: float = 0.2,
         snapshot_rows: int = 200_000,
         background: bool = True,
+        snapshot_on_close: bool = True,
     ) -> None:
         self.store = SnapshotStore(store)
         if wal_dir is None and not self.store.local:
@@ -110,6 +112,7 @@ class VectorIndexService:
         self.wal_root = wal_dir or self.store.root
         self.rebuild_fraction = rebuild_fraction
         self.snapshot_rows = snapshot_rows
+        self.snapshot_on_close = snapshot_on_close
         self.service_id = uuid.uuid4().hex
         self._namespaces: dict[str, Namespace] = {}
         self._lock = threading.Lock()
@@ -185,7 +188,7 @@ class VectorIndexService:
                 except Exception:  # keep serving; the next write retries
                     log.exception("maintenance of namespace %s failed", ns.name)
 
-    def close(self, snapshot: bool = True) -> None:
+    def close(self) -> None:
         """Stop maintenance, snapshot namespaces with unsnapshotted writes, close the logs."""
         self._stop.set()
         self._kick.set()
@@ -193,7 +196,7 @@ class VectorIndexService:
             self._thread.join()
             self._thread = None
         for ns in list(self._namespaces.values()):
-            if snapshot and ns.applied != ns.snapshot_offset:
+            if self.snapshot_on_close and ns.applied != ns.snapshot_offset:
                 ns.snapshot()
             ns.close()
         _REGISTRY.pop(self.service_id, None)
