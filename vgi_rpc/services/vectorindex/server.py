@@ -234,8 +234,8 @@ class VectorIndexService:
             ns = self._namespaces.pop(namespace, None)
         if ns is None:
             return False
+        ns.destroy()  # close and remove the log first, then the config (the commit) and snapshots
         self.store.drop(namespace)
-        ns.destroy()
         return True
 
     # -- writes --------------------------------------------------------------------------
