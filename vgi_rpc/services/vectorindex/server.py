@@ -135,6 +135,7 @@ class VectorIndexService:
         ns = Namespace(name, config, self.store, wal_dir, rebuild_fraction=self.rebuild_fraction)
         ns.open()
         self._namespaces[name] = ns
+        self.after_write(ns)  # a long replayed log or an untrained IVF index: deal with it now
         return ns
 
     def namespace(self, name: str) -> Namespace:
