@@ -45,7 +45,7 @@ EXPECTED = {
         "the worker has exited",
         "after restart: 3750 vectors, deleted ids found: 0, same filtered answer: True",
     ],
-    "vectorindex.py": [
+    "vector_index.py": [
         "vector index: 5000 vectors upserted in 3 batches (log offsets 1..3)",
         "5 hits, all match: True",
         "delete by filter genre=horror: 1250 removed at offset 4",

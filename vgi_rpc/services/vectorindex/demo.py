@@ -1,4 +1,4 @@
-"""A short tour of the vector index, used by ``examples/vectorindex.py`` and ``./run demo``.
+"""A short tour of the vector index, used by ``examples/vector_index.py`` and ``./run demo``.
 
 Starts the service as a worker process (``python -m vgi_rpc.services.vectorindex``),
 upserts a few thousand vectors, runs a filtered query, deletes by filter,

@@ -1,6 +1,6 @@
 """The vector index service: upsert, filtered query, delete, restart.
 
-Run with ``python examples/vectorindex.py``. The service runs as a worker
+Run with ``python examples/vector_index.py``. The service runs as a worker
 process persisting to a temporary directory; see docs/vectorindex.md.
 """
 
