@@ -11,16 +11,12 @@ and snapshots). Serve it with any vgi_rpc transport::
 from __future__ import annotations
 
 import bisect
-import contextlib
-import functools
 import logging
 import os
 import threading
-import time
 import uuid
 import weakref
-from collections.abc import Callable, Iterator
-from typing import ParamSpec, TypeVar
+from contextlib import AbstractContextManager
 
 import pyarrow as pa
 
@@ -32,6 +28,7 @@ from vgi_rpc.services.vectorindex._batches import (
     query_vectors,
     upsert_columns,
 )
+from vgi_rpc.services.vectorindex._counters import Counters, counted
 from vgi_rpc.services.vectorindex._engine import IndexConfig
 from vgi_rpc.services.vectorindex._errors import (
     InvalidArgumentError,
@@ -51,8 +48,6 @@ from vgi_rpc.services.vectorindex.protocol import (
     Stats,
 )
 
-P = ParamSpec("P")
-R = TypeVar("R")
 log = logging.getLogger("vgi_rpc.services.vectorindex")
 _REGISTRY: weakref.WeakValueDictionary[str, VectorIndexService] = weakref.WeakValueDictionary()
 MAX_PAGE = 10_000
@@ -67,19 +62,6 @@ def lookup_service(service_id: str) -> VectorIndexService:
             raise InvalidArgumentError("this stream belongs to a service that is gone")
         found = live[0]
     return found
-
-
-def _counted(method: Callable[P, R]) -> Callable[P, R]:
-    """Count calls, answers, errors and time of a service method."""
-
-    @functools.wraps(method)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        service = args[0]
-        assert isinstance(service, VectorIndexService)
-        with service.counting(method.__name__):
-            return method(*args, **kwargs)
-
-    return wrapper
 
 
 class VectorIndexService:
@@ -116,7 +98,7 @@ class VectorIndexService:
         self.service_id = uuid.uuid4().hex
         self._namespaces: dict[str, Namespace] = {}
         self._lock = threading.Lock()
-        self._counters: dict[str, list[float]] = {}
+        self.counters = Counters()
         self._stop = threading.Event()
         self._kick = threading.Event()
         self._thread: threading.Thread | None = None
@@ -145,22 +127,11 @@ class VectorIndexService:
             raise NamespaceNotFoundError(f"no namespace {name!r}; create it with create_index")
         return ns
 
-    @contextlib.contextmanager
-    def counting(self, function: str, received: int = 1, sent: int = 1) -> Iterator[None]:
-        """Record one call of ``function`` in the per-method counters."""
-        started = time.perf_counter()
-        ok = False
-        try:
-            yield
-            ok = True
-        finally:
-            elapsed = time.perf_counter() - started
-            with self._lock:
-                c = self._counters.setdefault(function, [0, 0, 0, 0.0])
-                c[0] += received
-                c[1] += sent if ok else 0
-                c[2] += 0 if ok else 1
-                c[3] += elapsed
+    def counting(
+        self, function: str, received: int = 1, sent: int = 1
+    ) -> AbstractContextManager[None]:
+        """Count one call of ``function`` (a context manager); see ``Counters.counting``."""
+        return self.counters.counting(function, received, sent)
 
     def after_write(self, ns: Namespace) -> None:
         """Trigger a rebuild or snapshot if one is due."""
@@ -203,7 +174,7 @@ class VectorIndexService:
         _REGISTRY.pop(self.service_id, None)
 
     # -- namespaces ----------------------------------------------------------------------
-    @_counted
+    @counted
     def create_index(
         self,
         namespace: str,
@@ -228,7 +199,7 @@ class VectorIndexService:
                 )
         return self._ns_stats(existing)
 
-    @_counted
+    @counted
     def drop_index(self, namespace: str) -> bool:
         """See ``VectorIndex.drop_index``."""
         with self._lock:
@@ -240,7 +211,7 @@ class VectorIndexService:
         return True
 
     # -- writes --------------------------------------------------------------------------
-    @_counted
+    @counted
     def upsert(self, namespace: str, data: pa.RecordBatch) -> int:
         """See ``VectorIndex.upsert``."""
         ns = self.namespace(namespace)
@@ -256,13 +227,13 @@ class VectorIndexService:
             self.after_write(ns)
             return offset
 
-    @_counted
+    @counted
     def upsert_stream(self, namespace: str) -> Stream[UpsertState]:
         """See ``VectorIndex.upsert_stream``."""
         self.namespace(namespace)
         return Stream(_results.UPSERT_ACK, UpsertState(self.service_id, namespace))
 
-    @_counted
+    @counted
     def delete(
         self,
         namespace: str,
@@ -286,7 +257,7 @@ class VectorIndexService:
         return DeleteResult(offset, deleted)
 
     # -- reads ---------------------------------------------------------------------------
-    @_counted
+    @counted
     def fetch(self, namespace: str, ids: list[str]) -> FetchResult:
         """See ``VectorIndex.fetch``."""
         ns = self.namespace(namespace)
@@ -320,7 +291,7 @@ class VectorIndexService:
                 engine, rows, scores, first_query, include, meta_type or engine.metadata_type
             )
 
-    @_counted
+    @counted
     def query(
         self,
         namespace: str,
@@ -339,7 +310,7 @@ class VectorIndexService:
             ns.wait_applied(min_offset)
         return self.run_query(ns, vectors, top_k, spec, (include_data, include_metadata))
 
-    @_counted
+    @counted
     def query_stream(
         self,
         namespace: str,
@@ -369,7 +340,7 @@ class VectorIndexService:
         )  # fmt: skip
         return Stream(schema, state)
 
-    @_counted
+    @counted
     def list_ids(
         self,
         namespace: str,
@@ -390,7 +361,7 @@ class VectorIndexService:
             more = start + page_size < len(ids) and ids[start + page_size].startswith(prefix)
         return IdPage(page, page[-1] if more and page else None)
 
-    @_counted
+    @counted
     def export(self, namespace: str, batch_size: int = 10000) -> Stream[ExportState]:
         """See ``VectorIndex.export``."""
         ns = self.namespace(namespace)
@@ -401,12 +372,12 @@ class VectorIndexService:
         schema = _results.rows_schema(ns.config.dim, meta_type)
         return Stream(schema, ExportState(self.service_id, namespace, batch_size))
 
-    @_counted
+    @counted
     def snapshot(self, namespace: str) -> int:
         """See ``VectorIndex.snapshot``."""
         return self.namespace(namespace).snapshot()
 
-    @_counted
+    @counted
     def compact(self, namespace: str) -> NamespaceStats:
         """See ``VectorIndex.compact``."""
         ns = self.namespace(namespace)
@@ -421,13 +392,9 @@ class VectorIndexService:
                 engine.memory_bytes(), ns.applied, ns.snapshot_offset,
             )  # fmt: skip
 
-    @_counted
+    @counted
     def stats(self) -> Stats:
         """See ``VectorIndex.stats``."""
         namespaces = [self._ns_stats(ns) for ns in list(self._namespaces.values())]
-        with self._lock:
-            functions = [
-                FunctionStats(name, int(c[0]), int(c[1]), int(c[2]), c[3] / max(c[0], 1) * 1e6)
-                for name, c in sorted(self._counters.items())
-            ]
+        functions = [FunctionStats(*row) for row in self.counters.rows()]
         return Stats(namespaces, functions, sum(n.count for n in namespaces))
