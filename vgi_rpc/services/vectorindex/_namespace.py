@@ -3,8 +3,8 @@
 Owns the write path (validate, append to the log and sync, apply, acknowledge
 with the offset), recovery (newest snapshot, then the log after it) and the
 concurrency rules: one writer at a time (``_writer``); readers share the engine
-under the read side of ``_rw``; only the instant a write is applied takes the
-write side. Snapshots and rebuilds hold the writer lock, never the write side
+under the read side of ``_rw``; only applying a write (or swapping a rebuilt
+index in) takes the write side. Snapshots and rebuilds hold the writer lock, never the write side
 while they do I/O or build an index, so queries never wait for them.
 """
 
@@ -35,18 +35,24 @@ _OP = b"vectorindex.op"
 
 
 class ReadWriteLock:
-    """Many readers or one writer; readers are never held back by a waiting writer."""
+    """Many readers or one writer; not reentrant.
+
+    A waiting writer holds new readers back, so a steady stream of queries cannot
+    starve writes (the write side is only held to apply a batch or swap an index
+    in, never for I/O).
+    """
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._readers = 0
         self._writing = False
+        self._waiting = 0
 
     @contextlib.contextmanager
     def read(self) -> Iterator[None]:
         """Hold the lock shared."""
         with self._cond:
-            while self._writing:
+            while self._writing or self._waiting:
                 self._cond.wait()
             self._readers += 1
         try:
@@ -60,8 +66,12 @@ class ReadWriteLock:
     def write(self) -> Iterator[None]:
         """Hold the lock exclusively."""
         with self._cond:
-            while self._writing or self._readers:
-                self._cond.wait()
+            self._waiting += 1
+            try:
+                while self._writing or self._readers:
+                    self._cond.wait()
+            finally:
+                self._waiting -= 1
             self._writing = True
         try:
             yield
