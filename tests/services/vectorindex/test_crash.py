@@ -161,3 +161,34 @@ def test_snapshot_plus_log_replay(open_index: Open, tmp_path: Path) -> None:
         str(sorted((tmp_path / "store" / "n" / "snapshots").glob("*.arrow"))[-1])
     ).read_all()
     assert table.column_names == ["id", "vector", "metadata", "alive"]
+
+
+def test_snapshots_through_any_pyarrow_filesystem(tmp_path: Path) -> None:
+    """A non-local store (here a SubTreeFileSystem standing in for S3) with a local log."""
+    import pyarrow.fs as pafs
+
+    from vgi_rpc.services.vectorindex.server import VectorIndexService
+
+    (tmp_path / "bucket").mkdir()
+    fs = pafs.SubTreeFileSystem(str(tmp_path / "bucket"), pafs.LocalFileSystem())
+    with pytest.raises(vectorindex.InvalidArgumentError, match="wal_dir"):
+        VectorIndexService(fs)
+    vectors = random_vectors(100, 8)
+    service = VectorIndexService(fs, str(tmp_path / "wal"), background=False)
+    try:
+        service.create_index("n", 8)
+        service.upsert("n", upsert_batch([f"v{i}" for i in range(100)], vectors))
+        assert service.snapshot("n") == 1
+        service.upsert("n", upsert_batch(["extra"], vectors[:1]))
+    finally:
+        service.close()
+    written = sorted(p.name for p in (tmp_path / "bucket" / "n" / "snapshots").iterdir())
+    assert written == [f"{o:020d}.{ext}" for o in (1, 2) for ext in ("arrow", "faiss")]
+    reopened = VectorIndexService(fs, str(tmp_path / "wal"), background=False)
+    try:
+        assert reopened.stats().namespaces[0].count == 101
+        assert (
+            reopened.fetch("n", ["v5"]).rows.column("vector").to_pylist()[0] == vectors[5].tolist()
+        )
+    finally:
+        reopened.close()

@@ -52,17 +52,19 @@ class Snapshot:
 class SnapshotStore:
     """Configs and snapshots of every namespace under one root."""
 
-    def __init__(self, location: str) -> None:
-        if "://" in location:
+    def __init__(self, location: str | pafs.FileSystem) -> None:
+        if isinstance(location, pafs.FileSystem):
+            self.fs, self.root = location, ""
+        elif "://" in location:
             self.fs, self.root = pafs.FileSystem.from_uri(location)
         else:
             self.fs, self.root = pafs.LocalFileSystem(), os.path.abspath(location)
         self.local = isinstance(self.fs, pafs.LocalFileSystem)
-        self.location = location
-        self.fs.create_dir(self.root, recursive=True)
+        if self.root:
+            self.fs.create_dir(self.root, recursive=True)
 
     def _path(self, *parts: str) -> str:
-        return "/".join([self.root.rstrip("/"), *parts])
+        return "/".join([self.root.rstrip("/"), *parts]) if self.root else "/".join(parts)
 
     def _write(self, path: str, data: bytes | pa.Buffer) -> None:
         """Write a whole file atomically: temp name, sync, rename."""
@@ -96,7 +98,7 @@ class SnapshotStore:
     # -- configs -------------------------------------------------------------------------
     def namespaces(self) -> list[str]:
         """Namespaces that have a config."""
-        selector = pafs.FileSelector(self.root, allow_not_found=True)
+        selector = pafs.FileSelector(self.root or "/", allow_not_found=True)
         names = []
         for info in self.fs.get_file_info(selector):
             name = info.base_name

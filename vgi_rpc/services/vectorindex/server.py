@@ -19,6 +19,7 @@ import weakref
 from contextlib import AbstractContextManager
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 
 from vgi_rpc import Stream
 from vgi_rpc.services.vectorindex import _results
@@ -68,7 +69,8 @@ class VectorIndexService:
     """Namespaces of vectors on faiss, durable in ``store`` (a directory or a pyarrow.fs URI).
 
     Args:
-        store: Snapshot location: a local directory or e.g. ``s3://bucket/prefix``.
+        store: Snapshot location: a local directory, a URI such as ``s3://bucket/prefix``,
+            or a ``pyarrow.fs.FileSystem`` rooted where snapshots go.
         wal_dir: Local directory for the write-ahead logs (default: inside ``store``;
             required when ``store`` is not local).
         rebuild_fraction: Rebuild a namespace's index when this share of rows is masked.
@@ -80,7 +82,7 @@ class VectorIndexService:
 
     def __init__(
         self,
-        store: str,
+        store: str | pafs.FileSystem,
         wal_dir: str | None = None,
         *,
         rebuild_fraction: float = 0.2,
