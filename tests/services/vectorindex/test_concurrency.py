@@ -108,3 +108,40 @@ def test_concurrent_readers_see_whole_batches(service: VectorIndexService) -> No
     assert seen
     assert all(count % batch == 0 for count in seen)
     assert service.stats().namespaces[0].count == batch * batches
+
+
+def test_min_offset_waits_for_a_logged_but_unapplied_write(service: VectorIndexService) -> None:
+    service.create_index("n", 4)
+    service.upsert("n", upsert_batch(["old"], [[1, 0, 0, 0]]))
+    ns = service.namespace("n")
+    logged, release = threading.Event(), threading.Event()
+    append = ns.wal.append
+
+    def append_then_stall(entry: pa.RecordBatch) -> int:
+        offset = append(entry)  # durable and numbered, not applied yet
+        logged.set()
+        assert release.wait(30)
+        return offset
+
+    ns.wal.append = append_then_stall  # type: ignore[method-assign,assignment]  # test seam
+    writer = threading.Thread(
+        target=service.upsert, args=("n", upsert_batch(["new"], [[0, 1, 0, 0]]))
+    )
+    writer.start()
+    query = pa.RecordBatch.from_pydict({"vector": upsert_batch(["q"], [[0, 1, 0, 0]]).column(1)})
+    answers: list[list[object]] = []
+    try:
+        assert logged.wait(30)
+        # without min_offset: the state as applied (the new row is not visible yet)
+        assert service.query("n", query, top_k=2)["id"].to_pylist() == ["old"]
+        reader = threading.Thread(
+            target=lambda: answers.append(
+                service.query("n", query, top_k=2, min_offset=2)["id"].to_pylist()
+            )
+        )
+        reader.start()
+    finally:
+        release.set()
+        writer.join()
+    reader.join()
+    assert answers == [["new", "old"]]  # it waited for entry 2 to be applied
