@@ -142,26 +142,24 @@ def test_describe_lists_the_methods(tmp_path: Path) -> None:
         assert f'"{method}"' in text
 
 
-def test_cli_serve_tcp_and_restart(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["tcp", "socket", "http"])
+def test_cli_serve_and_restart(tmp_path: Path, mode: str) -> None:
+    """``vgi-rpc vectorindex serve``: serve, write, SIGTERM (snapshot), serve again."""
     store = tmp_path / "store"
-    cmd = [
-        sys.executable,
-        "-m",
-        "vgi_rpc.cli",
-        "vectorindex",
-        "serve",
-        "--tcp",
-        "127.0.0.1:0",
-        "--store",
-        str(store),
-    ]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, env=worker_env())
+    where = {"tcp": "127.0.0.1:0", "socket": str(tmp_path / "vi.sock"), "http": "127.0.0.1:0"}[mode]
+    cmd = [sys.executable, "-m", "vgi_rpc.cli", "vectorindex", "serve", f"--{mode}", where]
+    proc = subprocess.Popen([*cmd, "--store", str(store)], stderr=subprocess.PIPE, env=worker_env())
     assert proc.stderr is not None
     try:
         line = proc.stderr.readline().decode().strip()
-        assert line.startswith("TCP:"), line
-        _, host, port = line.split(":")
-        with vectorindex.connect(host=host, port=int(port)) as vi:
+        kind, _, address = line.partition(":")
+        assert kind == {"tcp": "TCP", "socket": "UNIX", "http": "HTTP"}[mode], line
+        if mode == "tcp":
+            host, port = address.rsplit(":", 1)
+            cm = vectorindex.connect(host=host, port=int(port))
+        else:
+            cm = vectorindex.connect(address)  # a socket path or a URL
+        with cm as vi:
             vi.create_index("n", 4, kind="hnsw")
             vi.upsert("n", ["a", "b"], random_vectors(2, 4))
     finally:

@@ -10,6 +10,7 @@ import argparse
 import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 
@@ -69,11 +70,12 @@ def serve(args: argparse.Namespace) -> int:
         snapshot_rows=args.snapshot_rows,
     )
     server = RpcServer(VectorIndex, service, enable_describe=True)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)  # snapshot and close on SIGTERM
     try:
         if args.socket:
             listening = unix_server(server, args.socket, threaded=True)
             print(f"UNIX:{listening.address}", file=sys.stderr, flush=True)
-            signal.signal(signal.SIGTERM, _exit_on_sigterm)
             try:
                 listening.serve_forever()
             finally:
@@ -87,11 +89,12 @@ def serve(args: argparse.Namespace) -> int:
         elif args.http:
             from vgi_rpc.http import make_wsgi_app, serve_http
 
-            key = os.environ.get("VGI_RPC_SIGNING_KEY", "").encode() or None
+            # one process serves here, so a per-process key is right unless the user set one
+            key = os.environ.get("VGI_RPC_SIGNING_KEY", "").encode() or os.urandom(32)
             app = make_wsgi_app(server, prefix=args.prefix, signing_key=key)
 
             def bound_http(host: str, port: int) -> None:
-                print(f"HTTP:http://{host}:{port}{args.prefix}", file=sys.stderr, flush=True)
+                print(f"HTTP:http://{host}:{port}", file=sys.stderr, flush=True)
 
             serve_http(app, host=args.http[0], port=args.http[1], on_bound=bound_http)
         else:
