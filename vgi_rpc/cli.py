@@ -4,6 +4,7 @@
     vgi-rpc describe --url http://127.0.0.1:8000 [--prefix /vgi]
     vgi-rpc call --cmd "python worker.py" METHOD key=value ... [--format table|json]
     vgi-rpc serve module:Protocol module:Implementation [--port 8000] [--host 127.0.0.1]
+    vgi-rpc vectorindex serve [--socket PATH | --http HOST:PORT | --tcp HOST:PORT] [--store DIR]
 
 Works against any worker that answers ``__describe__`` (ours with
 ``enable_describe=True``, or another implementation's). Arguments are parsed
