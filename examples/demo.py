@@ -171,6 +171,9 @@ def main() -> None:
             f"{calls} round trips to the worker: {per_call:.0f} µs per call (unpinned; see benchmarks/)"
         )
     print(f"demo finished in {time.perf_counter() - started:.2f} s; the worker has exited")
+    from vgi_rpc.services.vectorindex.demo import run_demo  # the vector index service
+
+    run_demo()
 
 
 if __name__ == "__main__":

@@ -43,6 +43,15 @@ EXPECTED = {
         "remote error: KeyError",
         "smoothed: [10.0, 15.0, 20.0, 30.0]",
         "the worker has exited",
+        "after restart: 3750 vectors, deleted ids found: 0, same filtered answer: True",
+    ],
+    "vector_index.py": [
+        "vector index: 5000 vectors upserted in 3 batches (log offsets 1..3)",
+        "5 hits, all match: True",
+        "delete by filter genre=horror: 1250 removed at offset 4",
+        "after restart: 3750 vectors, deleted ids found: 0, same filtered answer: True",
+        "nearest to [1, 0, 0]: ['a', 'b']",
+        "typed error: DimensionMismatchError",
     ],
 }
 

@@ -4,6 +4,7 @@
     vgi-rpc describe --url http://127.0.0.1:8000 [--prefix /vgi]
     vgi-rpc call --cmd "python worker.py" METHOD key=value ... [--format table|json]
     vgi-rpc serve module:Protocol module:Implementation [--port 8000] [--host 127.0.0.1]
+    vgi-rpc vectorindex serve [--socket PATH | --http HOST:PORT | --tcp HOST:PORT] [--store DIR]
 
 Works against any worker that answers ``__describe__`` (ours with
 ``enable_describe=True``, or another implementation's). Arguments are parsed
@@ -322,6 +323,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--describe", action="store_true", help="answer __describe__")
     serve.add_argument("--max-response-bytes", type=int, metavar="N")
     add_limit_options(serve)
+    from vgi_rpc.services.vectorindex.cli import add_vectorindex_command
+
+    add_vectorindex_command(sub)
     return parser
 
 
@@ -352,6 +356,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "vectorindex":
+        from vgi_rpc.services.vectorindex.cli import serve as serve_vectorindex
+
+        return serve_vectorindex(args)
     conn, close = _open(args)
     try:
         try:

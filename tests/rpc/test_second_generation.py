@@ -81,7 +81,11 @@ class StoreImpl:
         return len(self.items)
 
     def count(self, n: int, width: int) -> Stream[Count]:
-        schema = pa.schema([("i", pa.int64()), ("pad", pa.utf8())])
+        fields: list[pa.Field[pa.DataType]] = [
+            pa.field("i", pa.int64()),
+            pa.field("pad", pa.utf8()),
+        ]
+        schema = pa.schema(fields)
         return Stream(output_schema=schema, state=Count(n, width))
 
 
@@ -99,7 +103,7 @@ def _request(method: str, columns: dict[str, list[object]] | None, protocol: str
 
 class _Recorded:
     def __init__(self, data: bytes) -> None:
-        self.reader = io.BufferedReader(io.BytesIO(data))  # type: ignore[arg-type]
+        self.reader = io.BufferedReader(io.BytesIO(data))
         self.written = bytearray()
 
     def write_chunks(self, chunks: list[bytes]) -> None:
@@ -115,7 +119,7 @@ class _Recorded:
 
 def _serve(server: RpcServer, *requests: bytes) -> list[tuple[pa.RecordBatch, dict[bytes, bytes]]]:
     channel = _Recorded(b"".join(requests))
-    server.serve(channel)
+    server.serve(channel)  # type: ignore[arg-type]  # a duck-typed Channel
     return read_batches(bytes(channel.written))
 
 
@@ -193,9 +197,11 @@ def test_reflection_lists_every_protocol_in_registration_order_and_describes_eac
     assert [m.name for m in described.methods] == ["count", "name", "put"]
     assert described.methods[0].stream_kind == "producer"
     put = described.methods[2]
-    assert pa.ipc.read_schema(pa.py_buffer(put.params_schema_ipc)) == pa.schema(
-        [pa.field("key", pa.utf8(), nullable=False), pa.field("value", pa.int64(), nullable=False)]
-    )
+    expected: list[pa.Field[pa.DataType]] = [
+        pa.field("key", pa.utf8(), nullable=False),
+        pa.field("value", pa.int64(), nullable=False),
+    ]
+    assert pa.ipc.read_schema(pa.py_buffer(put.params_schema_ipc)) == pa.schema(expected)
     assert (put.method_type, put.stream_kind, put.header_schema_ipc) == ("unary", "", b"")
 
 
@@ -275,7 +281,7 @@ def test_health_and_errors_carry_the_support_header(client: httpx.Client) -> Non
         assert reply.headers["VGI-Accept-Max-Response-Bytes-Support"] == "true"
 
 
-def _data(body: bytes) -> list[int]:
+def _data(body: bytes) -> list[object]:
     return [
         v
         for batch, _ in read_batches(body)

@@ -1,0 +1,1 @@
+"""Services built on the public vgi_rpc API."""

@@ -1,0 +1,102 @@
+"""Stream states of the vector index: bulk upsert (exchange), query and export (producers).
+
+Each state holds only Arrow-mappable fields, so it can travel in an HTTP
+stream token; it finds its service through ``server.lookup_service``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from vgi_rpc import AnnotatedBatch, CallContext, ExchangeState, OutputCollector, ProducerState
+from vgi_rpc.services.vectorindex import _results
+from vgi_rpc.services.vectorindex._filters import parse_filter
+
+
+@dataclass
+class UpsertState(ExchangeState):
+    """Bulk upsert: each input batch is logged, applied and acknowledged with its offset."""
+
+    service: str
+    namespace: str
+
+    def exchange(self, input: AnnotatedBatch, out: OutputCollector, ctx: CallContext) -> None:
+        """Upsert one batch; emit its offset and row count."""
+        from vgi_rpc.services.vectorindex.server import lookup_service
+
+        offset = lookup_service(self.service).upsert_batch(self.namespace, input.batch)
+        out.emit(
+            pa.RecordBatch.from_pydict(
+                {"offset": [offset], "count": [input.batch.num_rows]}, schema=_results.UPSERT_ACK
+            )
+        )
+
+
+@dataclass
+class QueryState(ProducerState):
+    """Many-query search: one output batch per ``per_batch`` queries."""
+
+    service: str
+    namespace: str
+    vectors: pa.RecordBatch
+    top_k: int
+    filter: str | None
+    include_data: bool
+    include_metadata: bool
+    per_batch: int
+    done: int = 0
+
+    def produce(self, out: OutputCollector, ctx: CallContext) -> None:
+        """Answer the next slice of queries, or finish."""
+        from vgi_rpc.services.vectorindex.server import lookup_service
+
+        if self.done >= self.vectors.num_rows:
+            out.finish()
+            return
+        service = lookup_service(self.service)
+        schema = out.output_schema
+        meta_type = schema.field("metadata").type if "metadata" in schema.names else None
+        chunk = self.vectors.slice(self.done, self.per_batch)
+        with service.counting("query_stream.batch", received=len(chunk)):
+            batch = service.run_query(
+                service.namespace(self.namespace),
+                chunk,
+                self.top_k,
+                parse_filter(self.filter),
+                (self.include_data, self.include_metadata),
+                first_query=self.done,
+                meta_type=meta_type,
+            )
+        self.done += len(chunk)
+        out.emit(batch)
+
+
+@dataclass
+class ExportState(ProducerState):
+    """Every live row in id order, ``batch_size`` rows per output batch."""
+
+    service: str
+    namespace: str
+    batch_size: int
+    after: str | None = None
+
+    def produce(self, out: OutputCollector, ctx: CallContext) -> None:
+        """Emit the next rows after ``after``, or finish."""
+        import bisect
+
+        from vgi_rpc.services.vectorindex.server import lookup_service
+
+        ns = lookup_service(self.service).namespace(self.namespace)
+        meta_type = out.output_schema.field("metadata").type
+        with ns.reading() as engine:
+            ids = engine.sorted_ids()
+            start = 0 if self.after is None else bisect.bisect_right(ids, self.after)
+            page = ids[start : start + self.batch_size]
+            if not page:
+                out.finish()
+                return
+            batch = _results.rows_batch(engine, [engine.position[i] for i in page], meta_type)
+        self.after = page[-1]
+        out.emit(batch)
