@@ -71,15 +71,16 @@ F_GETPIPE_SZ = 1032
 TARGETS = [
     # server
     "vgi_rpc.rpc._server:RpcServer.serve_one",
-    "vgi_rpc.rpc._stream_loop:serve_stream",
+    "vgi_rpc.rpc._stream_loop:_run_stream",
     "vgi_rpc.rpc._stream_loop:_turns",
-    "vgi_rpc.rpc._stream_loop:conform_input",
+    "vgi_rpc.rpc._step:ServerStream.turn",
+    "vgi_rpc.rpc._step:conform_input",
     "_streams_service:Produce.produce",
     "_streams_service:Echo.exchange",
     "vgi_rpc.rpc._streams:OutputCollector.__init__",
     "vgi_rpc.rpc._streams:OutputCollector.emit",
     "vgi_rpc.rpc._streams:AnnotatedBatch.metadata_dict",
-    "vgi_rpc.rpc._server:RpcServer.write_logs",
+    "vgi_rpc.rpc._server:RpcServer.log_batches",
     # client
     "vgi_rpc.rpc._client:StreamSession.tick",
     "vgi_rpc.rpc._client:StreamSession.exchange",

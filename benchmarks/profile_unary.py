@@ -60,12 +60,13 @@ TARGETS = [
     "vgi_rpc.wire._codec:classify",
     "vgi_rpc.rpc._server:RpcServer.serve_one",
     "vgi_rpc.rpc._request:read_request",
-    "vgi_rpc.rpc._server:RpcServer._route",
-    "vgi_rpc.rpc._server:RpcServer._check_protocol_version",
+    "vgi_rpc.rpc._server:RpcServer.route",
+    "vgi_rpc.rpc._server:RpcServer.start_call",
+    "vgi_rpc.rpc._hosting:Hosted.check_version",
     "vgi_rpc.rpc._request:decode_arguments",
-    "vgi_rpc.rpc._server:RpcServer._serve_unary",
+    "vgi_rpc.rpc._step:run_unary",
     "vgi_rpc.rpc._server:RpcServer.make_context",
-    "vgi_rpc.rpc._server:RpcServer._result_batch",
+    "vgi_rpc.rpc._step:result_batch",
     "vgi_rpc.wire._codec:empty_batch",
 ]
 

@@ -22,6 +22,7 @@ from vgi_rpc._methods import RpcMethodInfo, protocol_version_of, rpc_methods
 from vgi_rpc.rpc._accounting import describe_batch, wire_batch_log, wire_request_log
 from vgi_rpc.rpc._channel import Channel
 from vgi_rpc.rpc._describe import ServiceDescription, parse_describe_batch
+from vgi_rpc.rpc._hosting import wire_name
 from vgi_rpc.rpc._request import ONE_EMPTY_ROW, encode_arguments
 from vgi_rpc.rpc._shm_client import ClientShm
 from vgi_rpc.rpc._streams import EMPTY_SCHEMA, AnnotatedBatch
@@ -41,6 +42,7 @@ P = TypeVar("P")
 OnLog = Callable[[Message], None]
 
 _TICK = empty_batch(EMPTY_SCHEMA)
+_NOT_OURS = ("protocol_not_supported", "protocol_version_mismatch")
 _log = logging.getLogger(WIRE_TRANSPORT_LOGGER)
 
 
@@ -68,6 +70,9 @@ class RpcConnection:
         self.ipc_validation = ipc_validation
         self.methods = rpc_methods(protocol)
         self.protocol_version = protocol_version_of(protocol)
+        # Second-generation routing key, sent on every request (first-generation
+        # servers ignore it); dropped for good if the server does not host the name.
+        self.routing: str | None = wire_name(protocol)
         self.open_session: StreamSession | None = None
         self._request_metadata: dict[str, Metadata] = {}
         # The client's shared-memory segment, once the server has agreed to use it,
@@ -93,7 +98,9 @@ class RpcConnection:
         shm = self.shm
         metadata = self._request_metadata.get(method) if extra is None else None
         if metadata is None:
-            merged = {**shm.advert, **(extra or {})} if shm is not None else extra
+            merged = {**shm.advert, **(extra or {})} if shm is not None else dict(extra or {})
+            if self.routing is not None:
+                merged[k.PROTOCOL_KEY] = self.routing.encode()
             metadata = request_metadata(method, None, self.protocol_version, merged)
             if extra is None:
                 self._request_metadata[method] = metadata
@@ -120,8 +127,21 @@ class RpcConnection:
     def call_unary(self, info: RpcMethodInfo, arguments: dict[str, object]) -> object:
         """Perform a unary call and return its decoded result."""
         batch = encode_arguments(info, arguments)
-        self.send_request(info.name, batch, schema=info.params_schema if info.params else None)
+        schema = info.params_schema if info.params else None
+        self.send_request(info.name, batch, schema=schema)
         result, error = self.read_response_stream(info.name)
+        if error is not None and error.error_kind in _NOT_OURS and self.routing:
+            # The server routes, but hosts no protocol of this name and version:
+            # try the first generation, which reaches its default protocol.
+            self.routing = None
+            self._request_metadata.clear()
+            self.send_request(info.name, batch, schema=schema)
+            retried, second = self.read_response_stream(info.name)
+            if second is None or second.error_kind != "protocol_not_specified":
+                result, error = retried, second
+            else:
+                self.routing = wire_name(self.protocol)
+                self._request_metadata.clear()
         if error is not None:
             raise error
         codec = info.result_codec
