@@ -5,14 +5,14 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from conformance.types import ConformanceHeader, rich_header
+from conformance.types import ConformanceHeader, NestedContainers, Point, Status, rich_header
 from vgi_rpc import (
     AnnotatedBatch,
     CallContext,
@@ -36,6 +36,19 @@ _ACCUMULATED_FIELDS: list[pa.Field[pa.DataType]] = [
 ACCUMULATED = pa.schema(_ACCUMULATED_FIELDS)
 SESSION_VALUE = pa.schema([("value", pa.int64())])
 EMPTY = pa.schema([])
+_TICK_FIELDS: list[pa.Field[pa.DataType]] = [
+    pa.field("index", pa.int64()),
+    pa.field("seen", pa.string()),
+]
+TICK_SEEN = pa.schema(_TICK_FIELDS)
+ANNOTATED_VALUES = pa.schema([("value", pa.int64())])
+INPUT_SEEN = pa.schema([("seen", pa.string()), ("keys", pa.string())])
+
+# Metadata keys and values of the 2.0.0 streams (suite facts). The label is
+# deliberately non-ASCII: metadata must travel as UTF-8 bytes, untouched.
+TICK_KEY = b"vgi.conformance.tick"
+INPUT_KEY = b"vgi.conformance.input"
+EMIT_LABEL = "\u00fcn\u00efcode-\u03bb"
 
 
 def _counter_rows(start: int, count: int) -> dict[str, list[int]]:
@@ -229,6 +242,74 @@ class Oversized(ExchangeState):
         out.emit_pydict(_counter_rows(0, self.rows))
 
 
+def tick_metadata(ctx: CallContext) -> Mapping[bytes, bytes] | None:
+    """The custom metadata the client sent with the current producer tick, if any.
+
+    Read from ``ctx.tick_metadata``, the attribute through which the server is
+    to hand a producer its tick's metadata (over HTTP: the ``/exchange``
+    request's metadata less the token and cancel keys). Until the server sets
+    it this is ``None``, and ``producer_stream.tick_metadata`` of the 0.52.2
+    suite fails (``KNOWN_FAILING`` in tests/interop/test_reference_052.py).
+    """
+    found = getattr(ctx, "tick_metadata", None)
+    return found if isinstance(found, Mapping) else None
+
+
+def _text(metadata: Mapping[bytes, bytes] | None, key: bytes) -> str:
+    raw = metadata.get(key) if metadata is not None else None
+    return raw.decode("utf-8", "replace") if raw is not None else ""
+
+
+@dataclass
+class TickSeen(ProducerState):
+    """One row per tick, ``{index, seen}``: what the tick's metadata said under ``TICK_KEY``."""
+
+    count: int
+    ticks: int = 0
+
+    def produce(self, out: OutputCollector, ctx: CallContext) -> None:
+        if self.ticks >= self.count:
+            out.finish()
+            return
+        out.emit_pydict({"index": [self.ticks], "seen": [_text(tick_metadata(ctx), TICK_KEY)]})
+        self.ticks += 1
+
+
+@dataclass
+class Labelled(ProducerState):
+    """``count`` batches of ``rows`` rows, each with metadata naming its own index."""
+
+    count: int
+    rows: int
+    emitted: int = 0
+
+    def produce(self, out: OutputCollector, ctx: CallContext) -> None:
+        if self.emitted >= self.count:
+            out.finish()
+            return
+        first = self.emitted * 1_000_000
+        metadata = {
+            b"conformance.batch_index": str(self.emitted).encode(),
+            b"conformance.batch_total": str(self.count).encode(),
+            b"conformance.emit_label": EMIT_LABEL.encode(),
+        }
+        out.emit_pydict({"value": list(range(first, first + self.rows))}, metadata)
+        self.emitted += 1
+
+
+@dataclass
+class InputSeen(ExchangeState):
+    """Answers each input with ``{seen, keys}``: its ``INPUT_KEY`` value and all its keys."""
+
+    turns: int = 0
+
+    def exchange(self, input: AnnotatedBatch, out: OutputCollector, ctx: CallContext) -> None:
+        self.turns += 1
+        metadata = input.metadata_dict()
+        keys = ",".join(sorted(k.decode("utf-8", "replace") for k in metadata or {}))
+        out.emit_pydict({"seen": [_text(metadata, INPUT_KEY)], "keys": [keys]})
+
+
 @dataclass
 class SessionCounter(ProducerState):
     """Sticky-session counter stream; needs HTTP sticky sessions, which this worker lacks."""
@@ -250,6 +331,11 @@ class SessionCounterExchange(ExchangeState):
         raise RuntimeError(
             "no sticky counter bound to this request (sticky sessions are not enabled)"
         )
+
+
+def _require_members(values: Iterable[object], cls: type, what: str) -> None:
+    if any(not isinstance(v, cls) for v in values):
+        raise TypeError(f"{what} were not rebuilt as {cls.__name__} instances")
 
 
 def _identity(**arguments: object) -> object:
@@ -276,6 +362,34 @@ class ConformanceImpl:
     )
     echo_wide_types = echo_container_wide_types = echo_embedded_arrow = staticmethod(_identity)
     echo_deep_nested = echo_dict_encoded_string = staticmethod(_identity)
+    # 2.0.0
+    echo_optional_point = echo_annotated_optional_int = staticmethod(_identity)
+    echo_outer_optional_non_null = staticmethod(_identity)
+
+    def echo_status_list(self, statuses: list[Status]) -> list[Status]:
+        _require_members(statuses, Status, "statuses")
+        return statuses
+
+    def pack_nested_containers(
+        self, statuses: list[Status], points: list[Point], status_by_name: dict[str, Status]
+    ) -> NestedContainers:
+        # the server must have rebuilt the nested enums and dataclasses
+        _require_members(statuses, Status, "statuses")
+        _require_members(points, Point, "points")
+        _require_members(list(status_by_name.values()), Status, "status_by_name values")
+        return NestedContainers(
+            statuses=statuses,
+            points=points,
+            status_by_name=status_by_name,
+            frozen_statuses=frozenset(statuses),
+            tagged_status=statuses[0] if statuses else None,
+            tagged_point=points[0] if points else None,
+            tagged_batch=pa.RecordBatch.from_pydict({"value": [1, 2]}),
+        )
+
+    def published_string(self, value: str, include_sha256: bool) -> str:
+        # publishing needs the external-storage backend, which this worker does not have
+        raise RuntimeError("published_string requires external storage")
 
     def oversized_unary(self, target_bytes: int) -> bytes:
         if target_bytes < 0:
@@ -342,6 +456,12 @@ class ConformanceImpl:
     def produce_large_batches(self, rows_per_batch: int, batch_count: int) -> Stream[Counter]:
         return Stream(COUNTER, Counter(batch_count, rows=rows_per_batch))
 
+    def produce_tick_metadata(self, count: int) -> Stream[TickSeen]:
+        return Stream(TICK_SEEN, TickSeen(count))
+
+    def produce_annotated_batches(self, count: int, rows_per_batch: int) -> Stream[Labelled]:
+        return Stream(ANNOTATED_VALUES, Labelled(count, rows_per_batch))
+
     def produce_with_logs(self, count: int) -> Stream[Counter]:
         return Stream(COUNTER, Counter(count, log_each=True))
 
@@ -380,6 +500,9 @@ class ConformanceImpl:
 
     def exchange_zero_columns(self) -> Stream[ZeroColumns]:
         return Stream(EMPTY, ZeroColumns(), input_schema=EMPTY)
+
+    def exchange_input_metadata(self) -> Stream[InputSeen]:
+        return Stream(INPUT_SEEN, InputSeen(), input_schema=VALUES)
 
     def exchange_error_on_init(self) -> Stream[Scale]:
         raise RuntimeError("intentional exchange init error")

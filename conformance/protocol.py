@@ -1,12 +1,17 @@
-"""The ConformanceService Protocol of the public vgi-rpc conformance suite.
+"""The ConformanceService Protocols of the public vgi-rpc conformance suite.
 
-Method names, parameters and types are the suite's (they are the wire
-contract every implementation is tested against); docstrings are ours.
+Two versions share the wire name ``ConformanceService``: 1.0.0, what
+first-generation clients (no ``vgi_rpc.protocol`` key) are served, and
+2.0.0, what second-generation clients reach by routing. Method names,
+parameters and types are the suite's (they are the wire contract every
+implementation is tested against); docstrings are ours.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar, Protocol
+from typing import Annotated, ClassVar, Protocol
+
+import pyarrow as pa
 
 from conformance.types import (
     F32,
@@ -30,6 +35,7 @@ from conformance.types import (
     FixedBytes,
     LargeBytes,
     LargeStr,
+    NestedContainers,
     Point,
     RichHeader,
     Status,
@@ -38,9 +44,9 @@ from conformance.types import (
     TimestampUtc,
     WideTypes,
 )
-from vgi_rpc import Stream, StreamState
+from vgi_rpc import ArrowType, ExchangeState, ProducerState, Stream, StreamState
 
-__all__ = ["ConformanceService"]
+__all__ = ["ConformanceService", "ConformanceServiceV2"]
 
 
 class ConformanceService(Protocol):
@@ -165,3 +171,42 @@ class ConformanceService(Protocol):
     def close_counter(self) -> int: ...
     def stream_session_counter(self, count: int) -> Stream[StreamState]: ...
     def exchange_session_counter(self) -> Stream[StreamState]: ...
+
+
+class ConformanceServiceV2(ConformanceService, Protocol):
+    """ConformanceService 2.0.0: every 1.0.0 method plus nine more.
+
+    Hosted under the same wire name; the second generation also declares
+    dataclass results non-null (``binary not null``), which the server's
+    reflection derives from the unchanged annotations.
+    """
+
+    protocol_name: ClassVar[str] = "ConformanceService"
+    protocol_version: ClassVar[str] = "2.0.0"
+
+    # unary: a result the worker publishes to external storage
+    def published_string(self, value: str, include_sha256: bool) -> str:
+        """Return ``value`` through a pre-published external reference (needs storage)."""
+        ...
+
+    # unary: where the optional sits relative to Annotated
+    def echo_optional_point(self, point: Point | None) -> Point | None: ...
+    def echo_annotated_optional_int(
+        self, value: Annotated[int | None, ArrowType(pa.int32())]
+    ) -> Annotated[int | None, ArrowType(pa.int32())]: ...
+    def echo_outer_optional_non_null(self, value: I32) -> I32:
+        """Echo an int32 declared non-null (the suite wraps it as ``Optional`` outside)."""
+        ...
+
+    # unary: enums and dataclasses inside containers
+    def pack_nested_containers(
+        self, statuses: list[Status], points: list[Point], status_by_name: dict[str, Status]
+    ) -> NestedContainers: ...
+    def echo_status_list(self, statuses: list[Status]) -> list[Status]: ...
+
+    # streams: per-batch metadata in both directions
+    def produce_tick_metadata(self, count: int) -> Stream[ProducerState]: ...
+    def produce_annotated_batches(
+        self, count: int, rows_per_batch: int
+    ) -> Stream[ProducerState]: ...
+    def exchange_input_metadata(self) -> Stream[ExchangeState]: ...

@@ -179,3 +179,16 @@ def rich_header(seed: int) -> RichHeader:
         annotated_float32=float(seed) / 3.0,
         dict_str_str={"key": f"val-{seed}"},
     )
+
+
+@dataclass(frozen=True)
+class NestedContainers(ArrowSerializableDataclass):
+    """Enums and dataclasses inside containers and ``Annotated`` wrappers (2.0.0)."""
+
+    statuses: list[Status]
+    points: list[Point]
+    status_by_name: dict[str, Status]
+    frozen_statuses: frozenset[Status]
+    tagged_status: Annotated[Status, "conformance-tag"] | None
+    tagged_point: Annotated[Point, "conformance-tag"] | None
+    tagged_batch: Annotated[pa.RecordBatch, ArrowType(pa.binary())] | None

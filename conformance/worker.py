@@ -1,6 +1,11 @@
-"""Serve the ConformanceService over a pipe (default), a unix or TCP socket, or HTTP.
+"""Serve the conformance protocols over a pipe (default), a unix or TCP socket, or HTTP.
 
 ``python conformance/worker.py [--pipe | --unix PATH | --tcp [HOST:]PORT | --http PORT]``
+
+Second-generation requests (they name their protocol) reach ConformanceService
+2.0.0 or ``conformance.Secondary.v1``; first-generation requests (no protocol
+key) are served ConformanceService 1.0.0. ``--describe`` also answers the
+first generation's ``__describe__`` and hosts ``vgi_rpc.Reflection.v1``.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from conformance.impl import ConformanceImpl
-from conformance.protocol import ConformanceService
+from conformance.protocol import ConformanceService, ConformanceServiceV2
+from conformance.secondary import Secondary, SecondaryImpl
 from vgi_rpc import RpcServer, run_server, serve_tcp, serve_unix
 from vgi_rpc.access_log import configure_access_log
 from vgi_rpc.options import add_limit_options, limits_from_options, tracebacks_from_options
@@ -41,7 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--max-connections", type=int, metavar="N", help="with --threaded: connection cap"
     )
-    parser.add_argument("--describe", action="store_true", help="answer __describe__")
+    parser.add_argument(
+        "--describe",
+        action="store_true",
+        help="answer __describe__ and host vgi_rpc.Reflection.v1",
+    )
     parser.add_argument("--prefix", default="/vgi", help="--http: URL prefix (default /vgi)")
     parser.add_argument(
         "--max-response-bytes",
@@ -63,9 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.access_log_debug:
             logging.getLogger("vgi_rpc.access").setLevel(logging.DEBUG)
     limits = limits_from_options(args)
+    impl = ConformanceImpl()
     server = RpcServer(
-        ConformanceService,
-        ConformanceImpl(),
+        {ConformanceServiceV2: impl, Secondary: SecondaryImpl()},
+        default_protocol=(ConformanceService, impl),
         enable_describe=args.describe,
         limits=limits,
         expose_tracebacks=tracebacks_from_options(args),

@@ -30,6 +30,7 @@ from vgi_rpc.rpc import (
     AnnotatedBatch,
     AuthContext,
     CallContext,
+    CallStatistics,
     ExchangeState,
     OutputCollector,
     ProducerState,
@@ -62,6 +63,7 @@ __version__ = "0.1.0"
 # The HTTP transport needs the ``http`` extra (falcon, httpx, ...): import it on first use.
 if TYPE_CHECKING:
     from vgi_rpc.http import http_capabilities, http_connect, http_introspect, make_wsgi_app
+    from vgi_rpc.otel import instrument_server
 _HTTP_NAMES = frozenset(("make_wsgi_app", "http_connect", "http_introspect", "http_capabilities"))
 
 
@@ -70,6 +72,10 @@ def __getattr__(name: str) -> object:
         from vgi_rpc import http
 
         return getattr(http, name)
+    if name == "instrument_server":  # the ``otel`` extra: opentelemetry is imported on first use
+        from vgi_rpc.otel import instrument_server
+
+        return instrument_server
     raise AttributeError(f"module 'vgi_rpc' has no attribute {name!r}")
 
 
@@ -79,6 +85,7 @@ __all__ = [
     "ArrowType",
     "AuthContext",
     "CallContext",
+    "CallStatistics",
     "ExchangeState",
     "IPCError",
     "IpcValidation",
@@ -114,6 +121,7 @@ __all__ = [
     "http_capabilities",
     "http_connect",
     "http_introspect",
+    "instrument_server",
     "introspect",
     "make_pipe_pair",
     "make_wsgi_app",

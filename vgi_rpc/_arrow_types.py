@@ -21,6 +21,7 @@ from typing import Annotated, Any, ClassVar, Union, get_args, get_origin, get_ty
 import pyarrow as pa
 
 from vgi_rpc._errors import SchemaError
+from vgi_rpc._ipc_reader import read_embedded_batch, read_embedded_schema
 
 _NONE_TYPE = type(None)
 
@@ -224,11 +225,9 @@ class IpcBytesCodec(Codec):
 
     def from_arrow(self, value: object) -> object:
         assert isinstance(value, bytes)
-        buf = pa.py_buffer(value)
         if self.kind is pa.Schema:
-            return pa.ipc.read_schema(buf)
-        reader = pa.ipc.open_stream(buf)
-        return reader.read_next_batch()
+            return read_embedded_schema(value, "a pyarrow.Schema value")
+        return read_embedded_batch(value, "a pyarrow.RecordBatch value")
 
 
 class DataclassCodec(Codec):

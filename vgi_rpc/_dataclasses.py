@@ -18,6 +18,7 @@ from vgi_rpc._arrow_types import (
     fields_schema,
 )
 from vgi_rpc._errors import IPCError
+from vgi_rpc._ipc_reader import read_embedded_batch
 
 
 class _SchemaDescriptor:
@@ -82,14 +83,7 @@ class ArrowSerializableDataclass:
     @classmethod
     def deserialize_from_bytes(cls, data: bytes | pa.Buffer) -> Self:
         """Rebuild a value from ``serialize_to_bytes`` output (or any equivalent stream)."""
-        try:
-            reader = pa.ipc.open_stream(data)
-            batch = reader.read_next_batch()
-        except (pa.ArrowInvalid, StopIteration, OSError) as exc:
-            raise IPCError(
-                f"{cls.__name__}: payload is not a valid Arrow IPC stream: {exc}"
-            ) from exc
-        return cls.from_record_batch(batch)
+        return cls.from_record_batch(read_embedded_batch(data, cls.__name__))
 
 
 __all__ = ["ArrowSerializableDataclass"]

@@ -38,6 +38,8 @@ class RpcError(VgiRpcError):
         remote_traceback: The formatted remote traceback, or ``""``.
         request_id: The correlation id of the failed request, or ``""``.
         error_kind: A stable machine-readable category, when the server sent one.
+        error_code: The canonical code (``UNAVAILABLE`` ...), or ``""`` from an older server.
+        error_details: The typed details the server sent (``[]`` when none).
     """
 
     def __init__(
@@ -48,13 +50,26 @@ class RpcError(VgiRpcError):
         *,
         request_id: str = "",
         error_kind: str | None = None,
+        error_code: str = "",
+        error_details: list[dict[str, object]] | None = None,
     ) -> None:
         super().__init__(f"{error_type}: {error_message}")
+        self.error_code = error_code
+        self.error_details = error_details or []
         self.error_type = error_type
         self.error_message = error_message
         self.remote_traceback = remote_traceback
         self.request_id = request_id
         self.error_kind = error_kind  # type: ignore[misc]  # instance value shadows the ClassVar default
+
+    @property
+    def is_retryable(self) -> bool:
+        """Whether retrying may help: UNAVAILABLE, or RESOURCE_EXHAUSTED with a RetryInfo."""
+        if self.error_code == "UNAVAILABLE":
+            return True
+        return self.error_code == "RESOURCE_EXHAUSTED" and any(
+            d.get("@type") == "vgi_rpc.RetryInfo" for d in self.error_details
+        )
 
 
 class ProtocolError(VgiRpcError):

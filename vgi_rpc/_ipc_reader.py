@@ -16,13 +16,13 @@ import struct
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 
 import pyarrow as pa
 
 from vgi_rpc._errors import IPCError, TransportError, VgiRpcError
 from vgi_rpc._flatbuf import FlatbufferError, Header, decode_header, schema_shape
-from vgi_rpc._limits import CLIENT_LIMITS, ResourceLimits
+from vgi_rpc._limits import CLIENT_LIMITS, DEFAULT_LIMITS, ResourceLimits
 
 CONTINUATION = b"\xff\xff\xff\xff"
 EOS_MARKER = CONTINUATION + b"\0\0\0\0"
@@ -240,6 +240,7 @@ class SchemaCache:
             )
         with untrusted("Arrow IPC schema message"):
             schema = pa.ipc.read_schema(message.buffer)
+            check_types(schema)
         cost = len(key) + _SCHEMA_BYTES_PER_FIELD * fields
         dictionaries = has_dictionary(schema)
         if cost > self._max_bytes:
@@ -255,6 +256,30 @@ class SchemaCache:
 
 
 _CLIENT_SCHEMAS = SchemaCache(CLIENT_LIMITS.schema_cache_bytes)
+_EMBEDDED_SCHEMAS = SchemaCache(DEFAULT_LIMITS.schema_cache_bytes // 4)
+
+
+def check_types(schema: pa.Schema) -> None:
+    """Refuse type parameters pyarrow parses but cannot compute with (a decimal's scale).
+
+    Raises:
+        IPCError: A decimal's precision or scale, or a fixed width, is out of range.
+    """
+    pending: list[pa.DataType] = [field.type for field in schema]
+    while pending:
+        t = pending.pop()
+        if isinstance(t, pa.Decimal128Type | pa.Decimal256Type):
+            widest = 38 if isinstance(t, pa.Decimal128Type) else 76
+            if not 1 <= t.precision <= widest or abs(t.scale) > widest:
+                raise IPCError(f"schema declares an invalid decimal type {t}")
+        elif isinstance(t, pa.FixedSizeBinaryType) and not 0 <= t.byte_width < 1 << 31:
+            raise IPCError(f"schema declares an invalid fixed_size_binary width {t.byte_width}")
+        elif isinstance(t, pa.FixedSizeListType) and not 0 <= t.list_size < 1 << 31:
+            raise IPCError(f"schema declares an invalid fixed_size_list size {t.list_size}")
+        if pa.types.is_dictionary(t):
+            pending += [t.index_type, t.value_type]
+        else:
+            pending += [t.field(i).type for i in range(t.num_fields)]
 
 
 def has_dictionary(schema: pa.Schema) -> bool:
@@ -330,8 +355,12 @@ class IpcStreamReader:
                 self.last_metadata = message.header.custom_metadata
                 with untrusted("Arrow IPC record batch"):
                     batch, metadata = self._decode(message)
-                self._check_rows(batch, message)
+                self._check_rows(batch, message, nested=False)
                 validate_batch(batch, validation)
+                if (
+                    validation is not IpcValidation.NONE
+                ):  # children are only safe to walk once valid
+                    self._check_rows(batch, message, nested=True)
                 return batch, metadata
             if message.header.header_type == _DICTIONARY_BATCH and self._replay is not None:
                 self._keep(message)
@@ -362,11 +391,15 @@ class IpcStreamReader:
             )
         self._replay.append(message.buffer)
 
-    def _check_rows(self, batch: pa.RecordBatch, message: _Message) -> None:
+    def _check_rows(self, batch: pa.RecordBatch, message: _Message, *, nested: bool) -> None:
         allowed = self._limits.max_rows(message.header.body_length)
-        if batch.num_rows > allowed:
+        claimed = batch.num_rows
+        if nested and claimed <= allowed:
+            with untrusted("Arrow IPC record batch"):
+                claimed = max(claimed, claimed_elements(batch, allowed))
+        if claimed > allowed:
             raise IPCError(
-                f"a batch of {message.header.body_length} body bytes claims {batch.num_rows} rows "
+                f"a batch of {message.header.body_length} body bytes claims {claimed} values "
                 f"(at most {allowed}: ResourceLimits.max_rows_per_byte)"
             )
 
@@ -410,6 +443,96 @@ def open_stream_reader(
     return IpcStreamReader(source, first, limits, schemas)
 
 
+def claimed_elements(batch: pa.RecordBatch, stop: int) -> int:
+    """Rows plus the lengths of every nested child array (stops counting past ``stop``).
+
+    Null-typed and nested arrays need no buffers of their own, so a tiny
+    message could otherwise claim billions of values for a decoder to build.
+    """
+    total = batch.num_rows
+    pending: list[pa.Array[Any]] = list(batch.columns)
+    while pending and total <= stop:
+        array = pending.pop()
+        total += len(array)
+        pending.extend(_children(array))
+    return total
+
+
+def _children(array: pa.Array[Any]) -> list[pa.Array[Any]]:
+    t = array.type
+    if pa.types.is_dictionary(t):
+        return [array.indices, array.dictionary]  # type: ignore[attr-defined]
+    if isinstance(array, pa.ListArray | pa.LargeListArray | pa.FixedSizeListArray):
+        return [array.values]
+    if isinstance(array, pa.ListViewArray | pa.LargeListViewArray):
+        return [array.values]
+    if isinstance(array, pa.StructArray):
+        return [array.field(i) for i in range(t.num_fields)]
+    if isinstance(array, pa.UnionArray):
+        return [array.field(i) for i in range(t.num_fields)]
+    if pa.types.is_run_end_encoded(t):
+        return [array.run_ends, array.values]  # type: ignore[attr-defined]
+    return []
+
+
+class _MemoryRaw(io.RawIOBase):
+    """Reads a buffer in place (``BytesIO`` would copy anything but ``bytes``)."""
+
+    def __init__(self, data: bytes | bytearray | memoryview | pa.Buffer) -> None:
+        super().__init__()
+        self._view = memoryview(data).cast("B")
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        target = memoryview(buffer).cast("B")
+        end = min(self._position + len(target), len(self._view))
+        count = end - self._position
+        target[:count] = self._view[self._position : end]
+        self._position = end
+        return count
+
+
+def memory_source(data: bytes | bytearray | memoryview | pa.Buffer) -> io.BufferedReader:
+    """A buffered reader over bytes already in memory, without copying them."""
+    return cast(io.BufferedReader, io.BufferedReader(_MemoryRaw(data)))
+
+
+def read_embedded_batch(data: bytes | pa.Buffer, what: str) -> pa.RecordBatch:
+    """The first batch of an IPC stream carried inside a value (a dataclass, a batch argument).
+
+    Read like any request: bounded by its own size, validated in full.
+
+    Raises:
+        IPCError: The bytes are not a valid stream with a batch.
+    """
+    source = memory_source(data)
+    limits = DEFAULT_LIMITS.for_body(len(memoryview(data)))
+    try:
+        reader = open_stream_reader(source, limits, _EMBEDDED_SCHEMAS)
+        item = reader.read(IpcValidation.FULL) if reader is not None else None
+    except (IPCError, TransportError) as exc:
+        raise IPCError(f"{what}: payload is not a valid Arrow IPC stream: {exc}") from None
+    if item is None:
+        raise IPCError(f"{what}: payload is not a valid Arrow IPC stream: it holds no batch")
+    return item[0]
+
+
+def read_embedded_schema(data: bytes, what: str) -> pa.Schema:
+    """A schema carried as an IPC schema message inside a value, bounded like a request's."""
+    source = memory_source(data)
+    limits = DEFAULT_LIMITS.for_body(len(data))
+    try:
+        message = read_message(source, limits)
+    except (IPCError, TransportError) as exc:
+        raise IPCError(f"{what}: payload is not a valid Arrow IPC schema: {exc}") from None
+    if message is None or message.header.header_type != _SCHEMA:
+        raise IPCError(f"{what}: not an Arrow IPC schema message")
+    return _EMBEDDED_SCHEMAS.get(message, limits)[0]
+
+
 class ReadPolicy(NamedTuple):
     """How one receiver reads untrusted streams: validation level, limits and schema cache."""
 
@@ -438,8 +561,12 @@ __all__ = [
     "Metadata",
     "ReadPolicy",
     "SchemaCache",
+    "check_types",
     "has_dictionary",
+    "memory_source",
     "open_stream_reader",
+    "read_embedded_batch",
+    "read_embedded_schema",
     "read_message",
     "untrusted",
     "validate_batch",

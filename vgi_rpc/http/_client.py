@@ -37,6 +37,7 @@ from vgi_rpc.rpc import (
     StreamSession,
     encode_arguments,
     make_proxy,
+    with_trace_context,
 )
 from vgi_rpc.wire import (
     EMPTY_SCHEMA,
@@ -51,6 +52,7 @@ from vgi_rpc.wire import keys as k
 
 P = TypeVar("P")
 _TOKEN_KEYS = (k.STREAM_STATE_KEY, k.CALL_STATE_KEY)
+_ROUTES_HEADER = "vgi-accept-max-response-bytes-support"  # sent by second-generation servers
 _ARROW_STATUSES = frozenset((200, 400, 404, 413, 415))
 
 
@@ -171,6 +173,9 @@ class HttpTransport:
             self._path_prefix = where.path
         self._compression = request_compression
         self._compress_min = compress_min_bytes
+        self._prefix = ""
+        self._protocol: str | None = None
+        self._routes = False
         self._headers = list(
             {
                 "Content-Type": ARROW_CONTENT_TYPE,
@@ -179,25 +184,51 @@ class HttpTransport:
             }.items()
         )
 
+    def route(self, prefix: str, protocol: str | None) -> None:
+        """Send to ``{prefix}/{protocol}/...`` if the server takes only routed paths.
+
+        Flat paths reach first- and second-generation servers that keep them
+        (ours route by the request's ``vgi_rpc.protocol``); a 404 from a server
+        that marks itself second-generation switches to routed paths for good.
+        """
+        self._prefix, self._protocol = prefix, protocol
+
+    def _routed(self, path: str) -> str:
+        if not self._routes or self._protocol is None or not path.startswith(self._prefix + "/"):
+            return path
+        return f"{self._prefix}/{self._protocol}{path[len(self._prefix) :]}"
+
     def post(self, path: str, body: bytes) -> bytes:
         """POST ``body`` and return the (decoded) Arrow response body."""
         headers = self._headers
         if self._compression is not None and len(body) >= self._compress_min:
             body = _encoding.encode(body, self._compression)
             headers = [*headers, ("Content-Encoding", self._compression)]
+        url, status, answer_headers, answer = self._send(self._routed(path), headers, body)
+        if (
+            status == 404
+            and not self._routes
+            and self._protocol is not None
+            and answer_headers.get(_ROUTES_HEADER) == "true"
+            and not answer_headers.get("content-type", "").startswith(ARROW_CONTENT_TYPE)
+        ):
+            self._routes = True  # a server that takes only protocol-qualified paths
+            url, status, answer_headers, answer = self._send(self._routed(path), headers, body)
+        return self._answer(url, status, answer_headers, answer)
+
+    def _send(
+        self, path: str, headers: list[tuple[str, str]], body: bytes
+    ) -> tuple[str, int, Mapping[str, str], bytes]:
         url = self.base_url + path
         try:
             if self._pool is None:
-                return self._post_with_client(url, body, headers)
+                assert self.client is not None
+                response = self.client.post(url, content=body, headers=headers)
+                return url, response.status_code, response.headers, response.content
             answer = self._pool.post(self._path_prefix + path, headers, body)
         except (httpx.HTTPError, OSError, http.client.HTTPException) as exc:
             raise TransportError(f"POST {url} failed: {type(exc).__name__}: {exc}") from exc
-        return self._answer(url, answer.status, answer.headers, answer.body)
-
-    def _post_with_client(self, url: str, body: bytes, headers: list[tuple[str, str]]) -> bytes:
-        assert self.client is not None
-        response = self.client.post(url, content=body, headers=headers)
-        return self._answer(url, response.status_code, response.headers, response.content)
+        return url, answer.status, answer.headers, answer.body
 
     def _answer(self, url: str, status: int, headers: Mapping[str, str], body: bytes) -> bytes:
         """The Arrow body of a response, or the typed error its status calls for.
@@ -261,6 +292,7 @@ class HttpConnection(RpcConnection):
         schema: pa.Schema | None = None,
     ) -> None:
         """Queue the request body for ``POST {prefix}/{method}``."""
+        self.transport.route(self.prefix, self.routing)
         self._post_channel.path = f"{self.prefix}/{method}"
         super().send_request(method, batch, extra, schema)
 
@@ -308,6 +340,7 @@ class HttpStreamSession(StreamSession):
         self._conn = connection
         self._name = name
         self._path = f"{connection.prefix}/{name}"
+        connection.transport.route(connection.prefix, connection.routing)
         self._cursor: bytes | None = None
         self._call_token: bytes | None = None
         self._pending: collections.deque[AnnotatedBatch] = collections.deque()
@@ -316,7 +349,9 @@ class HttpStreamSession(StreamSession):
         self.header: object = None
         sink = _Sink()
         writer = StreamWriter(sink, request.schema)
-        writer.write(request, request_metadata(name, None, connection.protocol_version, None))
+        routing = {k.PROTOCOL_KEY: connection.routing.encode()} if connection.routing else None
+        metadata = request_metadata(name, None, connection.protocol_version, routing)
+        writer.write(request, with_trace_context(metadata))
         writer.close()
         source = _reader(connection.transport.post(self._path + "/init", sink.take()))
         if expects_header is None:
@@ -384,6 +419,7 @@ class HttpStreamSession(StreamSession):
         tokens: Metadata = {k.STREAM_STATE_KEY: self._cursor}
         if self._call_token is not None:
             tokens[k.CALL_STATE_KEY] = self._call_token
+        tokens = with_trace_context(tokens)  # each request of the stream joins the caller's trace
         sink = _Sink()
         writer = StreamWriter(sink, batch.schema)
         writer.write(batch, {**(metadata or {}), **tokens})

@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Sequence
-from typing import Any, NamedTuple, cast
+from typing import NamedTuple
 
 import pyarrow as pa
 
@@ -26,6 +26,7 @@ from vgi_rpc._errors import (
     TransportError,
 )
 from vgi_rpc._ipc import Chunk, Metadata, StreamWriter
+from vgi_rpc._ipc_reader import memory_source
 from vgi_rpc._logs import HTTP_LOGGER
 from vgi_rpc.http._refusal import RequestRefusedError
 from vgi_rpc.http._tokens import Call, TokenBook, TokenError
@@ -44,7 +45,7 @@ from vgi_rpc.wire import EMPTY_SCHEMA, empty_batch
 from vgi_rpc.wire import keys as k
 
 _log = logging.getLogger(HTTP_LOGGER)
-_TOKEN_KEYS = (k.STREAM_STATE_KEY, k.CALL_STATE_KEY)
+_TOKEN_KEYS = (k.STREAM_STATE_KEY, k.CALL_STATE_KEY, k.TRACEPARENT_KEY, k.TRACESTATE_KEY)
 Body = bytes | bytearray
 
 
@@ -64,32 +65,12 @@ class HttpReply(NamedTuple):
     rpc_error: bool = False
 
 
-class _BodyReader(io.RawIOBase):
-    """Reads a request body in place (``BytesIO`` would copy a ``bytearray``)."""
-
-    def __init__(self, body: Body) -> None:
-        super().__init__()
-        self._view = memoryview(body)
-        self._position = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        target = memoryview(buffer).cast("B")
-        end = min(self._position + len(target), len(self._view))
-        count = end - self._position
-        target[:count] = self._view[self._position : end]
-        self._position = end
-        return count
-
-
 class _MemoryChannel:
     """A ``Channel`` over one request body, collecting what the server writes."""
 
     def __init__(self, body: Body) -> None:
         self.body_size = len(body)
-        self._reader = cast(io.BufferedReader, io.BufferedReader(_BodyReader(body)))
+        self._reader = memory_source(body)
         self.chunks: list[Chunk] = []
         self.size = 0
 
@@ -235,7 +216,7 @@ class HttpDispatcher:
                 type(stream.state),
                 stream.output_schema,
                 stream.input_schema,
-                request_id,
+                stream.stream_id,
                 auth,
             )
         except Exception as exc:
@@ -257,7 +238,10 @@ class HttpDispatcher:
         _write(output, stream.pending_logs)
         if stream.is_producer:
             return self._produce(route, stream, call, channel, output, auth, call_token, 0, None)
-        cursor = self.tokens.mint_cursor(call, stream.state, auth, 0)
+        try:
+            cursor = self.tokens.mint_cursor(call, stream.state, auth, 0)
+        except Exception as exc:  # the state no longer fits its own field types
+            return self._stream_failed(route, stream, exc, channel, output, call)
         tokens = {k.STREAM_STATE_KEY: cursor, k.CALL_STATE_KEY: call_token}
         output.write(empty_batch(stream.output_schema), tokens)
         return self._finish(channel, output, stream)
@@ -302,6 +286,8 @@ class HttpDispatcher:
             request_id,
             auth=auth,
             batch=batch,
+            metadata=metadata,
+            stream_id=call.stream_id,
         )
         if k.CANCEL_KEY in user_metadata:
             stream.cancel()
@@ -368,13 +354,17 @@ class HttpDispatcher:
             if lockstep and cap is not None and channel.size > cap and turn.data is not None:
                 too_large = ResponseTooLargeError(
                     f"{stream.info.name}(): one produced batch of {channel.size - before} bytes "
-                    f"exceeds the response limit of {cap} bytes"
+                    f"exceeds the response limit of {cap} bytes (max_response_bytes: the "
+                    "server's cap, lowered by the client's VGI-Accept-Max-Response-Bytes)"
                 )
                 return self._stream_failed(route, stream, too_large, channel, output, call)
             if turn.finished:
                 break
             if lockstep or cap is None or channel.size >= cap:
-                cursor = self.tokens.mint_cursor(call, stream.state, auth, next_turn)
+                try:
+                    cursor = self.tokens.mint_cursor(call, stream.state, auth, next_turn)
+                except Exception as exc:  # the state no longer fits its own field types
+                    return self._stream_failed(route, stream, exc, channel, output, call)
                 tokens = {k.STREAM_STATE_KEY: cursor}
                 if call_token is not None:
                     tokens[k.CALL_STATE_KEY] = call_token
@@ -401,8 +391,13 @@ class HttpDispatcher:
             return self._stream_failed(route, stream, error, channel, output, call)
         data, metadata = turn.data
         tokens = dict(metadata or {})
-        tokens[k.STREAM_STATE_KEY] = self.tokens.mint_cursor(call, stream.state, auth, next_turn)
         _write(output, turn.logs)
+        try:
+            tokens[k.STREAM_STATE_KEY] = self.tokens.mint_cursor(
+                call, stream.state, auth, next_turn
+            )
+        except Exception as exc:  # the state no longer fits its own field types
+            return self._stream_failed(route, stream, exc, channel, output, call)
         output.write(data, tokens)
         output.flush()
         cap = route.max_response_bytes

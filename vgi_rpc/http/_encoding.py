@@ -111,9 +111,18 @@ def _unzstd(body: bytes, cap: int) -> bytearray:
     return out
 
 
-def _gunzip(body: bytes, cap: int) -> bytes:
+def _gunzip(body: bytes, cap: int) -> bytearray:
+    # In steps, so the output never needs a second full-size copy (zlib's one-shot
+    # decompress assembles its result from blocks).
     inflater = zlib.decompressobj(wbits=47)  # gzip or zlib header, detected
-    out = inflater.decompress(body, cap + 1)
+    out = bytearray()
+    pending = body
+    while len(out) <= cap and not inflater.eof:
+        chunk = inflater.decompress(pending, min(_READ_CHUNK, cap + 1 - len(out)))
+        pending = inflater.unconsumed_tail
+        if not chunk and not pending:
+            break
+        out += chunk
     if not inflater.eof and len(out) <= cap:
         raise EOFError("compressed body is truncated")
     return out

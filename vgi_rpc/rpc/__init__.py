@@ -1,5 +1,6 @@
 """The RPC core: server dispatch and its sans-IO call step, client proxies, streams, context."""
 
+from vgi_rpc.rpc._accounting import CallRecord, CallStatistics
 from vgi_rpc.rpc._channel import Channel
 from vgi_rpc.rpc._client import (
     Connected,
@@ -21,6 +22,7 @@ from vgi_rpc.rpc._describe import (
     protocol_hash,
 )
 from vgi_rpc.rpc._hosting import Handler, Hosted, is_wire_name
+from vgi_rpc.rpc._observe import CallObserver, CallScope, with_trace_context
 from vgi_rpc.rpc._request import ONE_EMPTY_ROW, Request, encode_arguments, read_request
 from vgi_rpc.rpc._server import Builtin, RpcServer
 from vgi_rpc.rpc._shm_client import ClientShm
@@ -43,7 +45,11 @@ __all__ = [
     "Batch",
     "Builtin",
     "CallContext",
+    "CallObserver",
+    "CallRecord",
+    "CallScope",
     "CallStart",
+    "CallStatistics",
     "Channel",
     "ClientShm",
     "Connected",
@@ -73,4 +79,5 @@ __all__ = [
     "protocol_hash",
     "read_request",
     "server_takes_shm",
+    "with_trace_context",
 ]

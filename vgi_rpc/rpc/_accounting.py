@@ -1,7 +1,11 @@
 """Per-call I/O statistics and the one access record per call on ``vgi_rpc.access``.
 
-Counting happens only while the access logger is enabled for INFO, so an
-unconfigured application pays one level check per call. Record fields follow
+Counting happens only while the access logger is enabled for INFO or a call
+observer (``RpcServer.add_observer``, ``vgi_rpc.otel``) is registered, so an
+unconfigured application pays one level check per call. Besides the
+``extra={"vgi_rpc": fields}`` mapping, every field of the access record is an
+attribute of the ``logging.LogRecord`` itself (``record.input_rows``,
+``record.method``, ``record.status`` ...), for any handler or formatter. Record fields follow
 the reference's access-log schema (``docs/access-log-spec.md``) where they apply.
 """
 
@@ -13,20 +17,28 @@ import datetime as dt
 import logging
 import time
 import uuid
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import pyarrow as pa
 
 from vgi_rpc._logs import (
     ACCESS_LOGGER,
+    RPC_LOGGER,
     WIRE_BATCH_LOGGER,
     WIRE_REQUEST_LOGGER,
     WIRE_RESPONSE_LOGGER,
 )
 
+if TYPE_CHECKING:
+    from vgi_rpc._ipc import Metadata
+    from vgi_rpc.rpc._context import AuthContext
+
 access_log = logging.getLogger(ACCESS_LOGGER)
 wire_request_log = logging.getLogger(WIRE_REQUEST_LOGGER)
 wire_response_log = logging.getLogger(WIRE_RESPONSE_LOGGER)
 wire_batch_log = logging.getLogger(WIRE_BATCH_LOGGER)
+_rpc_log = logging.getLogger(RPC_LOGGER)
 
 
 @dataclasses.dataclass(slots=True)
@@ -53,6 +65,31 @@ class CallStatistics:
         self.output_bytes += batch.get_total_buffer_size()
 
 
+class CallScope(Protocol):
+    """An observer's state for one call, ended once when the call ends."""
+
+    def finish(self, call: CallRecord, error: BaseException | None, duration: float) -> None:
+        """The call ended (``error`` when it failed); ``duration`` in seconds."""
+        ...
+
+
+class CallObserver(Protocol):
+    """Told about every call a server runs (register with ``RpcServer.add_observer``).
+
+    ``start`` runs before the implementation, on the thread that runs it; the
+    ``CallScope`` it returns (``None``: not interested) is finished after the
+    call, with ``call.stats`` complete. Over HTTP a stream is observed once
+    per HTTP request (``call.stream_id`` links them). Exceptions an observer
+    raises are logged on ``vgi_rpc.rpc`` and never fail the call.
+    """
+
+    def start(
+        self, call: CallRecord, metadata: Metadata | None, auth: AuthContext | None
+    ) -> CallScope | None:
+        """A call starts: ``metadata`` is its request metadata (trace context included)."""
+        ...
+
+
 @dataclasses.dataclass(slots=True)
 class CallRecord:
     """What the access record of one call says; filled in as the call proceeds."""
@@ -72,10 +109,23 @@ class CallRecord:
     stream_id: str = ""
     cancelled: bool = False
     request_data: str | None = None
+    logged: bool = True
+    scopes: list[CallScope] = dataclasses.field(default_factory=list)
 
     def finish(self, error: BaseException | None = None) -> None:
-        """Emit the access record (INFO on ``vgi_rpc.access``) with the outcome."""
-        duration_ms = (time.perf_counter() - self.started) * 1000
+        """End the observers' scopes, then emit the access record (INFO on ``vgi_rpc.access``)."""
+        duration = time.perf_counter() - self.started
+        if self.scopes:
+            scopes, self.scopes = self.scopes, []
+            for scope in scopes:
+                try:
+                    scope.finish(self, error, duration)
+                except Exception:
+                    _rpc_log.exception("call observer %r failed at the end of a call", scope)
+        if self.logged and access_log.isEnabledFor(logging.INFO):
+            self._emit(error, duration * 1000)
+
+    def _emit(self, error: BaseException | None, duration_ms: float) -> None:
         status = "error" if error is not None else "ok"
         error_type = type(error).__name__ if error is not None else ""
         fields = {
@@ -113,7 +163,8 @@ class CallRecord:
             self.method,
             status,
             duration_ms,
-            extra={"vgi_rpc": fields},
+            # The fields are attributes of the LogRecord too (none clashes with its own).
+            extra={**fields, "vgi_rpc": fields},
         )
 
 
@@ -126,22 +177,45 @@ def start_record(
     method_type: str,
     request_id: str,
     request: pa.RecordBatch,
+    observers: Sequence[CallObserver] = (),
+    metadata: Metadata | None = None,
+    auth: AuthContext | None = None,
+    stream_id: str | None = None,
+    count_request: bool = True,
 ) -> CallRecord | None:
-    """A record for this call, or ``None`` when nobody listens on ``vgi_rpc.access``.
+    """A record for this call, or ``None`` when neither the access log nor an observer wants it.
 
-    The request payload (``request_data``) is logged only at DEBUG.
+    The request payload (``request_data``) is logged only at DEBUG. ``stream_id``
+    links the pieces of a stream served over several requests (HTTP);
+    ``count_request=False`` when the request is a stream turn's input, which
+    the turn counts itself.
     """
-    if not access_log.isEnabledFor(logging.INFO):
+    logged = access_log.isEnabledFor(logging.INFO)
+    if not logged and not observers:
         return None
     record = CallRecord(server_id, protocol, protocol_hash, method, method_type, request_id)
+    record.logged = logged
+    if auth is not None:
+        record.principal = auth.principal or ""
+        record.auth_domain = auth.domain or ""
+        record.authenticated = auth.authenticated
     if method_type == "stream":
-        record.stream_id = uuid.uuid4().hex
-    if access_log.isEnabledFor(logging.DEBUG):
+        record.stream_id = stream_id or uuid.uuid4().hex
+    if logged and access_log.isEnabledFor(logging.DEBUG):
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, request.schema) as writer:
             writer.write_batch(request)
         record.request_data = base64.b64encode(sink.getvalue().to_pybytes()).decode()
-    record.stats.record_input(request)
+    if count_request:
+        record.stats.record_input(request)
+    for observer in observers:
+        try:
+            scope = observer.start(record, metadata, auth)
+        except Exception:
+            _rpc_log.exception("call observer %r failed at the start of a call", observer)
+            continue
+        if scope is not None:
+            record.scopes.append(scope)
     return record
 
 
@@ -155,7 +229,9 @@ def describe_batch(batch: pa.RecordBatch, metadata: dict[bytes, bytes] | None) -
 
 
 __all__ = [
+    "CallObserver",
     "CallRecord",
+    "CallScope",
     "CallStatistics",
     "access_log",
     "describe_batch",

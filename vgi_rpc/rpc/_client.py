@@ -23,6 +23,7 @@ from vgi_rpc.rpc._accounting import describe_batch, wire_batch_log, wire_request
 from vgi_rpc.rpc._channel import Channel
 from vgi_rpc.rpc._describe import ServiceDescription, parse_describe_batch
 from vgi_rpc.rpc._hosting import wire_name
+from vgi_rpc.rpc._observe import with_trace_context
 from vgi_rpc.rpc._request import ONE_EMPTY_ROW, encode_arguments
 from vgi_rpc.rpc._shm_client import ClientShm
 from vgi_rpc.rpc._streams import EMPTY_SCHEMA, AnnotatedBatch
@@ -72,7 +73,7 @@ class RpcConnection:
         self.protocol_version = protocol_version_of(protocol)
         # Second-generation routing key, sent on every request (first-generation
         # servers ignore it); dropped for good if the server does not host the name.
-        self.routing: str | None = wire_name(protocol)
+        self.routing: str | None = wire_name(protocol) if self.methods else None
         self.open_session: StreamSession | None = None
         self._request_metadata: dict[str, Metadata] = {}
         # The client's shared-memory segment, once the server has agreed to use it,
@@ -104,6 +105,7 @@ class RpcConnection:
             metadata = request_metadata(method, None, self.protocol_version, merged)
             if extra is None:
                 self._request_metadata[method] = metadata
+        metadata = with_trace_context(metadata)  # the caller's active span, if any
         if shm is not None:
             batch, metadata = shm.outgoing(batch, metadata)
         if wire_request_log.isEnabledFor(logging.DEBUG):

@@ -53,6 +53,7 @@ class CallContext:
         "method",
         "request_id",
         "server_id",
+        "tick_metadata",
         "transport_metadata",
     )
 
@@ -73,6 +74,8 @@ class CallContext:
         self.logger = logger
         self.auth = auth
         self.transport_metadata: Mapping[str, str] = transport_metadata or {}
+        # A producer's current tick: the custom metadata the client sent with it, if any.
+        self.tick_metadata: Mapping[bytes, bytes] | None = None
         self._log_sink = log_sink
 
     def client_log(self, level: Level, message: str, **extra: object) -> None:

@@ -21,6 +21,7 @@ from vgi_rpc._errors import (
     MethodNotImplementedError,
     ProtocolError,
     ProtocolNotSupportedError,
+    ProtocolVersionError,
     VersionError,
 )
 from vgi_rpc._ipc import IpcValidation, Metadata
@@ -29,6 +30,7 @@ from vgi_rpc._limits import DEFAULT_LIMITS, ResourceLimits
 from vgi_rpc._logs import RPC_LOGGER, Level
 from vgi_rpc._methods import RpcMethodInfo
 from vgi_rpc.rpc._accounting import (
+    CallObserver,
     CallRecord,
     access_log,
     describe_batch,
@@ -145,6 +147,13 @@ class RpcServer:
         self.limits = limits if limits is not None else DEFAULT_LIMITS
         self.read_policy = ReadPolicy.make(ipc_validation, self.limits)
         self.expose_tracebacks = expose_tracebacks
+        self.observers: list[CallObserver] = []
+        self._hashes: dict[int, str] = {}
+
+    def add_observer(self, observer: CallObserver) -> RpcServer:
+        """Tell ``observer`` about every call from now on (``vgi_rpc.otel`` uses this); chainable."""
+        self.observers.append(observer)
+        return self
 
     # -- the default protocol (what first-generation clients see) -----------
 
@@ -237,9 +246,13 @@ class RpcServer:
         name = _text(method)
         if name == k.TRANSPORT_OPTIONS_METHOD:
             return Builtin(self._answer_transport_options)
+        if name == k.DESCRIBE_METHOD and self.enable_describe:
+            # Answered before routing: it describes the named protocol when hosted, else the default.
+            named = self.hosted.get(_text(metadata.get(k.PROTOCOL_KEY)))
+            described = named if named is not None else self._default
+            if name not in described.handlers:
+                return Builtin(lambda request, rid: self._answer_describe(described))
         hosted = self._hosted_for(metadata)
-        if name == k.DESCRIBE_METHOD and self.enable_describe and name not in hosted.handlers:
-            return Builtin(lambda request, rid: self._answer_describe(hosted))
         handler = hosted.handlers.get(name)
         if handler is None:
             raise MethodNotImplementedError(
@@ -290,12 +303,13 @@ class RpcServer:
             return self._reject(routed, request.rejected, request_id, second_generation)
         if isinstance(routed, Builtin):
             return CallStart([routed.answer(request, request_id)])
+        routed = self._version_alternative(routed, metadata)
         info = routed.info
         if wire_request_log.isEnabledFor(logging.DEBUG):
             wire_request_log.debug(
                 "received %s(): %s", info.name, describe_batch(request.batch, metadata)
             )
-        record = self.start_record(routed, request_id, request.batch)
+        record = self.start_record(routed, request_id, request.batch, metadata=metadata, auth=auth)
         try:
             routed.hosted.check_version(metadata)
             kwargs = decode_arguments(info, request.batch)
@@ -318,6 +332,26 @@ class RpcServer:
             auth,
             input_follows_error=second_generation,
         )
+
+    def _version_alternative(self, routed: Handler, metadata: Metadata) -> Handler:
+        """The first-generation binding of the same name, when only it fits the client's version.
+
+        For a server that hosts 1.0.0 for old clients and 2.0.0 routed, under one name.
+        """
+        default = self._default
+        if routed.hosted is default or default.name != routed.hosted.name:
+            return routed
+        try:
+            routed.hosted.check_version(metadata)
+        except ProtocolVersionError:
+            alternative = default.handlers.get(routed.info.name)
+            if alternative is not None:
+                try:
+                    default.check_version(metadata)
+                except ProtocolVersionError:
+                    return routed
+                return alternative
+        return routed
 
     def _reject(
         self, routed: Handler | Builtin, exc: IPCError, request_id: str, second_generation: bool
@@ -343,12 +377,26 @@ class RpcServer:
         *,
         auth: AuthContext | None = None,
         batch: pa.RecordBatch | None = None,
+        metadata: Metadata | None = None,
+        stream_id: str | None = None,
     ) -> ServerStream:
-        """A stream rebuilt from state carried between requests (HTTP continuations)."""
+        """A stream rebuilt from state carried between requests (HTTP continuations).
+
+        ``metadata`` (the request's, for trace context) and ``stream_id`` (the
+        stream's, from ``/init``) go to the access record and call observers.
+        """
         from vgi_rpc.rpc._streams import StreamState
 
         assert isinstance(state, StreamState)
-        record = self.start_record(handler, request_id, batch)
+        record = self.start_record(
+            handler,
+            request_id,
+            batch,
+            metadata=metadata,
+            auth=auth,
+            stream_id=stream_id,
+            count_request=False,  # the turn counts its input batch itself
+        )
         return ServerStream(
             self, handler, state, output_schema, input_schema, request_id, auth, record
         )
@@ -359,10 +407,18 @@ class RpcServer:
         return None if hosted is None else hosted.handlers.get(method)
 
     def start_record(
-        self, handler: Handler, request_id: str, request: pa.RecordBatch | None
+        self,
+        handler: Handler,
+        request_id: str,
+        request: pa.RecordBatch | None,
+        *,
+        metadata: Metadata | None = None,
+        auth: AuthContext | None = None,
+        stream_id: str | None = None,
+        count_request: bool = True,
     ) -> CallRecord | None:
-        """The access record of one call (``None`` while access logging is off)."""
-        if not access_log.isEnabledFor(logging.INFO):
+        """The record of one call (``None`` while access logging is off and nobody observes)."""
+        if not self.observers and not access_log.isEnabledFor(logging.INFO):
             return None
         hosted = handler.hosted
         return start_record(
@@ -373,12 +429,22 @@ class RpcServer:
             method_type=handler.info.method_type.value,
             request_id=request_id,
             request=request if request is not None else empty_batch(EMPTY_SCHEMA),
+            observers=self.observers,
+            metadata=metadata,
+            auth=auth,
+            stream_id=stream_id,
+            count_request=count_request,
         )
 
     def _hash_of(self, hosted: Hosted) -> str:
         if hosted is self._default:
             return self.protocol_hash
-        return self.describe(hosted)[1][k.PROTOCOL_HASH_KEY].decode()
+        known = self._hashes.get(id(hosted))  # hosted protocols live as long as the server
+        if known is None:
+            known = self._hashes[id(hosted)] = self.describe(hosted)[1][
+                k.PROTOCOL_HASH_KEY
+            ].decode()
+        return known
 
     # -- framework methods ------------------------------------------------------
 

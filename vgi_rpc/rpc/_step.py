@@ -211,6 +211,11 @@ class ServerStream:
             self._out.log_sink(level, message, extra)
 
     @property
+    def stream_id(self) -> str:
+        """What links the pieces of this stream (the record's id, else the request id)."""
+        return self.record.stream_id if self.record is not None else self.request_id
+
+    @property
     def is_producer(self) -> bool:
         """Whether the state produces (ticks in) rather than exchanges."""
         return isinstance(self.state, ProducerState)
@@ -253,6 +258,7 @@ class ServerStream:
                 )
             return
         assert isinstance(state, ProducerState)
+        self._ctx.tick_metadata = received.metadata_dict() if received.custom_metadata else None
         state.produce(out, self._ctx)
         if out.batch is None and not out.finished:
             raise ValueError(f"{self.info.name}(): produce() must emit a batch or call finish()")

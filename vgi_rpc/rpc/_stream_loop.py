@@ -143,7 +143,8 @@ def _run_stream(
     error: Exception | None = None
     try:
         error = _turns(policy, stream, input_reader, output, segment, shm)
-    except TransportError:
+    except TransportError as exc:
+        stream.finish(exc)  # the call's record (access log, observers) still ends
         raise
     except IPCError as exc:  # unreadable input: report it, then end the connection
         error = exc

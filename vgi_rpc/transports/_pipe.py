@@ -39,11 +39,16 @@ def serve_pipe(
     ``with serve_pipe(Calculator, CalculatorImpl()) as calc: calc.add(a=1.0, b=2.0)``.
     Leaving the block closes the pipes and joins the server thread. With
     ``shm_size`` both ends share a new segment of that size (``ShmPipeTransport``),
-    removed when the block ends.
+    removed when the block ends. ``implementation`` may also be an ``RpcServer``
+    built beforehand (with observers, say: ``instrument_server``).
     """
     check_shm_size(shm_size)
     validation = ipc_validation or IpcValidation.FULL
-    server = RpcServer(protocol, implementation, ipc_validation=validation)
+    server = (
+        implementation
+        if isinstance(implementation, RpcServer)
+        else RpcServer(protocol, implementation, ipc_validation=validation)
+    )
     client_side: Channel
     server_side: Channel
     client_side, server_side = make_pipe_pair()

@@ -133,6 +133,28 @@ def error_code_of(exc: BaseException, kind: str | None) -> str:
     return _CODE_OF_KIND.get(kind or "", "UNKNOWN")
 
 
+MAX_ERROR_DETAILS_BYTES = 4096
+
+
+def error_details_of(exc: BaseException) -> str | None:
+    """The JSON of ``exc.error_details`` when it is a valid details array (spec section 8).
+
+    A list of objects, each naming its ``@type`` once, at most 4096 bytes as
+    JSON; anything else is omitted whole (never a prefix or a subset).
+    """
+    details = getattr(exc, "error_details", None)
+    if not isinstance(details, list) or not details:
+        return None
+    types = [d.get("@type") if isinstance(d, dict) else None for d in details]
+    if any(not isinstance(t, str) or not t for t in types) or len(set(types)) != len(types):
+        return None
+    try:
+        text = json.dumps(details, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError):
+        return None
+    return text if len(text.encode()) <= MAX_ERROR_DETAILS_BYTES else None
+
+
 def error_kind_of(exc: BaseException) -> str | None:
     """The stable error category of ``exc``, if it carries one."""
     kind = getattr(exc, "error_kind", None)
@@ -162,6 +184,9 @@ def error_metadata(
     extra["error_code"] = code
     if kind is not None:
         extra["error_kind"] = kind
+    details = error_details_of(exc)
+    if details is not None:
+        extra["error_details"] = json.loads(details)
     metadata: Metadata = {
         k.LOG_LEVEL_KEY: b"EXCEPTION",
         k.LOG_MESSAGE_KEY: f"{type_name}: {message}".encode(),
@@ -170,6 +195,8 @@ def error_metadata(
     if kind is not None:
         metadata[k.ERROR_KIND_KEY] = kind.encode()
     metadata[k.ERROR_CODE_KEY] = code.encode()
+    if details is not None:
+        metadata[k.ERROR_DETAILS_KEY] = details.encode()
     metadata[k.SERVER_ID_KEY] = server_id.encode()
     metadata[k.REQUEST_ID_KEY] = request_id.encode()
     return metadata
@@ -201,12 +228,24 @@ def rpc_error_from_metadata(metadata: Metadata) -> RpcError:
         message = exc_message
     kind = _text(metadata, k.ERROR_KIND_KEY) or extra.get("error_kind")
     remote_tb = extra.get("traceback")
+    code = _text(metadata, k.ERROR_CODE_KEY) or extra.get("error_code")
+    details: object = extra.get("error_details")
+    raw_details = metadata.get(k.ERROR_DETAILS_KEY)
+    if raw_details is not None:
+        try:
+            details = json.loads(raw_details)
+        except ValueError:
+            details = None
     return RpcError(
         error_type if isinstance(error_type, str) else "EXCEPTION",
         message,
         remote_tb if isinstance(remote_tb, str) else "",
         request_id=_text(metadata, k.REQUEST_ID_KEY),
         error_kind=kind if isinstance(kind, str) and kind else None,
+        error_code=code if isinstance(code, str) else "",
+        error_details=[d for d in details if isinstance(d, dict)]
+        if isinstance(details, list)
+        else None,
     )
 
 
@@ -239,6 +278,7 @@ __all__ = [
     "classify",
     "empty_batch",
     "error_code_of",
+    "error_details_of",
     "error_kind_of",
     "error_metadata",
     "log_metadata",

@@ -21,6 +21,7 @@ LOG_MESSAGE_KEY = b"vgi_rpc.log_message"
 LOG_EXTRA_KEY = b"vgi_rpc.log_extra"
 ERROR_KIND_KEY = b"vgi_rpc.error_kind"
 ERROR_CODE_KEY = b"vgi_rpc.error_code"
+ERROR_DETAILS_KEY = b"vgi_rpc.error_details"
 SERVER_ID_KEY = b"vgi_rpc.server_id"
 
 STREAM_STATE_KEY = b"vgi_rpc.stream_state#b64"
