@@ -1,0 +1,1 @@
+"""Services built on vgi_rpc's public API."""
