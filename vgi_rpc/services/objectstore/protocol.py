@@ -1,0 +1,175 @@
+"""The object store's wire API: a ``typing.Protocol`` any vgi-rpc client can call.
+
+Objects are bytes on the server: an Arrow IPC stream for a value (see
+``_codec``) or the raw bytes of a blob. A put is ``put_inline`` (small), or
+``allocate`` + (a local client writes the file it is given, a remote one calls
+``write``) + ``seal``. A get is ``open`` (small objects come back inline, a
+local client maps the file it names) and, for a large remote object, the
+``read`` producer stream of bounded chunks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import pyarrow as pa
+
+from vgi_rpc import ArrowSerializableDataclass, Stream, StreamState
+
+VALUE = "value"
+BLOB = "blob"
+CHUNK_SCHEMA = pa.schema([pa.field("chunk", pa.binary(), nullable=False)])
+
+
+@dataclass(frozen=True)
+class ServerInfo(ArrowSerializableDataclass):
+    """Who the server is and what its limits are."""
+
+    instance_id: str
+    hostname: str
+    pid: int
+    shm_dir: str
+    store: str
+    memory_limit: int
+    memory_used: int
+    max_inline: int
+    max_chunk: int
+
+
+@dataclass(frozen=True)
+class ObjectMeta(ArrowSerializableDataclass):
+    """What the store knows about an object.
+
+    ``isglobal``: persisted, so every instance on the store sees it.
+    ``islocal``: held in this instance's memory. ``path``: its shared-memory
+    file, for a client on this host. ``inline``: its bytes, when ``open`` was
+    asked for them and they are small.
+    """
+
+    id: int
+    typename: str
+    nbytes: int
+    kind: str
+    isglobal: bool
+    islocal: bool
+    instance_id: str
+    hostname: str
+    properties: dict[str, str]
+    names: list[str]
+    path: str = ""
+    inline: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Allocation(ArrowSerializableDataclass):
+    """A pending put: write ``size`` bytes (to ``path``, or with ``write``), then ``seal``."""
+
+    put_id: int
+    size: int
+    path: str
+
+
+@dataclass(frozen=True)
+class ObjectPage(ArrowSerializableDataclass):
+    """One page of ``list_objects``; pass ``next_page_token`` for the next (``None``: last)."""
+
+    objects: list[ObjectMeta]
+    next_page_token: str | None
+
+
+class ObjectStore(Protocol):
+    """Immutable objects in shared memory, names, blobs, and persistence through ``pyarrow.fs``."""
+
+    def info(self) -> ServerInfo:
+        """The server's identity and limits."""
+        ...
+
+    def put_inline(
+        self,
+        data: bytes,
+        kind: str,
+        typename: str,
+        name: str | None,
+        persist: bool,
+        properties: dict[str, str],
+    ) -> ObjectMeta:
+        """Store a small object sent whole; optionally name and persist it."""
+        ...
+
+    def allocate(self, size: int, kind: str) -> Allocation:
+        """Reserve ``size`` bytes for a put (freed if never sealed, or if the client disconnects)."""
+        ...
+
+    def write(self, put_id: int, offset: int, data: bytes) -> int:
+        """Write ``data`` at ``offset`` of a pending put; return the bytes written so far."""
+        ...
+
+    def seal(
+        self,
+        put_id: int,
+        typename: str,
+        name: str | None,
+        persist: bool,
+        properties: dict[str, str],
+    ) -> ObjectMeta:
+        """Make a pending put an immutable object (validated first); optionally name and persist it."""
+        ...
+
+    def abort(self, put_id: int) -> None:
+        """Drop a pending put and free its memory."""
+        ...
+
+    def open(self, ref: str, max_inline: int) -> ObjectMeta:
+        """Resolve an id (``o`` + hex) or a name, loading a persisted object into memory if needed."""
+        ...
+
+    def read(self, object_id: int, chunk: int) -> Stream[StreamState]:
+        """Stream the object's bytes as ``chunk`` batches of at most ``chunk`` bytes."""
+        ...
+
+    def get_meta(self, object_id: int) -> ObjectMeta:
+        """Metadata of an object here or in the store (without loading it)."""
+        ...
+
+    def delete(self, object_ids: list[int], force: bool, deep: bool) -> None:
+        """Delete objects (memory, store copy and names)."""
+        ...
+
+    def persist(self, object_id: int) -> ObjectMeta:
+        """Write the object and its names to the store; durable when this returns."""
+        ...
+
+    def put_name(self, object_id: int, name: str, overwrite: bool) -> None:
+        """Bind a name to an object."""
+        ...
+
+    def get_name(self, name: str, wait: bool, timeout: float | None) -> int:
+        """The id bound to ``name``; with ``wait`` block until it is bound or ``timeout`` passes."""
+        ...
+
+    def drop_name(self, name: str) -> None:
+        """Unbind a name."""
+        ...
+
+    def list_names(self, pattern: str, limit: int) -> dict[str, int]:
+        """Names matching the glob ``pattern`` (at most ``limit``)."""
+        ...
+
+    def list_objects(
+        self, pattern: str | None, page_size: int, page_token: str | None
+    ) -> ObjectPage:
+        """Objects whose typename matches the glob ``pattern``, a page at a time, by id."""
+        ...
+
+
+__all__ = [
+    "BLOB",
+    "CHUNK_SCHEMA",
+    "VALUE",
+    "Allocation",
+    "ObjectMeta",
+    "ObjectPage",
+    "ObjectStore",
+    "ServerInfo",
+]

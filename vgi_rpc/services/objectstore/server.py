@@ -1,0 +1,604 @@
+"""``ObjectStoreServer``: the implementation of the ``ObjectStore`` Protocol.
+
+Holds the object table, names and pending puts; memory comes from
+``_memory``, durability from ``_store``. Pending puts belong to the
+connection that made them and are freed when it closes (``ConnectionTracking``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import os
+import secrets
+import socket
+import threading
+import time
+from collections import OrderedDict
+
+import numpy as np
+import pyarrow as pa
+
+from vgi_rpc import CallContext, OutputCollector, ProducerState, RpcServer, Stream
+from vgi_rpc.services.objectstore import _validate as check
+from vgi_rpc.services.objectstore._errors import (
+    BlobSealed,
+    NameNotFound,
+    NameTaken,
+    NameTimeout,
+    ObjectNotFound,
+    OutOfMemory,
+    PutAborted,
+)
+from vgi_rpc.services.objectstore._ids import ObjectID
+from vgi_rpc.services.objectstore._memory import Segment, SharedMemory
+from vgi_rpc.services.objectstore._store import Store
+from vgi_rpc.services.objectstore.protocol import (
+    BLOB,
+    CHUNK_SCHEMA,
+    VALUE,
+    Allocation,
+    ObjectMeta,
+    ObjectPage,
+    ObjectStore,
+    ServerInfo,
+)
+
+MAX_INLINE = 256 << 10
+MAX_CHUNK = 8 << 20
+LEASE_SECONDS = 600.0  # a pending put with no connection (HTTP) not touched for this long is freed
+STORE_POLL_SECONDS = 0.1  # how often a name wait looks at a shared store for other instances' names
+_SERVERS: dict[str, ObjectStoreServer] = {}
+
+
+@dataclasses.dataclass
+class _Entry:
+    id: int
+    kind: str
+    typename: str
+    nbytes: int
+    properties: dict[str, str]
+    segment: Segment | None
+    persisted: bool = False
+
+
+@dataclasses.dataclass
+class _Pending:
+    segment: Segment
+    kind: str
+    owner: int | None
+    touched: float
+
+
+@dataclasses.dataclass
+class ReadState(ProducerState):
+    """Producer state of ``read``: which object, where it is, how much per batch."""
+
+    instance_id: str
+    object_id: int
+    offset: int
+    chunk: int
+
+    def produce(self, out: OutputCollector, ctx: CallContext) -> None:
+        """Emit the next chunk of the object's bytes, zero-copy from its shared memory."""
+        server = _SERVERS.get(self.instance_id)
+        if server is None:
+            raise ObjectNotFound(f"instance {self.instance_id} is not serving here")
+        entry = server.local_entry(self.object_id)
+        if self.offset >= entry.nbytes:
+            out.finish()
+            return
+        assert entry.segment is not None
+        size = min(self.chunk, entry.nbytes - self.offset)
+        mapped = pa.memory_map(entry.segment.path)
+        mapped.seek(self.offset)
+        data = mapped.read_buffer(size)
+        mapped.close()
+        offsets = pa.py_buffer(np.array([0, size], dtype=np.int32))
+        out.emit_arrays([pa.Array.from_buffers(pa.binary(), 1, [None, offsets, data])])
+        self.offset += size
+
+
+class ObjectStoreServer:
+    """The object store: put it behind ``RpcServer`` (or use ``start`` / ``serve``).
+
+    Args:
+        memory_limit: Most bytes of objects (and pending puts) held in shared memory.
+        store: Where persisted objects and names live (``None``: persistence off).
+        shm_root: Directory for the shared-memory files (``/dev/shm``).
+    """
+
+    def __init__(
+        self,
+        *,
+        memory_limit: int = 2 << 30,
+        store: Store | None = None,
+        shm_root: str | None = None,
+    ) -> None:
+        self.instance_id = secrets.token_hex(8)
+        self.hostname = socket.gethostname()
+        self.memory = SharedMemory(memory_limit, shm_root)
+        self.store = store
+        self._objects: dict[int, _Entry] = {}
+        self._names: dict[str, int] = {}
+        self._pending: dict[int, _Pending] = {}
+        self._sealed: OrderedDict[int, int] = OrderedDict()
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self._closing = False
+        self._connection = threading.local()
+        _SERVERS[self.instance_id] = self
+
+    # connections and lifecycle
+
+    def connection_opened(self) -> int:
+        """Mark the current thread as serving a new connection; return its id."""
+        self._connection.id = secrets.randbits(62)
+        return int(self._connection.id)
+
+    def connection_closed(self, connection: int) -> None:
+        """Free the pending puts of a connection that ended (its client may have died)."""
+        self._connection.id = None
+        with self._lock:
+            dead = [pid for pid, p in self._pending.items() if p.owner == connection]
+            segments = [self._pending.pop(pid).segment for pid in dead]
+        for segment in segments:
+            self.memory.free(segment)
+
+    def close(self) -> None:
+        """Wake every waiter, free all shared memory and remove its directory."""
+        with self._changed:
+            self._closing = True
+            self._changed.notify_all()
+            self._objects.clear()
+            self._pending.clear()
+        self.memory.close()
+        _SERVERS.pop(self.instance_id, None)
+
+    def info(self) -> ServerInfo:
+        """The server's identity and limits."""
+        return ServerInfo(
+            instance_id=self.instance_id,
+            hostname=self.hostname,
+            pid=os.getpid(),
+            shm_dir=self.memory.directory,
+            store=self.store.uri if self.store else "",
+            memory_limit=self.memory.limit,
+            memory_used=self.memory.used,
+            max_inline=MAX_INLINE,
+            max_chunk=MAX_CHUNK,
+        )
+
+    # puts
+
+    def put_inline(
+        self,
+        data: bytes,
+        kind: str,
+        typename: str,
+        name: str | None,
+        persist: bool,
+        properties: dict[str, str],
+    ) -> ObjectMeta:
+        """Store a small object sent whole."""
+        check.bounded(len(data), "inline data size", 0, MAX_CHUNK)
+        allocation = self.allocate(len(data), kind)
+        self.write(allocation.put_id, 0, data)
+        return self.seal(allocation.put_id, typename, name, persist, properties)
+
+    def allocate(self, size: int, kind: str) -> Allocation:
+        """Reserve a shared-memory file for a put."""
+        check.kind(kind)
+        self._expire_leases()
+        segment = self._allocate(size)
+        put_id = secrets.randbits(62) + 1
+        with self._lock:
+            owner = getattr(self._connection, "id", None)
+            self._pending[put_id] = _Pending(segment, kind, owner, time.monotonic())
+        return Allocation(put_id=put_id, size=size, path=segment.path)
+
+    def _allocate(self, size: int) -> Segment:
+        try:
+            return self.memory.allocate(size)
+        except OutOfMemory:
+            if not self._spill(size):
+                raise
+        return self.memory.allocate(size)
+
+    def _spill(self, size: int) -> bool:
+        """Drop persisted objects from memory (they stay in the store) until ``size`` fits."""
+        with self._lock:
+            candidates = [
+                e for e in self._objects.values() if e.persisted and e.segment is not None
+            ]
+            freed = []
+            for entry in candidates:
+                if self.memory.limit - self.memory.used + sum(s.size for s in freed) >= size:
+                    break
+                assert entry.segment is not None
+                freed.append(entry.segment)
+                entry.segment = None
+        for segment in freed:
+            self.memory.free(segment)
+        return self.memory.limit - self.memory.used >= size
+
+    def _expire_leases(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            old = [
+                pid
+                for pid, p in self._pending.items()
+                if p.owner is None and now - p.touched > LEASE_SECONDS
+            ]
+            segments = [self._pending.pop(pid).segment for pid in old]
+        for segment in segments:
+            self.memory.free(segment)
+
+    def _take_pending(self, put_id: int, *, pop: bool) -> _Pending:
+        with self._lock:
+            if put_id in self._sealed:
+                raise BlobSealed(
+                    f"put {put_id} was sealed as {ObjectID(self._sealed[put_id])}; objects are immutable"
+                )
+            pending = self._pending.pop(put_id, None) if pop else self._pending.get(put_id)
+            if pending is None:
+                raise PutAborted(
+                    f"no pending put {put_id}: never allocated, aborted, expired or its client left"
+                )
+            pending.touched = time.monotonic()
+            return pending
+
+    def write(self, put_id: int, offset: int, data: bytes) -> int:
+        """Write into a pending put."""
+        pending = self._take_pending(put_id, pop=False)
+        check.bounded(offset, "offset", 0, pending.segment.size - len(data))
+        fd = os.open(pending.segment.path, os.O_WRONLY)
+        try:
+            view = memoryview(data)
+            position = offset
+            while view:
+                written = os.pwrite(fd, view, position)
+                view, position = view[written:], position + written
+        finally:
+            os.close(fd)
+        return offset + len(data)
+
+    def seal(
+        self,
+        put_id: int,
+        typename: str,
+        name: str | None,
+        persist: bool,
+        properties: dict[str, str],
+    ) -> ObjectMeta:
+        """Validate a pending put and make it an immutable object."""
+        if name is not None:
+            check.name(name)
+        check.properties(properties)
+        pending = self._take_pending(put_id, pop=True)
+        try:
+            if pending.kind == VALUE:
+                check.value_stream(_mapped(pending.segment))
+            if name is not None and self._find_name(name) is not None:
+                raise NameTaken(f"the name {name!r} is taken")
+        except BaseException:
+            self.memory.free(pending.segment)
+            raise
+        oid = ObjectID.generate()
+        entry = _Entry(
+            oid,
+            pending.kind,
+            typename[:200] or pending.kind,
+            pending.segment.size,
+            dict(properties),
+            pending.segment,
+        )
+        with self._changed:
+            self._objects[oid] = entry
+            self._sealed[put_id] = oid
+            while len(self._sealed) > 4096:
+                self._sealed.popitem(last=False)
+        if persist:
+            self.persist(oid)
+        if name is not None:
+            self.put_name(oid, name, False)
+        return self._meta(entry)
+
+    def abort(self, put_id: int) -> None:
+        """Drop a pending put (nothing if it is already gone)."""
+        with self._lock:
+            pending = self._pending.pop(put_id, None)
+        if pending is not None:
+            self.memory.free(pending.segment)
+
+    # gets and metadata
+
+    def local_entry(self, object_id: int) -> _Entry:
+        """The object in this instance's memory, loading it from the store if needed."""
+        oid = check.object_id(object_id)
+        with self._lock:
+            entry = self._objects.get(oid)
+        if entry is not None and entry.segment is not None:
+            return entry
+        meta = self.store.object_meta(oid) if self.store else None
+        if meta is None:
+            raise ObjectNotFound(f"no object {oid}")
+        return self._load(oid, meta)
+
+    def _load(self, oid: ObjectID, meta: dict[str, object]) -> _Entry:
+        assert self.store is not None
+        nbytes = meta.get("nbytes")
+        if not isinstance(nbytes, int):
+            raise ObjectNotFound(f"object {oid} has malformed metadata in the store")
+        segment = self._allocate(nbytes)
+        try:
+            with pa.memory_map(segment.path, "r+") as target:
+                self.store.read_object(oid, nbytes, target)
+        except BaseException:
+            self.memory.free(segment)
+            raise
+        with self._lock:
+            entry = self._objects.get(oid)
+            if entry is not None and entry.segment is not None:  # another thread loaded it first
+                self.memory.free(segment)
+                return entry
+            props = meta.get("properties")
+            entry = _Entry(
+                oid,
+                str(meta.get("kind", VALUE)),
+                str(meta.get("typename", "")),
+                nbytes,
+                dict(props) if isinstance(props, dict) else {},
+                segment,
+                persisted=True,
+            )
+            self._objects[oid] = entry
+        return entry
+
+    def open(self, ref: str, max_inline: int) -> ObjectMeta:
+        """Resolve an id or a name to a local object (loading it from the store if needed)."""
+        target = check.reference(ref)
+        oid = target if isinstance(target, ObjectID) else self.get_name(target, False, None)
+        entry = self.local_entry(oid)
+        meta = self._meta(entry)
+        assert entry.segment is not None
+        if entry.nbytes <= min(max_inline, MAX_INLINE):
+            meta = dataclasses.replace(meta, inline=_mapped(entry.segment).to_pybytes())
+        return meta
+
+    def read(self, object_id: int, chunk: int) -> Stream[ReadState]:
+        """Stream an object's bytes in bounded chunks."""
+        entry = self.local_entry(object_id)
+        check.bounded(chunk, "chunk", 1, MAX_CHUNK)
+        return Stream(
+            output_schema=CHUNK_SCHEMA, state=ReadState(self.instance_id, entry.id, 0, chunk)
+        )
+
+    def get_meta(self, object_id: int) -> ObjectMeta:
+        """Metadata of an object here or in the store."""
+        oid = check.object_id(object_id)
+        with self._lock:
+            entry = self._objects.get(oid)
+        if entry is not None:
+            return self._meta(entry)
+        stored = self.store.object_meta(oid) if self.store else None
+        if stored is None:
+            raise ObjectNotFound(f"no object {oid}")
+        return self._stored_meta(oid, stored)
+
+    def _names_of(self, oid: int) -> list[str]:
+        with self._lock:
+            return sorted(n for n, i in self._names.items() if i == oid)
+
+    def _meta(self, entry: _Entry) -> ObjectMeta:
+        return ObjectMeta(
+            id=entry.id,
+            typename=entry.typename,
+            nbytes=entry.nbytes,
+            kind=entry.kind,
+            isglobal=entry.persisted,
+            islocal=entry.segment is not None,
+            instance_id=self.instance_id,
+            hostname=self.hostname,
+            properties=entry.properties,
+            names=self._names_of(entry.id),
+            path=entry.segment.path if entry.segment else "",
+        )
+
+    def _stored_meta(self, oid: int, stored: dict[str, object]) -> ObjectMeta:
+        props = stored.get("properties")
+        nbytes = stored.get("nbytes")
+        return ObjectMeta(
+            id=oid,
+            typename=str(stored.get("typename", "")),
+            nbytes=nbytes if isinstance(nbytes, int) else 0,
+            kind=str(stored.get("kind", VALUE)),
+            isglobal=True,
+            islocal=False,
+            instance_id=str(stored.get("instance_id", "")),
+            hostname=str(stored.get("hostname", "")),
+            properties=dict(props) if isinstance(props, dict) else {},
+            names=self._names_of(oid),
+        )
+
+    # delete and persist
+
+    def delete(self, object_ids: list[int], force: bool, deep: bool) -> None:
+        """Delete objects: memory, store copy and every name bound to them."""
+        oids = [check.object_id(i) for i in object_ids]
+        for oid in oids:  # all or nothing: check every id first
+            with self._lock:
+                known = oid in self._objects
+            if not known and not (self.store and self.store.object_meta(oid) is not None):
+                raise ObjectNotFound(f"no object {oid} (deleted already, or never put)")
+        for oid in oids:
+            with self._changed:
+                entry = self._objects.pop(oid, None)
+                names = [n for n, i in self._names.items() if i == oid]
+                for n in names:
+                    del self._names[n]
+                self._changed.notify_all()
+            if self.store is not None:
+                for n, i in self.store.names().items():
+                    if i == oid:
+                        self.store.drop_name(n)
+                self.store.delete_object(oid)
+            if entry is not None and entry.segment is not None:
+                self.memory.free(entry.segment)
+
+    def persist(self, object_id: int) -> ObjectMeta:
+        """Write the object and its names to the store; durable when this returns."""
+        if self.store is None:
+            raise PutAborted("this server has no store: start it with --store to persist")
+        oid = check.object_id(object_id)
+        with self._lock:
+            entry = self._objects.get(oid)
+        if entry is None:
+            return self.get_meta(oid)  # already global (persisted by another instance), or unknown
+        if not entry.persisted:
+            assert entry.segment is not None
+            meta = {
+                "id": str(oid),
+                "typename": entry.typename,
+                "nbytes": entry.nbytes,
+                "kind": entry.kind,
+                "properties": entry.properties,
+                "instance_id": self.instance_id,
+                "hostname": self.hostname,
+            }
+            self.store.put_object(oid, _mapped(entry.segment), meta)
+            entry.persisted = True
+            for name in self._names_of(oid):
+                self.store.put_name(name, oid)
+        return self._meta(entry)
+
+    # names
+
+    def _find_name(self, name: str) -> int | None:
+        with self._lock:
+            oid = self._names.get(name)
+        if oid is None and self.store is not None:
+            oid = self.store.get_name(name)
+        return oid
+
+    def _exists(self, oid: int) -> bool:
+        with self._lock:
+            if oid in self._objects:
+                return True
+        return self.store is not None and self.store.object_meta(oid) is not None
+
+    def put_name(self, object_id: int, name: str, overwrite: bool) -> None:
+        """Bind a name to an object (persisted with it when the object is persisted)."""
+        check.name(name)
+        oid = check.object_id(object_id)
+        if not self._exists(oid):
+            raise ObjectNotFound(f"no object {oid} to name {name!r}")
+        current = self._find_name(name)
+        if current is not None and current != oid and not overwrite and self._exists(current):
+            raise NameTaken(
+                f"the name {name!r} is bound to {ObjectID(current)}; pass overwrite=True to rebind it"
+            )
+        with self._lock:
+            entry = self._objects.get(oid)
+        if self.store is not None and (entry is None or entry.persisted):
+            self.store.put_name(name, oid)
+        elif self.store is not None and current is not None:
+            self.store.drop_name(name)  # the old binding was global; the new one is local only
+        with self._changed:
+            self._names[name] = oid
+            self._changed.notify_all()
+
+    def get_name(self, name: str, wait: bool, timeout: float | None) -> int:
+        """The id bound to ``name``; with ``wait``, block until bound or ``timeout`` seconds pass."""
+        check.name(name)
+        if timeout is not None and not 0 <= timeout <= 86400:
+            raise check.InvalidRequest(
+                f"timeout must be between 0 and 86400 seconds, not {timeout}"
+            )
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            oid = self._find_name(name)
+            if oid is not None:
+                if not self._exists(oid):
+                    raise NameNotFound(f"the name {name!r} names {ObjectID(oid)}, which is gone")
+                return oid
+            if not wait:
+                raise NameNotFound(f"no name {name!r}")
+            with self._changed:
+                if self._closing:
+                    raise NameNotFound(f"no name {name!r}: the server is shutting down")
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise NameTimeout(f"no object was named {name!r} within {timeout} s")
+                if name not in self._names:
+                    poll = STORE_POLL_SECONDS if self.store is not None else 3600.0
+                    self._changed.wait(poll if remaining is None else min(remaining, poll))
+
+    def drop_name(self, name: str) -> None:
+        """Unbind a name, here and in the store."""
+        check.name(name)
+        with self._changed:
+            local = self._names.pop(name, None)
+        stored = self.store.get_name(name) if self.store is not None else None
+        if stored is not None and self.store is not None:
+            self.store.drop_name(name)
+        if local is None and stored is None:
+            raise NameNotFound(f"no name {name!r}")
+
+    def list_names(self, pattern: str, limit: int) -> dict[str, int]:
+        """Names matching a glob, here and in the store."""
+        check.bounded(limit, "limit", 1, 100_000)
+        names = dict(self.store.names()) if self.store is not None else {}
+        with self._lock:
+            names.update(self._names)
+        matched = sorted(n for n in names if fnmatch.fnmatchcase(n, pattern))
+        return {n: names[n] for n in matched[:limit]}
+
+    def list_objects(
+        self, pattern: str | None, page_size: int, page_token: str | None
+    ) -> ObjectPage:
+        """A page of objects (by id) whose typename matches ``pattern``."""
+        check.bounded(page_size, "page_size", 1, 10_000)
+        after = 0
+        if page_token is not None:
+            token = check.reference(page_token)
+            if not isinstance(token, ObjectID):
+                raise check.InvalidRequest(f"not a page token: {page_token[:40]!r}")
+            after = int(token)
+        with self._lock:
+            ids = set(self._objects)
+        if self.store is not None:
+            ids.update(self.store.object_ids())
+        page: list[ObjectMeta] = []
+        for oid in sorted(i for i in ids if i > after):
+            if len(page) == page_size:
+                return ObjectPage(objects=page, next_page_token=str(ObjectID(page[-1].id)))
+            try:
+                meta = self.get_meta(oid)
+            except ObjectNotFound:  # deleted meanwhile
+                continue
+            if pattern is None or fnmatch.fnmatchcase(meta.typename, pattern):
+                page.append(meta)
+        return ObjectPage(objects=page, next_page_token=None)
+
+
+def _mapped(segment: Segment) -> pa.Buffer:
+    """The segment's bytes, mapped read-only (zero-copy)."""
+    with pa.memory_map(segment.path) as mapped:
+        return mapped.read_buffer()
+
+
+class TrackingRpcServer(RpcServer):
+    """An ``RpcServer`` for the object store that frees a connection's pending puts when it ends."""
+
+    def __init__(self, implementation: ObjectStoreServer) -> None:
+        super().__init__(ObjectStore, implementation, enable_describe=True)
+        self.store_server = implementation
+
+    def serve(self, channel: object) -> None:  # type: ignore[override]  # Channel is a Protocol
+        """Serve one connection; afterwards free the puts it left pending."""
+        connection = self.store_server.connection_opened()
+        try:
+            super().serve(channel)  # type: ignore[arg-type]
+        finally:
+            self.store_server.connection_closed(connection)
