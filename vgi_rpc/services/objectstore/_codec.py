@@ -13,7 +13,8 @@ import dataclasses
 import importlib
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
@@ -116,96 +117,110 @@ def _encode_ndarray(array: np.ndarray, kind: str, typename: str) -> Encoded:
     dtype = array.dtype
     if dtype.kind not in _NUMERIC_KINDS:
         raise TypeError(f"numpy dtype {dtype} is not numeric or bool; the store holds those only")
-    order = "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C"
+    order: Literal["C", "F"] = (
+        "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C"
+    )
     if order == "C" and not array.flags.c_contiguous:
         array = np.ascontiguousarray(array)
     flat = array.ravel(order=order)  # a view: the array is contiguous in this order
-    data = pa.py_buffer(flat.view(np.uint8)) if flat.size else pa.py_buffer(b"")
+    data = pa.py_buffer(flat.view(np.uint8).data) if flat.size else pa.py_buffer(b"")
     native = dtype.byteorder in "=|" and dtype.kind in "iuf" and dtype.itemsize <= 8
     arrow_type = pa.from_numpy_dtype(dtype) if native else pa.uint8()
     length = flat.size if native else array.nbytes
     column = pa.Array.from_buffers(arrow_type, length, [None, data])
-    extra = {"dtype": dtype.str, "shape": list(array.shape), "order": order}
+    extra: dict[str, object] = {"dtype": dtype.str, "shape": list(array.shape), "order": order}
     schema = _tag(pa.schema([pa.field("data", arrow_type, nullable=False)]), kind, typename, extra)
     return Encoded(typename, schema, [pa.record_batch([column], schema=schema)])
 
 
 # Tags of the Python value node table.
 _NONE, _BOOL, _INT, _BIGINT, _FLOAT, _STR, _BYTES, _LIST, _TUPLE, _DICT = range(10)
-_NODE_SCHEMA = pa.schema(
-    [
-        pa.field("tag", pa.int8(), nullable=False),
-        pa.field("int", pa.int64()),
-        pa.field("float", pa.float64()),
-        pa.field("text", pa.large_string()),
-        pa.field("bytes", pa.large_binary()),
-    ]
-)
+_NODE_FIELDS: list[pa.Field[pa.DataType]] = [
+    pa.field("tag", pa.int8(), nullable=False),
+    pa.field("int", pa.int64()),
+    pa.field("float", pa.float64()),
+    pa.field("text", pa.large_string()),
+    pa.field("bytes", pa.large_binary()),
+]
+_NODE_SCHEMA = pa.schema(_NODE_FIELDS)
 
 
-def _encode_python(value: object) -> Encoded:
-    tags: list[int] = []
-    ints: list[int | None] = []
-    floats: list[float | None] = []
-    texts: list[str | None] = []
-    blobs: list[bytes | None] = []
+class _Nodes:
+    """Columns of the node table, filled in preorder."""
 
-    def node(
+    def __init__(self) -> None:
+        self.tags: list[int] = []
+        self.ints: list[int | None] = []
+        self.floats: list[float | None] = []
+        self.texts: list[str | None] = []
+        self.blobs: list[bytes | None] = []
+
+    def add(
+        self,
         tag: int,
         i: int | None = None,
         f: float | None = None,
         s: str | None = None,
         b: bytes | None = None,
     ) -> None:
-        tags.append(tag)
-        ints.append(i)
-        floats.append(f)
-        texts.append(s)
-        blobs.append(b)
+        self.tags.append(tag)
+        self.ints.append(i)
+        self.floats.append(f)
+        self.texts.append(s)
+        self.blobs.append(b)
 
-    def walk(v: object, depth: int) -> None:
-        if depth > _MAX_DEPTH:
-            raise TypeError(f"value nested deeper than {_MAX_DEPTH} levels")
+    def scalar(self, v: object) -> bool:
+        """Add ``v`` if it is a scalar; ``False`` if it is not one."""
         if v is None:
-            node(_NONE)
+            self.add(_NONE)
         elif isinstance(v, bool):
-            node(_BOOL, i=int(v))
+            self.add(_BOOL, i=int(v))
         elif type(v) is int:
             if -(1 << 63) <= v < (1 << 63):
-                node(_INT, i=v)
+                self.add(_INT, i=v)
             else:
-                node(_BIGINT, s=str(v))
+                self.add(_BIGINT, s=str(v))
         elif type(v) is float:
-            node(_FLOAT, f=v)
+            self.add(_FLOAT, f=v)
         elif type(v) is str:
-            node(_STR, s=v)
+            self.add(_STR, s=v)
         elif type(v) is bytes:
-            node(_BYTES, b=v)
-        elif type(v) in (list, tuple):
-            assert isinstance(v, list | tuple)
-            node(_LIST if type(v) is list else _TUPLE, i=len(v))
+            self.add(_BYTES, b=v)
+        else:
+            return False
+        return True
+
+    def walk(self, v: object, depth: int) -> None:
+        if depth > _MAX_DEPTH:
+            raise TypeError(f"value nested deeper than {_MAX_DEPTH} levels")
+        if self.scalar(v):
+            return
+        if type(v) is list or type(v) is tuple:
+            self.add(_LIST if type(v) is list else _TUPLE, i=len(v))
             for item in v:
-                walk(item, depth + 1)
+                self.walk(item, depth + 1)
         elif type(v) is dict:
-            assert isinstance(v, dict)
-            node(_DICT, i=len(v))
+            self.add(_DICT, i=len(v))
             for key, item in v.items():
-                walk(key, depth + 1)
-                walk(item, depth + 1)
+                self.walk(key, depth + 1)
+                self.walk(item, depth + 1)
         else:
             raise TypeError(
                 f"the object store cannot hold a {type(v).__module__}.{type(v).__qualname__}"
             )
 
-    walk(value, 0)
+
+def _encode_python(value: object) -> Encoded:
+    nodes = _Nodes()
+    nodes.walk(value, 0)
     typename = f"py.{type(value).__name__}"
     schema = _tag(_NODE_SCHEMA, "python", typename)
     columns = [
-        pa.array(tags, pa.int8()),
-        pa.array(ints, pa.int64()),
-        pa.array(floats, pa.float64()),
-        pa.array(texts, pa.large_string()),
-        pa.array(blobs, pa.large_binary()),
+        pa.array(nodes.tags, pa.int8()),
+        pa.array(nodes.ints, pa.int64()),
+        pa.array(nodes.floats, pa.float64()),
+        pa.array(nodes.texts, pa.large_string()),
+        pa.array(nodes.blobs, pa.large_binary()),
     ]
     return Encoded(typename, schema, [pa.record_batch(columns, schema=schema)])
 
@@ -273,25 +288,35 @@ def _decode_ndarray(info: dict[str, object], batches: list[pa.RecordBatch]) -> n
     if not isinstance(shape_raw, list) or not all(isinstance(n, int) and n >= 0 for n in shape_raw):
         raise ValueError("malformed ndarray shape")
     shape = tuple(int(n) for n in shape_raw)
-    order = "F" if info.get("order") == "F" else "C"
+    order: Literal["C", "F"] = "F" if info.get("order") == "F" else "C"
     (batch,) = batches
     column = batch.column(0)
     count = int(np.prod(shape, dtype=np.int64))
     data = column.buffers()[1]
     if count == 0 or data is None:
-        return np.empty(shape, dtype=dtype, order=order)
+        empty: np.ndarray = np.empty(shape, dtype=dtype, order=order)
+        return empty
     start = column.offset * column.type.bit_width // 8
-    flat = np.frombuffer(data, dtype=dtype, count=count, offset=start)
+    flat: np.ndarray = np.frombuffer(memoryview(data), dtype=dtype, count=count, offset=start)
     return flat.reshape(shape, order=order)
+
+
+_SCALAR_READERS: dict[
+    int, Callable[[int | None, float | None, str | None, bytes | None], object]
+] = {
+    _NONE: lambda i, f, s, b: None,
+    _BOOL: lambda i, f, s, b: bool(i),
+    _INT: lambda i, f, s, b: i,
+    _BIGINT: lambda i, f, s, b: int(s or ""),
+    _FLOAT: lambda i, f, s, b: f,
+    _STR: lambda i, f, s, b: s,
+    _BYTES: lambda i, f, s, b: b,
+}
 
 
 def _decode_python(batches: list[pa.RecordBatch]) -> object:
     (batch,) = batches
-    tags = batch.column(0).to_pylist()
-    ints = batch.column(1).to_pylist()
-    floats = batch.column(2).to_pylist()
-    texts = batch.column(3).to_pylist()
-    blobs = batch.column(4).to_pylist()
+    tags, ints, floats, texts, blobs = (batch.column(n).to_pylist() for n in range(5))
     position = 0
 
     def read(depth: int) -> object:
@@ -299,31 +324,18 @@ def _decode_python(batches: list[pa.RecordBatch]) -> object:
         if depth > _MAX_DEPTH or position >= len(tags):
             raise ValueError("malformed python value table")
         tag, i = tags[position], ints[position]
-        f, s, b = floats[position], texts[position], blobs[position]
+        if not isinstance(tag, int):
+            raise ValueError("malformed python value table: a null tag")
+        scalar = _SCALAR_READERS.get(tag)
         position += 1
-        if tag == _NONE:
-            return None
-        if tag == _BOOL:
-            return bool(i)
-        if tag == _INT:
-            return i
-        if tag == _BIGINT:
-            return int(s)
-        if tag == _FLOAT:
-            return f
-        if tag == _STR:
-            return s
-        if tag == _BYTES:
-            return b
+        if scalar is not None:
+            return scalar(i, floats[position - 1], texts[position - 1], blobs[position - 1])
         if tag in (_LIST, _TUPLE):
             items = [read(depth + 1) for _ in range(i or 0)]
             return items if tag == _LIST else tuple(items)
         if tag == _DICT:
-            out: dict[object, object] = {}
-            for _ in range(i or 0):
-                key = read(depth + 1)
-                out[key] = read(depth + 1)
-            return out
+            pairs = [(read(depth + 1), read(depth + 1)) for _ in range(i or 0)]
+            return dict(pairs)
         raise ValueError(f"unknown node tag {tag}")
 
     value = read(0)

@@ -39,49 +39,49 @@ class ObjectStoreError(RpcError):
         return self.error_message
 
 
-class ObjectNotFound(ObjectStoreError, LookupError):
+class ObjectNotFound(ObjectStoreError, LookupError):  # noqa: N818  # names match the store API users know
     """No object with this id (never put, deleted, or not persisted where you look)."""
 
     kind = "object_not_found"
 
 
-class NameNotFound(ObjectStoreError, LookupError):
+class NameNotFound(ObjectStoreError, LookupError):  # noqa: N818  # names match the store API users know
     """No such name, or the object it named is gone."""
 
     kind = "name_not_found"
 
 
-class NameTaken(ObjectStoreError, ValueError):
+class NameTaken(ObjectStoreError, ValueError):  # noqa: N818  # names match the store API users know
     """The name is bound to another object and ``overwrite`` was not asked for."""
 
     kind = "name_taken"
 
 
-class NameTimeout(ObjectStoreError, TimeoutError):
+class NameTimeout(ObjectStoreError, TimeoutError):  # noqa: N818  # names match the store API users know
     """``get_name(wait=True)`` saw no ``put_name`` before its timeout."""
 
     kind = "name_timeout"
 
 
-class OutOfMemory(ObjectStoreError, MemoryError):
+class OutOfMemory(ObjectStoreError, MemoryError):  # noqa: N818  # names match the store API users know
     """An allocation would exceed the server's memory limit (the message names both)."""
 
     kind = "out_of_memory"
 
 
-class BlobSealed(ObjectStoreError, PermissionError):
+class BlobSealed(ObjectStoreError, PermissionError):  # noqa: N818  # names match the store API users know
     """The blob is sealed: objects are immutable once sealed."""
 
     kind = "blob_sealed"
 
 
-class InvalidRequest(ObjectStoreError, ValueError):
+class InvalidRequest(ObjectStoreError, ValueError):  # noqa: N818  # names match the store API users know
     """A malformed id, name, size, page token or object payload."""
 
     kind = "invalid_request"
 
 
-class PutAborted(ObjectStoreError):
+class PutAborted(ObjectStoreError):  # noqa: N818  # names match the store API users know
     """The pending put is gone: cancelled, expired, or its client disconnected."""
 
     kind = "put_aborted"

@@ -5,6 +5,7 @@ Owns id generation and strict parsing; imports nothing from the service.
 
 from __future__ import annotations
 
+import operator
 import re
 import secrets
 
@@ -23,10 +24,10 @@ class ObjectID(int):
             if not _PATTERN.fullmatch(value):
                 raise ValueError(f"not an object id: {value[:40]!r} (expected 'o' + 16 hex digits)")
             number = int(value[1:], 16)
-        elif isinstance(value, int) and not isinstance(value, bool):
-            number = int(value)
+        elif isinstance(value, bool):
+            raise TypeError("an object id is an int or a str, not a bool")
         else:
-            raise TypeError(f"an object id is an int or a str, not {type(value).__name__}")
+            number = operator.index(value)
         if not 0 < number <= _MAX:
             raise ValueError(f"object id {number} is outside [1, 2**63)")
         return super().__new__(cls, number)

@@ -12,12 +12,30 @@ from collections.abc import Iterator
 
 import pyarrow.fs as pafs
 
-from vgi_rpc import SocketServer, tcp_server, unix_server
+from vgi_rpc import RpcServer, SocketServer, tcp_server, unix_server
+from vgi_rpc.rpc import Channel
 from vgi_rpc.services.objectstore._store import Store
 from vgi_rpc.services.objectstore.client import default_socket
-from vgi_rpc.services.objectstore.server import ObjectStoreServer, TrackingRpcServer
+from vgi_rpc.services.objectstore.protocol import ObjectStore
+from vgi_rpc.services.objectstore.server import ObjectStoreServer
 
 MAX_CONNECTIONS = 1024
+
+
+class TrackingRpcServer(RpcServer):
+    """An ``RpcServer`` for the object store that frees a connection's pending puts when it ends."""
+
+    def __init__(self, implementation: ObjectStoreServer) -> None:
+        super().__init__(ObjectStore, implementation, enable_describe=True)
+        self.store_server = implementation
+
+    def serve(self, channel: Channel) -> None:
+        """Serve one connection; afterwards free the puts it left pending."""
+        connection = self.store_server.connection_opened()
+        try:
+            super().serve(channel)
+        finally:
+            self.store_server.connection_closed(connection)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,4 +159,4 @@ def serve(
         signal.signal(signal.SIGTERM, previous)
 
 
-__all__ = ["RunningStore", "parse_size", "serve", "start"]
+__all__ = ["RunningStore", "TrackingRpcServer", "parse_size", "serve", "start"]

@@ -189,10 +189,8 @@ class ObjectStoreClient:
         props = dict(properties or {})
         with _typed_errors():
             if size <= self.max_inline:
-                data = encoded.to_buffer()
-                meta = self.proxy.put_inline(
-                    memoryview(data), VALUE, encoded.typename, name, persist, props
-                )  # type: ignore[arg-type]  # bytes-like is accepted
+                data = encoded.to_buffer().to_pybytes()
+                meta = self.proxy.put_inline(data, VALUE, encoded.typename, name, persist, props)
                 return ObjectID(meta.id)
             allocation = self.proxy.allocate(size, VALUE)
             try:

@@ -1,8 +1,8 @@
 """``ObjectStoreServer``: the implementation of the ``ObjectStore`` Protocol.
 
-Holds the object table, names and pending puts; memory comes from
-``_memory``, durability from ``_store``. Pending puts belong to the
-connection that made them and are freed when it closes (``ConnectionTracking``).
+Holds the object table and pending puts; memory comes from ``_memory``,
+durability from ``_store``, names from ``_names``. A pending put belongs to
+the connection that made it and is freed when that connection ends.
 """
 
 from __future__ import annotations
@@ -16,87 +16,35 @@ import threading
 import time
 from collections import OrderedDict
 
-import numpy as np
 import pyarrow as pa
 
-from vgi_rpc import CallContext, OutputCollector, ProducerState, RpcServer, Stream
+from vgi_rpc import Stream
 from vgi_rpc.services.objectstore import _validate as check
+from vgi_rpc.services.objectstore._entries import SERVERS, Entry, Pending, ReadState, mapped
 from vgi_rpc.services.objectstore._errors import (
     BlobSealed,
-    NameNotFound,
+    InvalidRequest,
     NameTaken,
-    NameTimeout,
     ObjectNotFound,
     OutOfMemory,
     PutAborted,
 )
 from vgi_rpc.services.objectstore._ids import ObjectID
 from vgi_rpc.services.objectstore._memory import Segment, SharedMemory
+from vgi_rpc.services.objectstore._names import NameTable
 from vgi_rpc.services.objectstore._store import Store
 from vgi_rpc.services.objectstore.protocol import (
-    BLOB,
     CHUNK_SCHEMA,
     VALUE,
     Allocation,
     ObjectMeta,
     ObjectPage,
-    ObjectStore,
     ServerInfo,
 )
 
 MAX_INLINE = 256 << 10
 MAX_CHUNK = 8 << 20
-LEASE_SECONDS = 600.0  # a pending put with no connection (HTTP) not touched for this long is freed
-STORE_POLL_SECONDS = 0.1  # how often a name wait looks at a shared store for other instances' names
-_SERVERS: dict[str, ObjectStoreServer] = {}
-
-
-@dataclasses.dataclass
-class _Entry:
-    id: int
-    kind: str
-    typename: str
-    nbytes: int
-    properties: dict[str, str]
-    segment: Segment | None
-    persisted: bool = False
-
-
-@dataclasses.dataclass
-class _Pending:
-    segment: Segment
-    kind: str
-    owner: int | None
-    touched: float
-
-
-@dataclasses.dataclass
-class ReadState(ProducerState):
-    """Producer state of ``read``: which object, where it is, how much per batch."""
-
-    instance_id: str
-    object_id: int
-    offset: int
-    chunk: int
-
-    def produce(self, out: OutputCollector, ctx: CallContext) -> None:
-        """Emit the next chunk of the object's bytes, zero-copy from its shared memory."""
-        server = _SERVERS.get(self.instance_id)
-        if server is None:
-            raise ObjectNotFound(f"instance {self.instance_id} is not serving here")
-        entry = server.local_entry(self.object_id)
-        if self.offset >= entry.nbytes:
-            out.finish()
-            return
-        assert entry.segment is not None
-        size = min(self.chunk, entry.nbytes - self.offset)
-        mapped = pa.memory_map(entry.segment.path)
-        mapped.seek(self.offset)
-        data = mapped.read_buffer(size)
-        mapped.close()
-        offsets = pa.py_buffer(np.array([0, size], dtype=np.int32))
-        out.emit_arrays([pa.Array.from_buffers(pa.binary(), 1, [None, offsets, data])])
-        self.offset += size
+LEASE_SECONDS = 600.0  # a pending put with no connection (HTTP) untouched this long is freed
 
 
 class ObjectStoreServer:
@@ -119,15 +67,13 @@ class ObjectStoreServer:
         self.hostname = socket.gethostname()
         self.memory = SharedMemory(memory_limit, shm_root)
         self.store = store
-        self._objects: dict[int, _Entry] = {}
-        self._names: dict[str, int] = {}
-        self._pending: dict[int, _Pending] = {}
+        self._objects: dict[int, Entry] = {}
+        self.names = NameTable(store, self._exists, self._persisted)
+        self._pending: dict[int, Pending] = {}
         self._sealed: OrderedDict[int, int] = OrderedDict()
         self._lock = threading.RLock()
-        self._changed = threading.Condition(self._lock)
-        self._closing = False
         self._connection = threading.local()
-        _SERVERS[self.instance_id] = self
+        SERVERS[self.instance_id] = self
 
     # connections and lifecycle
 
@@ -147,13 +93,12 @@ class ObjectStoreServer:
 
     def close(self) -> None:
         """Wake every waiter, free all shared memory and remove its directory."""
-        with self._changed:
-            self._closing = True
-            self._changed.notify_all()
+        self.names.close()
+        with self._lock:
             self._objects.clear()
             self._pending.clear()
         self.memory.close()
-        _SERVERS.pop(self.instance_id, None)
+        SERVERS.pop(self.instance_id, None)
 
     def info(self) -> ServerInfo:
         """The server's identity and limits."""
@@ -194,7 +139,7 @@ class ObjectStoreServer:
         put_id = secrets.randbits(62) + 1
         with self._lock:
             owner = getattr(self._connection, "id", None)
-            self._pending[put_id] = _Pending(segment, kind, owner, time.monotonic())
+            self._pending[put_id] = Pending(segment, kind, owner, time.monotonic())
         return Allocation(put_id=put_id, size=size, path=segment.path)
 
     def _allocate(self, size: int) -> Segment:
@@ -211,7 +156,7 @@ class ObjectStoreServer:
             candidates = [
                 e for e in self._objects.values() if e.persisted and e.segment is not None
             ]
-            freed = []
+            freed: list[Segment] = []
             for entry in candidates:
                 if self.memory.limit - self.memory.used + sum(s.size for s in freed) >= size:
                     break
@@ -234,7 +179,7 @@ class ObjectStoreServer:
         for segment in segments:
             self.memory.free(segment)
 
-    def _take_pending(self, put_id: int, *, pop: bool) -> _Pending:
+    def _take_pending(self, put_id: int, *, pop: bool) -> Pending:
         with self._lock:
             if put_id in self._sealed:
                 raise BlobSealed(
@@ -278,14 +223,14 @@ class ObjectStoreServer:
         pending = self._take_pending(put_id, pop=True)
         try:
             if pending.kind == VALUE:
-                check.value_stream(_mapped(pending.segment))
-            if name is not None and self._find_name(name) is not None:
+                check.value_stream(mapped(pending.segment))
+            if name is not None and self.names.find(name) is not None:
                 raise NameTaken(f"the name {name!r} is taken")
         except BaseException:
             self.memory.free(pending.segment)
             raise
         oid = ObjectID.generate()
-        entry = _Entry(
+        entry = Entry(
             oid,
             pending.kind,
             typename[:200] or pending.kind,
@@ -293,7 +238,7 @@ class ObjectStoreServer:
             dict(properties),
             pending.segment,
         )
-        with self._changed:
+        with self._lock:
             self._objects[oid] = entry
             self._sealed[put_id] = oid
             while len(self._sealed) > 4096:
@@ -313,7 +258,7 @@ class ObjectStoreServer:
 
     # gets and metadata
 
-    def local_entry(self, object_id: int) -> _Entry:
+    def local_entry(self, object_id: int) -> Entry:
         """The object in this instance's memory, loading it from the store if needed."""
         oid = check.object_id(object_id)
         with self._lock:
@@ -325,7 +270,7 @@ class ObjectStoreServer:
             raise ObjectNotFound(f"no object {oid}")
         return self._load(oid, meta)
 
-    def _load(self, oid: ObjectID, meta: dict[str, object]) -> _Entry:
+    def _load(self, oid: ObjectID, meta: dict[str, object]) -> Entry:
         assert self.store is not None
         nbytes = meta.get("nbytes")
         if not isinstance(nbytes, int):
@@ -343,7 +288,7 @@ class ObjectStoreServer:
                 self.memory.free(segment)
                 return entry
             props = meta.get("properties")
-            entry = _Entry(
+            entry = Entry(
                 oid,
                 str(meta.get("kind", VALUE)),
                 str(meta.get("typename", "")),
@@ -363,7 +308,7 @@ class ObjectStoreServer:
         meta = self._meta(entry)
         assert entry.segment is not None
         if entry.nbytes <= min(max_inline, MAX_INLINE):
-            meta = dataclasses.replace(meta, inline=_mapped(entry.segment).to_pybytes())
+            meta = dataclasses.replace(meta, inline=mapped(entry.segment).to_pybytes())
         return meta
 
     def read(self, object_id: int, chunk: int) -> Stream[ReadState]:
@@ -386,11 +331,7 @@ class ObjectStoreServer:
             raise ObjectNotFound(f"no object {oid}")
         return self._stored_meta(oid, stored)
 
-    def _names_of(self, oid: int) -> list[str]:
-        with self._lock:
-            return sorted(n for n, i in self._names.items() if i == oid)
-
-    def _meta(self, entry: _Entry) -> ObjectMeta:
+    def _meta(self, entry: Entry) -> ObjectMeta:
         return ObjectMeta(
             id=entry.id,
             typename=entry.typename,
@@ -401,7 +342,7 @@ class ObjectStoreServer:
             instance_id=self.instance_id,
             hostname=self.hostname,
             properties=entry.properties,
-            names=self._names_of(entry.id),
+            names=self.names.of(entry.id),
             path=entry.segment.path if entry.segment else "",
         )
 
@@ -418,7 +359,7 @@ class ObjectStoreServer:
             instance_id=str(stored.get("instance_id", "")),
             hostname=str(stored.get("hostname", "")),
             properties=dict(props) if isinstance(props, dict) else {},
-            names=self._names_of(oid),
+            names=self.names.of(oid),
         )
 
     # delete and persist
@@ -432,16 +373,10 @@ class ObjectStoreServer:
             if not known and not (self.store and self.store.object_meta(oid) is not None):
                 raise ObjectNotFound(f"no object {oid} (deleted already, or never put)")
         for oid in oids:
-            with self._changed:
+            with self._lock:
                 entry = self._objects.pop(oid, None)
-                names = [n for n, i in self._names.items() if i == oid]
-                for n in names:
-                    del self._names[n]
-                self._changed.notify_all()
+            self.names.drop_object(oid)
             if self.store is not None:
-                for n, i in self.store.names().items():
-                    if i == oid:
-                        self.store.drop_name(n)
                 self.store.delete_object(oid)
             if entry is not None and entry.segment is not None:
                 self.memory.free(entry.segment)
@@ -466,20 +401,12 @@ class ObjectStoreServer:
                 "instance_id": self.instance_id,
                 "hostname": self.hostname,
             }
-            self.store.put_object(oid, _mapped(entry.segment), meta)
+            self.store.put_object(oid, mapped(entry.segment), meta)
             entry.persisted = True
-            for name in self._names_of(oid):
-                self.store.put_name(name, oid)
+            self.names.persist(oid)
         return self._meta(entry)
 
     # names
-
-    def _find_name(self, name: str) -> int | None:
-        with self._lock:
-            oid = self._names.get(name)
-        if oid is None and self.store is not None:
-            oid = self.store.get_name(name)
-        return oid
 
     def _exists(self, oid: int) -> bool:
         with self._lock:
@@ -487,72 +414,30 @@ class ObjectStoreServer:
                 return True
         return self.store is not None and self.store.object_meta(oid) is not None
 
+    def _persisted(self, oid: int) -> bool | None:
+        with self._lock:
+            entry = self._objects.get(oid)
+        return None if entry is None else entry.persisted
+
     def put_name(self, object_id: int, name: str, overwrite: bool) -> None:
         """Bind a name to an object (persisted with it when the object is persisted)."""
         check.name(name)
         oid = check.object_id(object_id)
         if not self._exists(oid):
             raise ObjectNotFound(f"no object {oid} to name {name!r}")
-        current = self._find_name(name)
-        if current is not None and current != oid and not overwrite and self._exists(current):
-            raise NameTaken(
-                f"the name {name!r} is bound to {ObjectID(current)}; pass overwrite=True to rebind it"
-            )
-        with self._lock:
-            entry = self._objects.get(oid)
-        if self.store is not None and (entry is None or entry.persisted):
-            self.store.put_name(name, oid)
-        elif self.store is not None and current is not None:
-            self.store.drop_name(name)  # the old binding was global; the new one is local only
-        with self._changed:
-            self._names[name] = oid
-            self._changed.notify_all()
+        self.names.put(oid, name, overwrite)
 
     def get_name(self, name: str, wait: bool, timeout: float | None) -> int:
         """The id bound to ``name``; with ``wait``, block until bound or ``timeout`` seconds pass."""
-        check.name(name)
-        if timeout is not None and not 0 <= timeout <= 86400:
-            raise check.InvalidRequest(
-                f"timeout must be between 0 and 86400 seconds, not {timeout}"
-            )
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            oid = self._find_name(name)
-            if oid is not None:
-                if not self._exists(oid):
-                    raise NameNotFound(f"the name {name!r} names {ObjectID(oid)}, which is gone")
-                return oid
-            if not wait:
-                raise NameNotFound(f"no name {name!r}")
-            with self._changed:
-                if self._closing:
-                    raise NameNotFound(f"no name {name!r}: the server is shutting down")
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise NameTimeout(f"no object was named {name!r} within {timeout} s")
-                if name not in self._names:
-                    poll = STORE_POLL_SECONDS if self.store is not None else 3600.0
-                    self._changed.wait(poll if remaining is None else min(remaining, poll))
+        return self.names.get(check.name(name), wait, timeout)
 
     def drop_name(self, name: str) -> None:
         """Unbind a name, here and in the store."""
-        check.name(name)
-        with self._changed:
-            local = self._names.pop(name, None)
-        stored = self.store.get_name(name) if self.store is not None else None
-        if stored is not None and self.store is not None:
-            self.store.drop_name(name)
-        if local is None and stored is None:
-            raise NameNotFound(f"no name {name!r}")
+        self.names.drop(check.name(name))
 
     def list_names(self, pattern: str, limit: int) -> dict[str, int]:
         """Names matching a glob, here and in the store."""
-        check.bounded(limit, "limit", 1, 100_000)
-        names = dict(self.store.names()) if self.store is not None else {}
-        with self._lock:
-            names.update(self._names)
-        matched = sorted(n for n in names if fnmatch.fnmatchcase(n, pattern))
-        return {n: names[n] for n in matched[:limit]}
+        return self.names.matching(pattern, check.bounded(limit, "limit", 1, 100_000))
 
     def list_objects(
         self, pattern: str | None, page_size: int, page_token: str | None
@@ -563,7 +448,7 @@ class ObjectStoreServer:
         if page_token is not None:
             token = check.reference(page_token)
             if not isinstance(token, ObjectID):
-                raise check.InvalidRequest(f"not a page token: {page_token[:40]!r}")
+                raise InvalidRequest(f"not a page token: {page_token[:40]!r}")
             after = int(token)
         with self._lock:
             ids = set(self._objects)
@@ -580,25 +465,3 @@ class ObjectStoreServer:
             if pattern is None or fnmatch.fnmatchcase(meta.typename, pattern):
                 page.append(meta)
         return ObjectPage(objects=page, next_page_token=None)
-
-
-def _mapped(segment: Segment) -> pa.Buffer:
-    """The segment's bytes, mapped read-only (zero-copy)."""
-    with pa.memory_map(segment.path) as mapped:
-        return mapped.read_buffer()
-
-
-class TrackingRpcServer(RpcServer):
-    """An ``RpcServer`` for the object store that frees a connection's pending puts when it ends."""
-
-    def __init__(self, implementation: ObjectStoreServer) -> None:
-        super().__init__(ObjectStore, implementation, enable_describe=True)
-        self.store_server = implementation
-
-    def serve(self, channel: object) -> None:  # type: ignore[override]  # Channel is a Protocol
-        """Serve one connection; afterwards free the puts it left pending."""
-        connection = self.store_server.connection_opened()
-        try:
-            super().serve(channel)  # type: ignore[arg-type]
-        finally:
-            self.store_server.connection_closed(connection)

@@ -1,0 +1,87 @@
+"""The server's records: held objects, pending puts, and the ``read`` producer state.
+
+``ReadState`` travels in HTTP stream tokens, so it holds only ids and
+offsets; it finds its server through ``SERVERS`` (one entry per instance in
+this process).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Protocol
+
+import numpy as np
+import pyarrow as pa
+
+from vgi_rpc import CallContext, OutputCollector, ProducerState
+from vgi_rpc.services.objectstore._errors import ObjectNotFound
+from vgi_rpc.services.objectstore._memory import Segment
+
+
+@dataclasses.dataclass
+class Entry:
+    """An object this instance knows: in memory (``segment``) or only in the store."""
+
+    id: int
+    kind: str
+    typename: str
+    nbytes: int
+    properties: dict[str, str]
+    segment: Segment | None
+    persisted: bool = False
+
+
+@dataclasses.dataclass
+class Pending:
+    """An allocated, unsealed put; ``owner`` is its connection (``None`` over HTTP)."""
+
+    segment: Segment
+    kind: str
+    owner: int | None
+    touched: float
+
+
+class EntrySource(Protocol):
+    """What ``ReadState`` needs from the server."""
+
+    def local_entry(self, object_id: int) -> Entry:
+        """The object, in memory."""
+        ...
+
+
+SERVERS: dict[str, EntrySource] = {}
+
+
+def mapped(segment: Segment) -> pa.Buffer:
+    """The segment's bytes, mapped read-only (zero-copy; valid after the file is closed)."""
+    with pa.memory_map(segment.path) as source:
+        return source.read_buffer()
+
+
+@dataclasses.dataclass
+class ReadState(ProducerState):
+    """Producer state of ``read``: which object, where it is, how much per batch."""
+
+    instance_id: str
+    object_id: int
+    offset: int
+    chunk: int
+
+    def produce(self, out: OutputCollector, ctx: CallContext) -> None:
+        """Emit the next chunk of the object's bytes, zero-copy from its shared memory."""
+        server = SERVERS.get(self.instance_id)
+        if server is None:
+            raise ObjectNotFound(f"instance {self.instance_id} is not serving here")
+        entry = server.local_entry(self.object_id)
+        if self.offset >= entry.nbytes:
+            out.finish()
+            return
+        assert entry.segment is not None
+        size = min(self.chunk, entry.nbytes - self.offset)
+        data = mapped(entry.segment).slice(self.offset, size)
+        offsets = pa.array(np.array([0, size], dtype=np.int32)).buffers()[1]
+        out.emit_arrays([pa.Array.from_buffers(pa.binary(), 1, [None, offsets, data])])
+        self.offset += size
+
+
+__all__ = ["SERVERS", "Entry", "EntrySource", "Pending", "ReadState", "mapped"]
