@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import datetime as dt
 import decimal
 import json
@@ -323,6 +324,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--describe", action="store_true", help="answer __describe__")
     serve.add_argument("--max-request-bytes", type=int, metavar="N")
     serve.add_argument("--max-response-bytes", type=int, metavar="N")
+    with contextlib.suppress(ImportError):  # the services extra (numpy) may be absent
+        from vgi_rpc.services.objectstore import register_cli as register_objectstore
+
+        register_objectstore(sub)
     return parser
 
 
@@ -351,6 +356,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Entry point of the ``vgi-rpc`` console script; returns the exit status."""
     out = out or sys.stdout
     args = _parser().parse_args(argv)
+    if getattr(args, "run", None) is not None:  # a service's sub-command
+        return int(args.run(args))
     if args.command == "serve":
         return _serve(args)
     conn, close = _open(args)

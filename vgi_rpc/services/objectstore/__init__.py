@@ -5,6 +5,7 @@ names / blobs); ``serve()`` / ``start()`` run a server; ``ObjectStore`` is
 the wire Protocol any vgi-rpc client can call.
 """
 
+from vgi_rpc.services.objectstore._cli import register as register_cli
 from vgi_rpc.services.objectstore._errors import (
     BlobSealed,
     InvalidRequest,
@@ -53,6 +54,7 @@ __all__ = [
     "connect",
     "default_socket",
     "parse_size",
+    "register_cli",
     "serve",
     "start",
 ]
