@@ -47,6 +47,7 @@ class NameTable:
         self._names: dict[str, int] = {}
         self._changed = threading.Condition()
         self._closing = False
+        self.waiting = 0  # threads blocked in get(wait=True) right now
 
     def close(self) -> None:
         """Wake every waiter; later waits fail at once."""
@@ -112,7 +113,11 @@ class NameTable:
                     raise NameTimeout(f"no object was named {name!r} within {timeout} s")
                 if name not in self._names:  # checked under the lock: no lost wake-up
                     poll = STORE_POLL_SECONDS if self.store is not None else MAX_WAIT_SECONDS
-                    self._changed.wait(poll if remaining is None else min(remaining, poll))
+                    self.waiting += 1
+                    try:
+                        self._changed.wait(poll if remaining is None else min(remaining, poll))
+                    finally:
+                        self.waiting -= 1
 
     def drop(self, name: str) -> None:
         """Unbind ``name`` here and in the store."""
