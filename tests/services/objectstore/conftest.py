@@ -50,8 +50,19 @@ def open_client(running: RunningStore, transport: str) -> ObjectStoreClient:
 
 
 @pytest.fixture(params=["unix", "tcp", "http"])
-def client(request: pytest.FixtureRequest, running: RunningStore) -> Iterator[ObjectStoreClient]:
-    with open_client(running, request.param) as c:
+def client(request: pytest.FixtureRequest, short_dir: str) -> Iterator[ObjectStoreClient]:
+    """A client over one transport, to a server listening on that transport only."""
+    transport = request.param
+    with (
+        objectstore.start(
+            socket=os.path.join(short_dir, "s.sock") if transport == "unix" else None,
+            tcp=("127.0.0.1", 0) if transport == "tcp" else None,
+            http=("127.0.0.1", 0) if transport == "http" else None,
+            store=os.path.join(short_dir, "store"),
+            memory=256 << 20,
+        ) as running,
+        open_client(running, transport) as c,
+    ):
         yield c
 
 

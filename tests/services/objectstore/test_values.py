@@ -9,7 +9,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from vgi_rpc.services.objectstore import ObjectStoreClient
+from tests.services.objectstore.conftest import open_client
+from vgi_rpc.services.objectstore import ObjectStoreClient, RunningStore
 from vgi_rpc.services.objectstore._codec import decode, encode
 
 
@@ -141,8 +142,9 @@ def test_a_python_float_stays_a_float64(client: ObjectStoreClient) -> None:
 
 @pytest.mark.parametrize("value", [object(), {1, 2}, bytearray(b"x"), np.array(["s"]), [object()]])
 def test_unsupported_values_are_refused_before_anything_is_sent(
-    client: ObjectStoreClient, value: object
+    running: RunningStore, value: object
 ) -> None:
-    with pytest.raises(TypeError):
-        client.put(value)
-    assert client.list_objects().objects == []
+    with open_client(running, "unix") as client:
+        with pytest.raises(TypeError):
+            client.put(value)
+        assert client.list_objects().objects == []
