@@ -65,6 +65,10 @@ class Store:
         meta = json.loads(raw)
         return meta if isinstance(meta, dict) else None
 
+    def has_object(self, oid: int) -> bool:
+        """Whether ``oid`` is persisted (its metadata, the commit marker, exists)."""
+        return bool(self.fs.get_file_info(self._object(oid, "json")).type == pafs.FileType.File)
+
     def read_object(self, oid: int, size: int, target: pa.NativeFile) -> None:
         """Copy the object's ``size`` bytes into ``target``."""
         with self.fs.open_input_stream(self._object(oid, "data")) as source:
@@ -190,7 +194,7 @@ class Store:
 
 def _copy(data: pa.Buffer, out: pa.NativeFile) -> None:
     for start in range(0, data.size, _COPY_CHUNK):
-        out.write(data.slice(start, _COPY_CHUNK))
+        out.write(data.slice(start, min(_COPY_CHUNK, data.size - start)))
 
 
 __all__ = ["Store"]

@@ -258,11 +258,22 @@ class ObjectStoreServer:
 
     # gets and metadata
 
+    def _held(self, oid: int) -> Entry | None:
+        """The entry of an object this instance holds; a global one deleted elsewhere is dropped."""
+        with self._lock:
+            entry = self._objects.get(oid)
+        if entry is None or not entry.persisted or self.store is None or self.store.has_object(oid):
+            return entry
+        with self._lock:
+            self._objects.pop(oid, None)
+        if entry.segment is not None:
+            self.memory.free(entry.segment)
+        return None
+
     def local_entry(self, object_id: int) -> Entry:
         """The object in this instance's memory, loading it from the store if needed."""
         oid = check.object_id(object_id)
-        with self._lock:
-            entry = self._objects.get(oid)
+        entry = self._held(oid)
         if entry is not None and entry.segment is not None:
             return entry
         meta = self.store.object_meta(oid) if self.store else None
@@ -322,8 +333,7 @@ class ObjectStoreServer:
     def get_meta(self, object_id: int) -> ObjectMeta:
         """Metadata of an object here or in the store."""
         oid = check.object_id(object_id)
-        with self._lock:
-            entry = self._objects.get(oid)
+        entry = self._held(oid)
         if entry is not None:
             return self._meta(entry)
         stored = self.store.object_meta(oid) if self.store else None
@@ -368,9 +378,7 @@ class ObjectStoreServer:
         """Delete objects: memory, store copy and every name bound to them."""
         oids = [check.object_id(i) for i in object_ids]
         for oid in oids:  # all or nothing: check every id first
-            with self._lock:
-                known = oid in self._objects
-            if not known and not (self.store and self.store.object_meta(oid) is not None):
+            if not self._exists(oid):
                 raise ObjectNotFound(f"no object {oid} (deleted already, or never put)")
         for oid in oids:
             with self._lock:
@@ -409,10 +417,9 @@ class ObjectStoreServer:
     # names
 
     def _exists(self, oid: int) -> bool:
-        with self._lock:
-            if oid in self._objects:
-                return True
-        return self.store is not None and self.store.object_meta(oid) is not None
+        if self._held(oid) is not None:
+            return True
+        return self.store is not None and self.store.has_object(oid)
 
     def _persisted(self, oid: int) -> bool | None:
         with self._lock:
