@@ -71,7 +71,18 @@ class ServerProcess:
 
     def __init__(self, socket: str, store: str, *extra: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "vgi_rpc.cli", "objectstore", "serve", "--socket", socket, "--store", store, *extra],
+            [
+                sys.executable,
+                "-m",
+                "vgi_rpc.cli",
+                "objectstore",
+                "serve",
+                "--socket",
+                socket,
+                "--store",
+                store,
+                *extra,
+            ],
             stdout=subprocess.PIPE,
             text=True,
             env=worker_env(),

@@ -54,16 +54,16 @@ def test_get_returns_views_of_the_shared_segment(running: RunningStore) -> None:
         assert isinstance(got_table, pa.Table)
         table_path = client.get_meta(table_id).path
         table_maps = [m for m in _mappings(shm_dir) if m[2] == table_path]
-        for column in got_table.columns:
-            for chunk in column.chunks:
-                data = chunk.buffers()[1]
-                assert _inside(data.address, data.size, table_maps)
+        buffers = [chunk.buffers()[1] for column in got_table.columns for chunk in column.chunks]
+        for data in buffers:
+            assert data is not None
+            assert _inside(data.address, data.size, table_maps)
 
         client.delete([array_id, table_id])
         assert os.listdir(shm_dir) == []  # the files are gone at once
         # a view the caller still holds stays valid after delete, until it is dropped
         assert got[12345] == 12345.0
-        del got, got_table, column, chunk, data
+        del got, got_table, buffers, data
         gc.collect()
         assert _mappings(shm_dir) == []
 
@@ -78,8 +78,11 @@ def _rss_kib(pid: int) -> int:
 
 def _cycle(client: ObjectStoreClient, remote: ObjectStoreClient, size: int) -> None:
     oid = client.put(np.ones(size // 8))
-    assert client.get(oid)[0] == 1.0
-    assert remote.get(oid)[-1] == 1.0  # streamed: the server maps the segment to send it
+    local, streamed = client.get(oid), remote.get(oid)
+    assert isinstance(local, np.ndarray)
+    assert isinstance(streamed, np.ndarray)
+    assert local[0] == streamed[-1] == 1.0
+    del local, streamed  # streamed: the server maps the segment to send it
     client.delete(oid)
 
 
@@ -87,7 +90,10 @@ def test_memory_and_dev_shm_return_to_baseline_after_delete_and_shutdown(short_d
     socket = os.path.join(short_dir, "s.sock")
     with server_process(socket, os.path.join(short_dir, "store"), "--tcp", "127.0.0.1:0") as server:
         host, port = server.lines["TCP"].rsplit(":", 1)
-        with objectstore.connect(socket) as client, objectstore.connect(host=host, port=int(port)) as remote:
+        with (
+            objectstore.connect(socket) as client,
+            objectstore.connect(host=host, port=int(port)) as remote,
+        ):
             shm_dir = client.server.shm_dir
             _cycle(client, remote, 1 << 20)  # warm up code paths and allocator
             gc.collect()
@@ -113,7 +119,11 @@ def test_memory_is_given_back_when_the_client_that_put_it_has_exited(running: Ru
         "    print(c.put(np.ones(1 << 20), name='left-behind'))\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code, running.socket], capture_output=True, text=True, env=worker_env(), check=True
+        [sys.executable, "-c", code, running.socket],
+        capture_output=True,
+        text=True,
+        env=worker_env(),
+        check=True,
     )
     with objectstore.connect(running.socket) as client:
         oid = client.get_name("left-behind")
@@ -130,12 +140,17 @@ def test_blobs_are_written_in_place_and_read_zero_copy(running: RunningStore) ->
         with client.create_blob(1 << 20) as writer:
             writer.buffer[:5] = b"hello"
             writer.write(b"world", offset=(1 << 20) - 5)
+        assert writer.id is not None
         blob = client.get_blob(writer.id)
         assert len(blob) == 1 << 20
         assert bytes(blob.buffer.slice(0, 5)) == b"hello"
         assert bytes(blob.buffer.slice((1 << 20) - 5)) == b"world"
         path = client.get_meta(writer.id).path
-        assert _inside(blob.buffer.address, blob.buffer.size, [m for m in _mappings(client.server.shm_dir) if m[2] == path])
+        assert _inside(
+            blob.buffer.address,
+            blob.buffer.size,
+            [m for m in _mappings(client.server.shm_dir) if m[2] == path],
+        )
         with pytest.raises(objectstore.BlobSealed):
             writer.write(b"late")
         assert client.get_meta(writer.id).typename == "blob"
