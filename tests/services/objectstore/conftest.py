@@ -28,10 +28,10 @@ def short_dir() -> Iterator[str]:
 
 @pytest.fixture
 def running(short_dir: str) -> Iterator[RunningStore]:
+    """A store on a unix socket and TCP (HTTP costs a second to stop: only where needed)."""
     with objectstore.start(
         socket=os.path.join(short_dir, "s.sock"),
         tcp=("127.0.0.1", 0),
-        http=("127.0.0.1", 0),
         store=os.path.join(short_dir, "store"),
         memory=256 << 20,
     ) as store:

@@ -155,10 +155,11 @@ def test_a_client_killed_mid_put_leaves_nothing(running: RunningStore) -> None:
         _still_serving(client)
 
 
-def test_an_abandoned_http_put_expires(
-    running: RunningStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    with open_client(running, "http") as client:
+def test_an_abandoned_http_put_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    with (
+        objectstore.start(http=("127.0.0.1", 0)) as running,
+        open_client(running, "http") as client,
+    ):
         client.proxy.allocate(1 << 20, "blob")
         assert client.proxy.info().memory_used == 1 << 20
         monkeypatch.setattr(server_module, "LEASE_SECONDS", 0.0)
