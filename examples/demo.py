@@ -178,3 +178,6 @@ if __name__ == "__main__":
         run_server(Sensors, SensorsImpl())
     else:
         main()
+        from objectstore import demo as objectstore_demo  # examples/objectstore.py
+
+        objectstore_demo()

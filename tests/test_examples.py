@@ -43,6 +43,15 @@ EXPECTED = {
         "remote error: KeyError",
         "smoothed: [10.0, 15.0, 20.0, 30.0]",
         "the worker has exited",
+        "table: 1000000 rows, equal: True, zero-copy: True",
+        "over HTTP: demo/table -> 1000000 rows, equal: True",
+        "after restart: survivor = {'answer': 42, 'tags': ('durable', 'named')} (isglobal=True, islocal=False)",
+    ],
+    "objectstore.py": [
+        "table: 1000000 rows, equal: True, zero-copy: True",
+        "array: float64 (1000, 1000), equal: True, zero-copy: True",
+        "over HTTP: demo/table -> 1000000 rows, equal: True",
+        "after restart: survivor = {'answer': 42, 'tags': ('durable', 'named')} (isglobal=True, islocal=False)",
     ],
 }
 
