@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import mmap
 import os
 import tempfile
@@ -19,6 +20,7 @@ from contextlib import AbstractContextManager
 from types import TracebackType
 
 import pyarrow as pa
+from typing_extensions import Buffer
 
 from vgi_rpc import RpcError, tcp_connect, unix_connect
 from vgi_rpc.services.objectstore._codec import decode, encode
@@ -143,6 +145,52 @@ class BlobWriter:
     close = seal
 
 
+class _ChunkSender(io.RawIOBase):
+    """A file-like sink that sends what the IPC writer writes in ``write`` calls of one chunk.
+
+    The object is never held whole: at most one chunk is buffered.
+    """
+
+    def __init__(self, client: ObjectStoreClient, put_id: int) -> None:
+        super().__init__()
+        self._client = client
+        self._put_id = put_id
+        self._pending = bytearray()
+        self._offset = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Buffer) -> int:
+        view = memoryview(data)
+        size = len(view)
+        while view:
+            room = self._client.chunk - len(self._pending)
+            if not self._pending and len(view) >= room:
+                self._send(view[:room])  # a whole chunk straight from the writer's buffer
+                view = view[room:]
+                continue
+            self._pending += view[:room]
+            view = view[room:]
+            if len(self._pending) == self._client.chunk:
+                self._flush()
+        return size
+
+    def _send(self, data: memoryview | bytearray) -> None:
+        self._client.upload(self._put_id, memoryview(data), offset=self._offset)
+        self._offset += len(data)
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._send(self._pending)
+            self._pending = bytearray()
+
+    def close(self) -> None:
+        if not self.closed:
+            self._flush()
+        super().close()
+
+
 class ObjectStoreClient:
     """Talks to one object store server; use ``connect()`` to make one."""
 
@@ -198,7 +246,8 @@ class ObjectStoreClient:
                     with pa.memory_map(allocation.path, "r+") as target:
                         encoded.write_to(target)
                 else:
-                    self.upload(allocation.put_id, memoryview(encoded.to_buffer()))
+                    with pa.PythonFile(_ChunkSender(self, allocation.put_id), mode="w") as sink:
+                        encoded.write_to(sink)
                 meta = self.proxy.seal(allocation.put_id, encoded.typename, name, persist, props)
             except BaseException:
                 with contextlib.suppress(Exception):
@@ -206,11 +255,11 @@ class ObjectStoreClient:
                 raise
         return ObjectID(meta.id)
 
-    def upload(self, put_id: int, data: memoryview) -> None:
-        """Send a pending put's bytes in bounded chunks."""
+    def upload(self, put_id: int, data: memoryview, offset: int = 0) -> None:
+        """Send bytes of a pending put (at ``offset``) in bounded chunks."""
         with _typed_errors():
             for start in range(0, len(data), self.chunk):
-                self.proxy.write(put_id, start, data[start : start + self.chunk])  # type: ignore[arg-type]  # bytes-like is accepted
+                self.proxy.write(put_id, offset + start, data[start : start + self.chunk])  # type: ignore[arg-type]  # bytes-like is accepted
 
     def _buffer(self, meta: ObjectMeta) -> pa.Buffer:
         if meta.inline is not None:
