@@ -20,7 +20,11 @@ from vgi_rpc.services.objectstore._memory import Segment
 
 @dataclasses.dataclass
 class Entry:
-    """An object this instance knows: in memory (``segment``) or only in the store."""
+    """An object this instance knows.
+
+    Its bytes are in shared memory (``segment``), held inline (``data``, small
+    objects), or only in the store (neither).
+    """
 
     id: int
     kind: str
@@ -29,6 +33,19 @@ class Entry:
     properties: dict[str, str]
     segment: Segment | None
     persisted: bool = False
+    data: bytes | None = None
+
+    @property
+    def held(self) -> bool:
+        """Whether the bytes are in this instance's memory."""
+        return self.segment is not None or self.data is not None
+
+    def buffer(self) -> pa.Buffer:
+        """The object's bytes (zero-copy)."""
+        if self.data is not None:
+            return pa.py_buffer(self.data)
+        assert self.segment is not None
+        return mapped(self.segment)
 
 
 @dataclasses.dataclass
@@ -76,9 +93,8 @@ class ReadState(ProducerState):
         if self.offset >= entry.nbytes:
             out.finish()
             return
-        assert entry.segment is not None
         size = min(self.chunk, entry.nbytes - self.offset)
-        data = mapped(entry.segment).slice(self.offset, size)
+        data = entry.buffer().slice(self.offset, size)
         offsets = pa.array(np.array([0, size], dtype=np.int32)).buffers()[1]
         out.emit_arrays([pa.Array.from_buffers(pa.binary(), 1, [None, offsets, data])])
         self.offset += size

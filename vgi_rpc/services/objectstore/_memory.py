@@ -112,6 +112,17 @@ class SharedMemory:
             self._used += size
             return segment
 
+    def reserve(self, size: int) -> None:
+        """Count ``size`` bytes held outside any file (small objects kept inline)."""
+        with self._lock:
+            self.check(size)
+            self._used += size
+
+    def release(self, size: int) -> None:
+        """Give back bytes counted by ``reserve``."""
+        with self._lock:
+            self._used = max(0, self._used - size)
+
     def free(self, segment: Segment) -> None:
         """Give the segment's memory back (pages go once no client maps them); idempotent."""
         with self._lock:

@@ -32,6 +32,7 @@ from vgi_rpc.services.objectstore.protocol import (
     ObjectMeta,
     ObjectPage,
     ObjectStore,
+    Opened,
     ServerInfo,
 )
 
@@ -117,8 +118,7 @@ class BlobWriter:
             self._client.upload(put_id, memoryview(self._remote))
             self._remote = None
         with _typed_errors():
-            meta = proxy.seal(put_id, BLOB, name, persist, {})
-        self.id = ObjectID(meta.id)
+            self.id = ObjectID(proxy.seal(put_id, BLOB, name, persist, {}))
         return self.id
 
     def abort(self) -> None:
@@ -238,8 +238,9 @@ class ObjectStoreClient:
         with _typed_errors():
             if size <= self.max_inline:
                 data = encoded.to_buffer().to_pybytes()
-                meta = self.proxy.put_inline(data, VALUE, encoded.typename, name, persist, props)
-                return ObjectID(meta.id)
+                return ObjectID(
+                    self.proxy.put_inline(data, VALUE, encoded.typename, name, persist, props)
+                )
             allocation = self.proxy.allocate(size, VALUE)
             try:
                 if self.local:
@@ -248,12 +249,12 @@ class ObjectStoreClient:
                 else:
                     with pa.PythonFile(_ChunkSender(self, allocation.put_id), mode="w") as sink:
                         encoded.write_to(sink)
-                meta = self.proxy.seal(allocation.put_id, encoded.typename, name, persist, props)
+                oid = self.proxy.seal(allocation.put_id, encoded.typename, name, persist, props)
             except BaseException:
                 with contextlib.suppress(Exception):
                     self.proxy.abort(allocation.put_id)
                 raise
-        return ObjectID(meta.id)
+        return ObjectID(oid)
 
     def upload(self, put_id: int, data: memoryview, offset: int = 0) -> None:
         """Send bytes of a pending put (at ``offset``) in bounded chunks."""
@@ -261,9 +262,9 @@ class ObjectStoreClient:
             for start in range(0, len(data), self.chunk):
                 self.proxy.write(put_id, offset + start, data[start : start + self.chunk])  # type: ignore[arg-type]  # bytes-like is accepted
 
-    def _buffer(self, meta: ObjectMeta) -> pa.Buffer:
-        if meta.inline is not None:
-            return pa.py_buffer(meta.inline)
+    def _buffer(self, meta: Opened) -> pa.Buffer:
+        if meta.data is not None:
+            return pa.py_buffer(meta.data)
         if self.local and meta.path:
             try:
                 with pa.memory_map(meta.path) as mapped:

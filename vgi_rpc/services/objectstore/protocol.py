@@ -43,8 +43,7 @@ class ObjectMeta(ArrowSerializableDataclass):
 
     ``isglobal``: persisted, so every instance on the store sees it.
     ``islocal``: held in this instance's memory. ``path``: its shared-memory
-    file, for a client on this host. ``inline``: its bytes, when ``open`` was
-    asked for them and they are small.
+    file, for a client on this host (``""`` for a small object held inline).
     """
 
     id: int
@@ -58,7 +57,17 @@ class ObjectMeta(ArrowSerializableDataclass):
     properties: dict[str, str]
     names: list[str]
     path: str = ""
-    inline: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Opened(ArrowSerializableDataclass):
+    """What a get needs: the bytes of a small object, else its shared-memory file (if any)."""
+
+    id: int
+    kind: str
+    nbytes: int
+    path: str
+    data: bytes | None
 
 
 @dataclass(frozen=True)
@@ -93,8 +102,8 @@ class ObjectStore(Protocol):
         name: str | None,
         persist: bool,
         properties: dict[str, str],
-    ) -> ObjectMeta:
-        """Store a small object sent whole; optionally name and persist it."""
+    ) -> int:
+        """Store a small object sent whole; optionally name and persist it; return its id."""
         ...
 
     def allocate(self, size: int, kind: str) -> Allocation:
@@ -112,15 +121,15 @@ class ObjectStore(Protocol):
         name: str | None,
         persist: bool,
         properties: dict[str, str],
-    ) -> ObjectMeta:
-        """Make a pending put an immutable object (validated first); optionally name and persist it."""
+    ) -> int:
+        """Make a pending put an immutable object (validated first); return its id."""
         ...
 
     def abort(self, put_id: int) -> None:
         """Drop a pending put and free its memory."""
         ...
 
-    def open(self, ref: str, max_inline: int) -> ObjectMeta:
+    def open(self, ref: str, max_inline: int) -> Opened:
         """Resolve an id (``o`` + hex) or a name, loading a persisted object into memory if needed."""
         ...
 
@@ -171,5 +180,6 @@ __all__ = [
     "ObjectMeta",
     "ObjectPage",
     "ObjectStore",
+    "Opened",
     "ServerInfo",
 ]

@@ -7,7 +7,6 @@ the connection that made it and is freed when that connection ends.
 
 from __future__ import annotations
 
-import dataclasses
 import fnmatch
 import os
 import secrets
@@ -39,6 +38,7 @@ from vgi_rpc.services.objectstore.protocol import (
     Allocation,
     ObjectMeta,
     ObjectPage,
+    Opened,
     ServerInfo,
 )
 
@@ -124,12 +124,49 @@ class ObjectStoreServer:
         name: str | None,
         persist: bool,
         properties: dict[str, str],
-    ) -> ObjectMeta:
-        """Store a small object sent whole."""
-        check.bounded(len(data), "inline data size", 0, MAX_CHUNK)
-        allocation = self.allocate(len(data), kind)
-        self.write(allocation.put_id, 0, data)
-        return self.seal(allocation.put_id, typename, name, persist, properties)
+    ) -> int:
+        """Store a small object sent whole (kept in the server's memory, no file)."""
+        check.bounded(len(data), "inline data size", 0, MAX_INLINE)
+        check.kind(kind)
+        self._check_new(name, properties)
+        if kind == VALUE:
+            check.value_stream(pa.py_buffer(data))
+        self._reserve(len(data))
+        entry = Entry(
+            ObjectID.generate(), kind, typename[:200] or kind, len(data), dict(properties), None
+        )
+        entry.data = bytes(data)
+        return self._commit(entry, name, persist)
+
+    def _check_new(self, name: str | None, properties: dict[str, str]) -> None:
+        check.properties(properties)
+        if name is not None and self.names.find(check.name(name)) is not None:
+            raise NameTaken(f"the name {name!r} is taken")
+
+    def _commit(self, entry: Entry, name: str | None, persist: bool) -> int:
+        with self._lock:
+            self._objects[entry.id] = entry
+        if persist:
+            self.persist(entry.id)
+        if name is not None:
+            self.put_name(entry.id, name, False)
+        return entry.id
+
+    def _reserve(self, size: int) -> None:
+        try:
+            self.memory.reserve(size)
+        except OutOfMemory:
+            if not self._spill(size):
+                raise
+            self.memory.reserve(size)
+
+    def _release(self, entry: Entry) -> None:
+        if entry.segment is not None:
+            self.memory.free(entry.segment)
+            entry.segment = None
+        if entry.data is not None:
+            self.memory.release(entry.nbytes)
+            entry.data = None
 
     def allocate(self, size: int, kind: str) -> Allocation:
         """Reserve a shared-memory file for a put."""
@@ -215,39 +252,30 @@ class ObjectStoreServer:
         name: str | None,
         persist: bool,
         properties: dict[str, str],
-    ) -> ObjectMeta:
-        """Validate a pending put and make it an immutable object."""
-        if name is not None:
-            check.name(name)
-        check.properties(properties)
+    ) -> int:
+        """Validate a pending put and make it an immutable object; return its id."""
         pending = self._take_pending(put_id, pop=True)
         try:
+            self._check_new(name, properties)
             if pending.kind == VALUE:
                 check.value_stream(mapped(pending.segment))
-            if name is not None and self.names.find(name) is not None:
-                raise NameTaken(f"the name {name!r} is taken")
         except BaseException:
             self.memory.free(pending.segment)
             raise
-        oid = ObjectID.generate()
+        size = pending.segment.size
         entry = Entry(
-            oid,
+            ObjectID.generate(),
             pending.kind,
             typename[:200] or pending.kind,
-            pending.segment.size,
+            size,
             dict(properties),
             pending.segment,
         )
         with self._lock:
-            self._objects[oid] = entry
-            self._sealed[put_id] = oid
+            self._sealed[put_id] = entry.id
             while len(self._sealed) > 4096:
                 self._sealed.popitem(last=False)
-        if persist:
-            self.persist(oid)
-        if name is not None:
-            self.put_name(oid, name, False)
-        return self._meta(entry)
+        return self._commit(entry, name, persist)
 
     def abort(self, put_id: int) -> None:
         """Drop a pending put (nothing if it is already gone)."""
@@ -266,15 +294,14 @@ class ObjectStoreServer:
             return entry
         with self._lock:
             self._objects.pop(oid, None)
-        if entry.segment is not None:
-            self.memory.free(entry.segment)
+        self._release(entry)
         return None
 
     def local_entry(self, object_id: int) -> Entry:
         """The object in this instance's memory, loading it from the store if needed."""
         oid = check.object_id(object_id)
         entry = self._held(oid)
-        if entry is not None and entry.segment is not None:
+        if entry is not None and entry.held:
             return entry
         meta = self.store.object_meta(oid) if self.store else None
         if meta is None:
@@ -295,7 +322,7 @@ class ObjectStoreServer:
             raise
         with self._lock:
             entry = self._objects.get(oid)
-            if entry is not None and entry.segment is not None:  # another thread loaded it first
+            if entry is not None and entry.held:  # another thread loaded it first
                 self.memory.free(segment)
                 return entry
             props = meta.get("properties")
@@ -311,16 +338,16 @@ class ObjectStoreServer:
             self._objects[oid] = entry
         return entry
 
-    def open(self, ref: str, max_inline: int) -> ObjectMeta:
+    def open(self, ref: str, max_inline: int) -> Opened:
         """Resolve an id or a name to a local object (loading it from the store if needed)."""
         target = check.reference(ref)
         oid = target if isinstance(target, ObjectID) else self.get_name(target, False, None)
         entry = self.local_entry(oid)
-        meta = self._meta(entry)
-        assert entry.segment is not None
+        data = None
         if entry.nbytes <= min(max_inline, MAX_INLINE):
-            meta = dataclasses.replace(meta, inline=mapped(entry.segment).to_pybytes())
-        return meta
+            data = entry.data if entry.data is not None else entry.buffer().to_pybytes()
+        path = entry.segment.path if entry.segment is not None else ""
+        return Opened(id=entry.id, kind=entry.kind, nbytes=entry.nbytes, path=path, data=data)
 
     def read(self, object_id: int, chunk: int) -> Stream[ReadState]:
         """Stream an object's bytes in bounded chunks."""
@@ -348,7 +375,7 @@ class ObjectStoreServer:
             nbytes=entry.nbytes,
             kind=entry.kind,
             isglobal=entry.persisted,
-            islocal=entry.segment is not None,
+            islocal=entry.held,
             instance_id=self.instance_id,
             hostname=self.hostname,
             properties=entry.properties,
@@ -386,8 +413,8 @@ class ObjectStoreServer:
             self.names.drop_object(oid)
             if self.store is not None:
                 self.store.delete_object(oid)
-            if entry is not None and entry.segment is not None:
-                self.memory.free(entry.segment)
+            if entry is not None:
+                self._release(entry)
 
     def persist(self, object_id: int) -> ObjectMeta:
         """Write the object and its names to the store; durable when this returns."""
@@ -399,7 +426,6 @@ class ObjectStoreServer:
         if entry is None:
             return self.get_meta(oid)  # already global (persisted by another instance), or unknown
         if not entry.persisted:
-            assert entry.segment is not None
             meta = {
                 "id": str(oid),
                 "typename": entry.typename,
@@ -409,7 +435,7 @@ class ObjectStoreServer:
                 "instance_id": self.instance_id,
                 "hostname": self.hostname,
             }
-            self.store.put_object(oid, mapped(entry.segment), meta)
+            self.store.put_object(oid, entry.buffer(), meta)
             entry.persisted = True
             self.names.persist(oid)
         return self._meta(entry)
