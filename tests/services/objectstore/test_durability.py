@@ -126,3 +126,29 @@ def test_persist_to_s3_and_read_back_from_another_instance(
             client.get_name("on-s3")
         keys = {info.path for info in fs.get_file_info(pafs.FileSelector(root, recursive=True))}
         assert not any(oid.hex() in k for k in keys)
+
+
+def test_persisted_objects_spill_under_pressure_and_come_back(short_dir: str) -> None:
+    with (
+        objectstore.start(
+            socket=os.path.join(short_dir, "p.sock"),
+            store=os.path.join(short_dir, "store"),
+            memory=8 << 20,
+        ) as running,
+        objectstore.connect(running.socket) as client,
+    ):
+        first = np.full(3 << 17, 1.0)  # 3 MiB each
+        kept = client.put(first, persist=True)
+        volatile = client.put(np.full(3 << 17, 2.0))
+        # a third 3 MiB object does not fit: the persisted one leaves memory, the other cannot
+        third = client.put(np.full(3 << 17, 3.0))
+        meta = client.get_meta(kept)
+        assert (meta.isglobal, meta.islocal) == (True, False)
+        assert client.get_meta(volatile).islocal
+        with pytest.raises(objectstore.OutOfMemory):
+            client.put(np.zeros(3 << 17))  # nothing persisted is left to spill
+        client.delete(third)
+        back = client.get(kept)  # read back from the store, transparently
+        assert isinstance(back, np.ndarray)
+        assert np.array_equal(back, first)
+        assert client.get_meta(kept).islocal

@@ -17,7 +17,7 @@ from vgi_rpc.rpc import Channel
 from vgi_rpc.services.objectstore._store import Store
 from vgi_rpc.services.objectstore.client import default_socket
 from vgi_rpc.services.objectstore.protocol import ObjectStore
-from vgi_rpc.services.objectstore.server import ObjectStoreServer
+from vgi_rpc.services.objectstore.server import MAX_CHUNK, ObjectStoreServer
 
 MAX_CONNECTIONS = 1024
 
@@ -104,7 +104,11 @@ def start(
             from vgi_rpc.http import make_wsgi_app, serve_in_thread
 
             app = make_wsgi_app(
-                rpc, prefix="/vgi", signing_key=signing_key or secrets.token_bytes(32)
+                rpc,
+                prefix="/vgi",
+                signing_key=signing_key or secrets.token_bytes(32),
+                max_request_bytes=MAX_CHUNK + (1 << 20),  # a write chunk and its envelope
+                max_stream_response_bytes=32 << 20,  # a get moves several chunks per response
             )
             url = stack.enter_context(serve_in_thread(app, host=http[0], port=http[1], threads=32))
         try:

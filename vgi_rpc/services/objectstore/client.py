@@ -288,7 +288,7 @@ class ObjectStoreClient:
     def get(self, ref: ObjectID | str) -> object:
         """The value (or ``Blob``) with this id or name; zero-copy on the server's host."""
         with _typed_errors():
-            meta = self.proxy.open(str(ref), self.max_inline)
+            meta = Opened.from_wire(self.proxy.open(str(ref), self.max_inline))
         buffer = self._buffer(meta)
         if meta.kind == BLOB:
             return Blob(ObjectID(meta.id), buffer)

@@ -60,14 +60,45 @@ class ObjectMeta(ArrowSerializableDataclass):
 
 
 @dataclass(frozen=True)
-class Opened(ArrowSerializableDataclass):
-    """What a get needs: the bytes of a small object, else its shared-memory file (if any)."""
+class Opened:
+    """What a get needs: the bytes of a small object, else its shared-memory file (if any).
+
+    On the wire ``open`` answers a ``map<utf8, binary>`` (see ``to_wire``): a
+    dataclass result costs the core a nested IPC stream per call, and this is
+    the hot path of every get.
+    """
 
     id: int
     kind: str
     nbytes: int
     path: str
     data: bytes | None
+
+    def to_wire(self) -> dict[str, bytes]:
+        """``id`` and ``nbytes`` as decimal ASCII, ``kind`` and ``path`` as UTF-8, ``data`` if any."""
+        wire = {
+            "id": b"%d" % self.id,
+            "kind": self.kind.encode(),
+            "nbytes": b"%d" % self.nbytes,
+            "path": self.path.encode(),
+        }
+        if self.data is not None:
+            wire["data"] = self.data
+        return wire
+
+    @classmethod
+    def from_wire(cls, wire: dict[str, bytes]) -> Opened:
+        """Parse ``open``'s answer (``ValueError`` if malformed)."""
+        try:
+            return cls(
+                int(wire["id"]),
+                wire["kind"].decode(),
+                int(wire["nbytes"]),
+                wire["path"].decode(),
+                wire.get("data"),
+            )
+        except (KeyError, UnicodeDecodeError) as exc:
+            raise ValueError(f"malformed open() answer: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -129,8 +160,8 @@ class ObjectStore(Protocol):
         """Drop a pending put and free its memory."""
         ...
 
-    def open(self, ref: str, max_inline: int) -> Opened:
-        """Resolve an id (``o`` + hex) or a name, loading a persisted object into memory if needed."""
+    def open(self, ref: str, max_inline: int) -> dict[str, bytes]:
+        """Resolve an id (``o`` + hex) or a name, loading it from the store if needed (``Opened.to_wire``)."""
         ...
 
     def read(self, object_id: int, chunk: int) -> Stream[StreamState]:

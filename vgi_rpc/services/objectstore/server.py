@@ -338,7 +338,7 @@ class ObjectStoreServer:
             self._objects[oid] = entry
         return entry
 
-    def open(self, ref: str, max_inline: int) -> Opened:
+    def open(self, ref: str, max_inline: int) -> dict[str, bytes]:
         """Resolve an id or a name to a local object (loading it from the store if needed)."""
         target = check.reference(ref)
         oid = target if isinstance(target, ObjectID) else self.get_name(target, False, None)
@@ -347,7 +347,7 @@ class ObjectStoreServer:
         if entry.nbytes <= min(max_inline, MAX_INLINE):
             data = entry.data if entry.data is not None else entry.buffer().to_pybytes()
         path = entry.segment.path if entry.segment is not None else ""
-        return Opened(id=entry.id, kind=entry.kind, nbytes=entry.nbytes, path=path, data=data)
+        return Opened(entry.id, entry.kind, entry.nbytes, path, data).to_wire()
 
     def read(self, object_id: int, chunk: int) -> Stream[ReadState]:
         """Stream an object's bytes in bounded chunks."""
