@@ -24,6 +24,7 @@ from typing_extensions import Buffer
 
 from vgi_rpc import RpcError, tcp_connect, unix_connect
 from vgi_rpc.services.objectstore._codec import decode, encode
+from vgi_rpc.services.objectstore._entries import map_file
 from vgi_rpc.services.objectstore._errors import BlobSealed, ObjectNotFound, typed
 from vgi_rpc.services.objectstore._ids import ObjectID
 from vgi_rpc.services.objectstore.protocol import (
@@ -244,7 +245,8 @@ class ObjectStoreClient:
             allocation = self.proxy.allocate(size, VALUE)
             try:
                 if self.local:
-                    with pa.memory_map(allocation.path, "r+") as target:
+                    # write(2) into the file: about twice as fast as faulting fresh pages in a mapping
+                    with pa.OSFile(allocation.path, "w") as target:
                         encoded.write_to(target)
                 else:
                     with pa.PythonFile(_ChunkSender(self, allocation.put_id), mode="w") as sink:
@@ -267,8 +269,7 @@ class ObjectStoreClient:
             return pa.py_buffer(meta.data)
         if self.local and meta.path:
             try:
-                with pa.memory_map(meta.path) as mapped:
-                    return mapped.read_buffer()
+                return map_file(meta.path)
             except FileNotFoundError:
                 raise ObjectNotFound(f"object {ObjectID(meta.id)} was deleted meanwhile") from None
         out = pa.allocate_buffer(meta.nbytes)

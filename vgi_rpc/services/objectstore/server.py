@@ -256,13 +256,17 @@ class ObjectStoreServer:
         """Validate a pending put and make it an immutable object; return its id."""
         pending = self._take_pending(put_id, pop=True)
         try:
+            size = os.stat(pending.segment.path).st_size
+            if size != pending.segment.size:
+                raise InvalidRequest(
+                    f"put {put_id} holds {size} bytes, not the {pending.segment.size} allocated"
+                )
             self._check_new(name, properties)
             if pending.kind == VALUE:
                 check.value_stream(mapped(pending.segment))
         except BaseException:
             self.memory.free(pending.segment)
             raise
-        size = pending.segment.size
         entry = Entry(
             ObjectID.generate(),
             pending.kind,
