@@ -178,6 +178,6 @@ if __name__ == "__main__":
         run_server(Sensors, SensorsImpl())
     else:
         main()
-        from objectstore import demo as objectstore_demo  # examples/objectstore.py
+        from object_store import demo as objectstore_demo  # examples/object_store.py
 
         objectstore_demo()

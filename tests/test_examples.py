@@ -47,7 +47,7 @@ EXPECTED = {
         "over HTTP: demo/table -> 1000000 rows, equal: True",
         "after restart: survivor = {'answer': 42, 'tags': ('durable', 'named')} (isglobal=True, islocal=False)",
     ],
-    "objectstore.py": [
+    "object_store.py": [
         "table: 1000000 rows, equal: True, zero-copy: True",
         "array: float64 (1000, 1000), equal: True, zero-copy: True",
         "over HTTP: demo/table -> 1000000 rows, equal: True",

@@ -1,6 +1,6 @@
 """The object store: zero-copy puts and gets on one host, names over HTTP, persistence.
 
-Run it: ``python examples/objectstore.py``. ``demo()`` is also the object
+Run it: ``python examples/object_store.py``. ``demo()`` is also the object
 store part of ``./run demo``.
 """
 
