@@ -64,7 +64,8 @@ def test_one_put_name_wakes_16_waiting_threads_within_milliseconds(
             thread.join(timeout=10)
         assert results == [oid] * 16
         latency = max(woken) - before
-        assert latency < 0.25, f"slowest waiter woke {latency * 1000:.1f} ms after put_name"
+        # a few milliseconds when the machine is idle; the bound is generous for a loaded CI host
+        assert latency < 0.5, f"slowest waiter woke {latency * 1000:.1f} ms after put_name"
 
 
 def test_get_name_without_wait_and_timeouts(memory_only: RunningStore) -> None:
