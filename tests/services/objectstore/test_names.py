@@ -66,6 +66,8 @@ def test_one_put_name_wakes_16_waiting_threads_within_milliseconds(
         latency = max(woken) - before
         # a few milliseconds when the machine is idle; the bound is generous for a loaded CI host
         assert latency < 0.5, f"slowest waiter woke {latency * 1000:.1f} ms after put_name"
+        # each waiter had its own connection; those of finished threads are closed
+        assert client.connections == 1
 
 
 def test_get_name_without_wait_and_timeouts(memory_only: RunningStore) -> None:

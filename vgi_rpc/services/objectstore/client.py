@@ -200,7 +200,8 @@ class ObjectStoreClient:
     ) -> None:
         self._opener = opener
         self._tls = threading.local()
-        self._open: list[AbstractContextManager[ObjectStore]] = []
+        # each thread's connection, so those of threads that have ended can be closed
+        self._open: list[tuple[threading.Thread, AbstractContextManager[ObjectStore]]] = []
         self._lock = threading.Lock()
         self._closed = False
         self.server: ServerInfo = self.proxy.info()
@@ -215,12 +216,27 @@ class ObjectStoreClient:
         if proxy is None:
             if self._closed:
                 raise ValueError("the object store client is closed")
+            self._close_finished_threads()
             connected = self._opener()
             proxy = connected.__enter__()
             with self._lock:
-                self._open.append(connected)
+                self._open.append((threading.current_thread(), connected))
             self._tls.proxy = proxy
         return proxy
+
+    def _close_finished_threads(self) -> None:
+        with self._lock:
+            done = [c for t, c in self._open if not t.is_alive()]
+            self._open = [(t, c) for t, c in self._open if t.is_alive()]
+        for connected in done:
+            connected.__exit__(None, None, None)
+
+    @property
+    def connections(self) -> int:
+        """Connections open now (one per live thread that has used this client)."""
+        self._close_finished_threads()
+        with self._lock:
+            return len(self._open)
 
     # values
 
@@ -363,7 +379,7 @@ class ObjectStoreClient:
         with self._lock:
             self._closed = True
             opened, self._open = self._open, []
-        for connected in opened:
+        for _, connected in opened:
             connected.__exit__(None, None, None)
         self._tls = threading.local()
 
