@@ -37,7 +37,7 @@ from vgi_rpc.services.objectstore.protocol import (
     ServerInfo,
 )
 
-_CHUNK = 4 << 20
+_CHUNK = 2 << 20  # measured best on loopback TCP (cache-sized turns)
 
 
 def default_socket() -> str:
