@@ -138,8 +138,11 @@ def test_blobs_are_written_in_place_and_read_zero_copy(running: RunningStore) ->
     assert running.socket is not None
     with objectstore.connect(running.socket) as client:
         with client.create_blob(1 << 20) as writer:
-            writer.buffer[:5] = b"hello"
+            held = writer.buffer
+            held[:5] = b"hello"
             writer.write(b"world", offset=(1 << 20) - 5)
+        with pytest.raises(ValueError, match="released"):
+            held[0] = 0  # sealing released the writable view
         assert writer.id is not None
         blob = client.get_blob(writer.id)
         assert len(blob) == 1 << 20

@@ -84,6 +84,7 @@ class BlobWriter:
             self._allocation = client.proxy.allocate(size, BLOB)
         self._map: mmap.mmap | None = None
         self._remote: bytearray | None = None
+        self._views: list[memoryview] = []  # released at seal, so they cannot write any more
         if client.local and size:
             fd = os.open(self._allocation.path, os.O_RDWR)
             try:
@@ -98,12 +99,14 @@ class BlobWriter:
         """The writable bytes (``BlobSealed`` once sealed)."""
         if self.id is not None:
             raise BlobSealed(f"blob {self.id} is sealed; objects are immutable")
-        return memoryview(self._map if self._map is not None else self._remote or bytearray())
+        view = memoryview(self._map if self._map is not None else self._remote or bytearray())
+        self._views.append(view)
+        return view
 
     def write(self, data: bytes | memoryview, offset: int = 0) -> None:
         """Copy ``data`` in at ``offset`` (``BlobSealed`` once sealed)."""
-        view = self.buffer
-        view[offset : offset + len(data)] = data
+        with self.buffer as view:
+            view[offset : offset + len(data)] = data
 
     def seal(self, *, name: str | None = None, persist: bool = False) -> ObjectID:
         """Make the blob immutable and visible; return its id."""
@@ -111,8 +114,12 @@ class BlobWriter:
             raise BlobSealed(f"blob {self.id} is sealed already")
         proxy = self._client.proxy
         put_id = self._allocation.put_id
+        for view in self._views:
+            with contextlib.suppress(BufferError):  # numpy arrays made from it keep it alive
+                view.release()
+        self._views.clear()
         if self._map is not None:
-            with contextlib.suppress(BufferError):  # a view still held by the caller stays valid
+            with contextlib.suppress(BufferError):  # see above: the mapping then lives on with them
                 self._map.close()
             self._map = None
         elif self._remote is not None:
