@@ -49,6 +49,8 @@ def demo() -> None:
                 t0 = time.perf_counter()
                 table_id = client.put(table, name="demo/table")
                 array_id = client.put(array)
+                put_ms = (time.perf_counter() - t0) * 1e3
+                client.get(table_id), client.get(array_id)  # first calls warm up the code paths
                 t1 = time.perf_counter()
                 table_back = client.get(table_id)
                 array_back = client.get(array_id)
@@ -67,7 +69,7 @@ def demo() -> None:
                     f"zero-copy: {_mapped_from(shm, array_back.ctypes.data)}"
                 )
                 print(
-                    f"put both {(t1 - t0) * 1e3:.1f} ms, got both {(t2 - t1) * 1e3:.2f} ms ({table_id}, {array_id})"
+                    f"put both {put_ms:.1f} ms, got both again {(t2 - t1) * 1e3:.2f} ms ({table_id}, {array_id})"
                 )
                 assert running.url is not None
                 with objectstore.connect(url=running.url) as remote:
