@@ -1,1 +1,1 @@
-"""Services built on vgi_rpc's public API."""
+"""Services built on the public vgi_rpc API."""
