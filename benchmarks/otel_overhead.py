@@ -95,21 +95,22 @@ def _worker(mode: str) -> None:
     run_server(server)
 
 
-def _connect(transport: str, mode: str, server: Any) -> Any:
+def _connect(transport: str, mode: str, server: Any, stack: contextlib.ExitStack) -> Any:
+    """The proxy of ``Bench`` over ``transport`` (closed with ``stack``)."""
     if transport == "pipe":
         from vgi_rpc import serve_pipe
 
-        return contextlib.nullcontext(), serve_pipe(Bench, server)
+        return stack.enter_context(serve_pipe(Bench, server))
     if transport == "subprocess":
         from vgi_rpc import connect
 
         cmd = [sys.executable, os.path.abspath(__file__), "--worker", mode]
-        return contextlib.nullcontext(), connect(Bench, cmd)
+        return stack.enter_context(connect(Bench, cmd))
     from vgi_rpc.http import http_connect, make_wsgi_app, serve_in_thread
 
-    serving = serve_in_thread(make_wsgi_app(server, signing_key=b"k" * 32), threads=1)
-    url = serving.__enter__()
-    return serving, http_connect(Bench, url)
+    app = make_wsgi_app(server, signing_key=b"k" * 32)
+    url = stack.enter_context(serve_in_thread(app, threads=1))
+    return stack.enter_context(http_connect(Bench, url))
 
 
 def _child(transport: str, mode: str, calls: int, batches: int) -> dict[str, Any]:
@@ -120,8 +121,8 @@ def _child(transport: str, mode: str, calls: int, batches: int) -> dict[str, Any
 
         parent = TracerProvider().get_tracer("bench.client").start_as_current_span("client")
     best = float("inf")
-    serving, connection = _connect(transport, mode, server)
-    with serving, connection as bench, parent:
+    with contextlib.ExitStack() as stack, parent:
+        bench = _connect(transport, mode, server, stack)
         for _ in range(calls // 5):  # warm up
             bench.add(a=1.0, b=2.0)
         for _ in range(batches):
@@ -163,6 +164,46 @@ def _checks(calls: int) -> dict[str, float]:
     return out
 
 
+def _floor(calls: int) -> dict[str, float]:
+    """us per call: the SDK's own floor (a bare span, a histogram point) vs one observed call."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from vgi_rpc import RpcServer
+    from vgi_rpc.otel import OtelConfig, instrument_server
+    from vgi_rpc.wire import keys as k
+
+    spans = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    tracer = tracer_provider.get_tracer("floor")
+    histogram = meter_provider.get_meter("floor").create_histogram("floor")
+    server = instrument_server(
+        RpcServer(Bench, BenchImpl()), OtelConfig(tracer_provider, meter_provider)
+    )
+    handler = server.handler(None, "add")
+    assert handler is not None
+    metadata = {k.METHOD_KEY: b"add"}
+    out: dict[str, float] = {}
+    start = time.perf_counter()
+    for _ in range(calls):
+        tracer.start_span("add").end()
+        histogram.record(0.001, {"rpc.method": "add"})
+    out["sdk_floor_us"] = (time.perf_counter() - start) / calls * 1e6
+    spans.clear()
+    start = time.perf_counter()
+    for _ in range(calls):
+        record = server.start_record(handler, "rid", None, metadata=metadata)
+        assert record is not None
+        record.finish()
+    out["observed_call_us"] = (time.perf_counter() - start) / calls * 1e6
+    return out
+
+
 def _pin() -> list[str]:
     taskset = shutil.which("taskset")
     return [taskset, "-c", "0"] if taskset else []
@@ -183,7 +224,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--transports", default="pipe,subprocess,http")
-    parser.add_argument("--child", choices=[*MODES, "checks"])
+    parser.add_argument("--child", choices=[*MODES, "checks", "floor"])
     parser.add_argument("--transport", default="pipe")
     parser.add_argument("--worker", choices=MODES)
     args = parser.parse_args()
@@ -192,6 +233,9 @@ def main() -> None:
         return
     if args.child == "checks":
         print(json.dumps(_checks(args.calls * 100)))
+        return
+    if args.child == "floor":
+        print(json.dumps(_floor(args.calls)))
         return
     if args.child:
         print(json.dumps(_child(args.transport, args.child, args.calls, args.batches)))
@@ -224,6 +268,12 @@ def main() -> None:
         f"\nno-SDK path per call (no observer, access log off): client with_trace_context "
         f"{checks['with_trace_context_ns']:.0f} ns + server start_record "
         f"{checks['start_record_ns']:.0f} ns = {total / 1000:.2f} us"
+    )
+    floor = _run(["--child", "floor", "--calls", str(args.calls)])
+    print(
+        f"instrumented, outside any transport: one call's observer work "
+        f"{floor['observed_call_us']:.1f} us; the SDK's floor (a bare span + one histogram "
+        f"point) {floor['sdk_floor_us']:.1f} us"
     )
 
 

@@ -181,3 +181,6 @@ if __name__ == "__main__":
         run_server(Sensors, SensorsImpl())
     else:
         main()
+        from object_store import demo as objectstore_demo  # examples/object_store.py
+
+        objectstore_demo()

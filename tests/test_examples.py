@@ -44,6 +44,9 @@ EXPECTED = {
         "smoothed: [10.0, 15.0, 20.0, 30.0]",
         "the worker has exited",
         "after restart: 3750 vectors, deleted ids found: 0, same filtered answer: True",
+        "table: 1000000 rows, equal: True, zero-copy: True",
+        "over HTTP: demo/table -> 1000000 rows, equal: True",
+        "after restart: survivor = {'answer': 42, 'tags': ('durable', 'named')} (isglobal=True, islocal=False)",
     ],
     "vector_index.py": [
         "vector index: 5000 vectors upserted in 3 batches (log offsets 1..3)",
@@ -52,6 +55,12 @@ EXPECTED = {
         "after restart: 3750 vectors, deleted ids found: 0, same filtered answer: True",
         "nearest to [1, 0, 0]: ['a', 'b']",
         "typed error: DimensionMismatchError",
+    ],
+    "object_store.py": [
+        "table: 1000000 rows, equal: True, zero-copy: True",
+        "array: float64 (1000, 1000), equal: True, zero-copy: True",
+        "over HTTP: demo/table -> 1000000 rows, equal: True",
+        "after restart: survivor = {'answer': 42, 'tags': ('durable', 'named')} (isglobal=True, islocal=False)",
     ],
 }
 

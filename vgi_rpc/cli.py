@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import datetime as dt
 import decimal
 import json
@@ -326,6 +327,10 @@ def _parser() -> argparse.ArgumentParser:
     from vgi_rpc.services.vectorindex.cli import add_vectorindex_command
 
     add_vectorindex_command(sub)
+    with contextlib.suppress(ImportError):  # the services extra (numpy) may be absent
+        from vgi_rpc.services.objectstore import register_cli as register_objectstore
+
+        register_objectstore(sub)
     return parser
 
 
@@ -354,6 +359,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Entry point of the ``vgi-rpc`` console script; returns the exit status."""
     out = out or sys.stdout
     args = _parser().parse_args(argv)
+    if getattr(args, "run", None) is not None:  # a service's sub-command
+        return int(args.run(args))
     if args.command == "serve":
         return _serve(args)
     if args.command == "vectorindex":

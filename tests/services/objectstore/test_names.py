@@ -1,0 +1,125 @@
+"""Names: waits woken by put_name (no client polling), no dangling names, overwrite rules."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from vgi_rpc.services import objectstore
+from vgi_rpc.services.objectstore import ObjectStoreClient, RunningStore
+
+
+@pytest.fixture
+def memory_only(short_dir: str) -> Iterator[RunningStore]:
+    with objectstore.start(
+        socket=os.path.join(short_dir, "m.sock"), tcp=("127.0.0.1", 0)
+    ) as running:
+        yield running
+
+
+def _wait_for(condition: object, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.005)
+
+
+@pytest.mark.parametrize("transport", ["unix", "tcp"])
+def test_one_put_name_wakes_16_waiting_threads_within_milliseconds(
+    memory_only: RunningStore, transport: str
+) -> None:
+    assert memory_only.socket is not None
+    assert memory_only.tcp is not None
+    client = (
+        objectstore.connect(memory_only.socket)
+        if transport == "unix"
+        else objectstore.connect(host=memory_only.tcp[0], port=memory_only.tcp[1])
+    )
+    woken: list[float] = []
+    results: list[object] = []
+    lock = threading.Lock()
+
+    def wait() -> None:
+        oid = client.get_name("ready", wait=True, timeout=30)
+        with lock:
+            woken.append(time.monotonic())
+            results.append(oid)
+
+    with client:
+        threads = [threading.Thread(target=wait) for _ in range(16)]
+        for thread in threads:
+            thread.start()
+        # every thread is blocked on the server (each on its own connection)
+        _wait_for(lambda: memory_only.server.names.waiting == 16)
+        oid = client.put(
+            "payload"
+        )  # the writer shares the process (and the client) with the waiters
+        before = time.monotonic()
+        client.put_name(oid, "ready")
+        for thread in threads:
+            thread.join(timeout=10)
+        assert results == [oid] * 16
+        latency = max(woken) - before
+        # a few milliseconds when the machine is idle; the bound is generous for a loaded CI host
+        assert latency < 0.5, f"slowest waiter woke {latency * 1000:.1f} ms after put_name"
+        # each waiter had its own connection; those of finished threads are closed
+        assert client.connections == 1
+
+
+def test_get_name_without_wait_and_timeouts(memory_only: RunningStore) -> None:
+    assert memory_only.socket is not None
+    with objectstore.connect(memory_only.socket) as client:
+        with pytest.raises(objectstore.NameNotFound):
+            client.get_name("absent")
+        start = time.monotonic()
+        with pytest.raises(objectstore.NameTimeout) as caught:
+            client.get_name("absent", wait=True, timeout=0.2)
+        assert 0.2 <= time.monotonic() - start < 2
+        assert "absent" in str(caught.value)
+        assert client.put(1)  # still serving
+
+
+def test_names_follow_their_object(client: ObjectStoreClient) -> None:
+    first, second = client.put("first"), client.put("second")
+    client.put_name(first, "n")
+    assert client.get("n") == "first"
+    with pytest.raises(objectstore.NameTaken):
+        client.put_name(second, "n")
+    assert client.get_name("n") == first
+    client.put_name(second, "n", overwrite=True)
+    assert client.get("n") == "second"
+    client.put_name(second, "alias")
+    assert client.list_names() == {"alias": second, "n": second}
+    assert client.get_meta(second).names == ["alias", "n"]
+    client.delete(second)  # drops both names: none is left dangling
+    assert client.list_names() == {}
+    with pytest.raises(objectstore.NameNotFound):
+        client.get("n")
+    client.put_name(first, "m")
+    client.drop_name("m")
+    with pytest.raises(objectstore.NameNotFound):
+        client.drop_name("m")
+    assert client.get(first) == "first"
+
+
+def test_list_objects_pages_through_everything(client: ObjectStoreClient) -> None:
+    ids = {client.put(i) for i in range(25)} | {client.put(float(i)) for i in range(5)}
+    seen: list[int] = []
+    token = None
+    pages = 0
+    while True:
+        page = client.list_objects(page_size=7, page_token=token)
+        seen += [m.id for m in page.objects]
+        pages += 1
+        token = page.next_page_token
+        if token is None:
+            break
+    assert sorted(seen) == sorted(ids)
+    assert pages == 5
+    floats = client.list_objects("py.float", page_size=100).objects
+    assert len(floats) == 5
+    assert all(m.typename == "py.float" for m in floats)

@@ -1,0 +1,355 @@
+"""Values <-> Arrow record batches, exactly and without pickle.
+
+Every value becomes one Arrow IPC stream whose schema metadata says how to
+rebuild it (``vgi_objectstore.kind``). Arrow data keeps its schema; numpy
+arrays travel as one typed column plus dtype, shape and order; plain Python
+values (str, bytes, int, float, bool, None, list, tuple, dict) as a preorder
+table of tagged nodes. Decoding from a buffer is zero-copy for Arrow and numpy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+
+KIND_KEY = b"vgi_objectstore.kind"
+_META_KEY = b"vgi_objectstore.meta"
+_MAX_DEPTH = 200
+_NUMERIC_KINDS = frozenset("biufc")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Encoded:
+    """A value as Arrow: its type name, schema (with our metadata) and batches."""
+
+    typename: str
+    schema: pa.Schema
+    batches: Sequence[pa.RecordBatch]
+
+    def ipc_size(self) -> int:
+        """Bytes of the IPC stream ``write_to`` produces (measured, nothing copied)."""
+        sink = pa.MockOutputStream()
+        self.write_to(sink)
+        return int(sink.size())
+
+    def write_to(self, sink: pa.NativeFile) -> None:
+        """Write the IPC stream (schema, batches, end of stream) to ``sink``."""
+        with pa.ipc.new_stream(sink, self.schema) as writer:
+            for batch in self.batches:
+                writer.write_batch(batch)
+
+    def to_buffer(self) -> pa.Buffer:
+        """The IPC stream in one new buffer."""
+        sink = pa.BufferOutputStream()
+        self.write_to(sink)
+        return sink.getvalue()
+
+
+def _tag(
+    schema: pa.Schema, kind: str, typename: str, extra: dict[str, object] | None = None
+) -> pa.Schema:
+    metadata = dict(schema.metadata or {})
+    metadata[KIND_KEY] = kind.encode()
+    metadata[_META_KEY] = json.dumps({"typename": typename, **(extra or {})}).encode()
+    return schema.with_metadata(metadata)
+
+
+def _pandas_frame_type() -> type | None:
+    module = sys.modules.get("pandas")
+    frame = getattr(module, "DataFrame", None)
+    return frame if isinstance(frame, type) else None
+
+
+def encode(value: object) -> Encoded:
+    """The Arrow form of ``value``.
+
+    Raises:
+        TypeError: A value (or a nested one) of a type the store does not hold.
+    """
+    if isinstance(value, pa.Table):
+        schema = _tag(value.schema, "table", "pyarrow.Table")
+        return Encoded(
+            "pyarrow.Table",
+            schema,
+            [b.replace_schema_metadata(schema.metadata) for b in value.to_batches()],
+        )
+    if isinstance(value, pa.RecordBatch):
+        schema = _tag(value.schema, "record_batch", "pyarrow.RecordBatch")
+        return Encoded(
+            "pyarrow.RecordBatch", schema, [value.replace_schema_metadata(schema.metadata)]
+        )
+    if isinstance(value, pa.ChunkedArray):
+        schema = _tag(
+            pa.schema([pa.field("values", value.type)]), "chunked_array", "pyarrow.ChunkedArray"
+        )
+        return Encoded(
+            "pyarrow.ChunkedArray",
+            schema,
+            [pa.record_batch([c], schema=schema) for c in value.chunks],
+        )
+    if isinstance(value, pa.Array):
+        schema = _tag(pa.schema([pa.field("values", value.type)]), "array", "pyarrow.Array")
+        return Encoded("pyarrow.Array", schema, [pa.record_batch([value], schema=schema)])
+    if isinstance(value, np.ndarray):
+        return _encode_ndarray(value, "ndarray", "numpy.ndarray")
+    if isinstance(value, np.generic):
+        return _encode_ndarray(np.asarray(value), "numpy_scalar", f"numpy.{type(value).__name__}")
+    frame = _pandas_frame_type()
+    if frame is not None and isinstance(value, frame):
+        table = pa.Table.from_pandas(value)
+        schema = _tag(table.schema, "dataframe", "pandas.DataFrame")
+        return Encoded(
+            "pandas.DataFrame",
+            schema,
+            [b.replace_schema_metadata(schema.metadata) for b in table.to_batches()],
+        )
+    return _encode_python(value)
+
+
+def _encode_ndarray(array: np.ndarray, kind: str, typename: str) -> Encoded:
+    dtype = array.dtype
+    if dtype.kind not in _NUMERIC_KINDS:
+        raise TypeError(f"numpy dtype {dtype} is not numeric or bool; the store holds those only")
+    order: Literal["C", "F"] = (
+        "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C"
+    )
+    if order == "C" and not array.flags.c_contiguous:
+        array = np.ascontiguousarray(array)
+    flat = array.ravel(order=order)  # a view: the array is contiguous in this order
+    data = pa.py_buffer(flat.view(np.uint8).data) if flat.size else pa.py_buffer(b"")
+    native = dtype.byteorder in "=|" and dtype.kind in "iuf" and dtype.itemsize <= 8
+    arrow_type = pa.from_numpy_dtype(dtype) if native else pa.uint8()
+    length = flat.size if native else array.nbytes
+    column = pa.Array.from_buffers(arrow_type, length, [None, data])
+    extra: dict[str, object] = {"dtype": dtype.str, "shape": list(array.shape), "order": order}
+    schema = _tag(pa.schema([pa.field("data", arrow_type, nullable=False)]), kind, typename, extra)
+    return Encoded(typename, schema, [pa.record_batch([column], schema=schema)])
+
+
+# Tags of the Python value node table.
+_NONE, _BOOL, _INT, _BIGINT, _FLOAT, _STR, _BYTES, _LIST, _TUPLE, _DICT = range(10)
+_NODE_FIELDS: list[pa.Field[pa.DataType]] = [
+    pa.field("tag", pa.int8(), nullable=False),
+    pa.field("int", pa.int64()),
+    pa.field("float", pa.float64()),
+    pa.field("text", pa.large_string()),
+    pa.field("bytes", pa.large_binary()),
+]
+_NODE_SCHEMA = pa.schema(_NODE_FIELDS)
+
+
+class _Nodes:
+    """Columns of the node table, filled in preorder."""
+
+    def __init__(self) -> None:
+        self.tags: list[int] = []
+        self.ints: list[int | None] = []
+        self.floats: list[float | None] = []
+        self.texts: list[str | None] = []
+        self.blobs: list[bytes | None] = []
+
+    def add(
+        self,
+        tag: int,
+        i: int | None = None,
+        f: float | None = None,
+        s: str | None = None,
+        b: bytes | None = None,
+    ) -> None:
+        self.tags.append(tag)
+        self.ints.append(i)
+        self.floats.append(f)
+        self.texts.append(s)
+        self.blobs.append(b)
+
+    def scalar(self, v: object) -> bool:
+        """Add ``v`` if it is a scalar; ``False`` if it is not one."""
+        if v is None:
+            self.add(_NONE)
+        elif isinstance(v, bool):
+            self.add(_BOOL, i=int(v))
+        elif type(v) is int:
+            if -(1 << 63) <= v < (1 << 63):
+                self.add(_INT, i=v)
+            else:
+                self.add(_BIGINT, s=str(v))
+        elif type(v) is float:
+            self.add(_FLOAT, f=v)
+        elif type(v) is str:
+            self.add(_STR, s=v)
+        elif type(v) is bytes:
+            self.add(_BYTES, b=v)
+        else:
+            return False
+        return True
+
+    def walk(self, v: object, depth: int) -> None:
+        if depth > _MAX_DEPTH:
+            raise TypeError(f"value nested deeper than {_MAX_DEPTH} levels")
+        if self.scalar(v):
+            return
+        if type(v) is list or type(v) is tuple:
+            self.add(_LIST if type(v) is list else _TUPLE, i=len(v))
+            for item in v:
+                self.walk(item, depth + 1)
+        elif type(v) is dict:
+            self.add(_DICT, i=len(v))
+            for key, item in v.items():
+                self.walk(key, depth + 1)
+                self.walk(item, depth + 1)
+        else:
+            raise TypeError(
+                f"the object store cannot hold a {type(v).__module__}.{type(v).__qualname__}"
+            )
+
+
+def _encode_python(value: object) -> Encoded:
+    nodes = _Nodes()
+    nodes.walk(value, 0)
+    typename = f"py.{type(value).__name__}"
+    schema = _tag(_NODE_SCHEMA, "python", typename)
+    columns = [
+        pa.array(nodes.tags, pa.int8()),
+        pa.array(nodes.ints, pa.int64()),
+        pa.array(nodes.floats, pa.float64()),
+        pa.array(nodes.texts, pa.large_string()),
+        pa.array(nodes.blobs, pa.large_binary()),
+    ]
+    return Encoded(typename, schema, [pa.record_batch(columns, schema=schema)])
+
+
+def kind_of(schema: pa.Schema) -> str:
+    """The value kind recorded in ``schema`` (``ValueError`` when absent)."""
+    raw = (schema.metadata or {}).get(KIND_KEY)
+    if raw is None:
+        raise ValueError("not an object store stream: the schema has no vgi_objectstore.kind")
+    return raw.decode()
+
+
+def _strip(schema: pa.Schema) -> pa.Schema:
+    metadata = {k: v for k, v in (schema.metadata or {}).items() if k not in (KIND_KEY, _META_KEY)}
+    return schema.with_metadata(metadata) if metadata else schema.remove_metadata()
+
+
+def _info(schema: pa.Schema) -> dict[str, object]:
+    info = json.loads((schema.metadata or {}).get(_META_KEY, b"{}"))
+    if not isinstance(info, dict):
+        raise ValueError("malformed vgi_objectstore.meta")
+    return info
+
+
+def decode(buffer: pa.Buffer) -> object:
+    """Rebuild the value from its IPC stream in ``buffer`` (zero-copy for Arrow and numpy)."""
+    reader = pa.ipc.open_stream(buffer)
+    batches = list(reader)
+    return decode_batches(reader.schema, batches)
+
+
+def decode_batches(schema: pa.Schema, batches: Iterable[pa.RecordBatch]) -> object:
+    """Rebuild the value from its schema and batches."""
+    kind = kind_of(schema)
+    batches = list(batches)
+    plain = _strip(schema)
+    if kind == "table":
+        return pa.Table.from_batches(
+            [b.replace_schema_metadata(plain.metadata) for b in batches], schema=plain
+        )
+    if kind == "record_batch":
+        (batch,) = batches
+        return batch.replace_schema_metadata(plain.metadata)
+    if kind == "chunked_array":
+        return pa.chunked_array([b.column(0) for b in batches], type=schema.field(0).type)
+    if kind == "array":
+        (batch,) = batches
+        return batch.column(0)
+    if kind in ("ndarray", "numpy_scalar"):
+        array = _decode_ndarray(_info(schema), batches)
+        return array[()] if kind == "numpy_scalar" else array
+    if kind == "dataframe":
+        table = pa.Table.from_batches(
+            [b.replace_schema_metadata(plain.metadata) for b in batches], schema=plain
+        )
+        return table.to_pandas()
+    if kind == "python":
+        return _decode_python(batches)
+    raise ValueError(f"unknown value kind {kind!r}")
+
+
+def _decode_ndarray(info: dict[str, object], batches: list[pa.RecordBatch]) -> np.ndarray:
+    dtype = np.dtype(str(info["dtype"]))
+    shape_raw = info["shape"]
+    if not isinstance(shape_raw, list) or not all(isinstance(n, int) and n >= 0 for n in shape_raw):
+        raise ValueError("malformed ndarray shape")
+    shape = tuple(int(n) for n in shape_raw)
+    order: Literal["C", "F"] = "F" if info.get("order") == "F" else "C"
+    (batch,) = batches
+    column = batch.column(0)
+    count = int(np.prod(shape, dtype=np.int64))
+    data = column.buffers()[1]
+    if count == 0 or data is None:
+        empty: np.ndarray = np.empty(shape, dtype=dtype, order=order)
+        return empty
+    start = column.offset * column.type.bit_width // 8
+    flat: np.ndarray = np.frombuffer(memoryview(data), dtype=dtype, count=count, offset=start)
+    return flat.reshape(shape, order=order)
+
+
+_SCALAR_READERS: dict[
+    int, Callable[[int | None, float | None, str | None, bytes | None], object]
+] = {
+    _NONE: lambda i, f, s, b: None,
+    _BOOL: lambda i, f, s, b: bool(i),
+    _INT: lambda i, f, s, b: i,
+    _BIGINT: lambda i, f, s, b: int(s or ""),
+    _FLOAT: lambda i, f, s, b: f,
+    _STR: lambda i, f, s, b: s,
+    _BYTES: lambda i, f, s, b: b,
+}
+
+
+def _decode_python(batches: list[pa.RecordBatch]) -> object:
+    (batch,) = batches
+    tags, ints, floats, texts, blobs = (batch.column(n).to_pylist() for n in range(5))
+    position = 0
+
+    def read(depth: int) -> object:
+        nonlocal position
+        if depth > _MAX_DEPTH or position >= len(tags):
+            raise ValueError("malformed python value table")
+        tag, i = tags[position], ints[position]
+        if not isinstance(tag, int):
+            raise ValueError("malformed python value table: a null tag")
+        scalar = _SCALAR_READERS.get(tag)
+        position += 1
+        if scalar is not None:
+            return scalar(i, floats[position - 1], texts[position - 1], blobs[position - 1])
+        if tag in (_LIST, _TUPLE):
+            items = [read(depth + 1) for _ in range(i or 0)]
+            return items if tag == _LIST else tuple(items)
+        if tag == _DICT:
+            pairs = [(read(depth + 1), read(depth + 1)) for _ in range(i or 0)]
+            return dict(pairs)
+        raise ValueError(f"unknown node tag {tag}")
+
+    value = read(0)
+    if position != len(tags):
+        raise ValueError("malformed python value table: trailing nodes")
+    return value
+
+
+def load_pandas() -> object:
+    """Import pandas if it is installed (``None`` otherwise)."""
+    try:
+        return importlib.import_module("pandas")
+    except ImportError:
+        return None
+
+
+__all__ = ["KIND_KEY", "Encoded", "decode", "decode_batches", "encode", "kind_of"]

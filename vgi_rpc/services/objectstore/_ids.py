@@ -1,0 +1,56 @@
+"""ObjectID: a 64-bit object identifier printed as ``o`` + 16 hex digits.
+
+Owns id generation and strict parsing; imports nothing from the service.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+import secrets
+
+_PATTERN = re.compile(r"o[0-9a-f]{16}")
+_MAX = (1 << 63) - 1  # ids travel as int64 on the wire
+
+
+class ObjectID(int):
+    """A 64-bit object id (``ObjectID("o00000000000004d2") == 1234``)."""
+
+    __slots__ = ()
+
+    def __new__(cls, value: int | str) -> ObjectID:
+        """Wrap an int in ``[1, 2**63)`` or parse ``o`` + 16 lowercase hex digits."""
+        if isinstance(value, str):
+            if not _PATTERN.fullmatch(value):
+                raise ValueError(f"not an object id: {value[:40]!r} (expected 'o' + 16 hex digits)")
+            number = int(value[1:], 16)
+        elif isinstance(value, bool):
+            raise TypeError("an object id is an int or a str, not a bool")
+        else:
+            number = operator.index(value)
+        if not 0 < number <= _MAX:
+            raise ValueError(f"object id {number} is outside [1, 2**63)")
+        return super().__new__(cls, number)
+
+    @classmethod
+    def generate(cls) -> ObjectID:
+        """A fresh random id (63 random bits: unique across instances without a coordinator)."""
+        return cls(secrets.randbelow(_MAX) + 1)
+
+    def hex(self) -> str:
+        """The 16 hex digits."""
+        return f"{int(self):016x}"
+
+    def __str__(self) -> str:
+        return "o" + self.hex()
+
+    def __repr__(self) -> str:
+        return f"ObjectID({str(self)!r})"
+
+
+def is_object_id(text: str) -> bool:
+    """Whether ``text`` is spelled like an object id."""
+    return _PATTERN.fullmatch(text) is not None
+
+
+__all__ = ["ObjectID", "is_object_id"]

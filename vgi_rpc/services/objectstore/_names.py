@@ -1,0 +1,152 @@
+"""Names: a local table plus the store's persisted names, with waiters woken on every change.
+
+Owns binding, lookup, waiting (a condition variable, never a client-side poll)
+and dropping. The server tells it whether an object exists and is persisted.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import threading
+import time
+from collections.abc import Callable
+
+from vgi_rpc.services.objectstore._errors import (
+    InvalidRequest,
+    NameNotFound,
+    NameTaken,
+    NameTimeout,
+)
+from vgi_rpc.services.objectstore._ids import ObjectID
+from vgi_rpc.services.objectstore._store import Store
+
+STORE_POLL_SECONDS = (
+    0.1  # a wait also looks at a shared store this often, for other instances' names
+)
+MAX_WAIT_SECONDS = 86400.0
+
+
+class NameTable:
+    """Name -> object id, here and (for persisted objects) in the store.
+
+    Args:
+        store: The shared store, or ``None``.
+        exists: Whether an object id is alive (here or in the store).
+        persisted: Whether an object held here is persisted (``None``: not held here).
+    """
+
+    def __init__(
+        self,
+        store: Store | None,
+        exists: Callable[[int], bool],
+        persisted: Callable[[int], bool | None],
+    ) -> None:
+        self.store = store
+        self._exists = exists
+        self._persisted = persisted
+        self._names: dict[str, int] = {}
+        self._changed = threading.Condition()
+        self._closing = False
+        self.waiting = 0  # threads blocked in get(wait=True) right now
+
+    def close(self) -> None:
+        """Wake every waiter; later waits fail at once."""
+        with self._changed:
+            self._closing = True
+            self._changed.notify_all()
+
+    def of(self, oid: int) -> list[str]:
+        """Local names bound to ``oid``."""
+        with self._changed:
+            return sorted(n for n, i in self._names.items() if i == oid)
+
+    def find(self, name: str) -> int | None:
+        """The id bound to ``name`` here or in the store, or ``None``."""
+        with self._changed:
+            oid = self._names.get(name)
+        if oid is None and self.store is not None:
+            oid = self.store.get_name(name)
+        return oid
+
+    def put(self, oid: ObjectID, name: str, overwrite: bool) -> None:
+        """Bind ``name``; persisted when the object is."""
+        current = self.find(name)
+        if current is not None and current != oid and not overwrite and self._exists(current):
+            raise NameTaken(
+                f"the name {name!r} is bound to {ObjectID(current)}; pass overwrite=True to rebind it"
+            )
+        persisted = self._persisted(oid)
+        if self.store is not None and persisted is not False:
+            self.store.put_name(name, oid)
+        elif self.store is not None and current is not None:
+            self.store.drop_name(name)  # the old binding was global; the new one is local only
+        with self._changed:
+            self._names[name] = oid
+            self._changed.notify_all()
+
+    def persist(self, oid: int) -> None:
+        """Write the local names of ``oid`` to the store."""
+        if self.store is not None:
+            for name in self.of(oid):
+                self.store.put_name(name, oid)
+
+    def get(self, name: str, wait: bool, timeout: float | None) -> int:
+        """The id bound to ``name``; with ``wait``, block until bound or ``timeout`` passes."""
+        if timeout is not None and not 0 <= timeout <= MAX_WAIT_SECONDS:
+            raise InvalidRequest(
+                f"timeout must be between 0 and {MAX_WAIT_SECONDS:.0f} seconds, not {timeout}"
+            )
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            oid = self.find(name)
+            if oid is not None:
+                if not self._exists(oid):
+                    raise NameNotFound(f"the name {name!r} names {ObjectID(oid)}, which is gone")
+                return oid
+            if not wait:
+                raise NameNotFound(f"no name {name!r}")
+            with self._changed:
+                if self._closing:
+                    raise NameNotFound(f"no name {name!r}: the server is shutting down")
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise NameTimeout(f"no object was named {name!r} within {timeout} s")
+                if name not in self._names:  # checked under the lock: no lost wake-up
+                    poll = STORE_POLL_SECONDS if self.store is not None else MAX_WAIT_SECONDS
+                    self.waiting += 1
+                    try:
+                        self._changed.wait(poll if remaining is None else min(remaining, poll))
+                    finally:
+                        self.waiting -= 1
+
+    def drop(self, name: str) -> None:
+        """Unbind ``name`` here and in the store."""
+        with self._changed:
+            local = self._names.pop(name, None)
+        stored = self.store.get_name(name) if self.store is not None else None
+        if stored is not None and self.store is not None:
+            self.store.drop_name(name)
+        if local is None and stored is None:
+            raise NameNotFound(f"no name {name!r}")
+
+    def drop_object(self, oid: int) -> None:
+        """Unbind every name of ``oid`` (it is being deleted)."""
+        with self._changed:
+            for name in [n for n, i in self._names.items() if i == oid]:
+                del self._names[name]
+            self._changed.notify_all()
+        if self.store is not None:
+            for name, bound in self.store.names().items():
+                if bound == oid:
+                    self.store.drop_name(name)
+
+    def matching(self, pattern: str, limit: int) -> dict[str, int]:
+        """Names matching a glob, here and in the store (at most ``limit``)."""
+        names = dict(self.store.names()) if self.store is not None else {}
+        with self._changed:
+            names.update(self._names)
+        matched = sorted(n for n in names if fnmatch.fnmatchcase(n, pattern))
+        return {n: names[n] for n in matched[:limit]}
+
+
+__all__ = ["NameTable"]

@@ -1,0 +1,80 @@
+"""Checks on untrusted request fields: names, sizes, kinds, page tokens, object payloads."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from vgi_rpc.services.objectstore._codec import kind_of
+from vgi_rpc.services.objectstore._errors import InvalidRequest
+from vgi_rpc.services.objectstore._ids import ObjectID
+from vgi_rpc.services.objectstore.protocol import BLOB, VALUE
+
+MAX_NAME_BYTES = 512
+MAX_PROPERTIES = 64
+MAX_PROPERTY_BYTES = 4096
+
+
+def name(text: str) -> str:
+    """A name: 1-512 bytes of UTF-8 without control characters."""
+    if not text or len(text.encode()) > MAX_NAME_BYTES:
+        raise InvalidRequest(
+            f"a name is 1 to {MAX_NAME_BYTES} bytes of UTF-8, got {len(text.encode())}"
+        )
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise InvalidRequest(f"a name may not contain control characters: {text[:60]!r}")
+    return text
+
+
+def kind(text: str) -> str:
+    """``value`` or ``blob``."""
+    if text not in (VALUE, BLOB):
+        raise InvalidRequest(f"kind must be {VALUE!r} or {BLOB!r}, not {text[:40]!r}")
+    return text
+
+
+def object_id(number: int) -> ObjectID:
+    """An id as it arrives on the wire (int64)."""
+    try:
+        return ObjectID(number)
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequest(str(exc)) from None
+
+
+def reference(text: str) -> ObjectID | str:
+    """An id spelled ``o`` + 16 hex digits, or else a name."""
+    if len(text) == 17 and text.startswith("o"):
+        try:
+            return ObjectID(text)
+        except ValueError:
+            pass
+    return name(text)
+
+
+def properties(props: dict[str, str]) -> dict[str, str]:
+    """Extra metadata: at most 64 entries of small strings."""
+    if len(props) > MAX_PROPERTIES:
+        raise InvalidRequest(f"at most {MAX_PROPERTIES} properties, got {len(props)}")
+    for key, value in props.items():
+        if not key or len(key) + len(value) > MAX_PROPERTY_BYTES:
+            raise InvalidRequest(
+                f"property {key[:40]!r} is empty or longer than {MAX_PROPERTY_BYTES}"
+            )
+    return props
+
+
+def bounded(value: int, what: str, low: int, high: int) -> int:
+    """``value`` within ``[low, high]``."""
+    if not low <= value <= high:
+        raise InvalidRequest(f"{what} must be between {low} and {high}, not {value}")
+    return value
+
+
+def value_stream(data: pa.Buffer) -> None:
+    """Check that ``data`` is a well-formed object store IPC stream (structure, not values)."""
+    try:
+        reader = pa.ipc.open_stream(data)
+        kind_of(reader.schema)
+        for batch in reader:
+            batch.validate()
+    except (pa.ArrowException, ValueError, OSError) as exc:
+        raise InvalidRequest(f"malformed object data: {exc}") from None

@@ -1,0 +1,504 @@
+"""``ObjectStoreServer``: the implementation of the ``ObjectStore`` Protocol.
+
+Holds the object table and pending puts; memory comes from ``_memory``,
+durability from ``_store``, names from ``_names``. A pending put belongs to
+the connection that made it and is freed when that connection ends.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import secrets
+import socket
+import threading
+import time
+from collections import OrderedDict
+
+import pyarrow as pa
+
+from vgi_rpc import Stream
+from vgi_rpc.services.objectstore import _validate as check
+from vgi_rpc.services.objectstore._entries import SERVERS, Entry, Pending, ReadState, mapped
+from vgi_rpc.services.objectstore._errors import (
+    BlobSealed,
+    InvalidRequest,
+    NameTaken,
+    ObjectNotFound,
+    OutOfMemory,
+    PutAborted,
+)
+from vgi_rpc.services.objectstore._ids import ObjectID
+from vgi_rpc.services.objectstore._memory import Segment, SharedMemory
+from vgi_rpc.services.objectstore._names import NameTable
+from vgi_rpc.services.objectstore._store import Store
+from vgi_rpc.services.objectstore.protocol import (
+    CHUNK_SCHEMA,
+    VALUE,
+    Allocation,
+    ObjectMeta,
+    ObjectPage,
+    Opened,
+    ServerInfo,
+)
+
+MAX_INLINE = 256 << 10
+MAX_CHUNK = 8 << 20
+LEASE_SECONDS = 600.0  # a pending put with no connection (HTTP) untouched this long is freed
+
+
+class ObjectStoreServer:
+    """The object store: put it behind ``RpcServer`` (or use ``start`` / ``serve``).
+
+    Args:
+        memory_limit: Most bytes of objects (and pending puts) held in shared memory.
+        store: Where persisted objects and names live (``None``: persistence off).
+        shm_root: Directory for the shared-memory files (``/dev/shm``).
+    """
+
+    def __init__(
+        self,
+        *,
+        memory_limit: int = 2 << 30,
+        store: Store | None = None,
+        shm_root: str | None = None,
+    ) -> None:
+        self.instance_id = secrets.token_hex(8)
+        self.hostname = socket.gethostname()
+        self.memory = SharedMemory(memory_limit, shm_root)
+        self.store = store
+        self._objects: dict[int, Entry] = {}
+        self.names = NameTable(store, self._exists, self._persisted)
+        self._pending: dict[int, Pending] = {}
+        self._sealed: OrderedDict[int, int] = OrderedDict()
+        self._lock = threading.RLock()
+        self._connection = threading.local()
+        SERVERS[self.instance_id] = self
+
+    # connections and lifecycle
+
+    def connection_opened(self) -> int:
+        """Mark the current thread as serving a new connection; return its id."""
+        self._connection.id = secrets.randbits(62)
+        return int(self._connection.id)
+
+    def connection_closed(self, connection: int) -> None:
+        """Free the pending puts of a connection that ended (its client may have died)."""
+        self._connection.id = None
+        with self._lock:
+            dead = [pid for pid, p in self._pending.items() if p.owner == connection]
+            segments = [self._pending.pop(pid).segment for pid in dead]
+        for segment in segments:
+            self.memory.free(segment)
+
+    def close(self) -> None:
+        """Wake every waiter, free all shared memory and remove its directory."""
+        self.names.close()
+        with self._lock:
+            self._objects.clear()
+            self._pending.clear()
+        self.memory.close()
+        SERVERS.pop(self.instance_id, None)
+
+    def info(self) -> ServerInfo:
+        """The server's identity and limits."""
+        return ServerInfo(
+            instance_id=self.instance_id,
+            hostname=self.hostname,
+            pid=os.getpid(),
+            shm_dir=self.memory.directory,
+            store=self.store.uri if self.store else "",
+            memory_limit=self.memory.limit,
+            memory_used=self.memory.used,
+            max_inline=MAX_INLINE,
+            max_chunk=MAX_CHUNK,
+        )
+
+    # puts
+
+    def put_inline(
+        self,
+        data: bytes,
+        kind: str,
+        typename: str,
+        name: str | None,
+        persist: bool,
+        properties: dict[str, str],
+    ) -> int:
+        """Store a small object sent whole (kept in the server's memory, no file)."""
+        check.bounded(len(data), "inline data size", 0, MAX_INLINE)
+        check.kind(kind)
+        self._check_new(name, properties)
+        if kind == VALUE:
+            check.value_stream(pa.py_buffer(data))
+        self._reserve(len(data))
+        entry = Entry(
+            ObjectID.generate(), kind, typename[:200] or kind, len(data), dict(properties), None
+        )
+        entry.data = bytes(data)
+        return self._commit(entry, name, persist)
+
+    def _check_new(self, name: str | None, properties: dict[str, str]) -> None:
+        check.properties(properties)
+        if name is not None and self.names.find(check.name(name)) is not None:
+            raise NameTaken(f"the name {name!r} is taken")
+
+    def _commit(self, entry: Entry, name: str | None, persist: bool) -> int:
+        with self._lock:
+            self._objects[entry.id] = entry
+        if persist:
+            self.persist(entry.id)
+        if name is not None:
+            self.put_name(entry.id, name, False)
+        return entry.id
+
+    def _reserve(self, size: int) -> None:
+        try:
+            self.memory.reserve(size)
+        except OutOfMemory:
+            if not self._spill(size):
+                raise
+            self.memory.reserve(size)
+
+    def _release(self, entry: Entry) -> None:
+        if entry.segment is not None:
+            self.memory.free(entry.segment)
+            entry.segment = None
+        if entry.data is not None:
+            self.memory.release(entry.nbytes)
+            entry.data = None
+
+    def allocate(self, size: int, kind: str) -> Allocation:
+        """Reserve a shared-memory file for a put."""
+        check.kind(kind)
+        self._expire_leases()
+        segment = self._allocate(size)
+        put_id = secrets.randbits(62) + 1
+        with self._lock:
+            owner = getattr(self._connection, "id", None)
+            self._pending[put_id] = Pending(segment, kind, owner, time.monotonic())
+        return Allocation(put_id=put_id, size=size, path=segment.path)
+
+    def _allocate(self, size: int) -> Segment:
+        try:
+            return self.memory.allocate(size)
+        except OutOfMemory:
+            if not self._spill(size):
+                raise
+        return self.memory.allocate(size)
+
+    def _spill(self, size: int) -> bool:
+        """Drop persisted objects from memory (they stay in the store) until ``size`` fits."""
+        with self._lock:
+            candidates = [
+                e for e in self._objects.values() if e.persisted and e.segment is not None
+            ]
+            freed: list[Segment] = []
+            for entry in candidates:
+                if self.memory.limit - self.memory.used + sum(s.size for s in freed) >= size:
+                    break
+                assert entry.segment is not None
+                freed.append(entry.segment)
+                entry.segment = None
+        for segment in freed:
+            self.memory.free(segment)
+        return self.memory.limit - self.memory.used >= size
+
+    def _expire_leases(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            old = [
+                pid
+                for pid, p in self._pending.items()
+                if p.owner is None and now - p.touched > LEASE_SECONDS
+            ]
+            segments = [self._pending.pop(pid).segment for pid in old]
+        for segment in segments:
+            self.memory.free(segment)
+
+    def _take_pending(self, put_id: int, *, pop: bool) -> Pending:
+        with self._lock:
+            if put_id in self._sealed:
+                raise BlobSealed(
+                    f"put {put_id} was sealed as {ObjectID(self._sealed[put_id])}; objects are immutable"
+                )
+            pending = self._pending.pop(put_id, None) if pop else self._pending.get(put_id)
+            if pending is None:
+                raise PutAborted(
+                    f"no pending put {put_id}: never allocated, aborted, expired or its client left"
+                )
+            pending.touched = time.monotonic()
+            return pending
+
+    def write(self, put_id: int, offset: int, data: bytes) -> int:
+        """Write into a pending put."""
+        pending = self._take_pending(put_id, pop=False)
+        check.bounded(offset, "offset", 0, pending.segment.size - len(data))
+        fd = os.open(pending.segment.path, os.O_WRONLY)
+        try:
+            view = memoryview(data)
+            position = offset
+            while view:
+                written = os.pwrite(fd, view, position)
+                view, position = view[written:], position + written
+        finally:
+            os.close(fd)
+        return offset + len(data)
+
+    def seal(
+        self,
+        put_id: int,
+        typename: str,
+        name: str | None,
+        persist: bool,
+        properties: dict[str, str],
+    ) -> int:
+        """Validate a pending put and make it an immutable object; return its id."""
+        pending = self._take_pending(put_id, pop=True)
+        try:
+            size = os.stat(pending.segment.path).st_size
+            if size != pending.segment.size:
+                raise InvalidRequest(
+                    f"put {put_id} holds {size} bytes, not the {pending.segment.size} allocated"
+                )
+            self._check_new(name, properties)
+            if pending.kind == VALUE:
+                check.value_stream(mapped(pending.segment))
+        except BaseException:
+            self.memory.free(pending.segment)
+            raise
+        entry = Entry(
+            ObjectID.generate(),
+            pending.kind,
+            typename[:200] or pending.kind,
+            size,
+            dict(properties),
+            pending.segment,
+        )
+        with self._lock:
+            self._sealed[put_id] = entry.id
+            while len(self._sealed) > 4096:
+                self._sealed.popitem(last=False)
+        return self._commit(entry, name, persist)
+
+    def abort(self, put_id: int) -> None:
+        """Drop a pending put (nothing if it is already gone)."""
+        with self._lock:
+            pending = self._pending.pop(put_id, None)
+        if pending is not None:
+            self.memory.free(pending.segment)
+
+    # gets and metadata
+
+    def _held(self, oid: int) -> Entry | None:
+        """The entry of an object this instance holds; a global one deleted elsewhere is dropped."""
+        with self._lock:
+            entry = self._objects.get(oid)
+        if entry is None or not entry.persisted or self.store is None or self.store.has_object(oid):
+            return entry
+        with self._lock:
+            self._objects.pop(oid, None)
+        self._release(entry)
+        return None
+
+    def local_entry(self, object_id: int) -> Entry:
+        """The object in this instance's memory, loading it from the store if needed."""
+        oid = check.object_id(object_id)
+        entry = self._held(oid)
+        if entry is not None and entry.held:
+            return entry
+        meta = self.store.object_meta(oid) if self.store else None
+        if meta is None:
+            raise ObjectNotFound(f"no object {oid}")
+        return self._load(oid, meta)
+
+    def _load(self, oid: ObjectID, meta: dict[str, object]) -> Entry:
+        assert self.store is not None
+        nbytes = meta.get("nbytes")
+        if not isinstance(nbytes, int):
+            raise ObjectNotFound(f"object {oid} has malformed metadata in the store")
+        segment = self._allocate(nbytes)
+        try:
+            with pa.memory_map(segment.path, "r+") as target:
+                self.store.read_object(oid, nbytes, target)
+        except BaseException:
+            self.memory.free(segment)
+            raise
+        with self._lock:
+            entry = self._objects.get(oid)
+            if entry is not None and entry.held:  # another thread loaded it first
+                self.memory.free(segment)
+                return entry
+            props = meta.get("properties")
+            entry = Entry(
+                oid,
+                str(meta.get("kind", VALUE)),
+                str(meta.get("typename", "")),
+                nbytes,
+                dict(props) if isinstance(props, dict) else {},
+                segment,
+                persisted=True,
+            )
+            self._objects[oid] = entry
+        return entry
+
+    def open(self, ref: str, max_inline: int) -> dict[str, bytes]:
+        """Resolve an id or a name to a local object (loading it from the store if needed)."""
+        target = check.reference(ref)
+        oid = target if isinstance(target, ObjectID) else self.get_name(target, False, None)
+        entry = self.local_entry(oid)
+        data = None
+        if entry.nbytes <= min(max_inline, MAX_INLINE):
+            data = entry.data if entry.data is not None else entry.buffer().to_pybytes()
+        path = entry.segment.path if entry.segment is not None else ""
+        return Opened(entry.id, entry.kind, entry.nbytes, path, data).to_wire()
+
+    def read(self, object_id: int, chunk: int) -> Stream[ReadState]:
+        """Stream an object's bytes in bounded chunks."""
+        entry = self.local_entry(object_id)
+        check.bounded(chunk, "chunk", 1, MAX_CHUNK)
+        return Stream(
+            output_schema=CHUNK_SCHEMA, state=ReadState(self.instance_id, entry.id, 0, chunk)
+        )
+
+    def get_meta(self, object_id: int) -> ObjectMeta:
+        """Metadata of an object here or in the store."""
+        oid = check.object_id(object_id)
+        entry = self._held(oid)
+        if entry is not None:
+            return self._meta(entry)
+        stored = self.store.object_meta(oid) if self.store else None
+        if stored is None:
+            raise ObjectNotFound(f"no object {oid}")
+        return self._stored_meta(oid, stored)
+
+    def _meta(self, entry: Entry) -> ObjectMeta:
+        return ObjectMeta(
+            id=entry.id,
+            typename=entry.typename,
+            nbytes=entry.nbytes,
+            kind=entry.kind,
+            isglobal=entry.persisted,
+            islocal=entry.held,
+            instance_id=self.instance_id,
+            hostname=self.hostname,
+            properties=entry.properties,
+            names=self.names.of(entry.id),
+            path=entry.segment.path if entry.segment else "",
+        )
+
+    def _stored_meta(self, oid: int, stored: dict[str, object]) -> ObjectMeta:
+        props = stored.get("properties")
+        nbytes = stored.get("nbytes")
+        return ObjectMeta(
+            id=oid,
+            typename=str(stored.get("typename", "")),
+            nbytes=nbytes if isinstance(nbytes, int) else 0,
+            kind=str(stored.get("kind", VALUE)),
+            isglobal=True,
+            islocal=False,
+            instance_id=str(stored.get("instance_id", "")),
+            hostname=str(stored.get("hostname", "")),
+            properties=dict(props) if isinstance(props, dict) else {},
+            names=self.names.of(oid),
+        )
+
+    # delete and persist
+
+    def delete(self, object_ids: list[int], force: bool, deep: bool) -> None:
+        """Delete objects: memory, store copy and every name bound to them."""
+        oids = [check.object_id(i) for i in object_ids]
+        for oid in oids:  # all or nothing: check every id first
+            if not self._exists(oid):
+                raise ObjectNotFound(f"no object {oid} (deleted already, or never put)")
+        for oid in oids:
+            with self._lock:
+                entry = self._objects.pop(oid, None)
+            self.names.drop_object(oid)
+            if self.store is not None:
+                self.store.delete_object(oid)
+            if entry is not None:
+                self._release(entry)
+
+    def persist(self, object_id: int) -> ObjectMeta:
+        """Write the object and its names to the store; durable when this returns."""
+        if self.store is None:
+            raise PutAborted("this server has no store: start it with --store to persist")
+        oid = check.object_id(object_id)
+        with self._lock:
+            entry = self._objects.get(oid)
+        if entry is None:
+            return self.get_meta(oid)  # already global (persisted by another instance), or unknown
+        if not entry.persisted:
+            meta = {
+                "id": str(oid),
+                "typename": entry.typename,
+                "nbytes": entry.nbytes,
+                "kind": entry.kind,
+                "properties": entry.properties,
+                "instance_id": self.instance_id,
+                "hostname": self.hostname,
+            }
+            self.store.put_object(oid, entry.buffer(), meta)
+            entry.persisted = True
+            self.names.persist(oid)
+        return self._meta(entry)
+
+    # names
+
+    def _exists(self, oid: int) -> bool:
+        if self._held(oid) is not None:
+            return True
+        return self.store is not None and self.store.has_object(oid)
+
+    def _persisted(self, oid: int) -> bool | None:
+        with self._lock:
+            entry = self._objects.get(oid)
+        return None if entry is None else entry.persisted
+
+    def put_name(self, object_id: int, name: str, overwrite: bool) -> None:
+        """Bind a name to an object (persisted with it when the object is persisted)."""
+        check.name(name)
+        oid = check.object_id(object_id)
+        if not self._exists(oid):
+            raise ObjectNotFound(f"no object {oid} to name {name!r}")
+        self.names.put(oid, name, overwrite)
+
+    def get_name(self, name: str, wait: bool, timeout: float | None) -> int:
+        """The id bound to ``name``; with ``wait``, block until bound or ``timeout`` seconds pass."""
+        return self.names.get(check.name(name), wait, timeout)
+
+    def drop_name(self, name: str) -> None:
+        """Unbind a name, here and in the store."""
+        self.names.drop(check.name(name))
+
+    def list_names(self, pattern: str, limit: int) -> dict[str, int]:
+        """Names matching a glob, here and in the store."""
+        return self.names.matching(pattern, check.bounded(limit, "limit", 1, 100_000))
+
+    def list_objects(
+        self, pattern: str | None, page_size: int, page_token: str | None
+    ) -> ObjectPage:
+        """A page of objects (by id) whose typename matches ``pattern``."""
+        check.bounded(page_size, "page_size", 1, 10_000)
+        after = 0
+        if page_token is not None:
+            token = check.reference(page_token)
+            if not isinstance(token, ObjectID):
+                raise InvalidRequest(f"not a page token: {page_token[:40]!r}")
+            after = int(token)
+        with self._lock:
+            ids = set(self._objects)
+        if self.store is not None:
+            ids.update(self.store.object_ids())
+        page: list[ObjectMeta] = []
+        for oid in sorted(i for i in ids if i > after):
+            if len(page) == page_size:
+                return ObjectPage(objects=page, next_page_token=str(ObjectID(page[-1].id)))
+            try:
+                meta = self.get_meta(oid)
+            except ObjectNotFound:  # deleted meanwhile
+                continue
+            if pattern is None or fnmatch.fnmatchcase(meta.typename, pattern):
+                page.append(meta)
+        return ObjectPage(objects=page, next_page_token=None)
