@@ -206,8 +206,13 @@ def protocol_version_of(protocol: type) -> str | None:
     return version
 
 
+_MAX_SEMVER_CHARS = 64
+
+
 def parse_semver(text: str) -> tuple[int, int, int] | None:
-    """Parse canonical semver; ``None`` when malformed."""
+    """Parse canonical semver; ``None`` when malformed (or absurdly long: it may come off the wire)."""
+    if len(text) > _MAX_SEMVER_CHARS:
+        return None
     match = _SEMVER.match(text)
     if match is None:
         return None

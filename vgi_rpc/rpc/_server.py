@@ -343,7 +343,7 @@ class RpcServer:
             return routed
         try:
             routed.hosted.check_version(metadata)
-        except ProtocolVersionError:
+        except ProtocolVersionError:  # the main path reports any other fault
             alternative = default.handlers.get(routed.info.name)
             if alternative is not None:
                 try:
