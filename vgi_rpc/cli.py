@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import dataclasses
 import datetime as dt
 import decimal
 import json
@@ -30,9 +31,14 @@ import pyarrow as pa
 from vgi_rpc._errors import RpcError, VgiRpcError
 from vgi_rpc._ipc import StreamWriter
 from vgi_rpc._ipc_reader import open_stream_reader
-from vgi_rpc.introspect import MethodDescription, ServiceDescription, schema_object
+from vgi_rpc.introspect import (
+    MethodDescription,
+    ServiceDescription,
+    list_protocols,
+    schema_object,
+)
 from vgi_rpc.options import add_limit_options
-from vgi_rpc.rpc import ONE_EMPTY_ROW, RpcConnection
+from vgi_rpc.rpc import ONE_EMPTY_ROW, ProtocolSummary, RpcConnection
 from vgi_rpc.transports import StderrMode, WorkerProcess
 from vgi_rpc.wire import EMPTY_SCHEMA, BatchKind, empty_batch, rpc_error_from_metadata
 
@@ -191,6 +197,14 @@ def _method_json(m: MethodDescription, doc: str) -> dict[str, object]:
         "request_json_schema": schema_object(m.params_schema),
         "response_json_schema": schema_object(m.result_schema),
     }
+
+
+def _hosted_protocols(conn: RpcConnection) -> list[ProtocolSummary]:
+    """What a second-generation server hosts (empty when it does not offer reflection)."""
+    try:
+        return list_protocols(conn).protocols
+    except RpcError:
+        return []
 
 
 def _describe_json(description: ServiceDescription) -> dict[str, object]:
@@ -380,10 +394,19 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         # Speak the server's application protocol version, learned from __describe__.
         conn.protocol_version = description.protocol_version
         if args.command == "describe":
+            hosted = _hosted_protocols(conn)
             if args.format == "json":
-                out.write(json.dumps(_describe_json(description), indent=2) + "\n")
+                document = _describe_json(description)
+                if hosted:
+                    document["protocols"] = [dataclasses.asdict(p) for p in hosted]
+                out.write(json.dumps(document, indent=2) + "\n")
             else:
                 out.write(str(description) + "\n")
+                for summary in hosted:
+                    version = f" {summary.protocol_version}" if summary.protocol_version else ""
+                    out.write(
+                        f"hosted: {summary.protocol}{version} ({summary.protocol_hash[:16]})\n"
+                    )
             return 0
         _run_call(conn, description, args, out)
         return 0

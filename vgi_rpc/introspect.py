@@ -13,17 +13,23 @@ from collections.abc import Callable
 
 import pyarrow as pa
 
+from vgi_rpc._errors import ProtocolError
 from vgi_rpc._methods import rpc_methods
 from vgi_rpc.rpc import (
     DESCRIBE_SCHEMA,
     DESCRIBE_VERSION,
+    ONE_EMPTY_ROW,
+    REFLECTION,
     MethodDescription,
+    ProtocolList,
+    RpcConnection,
     ServiceDescription,
     build_describe_batch,
     connection_of,
     parse_describe_batch,
     protocol_hash,
 )
+from vgi_rpc.wire import keys
 
 
 def describe_rpc(protocol: type) -> str:
@@ -63,6 +69,23 @@ def introspect(proxy: object) -> ServiceDescription:
             ``enable_describe=True``).
     """
     return connection_of(proxy).describe()
+
+
+def list_protocols(proxy: object) -> ProtocolList:
+    """Every protocol the server behind ``proxy`` hosts (``vgi_rpc.Reflection.v1``).
+
+    Raises:
+        RpcError: The server does not host reflection (``protocol_not_supported``).
+    """
+    conn = proxy if isinstance(proxy, RpcConnection) else connection_of(proxy)
+    method = "list_protocols"
+    conn.send_request(method, ONE_EMPTY_ROW, extra={keys.PROTOCOL_KEY: REFLECTION.encode()})
+    batch, error = conn.read_response_stream(method)
+    if error is not None:
+        raise error
+    if batch is None or batch.num_rows != 1:
+        raise ProtocolError("list_protocols answered without its one result row")
+    return ProtocolList.deserialize_from_bytes(batch.column(0)[0].as_py())
 
 
 _PLAIN: list[tuple[Callable[[pa.DataType], bool], dict[str, object]]] = [
@@ -143,6 +166,7 @@ __all__ = [
     "describe_rpc",
     "introspect",
     "json_schema",
+    "list_protocols",
     "local_description",
     "parse_describe_batch",
     "protocol_hash",

@@ -334,3 +334,21 @@ def test_a_produced_batch_over_the_callers_cap_is_response_too_large(
     (_, metadata), *_ = [item for item in read_batches(init.content) if item[1]]
     assert _error(metadata) == ("response_too_large", "RESOURCE_EXHAUSTED")
     assert len(init.content) < 65536
+
+
+def test_vgi_rpc_describe_lists_every_hosted_protocol() -> None:
+    import sys
+
+    from tests.conftest import ROOT
+    from vgi_rpc.cli import main
+
+    out = io.StringIO()
+    worker = f"{sys.executable} {ROOT}/conformance/worker.py --describe"
+    assert main(["describe", "--cmd", worker], out=out) == 0
+    hosted = [line for line in out.getvalue().splitlines() if line.startswith("hosted: ")]
+    assert [line.split()[1] for line in hosted] == [
+        "ConformanceService",
+        "conformance.Secondary.v1",
+        "vgi_rpc.Reflection.v1",
+    ]
+    assert hosted[2].endswith(f"({REFERENCE_REFLECTION_HASH[:16]})")

@@ -23,6 +23,13 @@ from vgi_rpc.rpc._describe import (
 )
 from vgi_rpc.rpc._hosting import Handler, Hosted, is_wire_name
 from vgi_rpc.rpc._observe import CallObserver, CallScope, with_trace_context
+from vgi_rpc.rpc._reflection import (
+    REFLECTION,
+    MethodSummary,
+    ProtocolDescription,
+    ProtocolList,
+    ProtocolSummary,
+)
 from vgi_rpc.rpc._request import ONE_EMPTY_ROW, Request, encode_arguments, read_request
 from vgi_rpc.rpc._server import Builtin, RpcServer
 from vgi_rpc.rpc._shm_client import ClientShm
@@ -40,6 +47,7 @@ __all__ = [
     "DESCRIBE_SCHEMA",
     "DESCRIBE_VERSION",
     "ONE_EMPTY_ROW",
+    "REFLECTION",
     "AnnotatedBatch",
     "AuthContext",
     "Batch",
@@ -57,9 +65,13 @@ __all__ = [
     "Handler",
     "Hosted",
     "MethodDescription",
+    "MethodSummary",
     "OnLog",
     "OutputCollector",
     "ProducerState",
+    "ProtocolDescription",
+    "ProtocolList",
+    "ProtocolSummary",
     "Reply",
     "Request",
     "RpcConnection",
