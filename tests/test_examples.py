@@ -56,6 +56,12 @@ EXPECTED = {
         "nearest to [1, 0, 0]: ['a', 'b']",
         "typed error: DimensionMismatchError",
     ],
+    "several_protocols.py": [
+        "add: 5.0",
+        "greet: hello Ada",
+        "same method, two protocols: calculator / greeter",
+        "hosted: ['Calculator', 'example.Greeter.v1', 'vgi_rpc.Reflection.v1']",
+    ],
     "object_store.py": [
         "table: 1000000 rows, equal: True, zero-copy: True",
         "array: float64 (1000, 1000), equal: True, zero-copy: True",

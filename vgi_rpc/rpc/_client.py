@@ -101,7 +101,7 @@ class RpcConnection:
         if metadata is None:
             merged = {**shm.advert, **(extra or {})} if shm is not None else dict(extra or {})
             if self.routing is not None:
-                merged[k.PROTOCOL_KEY] = self.routing.encode()
+                merged.setdefault(k.PROTOCOL_KEY, self.routing.encode())
             metadata = request_metadata(method, None, self.protocol_version, merged)
             if extra is None:
                 self._request_metadata[method] = metadata
