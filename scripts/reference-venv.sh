@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Create .refvenv: Python 3.13 with the reference implementation (vgi-rpc 0.42.3),
-# used only as a test peer by the interop tests and the benchmarks.
+# Create a Python 3.13 virtualenv holding a reference implementation of vgi-rpc,
+# used only as a test peer by the interop tests and the benchmarks:
+#   scripts/reference-venv.sh                  -> .refvenv   with vgi-rpc 0.42.3 (first generation)
+#   scripts/reference-venv.sh 0.52.2 .refvenv52 -> the second generation
+# $VGI_RPC_REFERENCE_VENV overrides the folder of the default (0.42.3) peer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-VENV="${VGI_RPC_REFERENCE_VENV:-.refvenv}"
+VERSION="${1:-0.42.3}"
+VENV="${2:-${VGI_RPC_REFERENCE_VENV:-.refvenv}}"
 if [ -x "$VENV/bin/vgi-rpc-test" ] && [ -x "$VENV/bin/vgi-rpc-conformance" ] \
+   && "$VENV/bin/vgi-rpc-test" --version 2>&1 | grep -qF "$VERSION" \
    && "$VENV/bin/python" -c "import jsonschema" 2>/dev/null; then
   exit 0
 fi
@@ -19,5 +24,5 @@ find_python313() {
 }
 PY313="$(find_python313)" || { echo "reference-venv: no Python 3.13 found (needed for the reference peer)" >&2; exit 1; }
 [ -x "$VENV/bin/python" ] || "$PY313" -m venv "$VENV"
-"$VENV/bin/pip" install -q --disable-pip-version-check 'vgi-rpc[http,cli]==0.42.3' backports.zstd jsonschema
-echo "reference peer ready in $VENV ($("$VENV/bin/vgi-rpc-test" --version 2>&1 | head -1))"
+"$VENV/bin/pip" install -q --disable-pip-version-check "vgi-rpc[http,cli]==$VERSION" backports.zstd jsonschema
+echo "reference peer $VERSION ready in $VENV ($("$VENV/bin/vgi-rpc-test" --version 2>&1 | head -1))"

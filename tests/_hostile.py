@@ -8,6 +8,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from vgi_rpc import TransportError
 from vgi_rpc._flatbuf import _Buf
 
 METHOD = b"vgi_rpc.method"
@@ -88,3 +89,21 @@ def deep_schema(method: str, depth: int) -> bytes:
         value = [value]
     batch = pa.RecordBatch.from_arrays([pa.array([value], t)], names=["deep"])
     return stream(batch, {METHOD: method.encode(), VERSION: b"1"})
+
+
+class RecordingChannel:
+    """A byte-stream channel over fixed input bytes that keeps what the server writes."""
+
+    def __init__(self, data: bytes) -> None:
+        self.reader = io.BufferedReader(io.BytesIO(data))
+        self.written = bytearray()
+
+    def write_chunks(self, chunks: list[bytes]) -> None:
+        for chunk in chunks:
+            self.written += memoryview(chunk).cast("B")
+
+    def peer_failure(self, detail: str) -> TransportError:
+        return TransportError(detail)
+
+    def close(self) -> None:
+        pass

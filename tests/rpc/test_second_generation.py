@@ -12,6 +12,7 @@ import httpx
 import pyarrow as pa
 import pytest
 
+from tests._hostile import RecordingChannel
 from tests.conftest import serve_wsgi
 from tests.http._helpers import ARROW, read_batches, stream_body, tokens
 from vgi_rpc import (
@@ -21,7 +22,6 @@ from vgi_rpc import (
     RpcServer,
     Stream,
     StreamState,
-    TransportError,
 )
 from vgi_rpc._methods import rpc_methods
 from vgi_rpc.http import make_wsgi_app
@@ -101,24 +101,8 @@ def _request(method: str, columns: dict[str, list[object]] | None, protocol: str
     return stream_body(batch, metadata)
 
 
-class _Recorded:
-    def __init__(self, data: bytes) -> None:
-        self.reader = io.BufferedReader(io.BytesIO(data))
-        self.written = bytearray()
-
-    def write_chunks(self, chunks: list[bytes]) -> None:
-        for chunk in chunks:
-            self.written += memoryview(chunk).cast("B")
-
-    def peer_failure(self, detail: str) -> TransportError:
-        return TransportError(detail)
-
-    def close(self) -> None:
-        pass
-
-
 def _serve(server: RpcServer, *requests: bytes) -> list[tuple[pa.RecordBatch, dict[bytes, bytes]]]:
-    channel = _Recorded(b"".join(requests))
+    channel = RecordingChannel(b"".join(requests))
     server.serve(channel)  # type: ignore[arg-type]  # a duck-typed Channel
     return read_batches(bytes(channel.written))
 

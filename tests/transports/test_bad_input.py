@@ -11,7 +11,6 @@ import io
 import select
 import subprocess
 import time
-from collections.abc import Iterator
 
 import pyarrow as pa
 import pytest
@@ -102,18 +101,6 @@ def _stream_length(data: bytes) -> int:
             return pos + 8
         message = pa.ipc.read_message(pa.py_buffer(data[pos:]))
         pos += 8 + meta_len + message.body.size if message.body is not None else 8 + meta_len
-
-
-@pytest.fixture
-def worker() -> Iterator[Worker]:
-    w = Worker()
-    yield w
-    if w.proc.poll() is None:
-        w.proc.kill()
-    w.proc.wait()
-    for pipe in (w.proc.stdin, w.proc.stdout, w.proc.stderr):
-        if pipe is not None:
-            pipe.close()
 
 
 def _error(batches: list[tuple[pa.RecordBatch, dict[bytes, bytes]]]) -> dict[bytes, bytes]:

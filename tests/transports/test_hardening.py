@@ -4,7 +4,6 @@ worker keeps serving where the bytes can still be framed, or exits cleanly where
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import struct
 from collections.abc import Iterator
@@ -16,22 +15,10 @@ import pytest
 from tests import _hostile as hostile
 from tests.http._helpers import read_batches
 from tests.transports.test_bad_input import Worker, _error, _still_serves
-from vgi_rpc import ResourceLimits, RpcServer, TransportError
+from vgi_rpc import ResourceLimits, RpcServer
 from vgi_rpc.shm import HEADER_SIZE, MAGIC, VERSION
 
 GREET = {"punctuation": ["."]}
-
-
-@pytest.fixture
-def worker() -> Iterator[Worker]:
-    w = Worker()
-    yield w
-    if w.proc.poll() is None:
-        w.proc.kill()
-    w.proc.wait()
-    for pipe in (w.proc.stdin, w.proc.stdout, w.proc.stderr):
-        if pipe is not None:
-            pipe.close()
 
 
 def _message(batches: list[tuple[pa.RecordBatch, dict[bytes, bytes]]]) -> str:
@@ -143,31 +130,13 @@ def test_a_well_formed_private_segment_is_still_accepted(worker: Worker) -> None
         assert batch.to_pydict() == {"result": ["hello x."]}
 
 
-class _Recorded:
-    """A channel over fixed input bytes that keeps what the server writes."""
-
-    def __init__(self, data: bytes) -> None:
-        self.reader = io.BufferedReader(io.BytesIO(data))
-        self.written = bytearray()
-
-    def write_chunks(self, chunks: list[bytes]) -> None:
-        for chunk in chunks:
-            self.written += memoryview(chunk).cast("B")
-
-    def peer_failure(self, detail: str) -> TransportError:
-        return TransportError(detail)
-
-    def close(self) -> None:
-        pass
-
-
 def test_a_message_over_the_limit_is_skipped_and_the_connection_keeps_serving() -> None:
     from tests._services import Service, ServiceImpl
 
     server = RpcServer(Service, ServiceImpl(), limits=ResourceLimits(max_message_bytes=1 << 20))
     big = hostile.request("echo_bytes", {"data": [b"x" * (2 << 20)]})
     small = hostile.request("greet", {"name": ["y"], **GREET})
-    channel = _Recorded(big + small)
+    channel = hostile.RecordingChannel(big + small)
     server.serve(channel)  # type: ignore[arg-type]
     replies = read_batches(bytes(channel.written))
     assert len(replies) == 2
