@@ -33,7 +33,7 @@ from typing import TextIO
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from conformance.protocol import ConformanceService
+from conformance.protocol import ConformanceService, ConformanceServiceV2
 from conformance.scenarios import CheckError, Ctx, Scenario, SkipError, all_scenarios
 from vgi_rpc import Message, RpcError, StderrMode, connect, tcp_connect, unix_connect
 from vgi_rpc.rpc import Connected, connection_of
@@ -95,6 +95,10 @@ class _Connection:
             _log.debug("closing the worker failed: %s", exc)
 
 
+# The ConformanceService version the runner speaks (--protocol-version): 1.0.0 or 2.0.0.
+_PROTOCOL: list[type[ConformanceService]] = [ConformanceService]
+
+
 class Worker(_Connection):
     """One worker process (spawned through a pid-recording shell) and its proxy."""
 
@@ -105,7 +109,7 @@ class Worker(_Connection):
         self.name = cmd[0]
         wrapped = [_SHELL, "-c", _PID_WRAPPER, "conformance-worker", self._pid_file, *cmd]
         self._connected = connect(
-            ConformanceService,
+            _PROTOCOL[0],
             wrapped,
             on_log=self._on_log,
             stderr=StderrMode.PIPE,
@@ -151,11 +155,11 @@ class SocketWorker(_Connection):
         self.name = address
         self.transport = "unix" if unix else "tcp"
         if unix:
-            self._connected = unix_connect(ConformanceService, address, on_log=self._on_log)
+            self._connected = unix_connect(_PROTOCOL[0], address, on_log=self._on_log)
         else:
             host, _, port = address.rpartition(":")
             self._connected = tcp_connect(
-                ConformanceService, host or "127.0.0.1", int(port), on_log=self._on_log
+                _PROTOCOL[0], host or "127.0.0.1", int(port), on_log=self._on_log
             )
         self.proxy = self._connected.__enter__()
 
@@ -169,7 +173,7 @@ class HttpWorker(_Connection):
         super().__init__(verbose=verbose)
         self.name = url + prefix
         self.transport = "http"
-        self._connected = http_connect(ConformanceService, url, prefix=prefix, on_log=self._on_log)
+        self._connected = http_connect(_PROTOCOL[0], url, prefix=prefix, on_log=self._on_log)
         self.proxy = self._connected.__enter__()
 
 
@@ -342,6 +346,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--format", "-f", choices=("table", "json"), default="table")
     parser.add_argument(
+        "--protocol-version",
+        choices=("1", "2"),
+        default="1",
+        help="speak ConformanceService 1.0.0 (reference 0.42 workers) or 2.0.0 (0.52)",
+    )
+    parser.add_argument(
         "--list", "-l", action="store_true", help="list the selected tests and exit"
     )
     parser.add_argument(
@@ -385,6 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    _PROTOCOL[0] = ConformanceServiceV2 if args.protocol_version == "2" else ConformanceService
     selected = select(all_scenarios(), args.filter)
     if args.list:
         for s in selected:

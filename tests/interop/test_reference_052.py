@@ -240,3 +240,33 @@ def test_secondary_error_details_reach_the_reference_client(tmp_path: Path) -> N
 
     result = _secondary_probe(tmp_path, "pipe")
     assert result["NOT_FOUND"][2] == fail_details(7.0)
+
+
+OUR_RUNNER = [
+    sys.executable,
+    os.path.join(ROOT, "conformance", "run.py"),
+    "--protocol-version",
+    "2",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_our_runner_passes_against_the_reference_052_worker() -> None:
+    report = _run([*OUR_RUNNER, "--cmd", str(REFERENCE_WORKER), "--format", "json"])
+    assert not _failures(report), _failures(report)
+    assert sum(s == "pass" for s in _statuses(report).values()) >= 128
+    assert report["_exit"] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_our_runner_passes_over_http_against_the_reference_052_worker() -> None:
+    # The 0.52.2 worker serves at the root and takes only protocol-qualified paths:
+    # our client finds that out from its first answer.
+    with _http_worker([str(REFERENCE_WORKER)]) as url:
+        report = _run([*OUR_RUNNER, "--url", url, "--format", "json"])
+    statuses = _statuses(report)
+    assert not _failures(report), _failures(report)
+    assert sum(s == "pass" for s in statuses.values()) >= 127
+    assert report["_exit"] == 0
