@@ -42,7 +42,7 @@ from conformance.scenarios import Ctx, Scenario, all_scenarios  # noqa: E402
 from conformance.types import AllTypes, BoundingBox, Point  # noqa: E402
 from vgi_rpc import Message, RpcServer  # noqa: E402
 from vgi_rpc._ipc import Chunk  # noqa: E402
-from vgi_rpc.rpc import RpcConnection, make_proxy  # noqa: E402
+from vgi_rpc.rpc import ChannelCapabilities, RpcConnection, make_proxy  # noqa: E402
 from vgi_rpc.rpc._channel import Channel  # noqa: E402
 from vgi_rpc.rpc._shm_client import ClientShm  # noqa: E402
 from vgi_rpc.shm import ShmSegment  # noqa: E402
@@ -88,10 +88,9 @@ class Recorder:
 class StaticRecorder(Recorder):
     """A recorder that also hands the client the segment both ends share."""
 
-    @property
-    def shm(self) -> ShmSegment | None:
+    def capabilities(self) -> ChannelCapabilities:
         """The static segment."""
-        return self.segment
+        return ChannelCapabilities(shared_segment=self.segment)
 
 
 def _server() -> RpcServer:

@@ -7,7 +7,7 @@ channel whose reader is ``io.BufferedReader(io.BytesIO(input))``, and the answer
 ``<IBQI`` (sequence, status, reply bytes, detail length) plus the detail goes
 to stdout. Status 0: served; 1: an exception escaped ``serve``; 2: the reply
 passed the limit (the channel then fails like a vanished peer).
-Flags: 1 the channel carries the segment (``channel.shm``), 2 install the bytes
+Flags: 1 the channel carries the segment (declared by ``channel.capabilities()``), 2 install the bytes
 into the segment first, 4 send the reply bytes back as the detail (for replays).
 """
 
@@ -31,6 +31,7 @@ from conformance.protocol import ConformanceService  # noqa: E402
 from vgi_rpc import RpcServer  # noqa: E402
 from vgi_rpc._errors import TransportError  # noqa: E402
 from vgi_rpc._ipc import Chunk  # noqa: E402
+from vgi_rpc.rpc import ChannelCapabilities  # noqa: E402
 from vgi_rpc.shm import ShmSegment  # noqa: E402
 
 REQUEST = struct.Struct("<IQIIB")
@@ -84,10 +85,9 @@ class ShmMemoryChannel(MemoryChannel):
         super().__init__(data, limit)
         self._shm = shm
 
-    @property
-    def shm(self) -> ShmSegment:
+    def capabilities(self) -> ChannelCapabilities:
         """The segment both ends were given."""
-        return self._shm
+        return ChannelCapabilities(shared_segment=self._shm)
 
 
 def _read_exact(stream: io.BufferedReader, n: int) -> bytes:

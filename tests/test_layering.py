@@ -145,3 +145,26 @@ def test_no_import_cycles_between_the_modules_of_a_package(package: str) -> None
 
 def test_the_cycle_finder_finds_one() -> None:
     assert _cycles({"a": {"b"}, "b": {"a"}, "c": set()}) == [["a", "b"]]
+
+
+def test_the_core_asks_channels_what_they_can_do_instead_of_probing() -> None:
+    for path in sorted((ROOT / "rpc").glob("*.py")):
+        assert "getattr(channel" not in path.read_text(), path.name
+
+
+def test_a_unix_socket_declares_its_peers_user() -> None:
+    import os
+    import socket
+
+    from vgi_rpc.rpc import capabilities_of
+    from vgi_rpc.transports import SocketChannel
+
+    left, right = socket.socketpair(socket.AF_UNIX)
+    channel = SocketChannel(left)
+    try:
+        assert capabilities_of(channel).peer_uid == os.geteuid()
+        assert capabilities_of(channel).shared_segment is None
+        assert capabilities_of(object()).peer_uid is None  # declares nothing: moves bytes only
+    finally:
+        channel.close()
+        right.close()

@@ -1,7 +1,13 @@
 """The RPC core: server dispatch and its sans-IO call step, client proxies, streams, context."""
 
 from vgi_rpc.rpc._accounting import CallRecord, CallStatistics
-from vgi_rpc.rpc._channel import Channel
+from vgi_rpc.rpc._channel import (
+    NO_CAPABILITIES,
+    Channel,
+    ChannelCapabilities,
+    DeclaresCapabilities,
+    capabilities_of,
+)
 from vgi_rpc.rpc._client import (
     Connected,
     OnLog,
@@ -46,6 +52,7 @@ from vgi_rpc.rpc._streams import (
 __all__ = [
     "DESCRIBE_SCHEMA",
     "DESCRIBE_VERSION",
+    "NO_CAPABILITIES",
     "ONE_EMPTY_ROW",
     "REFLECTION",
     "AnnotatedBatch",
@@ -59,8 +66,10 @@ __all__ = [
     "CallStart",
     "CallStatistics",
     "Channel",
+    "ChannelCapabilities",
     "ClientShm",
     "Connected",
+    "DeclaresCapabilities",
     "ExchangeState",
     "Handler",
     "Hosted",
@@ -83,6 +92,7 @@ __all__ = [
     "StreamState",
     "Turn",
     "build_describe_batch",
+    "capabilities_of",
     "connection_of",
     "encode_arguments",
     "is_wire_name",

@@ -20,14 +20,13 @@ from vgi_rpc._ipc_reader import IpcStreamReader, open_stream_reader
 from vgi_rpc._logs import WIRE_TRANSPORT_LOGGER, Message
 from vgi_rpc._methods import RpcMethodInfo, protocol_version_of, rpc_methods
 from vgi_rpc.rpc._accounting import describe_batch, wire_batch_log, wire_request_log
-from vgi_rpc.rpc._channel import Channel
+from vgi_rpc.rpc._channel import Channel, capabilities_of
 from vgi_rpc.rpc._describe import ServiceDescription, parse_describe_batch
 from vgi_rpc.rpc._hosting import wire_name
 from vgi_rpc.rpc._observe import with_trace_context
 from vgi_rpc.rpc._request import ONE_EMPTY_ROW, encode_arguments
 from vgi_rpc.rpc._shm_client import ClientShm
 from vgi_rpc.rpc._streams import EMPTY_SCHEMA, AnnotatedBatch
-from vgi_rpc.shm import ShmSegment
 from vgi_rpc.wire import (
     BatchKind,
     classify,
@@ -78,8 +77,8 @@ class RpcConnection:
         self._request_metadata: dict[str, Metadata] = {}
         # The client's shared-memory segment, once the server has agreed to use it,
         # or at once when the channel carries one both ends were given (ShmPipeTransport).
-        static = getattr(channel, "shm", None)
-        self.shm: ClientShm | None = ClientShm(static) if isinstance(static, ShmSegment) else None
+        static = capabilities_of(channel).shared_segment
+        self.shm: ClientShm | None = ClientShm(static) if static is not None else None
         # False once the byte stream may be out of step (a transport or framing failure).
         self.healthy = True
 

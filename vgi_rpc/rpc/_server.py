@@ -37,7 +37,7 @@ from vgi_rpc.rpc._accounting import (
     start_record,
     wire_request_log,
 )
-from vgi_rpc.rpc._channel import Channel
+from vgi_rpc.rpc._channel import Channel, capabilities_of
 from vgi_rpc.rpc._context import AuthContext, CallContext
 from vgi_rpc.rpc._describe import build_describe_batch
 from vgi_rpc.rpc._hosting import Handler, Hosted, host_all, is_wire_name, protocol_pairs
@@ -202,10 +202,9 @@ class RpcServer:
         A malformed byte stream cannot be resynchronised: the server answers
         it with an error stream (best effort) and returns.
         """
-        # A channel may carry a segment both ends were given (``ShmPipeTransport.shm``).
-        shm = InboundShm(
-            getattr(channel, "shm", None), self.read_policy, getattr(channel, "peer_uid", None)
-        )
+        # A channel may declare a segment both ends were given (``ShmPipeTransport``).
+        capabilities = capabilities_of(channel)
+        shm = InboundShm(capabilities.shared_segment, self.read_policy, capabilities.peer_uid)
         serve_byte_stream(self, channel, shm)
 
     def serve_one(self, channel: Channel, *, shm: InboundShm | None = None) -> bool:

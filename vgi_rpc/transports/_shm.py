@@ -19,7 +19,14 @@ from collections.abc import Sequence
 from vgi_rpc._errors import TransportError
 from vgi_rpc._ipc import Chunk
 from vgi_rpc._logs import WIRE_TRANSPORT_LOGGER
-from vgi_rpc.rpc import Channel, ClientShm, RpcConnection, server_takes_shm
+from vgi_rpc.rpc import (
+    Channel,
+    ChannelCapabilities,
+    ClientShm,
+    RpcConnection,
+    capabilities_of,
+    server_takes_shm,
+)
 from vgi_rpc.shm import HEADER_SIZE, ShmSegment
 
 _log = logging.getLogger(WIRE_TRANSPORT_LOGGER)
@@ -46,6 +53,11 @@ class ShmPipeTransport:
     def pipe(self) -> Channel:
         """The wrapped channel."""
         return self._pipe
+
+    def capabilities(self) -> ChannelCapabilities:
+        """The shared segment, plus whatever the wrapped channel declares."""
+        inner = capabilities_of(self._pipe)
+        return ChannelCapabilities(shared_segment=self._shm, peer_uid=inner.peer_uid)
 
     @property
     def reader(self) -> io.BufferedReader:

@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import stat
+import struct
 import threading
 from collections.abc import Callable, Sequence
 from typing import TypeVar, cast
@@ -21,7 +22,13 @@ from typing import TypeVar, cast
 from vgi_rpc._errors import TransportError
 from vgi_rpc._ipc import Chunk, IpcValidation, write_chunks_vectored
 from vgi_rpc._logs import WIRE_TRANSPORT_LOGGER, Message
-from vgi_rpc.rpc import Connected, RpcConnection, RpcServer, make_proxy
+from vgi_rpc.rpc import (
+    ChannelCapabilities,
+    Connected,
+    RpcConnection,
+    RpcServer,
+    make_proxy,
+)
 from vgi_rpc.transports._shm import check_shm_size, end_shm, start_shm
 
 P = TypeVar("P")
@@ -59,6 +66,10 @@ class SocketChannel:
         """The error describing a vanished peer."""
         return TransportError(f"connection to {self.peer} lost: {detail}")
 
+    def capabilities(self) -> ChannelCapabilities:
+        """On a unix socket, the peer's user id (``SO_PEERCRED``)."""
+        return ChannelCapabilities(peer_uid=_peer_uid(self._sock))
+
     def close(self) -> None:
         """Shut the connection down and close the socket; idempotent."""
         if self._closed:
@@ -68,6 +79,20 @@ class SocketChannel:
             self._sock.shutdown(socket.SHUT_RDWR)
         self._reader.close()
         self._sock.close()
+
+
+_UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+
+
+def _peer_uid(sock: socket.socket) -> int | None:
+    """The uid of a unix socket's peer (Linux ``SO_PEERCRED``); ``None`` elsewhere."""
+    option = getattr(socket, "SO_PEERCRED", None)
+    if sock.family != socket.AF_UNIX or option is None:
+        return None
+    try:
+        return int(_UCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, option, _UCRED.size))[1])
+    except OSError:
+        return None
 
 
 def _peer_name(sock: socket.socket) -> str:
