@@ -282,6 +282,11 @@ def check_types(schema: pa.Schema) -> None:
             pending += [t.field(i).type for i in range(t.num_fields)]
 
 
+def has_nested(schema: pa.Schema) -> bool:
+    """Whether any column has child arrays (lists, structs, maps, unions, run-end encoding)."""
+    return any(field.type.num_fields or pa.types.is_run_end_encoded(field.type) for field in schema)
+
+
 def has_dictionary(schema: pa.Schema) -> bool:
     """Whether any column, at any depth, is dictionary-encoded."""
 
@@ -328,6 +333,7 @@ class IpcStreamReader:
         self._source = source
         self._limits = limits
         self.schema, dictionaries = schemas.get(first, limits)
+        self._nested = dictionaries or has_nested(self.schema)
         self._done = False
         # The custom metadata of the last batch message read, even when it failed to decode.
         self.last_metadata: Metadata | None = None
@@ -353,13 +359,18 @@ class IpcStreamReader:
                 return None
             if message.header.header_type == _RECORD_BATCH:
                 self.last_metadata = message.header.custom_metadata
-                with untrusted("Arrow IPC record batch"):
+                try:  # the decode boundary, inline: this is the hot path of every call
                     batch, metadata = self._decode(message)
+                except VgiRpcError:
+                    raise
+                except Exception as exc:
+                    raise IPCError(
+                        f"malformed Arrow IPC record batch: {type(exc).__name__}: {exc}"
+                    ) from exc
                 self._check_rows(batch, message, nested=False)
                 validate_batch(batch, validation)
-                if (
-                    validation is not IpcValidation.NONE
-                ):  # children are only safe to walk once valid
+                # Children are only safe to walk once valid; flat schemas have none.
+                if self._nested and validation is not IpcValidation.NONE:
                     self._check_rows(batch, message, nested=True)
                 return batch, metadata
             if message.header.header_type == _DICTIONARY_BATCH and self._replay is not None:

@@ -142,6 +142,7 @@ class RpcServer:
                 raise ValueError(f"default_protocol {default_protocol.__name__} is not hosted")
             default = matches[0]
         self._default = default
+        self._by_raw_name = {name.encode(): hosted for name, hosted in self.hosted.items()}
         self.enable_describe = enable_describe
         self.ipc_validation = ipc_validation
         self.limits = limits if limits is not None else DEFAULT_LIMITS
@@ -263,6 +264,9 @@ class RpcServer:
         raw = metadata.get(k.PROTOCOL_KEY)
         if raw is None:
             return self._default  # a first-generation request
+        found = self._by_raw_name.get(raw)
+        if found is not None:  # the hot path: a hosted name, already known valid
+            return found
         name = _text(raw)
         if not is_wire_name(name):
             raise ProtocolNotSupportedError(
@@ -486,6 +490,8 @@ class RpcServer:
         self, logs: list[PendingLog], request_id: str, schema: pa.Schema
     ) -> list[Batch]:
         """Client-log batches (zero rows on ``schema``) for pending logs, in order."""
+        if not logs:
+            return []
         carrier = empty_batch(schema)
         return [
             (
