@@ -120,13 +120,16 @@ def _socket_connect(kind: str) -> Any:
 @contextlib.contextmanager
 def _reference_shm_proxy() -> Iterator[Any]:
     """The reference's way to a worker with a segment: its transport wrapped with the segment."""
-    from vgi_rpc.rpc import RpcConnection, ShmPipeTransport, SubprocessTransport  # type: ignore[attr-defined]  # the reference's API
     from vgi_rpc.shm import ShmSegment
 
+    reference: Any = vgi_rpc.rpc  # the reference's API, not ours
+
     segment = ShmSegment.create(SEGMENT)
-    transport = SubprocessTransport([*PYTHON, WORKER])
+    transport = reference.SubprocessTransport([*PYTHON, WORKER])
     try:
-        connection: Any = RpcConnection(PROTOCOL, ShmPipeTransport(transport, segment))
+        connection: Any = reference.RpcConnection(
+            PROTOCOL, reference.ShmPipeTransport(transport, segment)
+        )
         with connection as proxy:  # the reference's RpcConnection yields the proxy
             yield proxy
     finally:

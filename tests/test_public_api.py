@@ -97,3 +97,36 @@ def test_layers_only_import_downwards() -> None:
                 for m in _imports(path)
                 if m.startswith(("vgi_rpc.rpc", "vgi_rpc.transports", "vgi_rpc.wire"))
             ], path
+
+
+def _lazy_tables(init: Path) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+    """(names imported under ``if TYPE_CHECKING:``, names in the ``lazy_module`` table)."""
+    tree = ast.parse(init.read_text())
+    static: set[tuple[str, str]] = set()
+    lazy: set[tuple[str, str]] = set()
+    for node in tree.body:
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
+            for sub in node.body:
+                assert isinstance(sub, ast.ImportFrom)
+                assert sub.module
+                static.update((sub.module, a.name) for a in sub.names)
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
+            table = ast.literal_eval(node.value.args[1])
+            lazy.update((module, name) for module, names in table.items() for name in names)
+    return static, lazy
+
+
+def test_type_checkers_see_every_lazily_imported_name() -> None:
+    # A name missing from the TYPE_CHECKING imports would be typed ``object`` (the
+    # module ``__getattr__``), silently: both lists must agree, and cover ``__all__``.
+    import vgi_rpc.rpc
+    import vgi_rpc.transports
+
+    for package in (vgi_rpc, vgi_rpc.rpc, vgi_rpc.transports):
+        assert package.__file__ is not None
+        static, lazy = _lazy_tables(Path(package.__file__))
+        assert static == lazy, package.__name__
+        assert {name for _, name in lazy} >= set(package.__all__), package.__name__
+        for name in package.__all__:
+            if "http" not in name:  # the http extra is covered by the tests under tests/http
+                assert getattr(package, name) is not None

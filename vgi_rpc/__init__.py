@@ -3,81 +3,129 @@
 Define a service as a ``typing.Protocol``, implement it, and reach it through
 ``serve_pipe`` (in-process), ``connect`` / ``run_server`` (subprocess) or the
 other transports; the proxy you get back is typed as the Protocol.
+
+Every public name is imported on first use, so a worker process loads only
+what serving needs (never the HTTP, OpenTelemetry or CLI extras, nor the client).
 """
 
 from typing import TYPE_CHECKING
 
-from vgi_rpc._arrow_types import ArrowType
-from vgi_rpc._dataclasses import ArrowSerializableDataclass
-from vgi_rpc._errors import (
-    IPCError,
-    MethodNotImplementedError,
-    PeerExitedError,
-    ProtocolError,
-    ProtocolVersionError,
-    RpcError,
-    SchemaError,
-    TransportError,
-    VersionError,
-    VgiRpcError,
-)
-from vgi_rpc._ipc import IpcValidation
-from vgi_rpc._limits import ResourceLimits
-from vgi_rpc._logs import Level, Message
-from vgi_rpc._methods import MethodType, RpcMethodInfo, rpc_methods
-from vgi_rpc.introspect import ServiceDescription, describe_rpc, introspect
-from vgi_rpc.rpc import (
-    AnnotatedBatch,
-    AuthContext,
-    CallContext,
-    CallStatistics,
-    ExchangeState,
-    OutputCollector,
-    ProducerState,
-    RpcConnection,
-    RpcServer,
-    Stream,
-    StreamSession,
-    StreamState,
-)
-from vgi_rpc.transports import (
-    PoolMetrics,
-    ShmPipeTransport,
-    SocketServer,
-    StderrMode,
-    WorkerPool,
-    connect,
-    make_pipe_pair,
-    run_server,
-    serve_pipe,
-    serve_tcp,
-    serve_unix,
-    tcp_connect,
-    tcp_server,
-    unix_connect,
-    unix_server,
-)
+from vgi_rpc._lazy import lazy_module
+
+if TYPE_CHECKING:
+    from vgi_rpc._arrow_types import ArrowType
+    from vgi_rpc._dataclasses import ArrowSerializableDataclass
+    from vgi_rpc._errors import (
+        IPCError,
+        MethodNotImplementedError,
+        PeerExitedError,
+        ProtocolError,
+        ProtocolVersionError,
+        RpcError,
+        SchemaError,
+        TransportError,
+        VersionError,
+        VgiRpcError,
+    )
+    from vgi_rpc._ipc import IpcValidation
+    from vgi_rpc._limits import ResourceLimits
+    from vgi_rpc._logs import Level, Message
+    from vgi_rpc._methods import MethodType, RpcMethodInfo, rpc_methods
+    from vgi_rpc.http import http_capabilities, http_connect, http_introspect, make_wsgi_app
+    from vgi_rpc.introspect import ServiceDescription, describe_rpc, introspect
+    from vgi_rpc.otel import instrument_server
+    from vgi_rpc.rpc import (
+        AnnotatedBatch,
+        AuthContext,
+        CallContext,
+        CallStatistics,
+        ExchangeState,
+        OutputCollector,
+        ProducerState,
+        RpcConnection,
+        RpcServer,
+        Stream,
+        StreamSession,
+        StreamState,
+    )
+    from vgi_rpc.transports import (
+        PoolMetrics,
+        ShmPipeTransport,
+        SocketServer,
+        StderrMode,
+        WorkerPool,
+        connect,
+        make_pipe_pair,
+        run_server,
+        serve_pipe,
+        serve_tcp,
+        serve_unix,
+        tcp_connect,
+        tcp_server,
+        unix_connect,
+        unix_server,
+    )
 
 __version__ = "0.1.0"
 
-# The HTTP transport needs the ``http`` extra (falcon, httpx, ...): import it on first use.
-if TYPE_CHECKING:
-    from vgi_rpc.http import http_capabilities, http_connect, http_introspect, make_wsgi_app
-    from vgi_rpc.otel import instrument_server
-_HTTP_NAMES = frozenset(("make_wsgi_app", "http_connect", "http_introspect", "http_capabilities"))
-
-
-def __getattr__(name: str) -> object:
-    if name in _HTTP_NAMES:
-        from vgi_rpc import http
-
-        return getattr(http, name)
-    if name == "instrument_server":  # the ``otel`` extra: opentelemetry is imported on first use
-        from vgi_rpc.otel import instrument_server
-
-        return instrument_server
-    raise AttributeError(f"module 'vgi_rpc' has no attribute {name!r}")
-
+__getattr__, __dir__ = lazy_module(
+    __name__,
+    {
+        "vgi_rpc._arrow_types": ("ArrowType",),
+        "vgi_rpc._dataclasses": ("ArrowSerializableDataclass",),
+        "vgi_rpc._errors": (
+            "IPCError",
+            "MethodNotImplementedError",
+            "PeerExitedError",
+            "ProtocolError",
+            "ProtocolVersionError",
+            "RpcError",
+            "SchemaError",
+            "TransportError",
+            "VersionError",
+            "VgiRpcError",
+        ),
+        "vgi_rpc._ipc": ("IpcValidation",),
+        "vgi_rpc._limits": ("ResourceLimits",),
+        "vgi_rpc._logs": ("Level", "Message"),
+        "vgi_rpc._methods": ("MethodType", "RpcMethodInfo", "rpc_methods"),
+        # the ``http`` extra (falcon, httpx, ...) and the ``otel`` extra
+        "vgi_rpc.http": ("http_capabilities", "http_connect", "http_introspect", "make_wsgi_app"),
+        "vgi_rpc.introspect": ("ServiceDescription", "describe_rpc", "introspect"),
+        "vgi_rpc.otel": ("instrument_server",),
+        "vgi_rpc.rpc": (
+            "AnnotatedBatch",
+            "AuthContext",
+            "CallContext",
+            "CallStatistics",
+            "ExchangeState",
+            "OutputCollector",
+            "ProducerState",
+            "RpcConnection",
+            "RpcServer",
+            "Stream",
+            "StreamSession",
+            "StreamState",
+        ),
+        "vgi_rpc.transports": (
+            "PoolMetrics",
+            "ShmPipeTransport",
+            "SocketServer",
+            "StderrMode",
+            "WorkerPool",
+            "connect",
+            "make_pipe_pair",
+            "run_server",
+            "serve_pipe",
+            "serve_tcp",
+            "serve_unix",
+            "tcp_connect",
+            "tcp_server",
+            "unix_connect",
+            "unix_server",
+        ),
+    },
+)
 
 __all__ = [
     "AnnotatedBatch",

@@ -19,7 +19,7 @@ import re
 import stat
 import struct
 import sys
-from multiprocessing import resource_tracker, shared_memory
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
@@ -27,6 +27,9 @@ from vgi_rpc._errors import IPCError
 from vgi_rpc._ipc import Chunk, _encoder, encode_stream
 from vgi_rpc._ipc_reader import EOS_MARKER, has_dictionary
 from vgi_rpc._logs import WIRE_TRANSPORT_LOGGER
+
+if TYPE_CHECKING:  # multiprocessing is imported when a segment is made, not by every worker
+    from multiprocessing import shared_memory
 
 HEADER_SIZE = 65536
 MAGIC = b"VGIS"
@@ -63,6 +66,8 @@ class ShmSegment:
             raise ValueError(
                 f"a segment needs more than {HEADER_SIZE} bytes (its header), got {size}"
             )
+        from multiprocessing import shared_memory
+
         shm = shared_memory.SharedMemory(create=True, size=size)
         segment = cls(shm, owner=True)
         _HEADER.pack_into(segment._buf, 0, MAGIC, VERSION, shm.size - HEADER_SIZE, 0, 0)
@@ -264,6 +269,8 @@ def _open_private(name: str, owner_uid: int) -> _Mapping | shared_memory.SharedM
 
 
 def _attach_portable(name: str) -> shared_memory.SharedMemory:
+    from multiprocessing import resource_tracker, shared_memory
+
     if sys.version_info >= (3, 13):
         shm = shared_memory.SharedMemory(name=name, create=False, track=False)
     else:

@@ -1,52 +1,115 @@
-"""The RPC core: server dispatch and its sans-IO call step, client proxies, streams, context."""
+"""The RPC core: server dispatch and its sans-IO call step, client proxies, streams, context.
 
-from vgi_rpc.rpc._accounting import CallRecord, CallStatistics
-from vgi_rpc.rpc._channel import (
-    NO_CAPABILITIES,
-    Channel,
-    ChannelCapabilities,
-    DeclaresCapabilities,
-    capabilities_of,
-)
-from vgi_rpc.rpc._client import (
-    Connected,
-    OnLog,
-    RpcConnection,
-    StreamSession,
-    connection_of,
-    make_proxy,
-    server_takes_shm,
-)
-from vgi_rpc.rpc._context import AuthContext, CallContext
-from vgi_rpc.rpc._describe import (
-    DESCRIBE_SCHEMA,
-    DESCRIBE_VERSION,
-    MethodDescription,
-    ServiceDescription,
-    build_describe_batch,
-    parse_describe_batch,
-    protocol_hash,
-)
-from vgi_rpc.rpc._hosting import Handler, Hosted, is_wire_name
-from vgi_rpc.rpc._observe import CallObserver, CallScope, with_trace_context
-from vgi_rpc.rpc._reflection import (
-    REFLECTION,
-    MethodSummary,
-    ProtocolDescription,
-    ProtocolList,
-    ProtocolSummary,
-)
-from vgi_rpc.rpc._request import ONE_EMPTY_ROW, Request, encode_arguments, read_request
-from vgi_rpc.rpc._server import Builtin, RpcServer
-from vgi_rpc.rpc._shm_client import ClientShm
-from vgi_rpc.rpc._step import Batch, CallStart, Reply, ServerStream, Turn
-from vgi_rpc.rpc._streams import (
-    AnnotatedBatch,
-    ExchangeState,
-    OutputCollector,
-    ProducerState,
-    Stream,
-    StreamState,
+Every name is imported on first use (a worker never loads the client, a client
+never loads the server's describe and reflection code).
+"""
+
+from typing import TYPE_CHECKING
+
+from vgi_rpc._lazy import lazy_module
+
+if TYPE_CHECKING:
+    from vgi_rpc.rpc._accounting import CallRecord, CallStatistics
+    from vgi_rpc.rpc._channel import (
+        NO_CAPABILITIES,
+        Channel,
+        ChannelCapabilities,
+        DeclaresCapabilities,
+        capabilities_of,
+    )
+    from vgi_rpc.rpc._client import (
+        Connected,
+        OnLog,
+        RpcConnection,
+        StreamSession,
+        connection_of,
+        make_proxy,
+        server_takes_shm,
+    )
+    from vgi_rpc.rpc._context import AuthContext, CallContext
+    from vgi_rpc.rpc._describe import (
+        DESCRIBE_SCHEMA,
+        DESCRIBE_VERSION,
+        MethodDescription,
+        ServiceDescription,
+        build_describe_batch,
+        parse_describe_batch,
+        protocol_hash,
+    )
+    from vgi_rpc.rpc._hosting import Handler, Hosted, is_wire_name
+    from vgi_rpc.rpc._observe import CallObserver, CallScope, with_trace_context
+    from vgi_rpc.rpc._reflection import (
+        REFLECTION,
+        MethodSummary,
+        ProtocolDescription,
+        ProtocolList,
+        ProtocolSummary,
+    )
+    from vgi_rpc.rpc._request import ONE_EMPTY_ROW, Request, encode_arguments, read_request
+    from vgi_rpc.rpc._server import Builtin, RpcServer
+    from vgi_rpc.rpc._shm_client import ClientShm
+    from vgi_rpc.rpc._step import Batch, CallStart, Reply, ServerStream, Turn
+    from vgi_rpc.rpc._streams import (
+        AnnotatedBatch,
+        ExchangeState,
+        OutputCollector,
+        ProducerState,
+        Stream,
+        StreamState,
+    )
+
+__getattr__, __dir__ = lazy_module(
+    __name__,
+    {
+        "vgi_rpc.rpc._accounting": ("CallRecord", "CallStatistics"),
+        "vgi_rpc.rpc._channel": (
+            "NO_CAPABILITIES",
+            "Channel",
+            "ChannelCapabilities",
+            "DeclaresCapabilities",
+            "capabilities_of",
+        ),
+        "vgi_rpc.rpc._client": (
+            "Connected",
+            "OnLog",
+            "RpcConnection",
+            "StreamSession",
+            "connection_of",
+            "make_proxy",
+            "server_takes_shm",
+        ),
+        "vgi_rpc.rpc._context": ("AuthContext", "CallContext"),
+        "vgi_rpc.rpc._describe": (
+            "DESCRIBE_SCHEMA",
+            "DESCRIBE_VERSION",
+            "MethodDescription",
+            "ServiceDescription",
+            "build_describe_batch",
+            "parse_describe_batch",
+            "protocol_hash",
+        ),
+        "vgi_rpc.rpc._hosting": ("Handler", "Hosted", "is_wire_name"),
+        "vgi_rpc.rpc._observe": ("CallObserver", "CallScope", "with_trace_context"),
+        "vgi_rpc.rpc._reflection": (
+            "REFLECTION",
+            "MethodSummary",
+            "ProtocolDescription",
+            "ProtocolList",
+            "ProtocolSummary",
+        ),
+        "vgi_rpc.rpc._request": ("ONE_EMPTY_ROW", "Request", "encode_arguments", "read_request"),
+        "vgi_rpc.rpc._server": ("Builtin", "RpcServer"),
+        "vgi_rpc.rpc._shm_client": ("ClientShm",),
+        "vgi_rpc.rpc._step": ("Batch", "CallStart", "Reply", "ServerStream", "Turn"),
+        "vgi_rpc.rpc._streams": (
+            "AnnotatedBatch",
+            "ExchangeState",
+            "OutputCollector",
+            "ProducerState",
+            "Stream",
+            "StreamState",
+        ),
+    },
 )
 
 __all__ = [

@@ -20,7 +20,7 @@ from vgi_rpc.rpc._channel import Channel
 ArrowArray: TypeAlias = "pa.Array[Any]"  # element type varies per column
 
 # A parameterless request still carries one row (spec section 5).
-ONE_EMPTY_ROW = pa.RecordBatch.from_arrays([pa.array([0])], names=["_"]).select([])
+ONE_EMPTY_ROW = pa.RecordBatch.from_arrays([pa.nulls(1)], names=["_"]).select([])
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

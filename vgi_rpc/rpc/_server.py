@@ -39,9 +39,7 @@ from vgi_rpc.rpc._accounting import (
 )
 from vgi_rpc.rpc._channel import Channel, capabilities_of
 from vgi_rpc.rpc._context import AuthContext, CallContext
-from vgi_rpc.rpc._describe import build_describe_batch
 from vgi_rpc.rpc._hosting import Handler, Hosted, host_all, is_wire_name, protocol_pairs
-from vgi_rpc.rpc._reflection import Reflection, ReflectionImpl
 from vgi_rpc.rpc._request import Request, decode_arguments
 from vgi_rpc.rpc._shm_inbound import InboundShm
 from vgi_rpc.rpc._step import (
@@ -127,11 +125,16 @@ class RpcServer:
     ) -> None:
         pairs = protocol_pairs(protocol, implementation, extra_protocols)
         self.server_id = server_id or new_server_id()
-        self.reflection = ReflectionImpl(
-            lambda: self.hosted, self.server_id, _version(), k.REQUEST_VERSION.decode()
-        )
         hosts_reflection = enable_describe if reflection is None else reflection
-        framework = [(Reflection, self.reflection)] if hosts_reflection else []
+        framework: list[tuple[type, object]] = []
+        self.reflection: object = None
+        if hosts_reflection:  # imported here: a worker without it never loads that code
+            from vgi_rpc.rpc._reflection import Reflection, ReflectionImpl
+
+            self.reflection = ReflectionImpl(
+                lambda: self.hosted, self.server_id, _version(), k.REQUEST_VERSION.decode()
+            )
+            framework.append((Reflection, self.reflection))
         self.hosted: dict[str, Hosted] = host_all(pairs, framework=framework)
         default = next(h for h in self.hosted.values() if h.implementation is not self.reflection)
         if isinstance(default_protocol, tuple):
@@ -190,6 +193,8 @@ class RpcServer:
 
     def describe(self, hosted: Hosted | None = None) -> tuple[pa.RecordBatch, Metadata]:
         """The ``__describe__`` batch and metadata of a hosted protocol (the default one)."""
+        from vgi_rpc.rpc._describe import build_describe_batch  # only for describe and access logs
+
         target = hosted or self._default
         return build_describe_batch(
             target.name, target.methods, self.server_id, target.version, target.doc

@@ -1,20 +1,51 @@
-"""Byte transports: in-process pipes, subprocess workers, unix and TCP sockets, shared memory."""
+"""Byte transports: in-process pipes, subprocess workers, unix and TCP sockets, shared memory.
 
-from vgi_rpc.transports._fd import FdChannel
-from vgi_rpc.transports._pipe import make_pipe_pair, serve_pipe
-from vgi_rpc.transports._pool import PoolMetrics, WorkerPool
-from vgi_rpc.transports._shm import ShmPipeTransport
-from vgi_rpc.transports._socket import (
-    SocketChannel,
-    SocketServer,
-    serve_tcp,
-    serve_unix,
-    tcp_connect,
-    tcp_server,
-    unix_connect,
-    unix_server,
+Every name is imported on first use: a worker loads its stdio loop only.
+"""
+
+from typing import TYPE_CHECKING
+
+from vgi_rpc._lazy import lazy_module
+
+if TYPE_CHECKING:
+    from vgi_rpc.transports._fd import FdChannel
+    from vgi_rpc.transports._pipe import make_pipe_pair, serve_pipe
+    from vgi_rpc.transports._pool import PoolMetrics, WorkerPool
+    from vgi_rpc.transports._shm import ShmPipeTransport
+    from vgi_rpc.transports._socket import (
+        SocketChannel,
+        SocketServer,
+        serve_tcp,
+        serve_unix,
+        tcp_connect,
+        tcp_server,
+        unix_connect,
+        unix_server,
+    )
+    from vgi_rpc.transports._stdio import run_server
+    from vgi_rpc.transports._subprocess import StderrMode, WorkerProcess, connect
+
+__getattr__, __dir__ = lazy_module(
+    __name__,
+    {
+        "vgi_rpc.transports._fd": ("FdChannel",),
+        "vgi_rpc.transports._pipe": ("make_pipe_pair", "serve_pipe"),
+        "vgi_rpc.transports._pool": ("PoolMetrics", "WorkerPool"),
+        "vgi_rpc.transports._shm": ("ShmPipeTransport",),
+        "vgi_rpc.transports._socket": (
+            "SocketChannel",
+            "SocketServer",
+            "serve_tcp",
+            "serve_unix",
+            "tcp_connect",
+            "tcp_server",
+            "unix_connect",
+            "unix_server",
+        ),
+        "vgi_rpc.transports._stdio": ("run_server",),
+        "vgi_rpc.transports._subprocess": ("StderrMode", "WorkerProcess", "connect"),
+    },
 )
-from vgi_rpc.transports._subprocess import StderrMode, WorkerProcess, connect, run_server
 
 __all__ = [
     "FdChannel",

@@ -1,4 +1,4 @@
-"""Subprocess transport: ``connect`` spawns a worker, ``run_server`` is the worker's loop.
+"""Subprocess transport, client side: ``connect`` spawns a worker (``run_server`` is its loop).
 
 The worker speaks on its stdin/stdout. Shutdown is always clean: the
 client closing stdin ends the worker; a dead worker surfaces as
@@ -13,7 +13,6 @@ import enum
 import logging
 import os
 import subprocess
-import sys
 import threading
 from collections.abc import Callable, Sequence
 from typing import IO, TypeVar
@@ -21,7 +20,7 @@ from typing import IO, TypeVar
 from vgi_rpc._errors import PeerExitedError, TransportError
 from vgi_rpc._ipc import IpcValidation
 from vgi_rpc._logs import WIRE_TRANSPORT_LOGGER, Message
-from vgi_rpc.rpc import Connected, RpcConnection, RpcServer, make_proxy
+from vgi_rpc.rpc import Connected, RpcConnection, make_proxy
 from vgi_rpc.transports._fd import FdChannel, widen_pipe
 from vgi_rpc.transports._shm import check_shm_size, end_shm, start_shm
 
@@ -186,39 +185,4 @@ def connect(
     return Connected(make_proxy(protocol, connection), close)
 
 
-def run_server(
-    protocol_or_server: type | RpcServer,
-    implementation: object | None = None,
-    *,
-    ipc_validation: IpcValidation = IpcValidation.FULL,
-    enable_describe: bool = False,
-) -> None:
-    """Serve on this process's stdin/stdout until stdin closes (the worker side of ``connect``).
-
-    Anything the implementation prints goes to stderr: fd 1 is moved aside
-    for the protocol so a stray ``print`` cannot corrupt the byte stream.
-    """
-    if isinstance(protocol_or_server, RpcServer):
-        server = protocol_or_server
-    else:
-        server = RpcServer(
-            protocol_or_server,
-            implementation,
-            ipc_validation=ipc_validation,
-            enable_describe=enable_describe,
-        )
-    sys.stdout.flush()
-    out_fd = os.dup(1)
-    os.dup2(2, 1)
-    channel = FdChannel(
-        0, out_fd, describe_failure=lambda detail: TransportError(f"client went away: {detail}")
-    )
-    try:
-        server.serve(channel)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        os.close(out_fd)
-
-
-__all__ = ["StderrMode", "WorkerProcess", "connect", "run_server"]
+__all__ = ["StderrMode", "WorkerProcess", "connect"]

@@ -1,15 +1,14 @@
 """Sans-IO wire codec: request metadata, log and error batches, classification.
 
 Builds and reads the metadata dictionaries of spec sections 5-8 and 13.
-Never touches a channel, a transport or user types.
+Never touches a channel, a transport or user types. ``json`` and ``traceback``
+are imported where logs and errors are built: a call without either needs neither.
 """
 
 from __future__ import annotations
 
 import enum
-import json
 import os
-import traceback as tb_module
 from types import TracebackType
 
 import pyarrow as pa
@@ -89,6 +88,8 @@ def log_metadata(
     request_id: str,
 ) -> Metadata:
     """Custom metadata for a log batch (spec section 8)."""
+    import json
+
     metadata: Metadata = {
         k.LOG_LEVEL_KEY: level.value.encode(),
         k.LOG_MESSAGE_KEY: message.encode(),
@@ -105,11 +106,15 @@ def _clip(text: str) -> str:
 
 
 def _format(exc: BaseException) -> str:
-    return "".join(tb_module.format_exception(type(exc), exc, exc.__traceback__))
+    import traceback
+
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
 
 def _frames(tb: TracebackType | None) -> list[dict[str, object]]:
-    summary = tb_module.extract_tb(tb)[-MAX_TRACEBACK_FRAMES:]
+    import traceback
+
+    summary = traceback.extract_tb(tb)[-MAX_TRACEBACK_FRAMES:]
     return [
         {"file": f.filename, "line": f.lineno, "function": f.name, "code": f.line or None}
         for f in summary
@@ -142,6 +147,8 @@ def error_details_of(exc: BaseException) -> str | None:
     A list of objects, each naming its ``@type`` once, at most 4096 bytes as
     JSON; anything else is omitted whole (never a prefix or a subset).
     """
+    import json
+
     details = getattr(exc, "error_details", None)
     if not isinstance(details, list) or not details:
         return None
@@ -169,6 +176,8 @@ def error_metadata(
     With ``traceback=False`` the batch carries the type and message only: no
     traceback, frames, file paths or chained exceptions.
     """
+    import json
+
     type_name = type(exc).__name__
     message = str(exc)
     extra: dict[str, object] = {"exception_type": type_name, "exception_message": message}
@@ -208,6 +217,8 @@ def _text(metadata: Metadata, key: bytes) -> str:
 
 
 def _extra(metadata: Metadata) -> dict[str, object] | None:
+    import json
+
     raw = metadata.get(k.LOG_EXTRA_KEY)
     if raw is None:
         return None
@@ -220,6 +231,8 @@ def _extra(metadata: Metadata) -> dict[str, object] | None:
 
 def rpc_error_from_metadata(metadata: Metadata) -> RpcError:
     """Rebuild the ``RpcError`` an EXCEPTION batch describes (spec section 8)."""
+    import json
+
     extra = _extra(metadata) or {}
     error_type = extra.get("exception_type")
     message = _text(metadata, k.LOG_MESSAGE_KEY)
