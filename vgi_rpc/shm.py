@@ -12,6 +12,7 @@ into pointer batches and back.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import mmap
 import os
@@ -71,6 +72,33 @@ class ShmSegment:
         shm = shared_memory.SharedMemory(create=True, size=size)
         segment = cls(shm, owner=True)
         _HEADER.pack_into(segment._buf, 0, MAGIC, VERSION, shm.size - HEADER_SIZE, 0, 0)
+        return segment
+
+    @classmethod
+    def create_private(cls, size: int) -> ShmSegment:
+        """Create a segment only this user may open, its memory reserved now, with no tracker.
+
+        What automatic shared memory uses: on Linux the segment is a mode-0600
+        file in ``/dev/shm`` whose pages are all allocated here
+        (``posix_fallocate``), so a full ``/dev/shm`` fails now with ``OSError``
+        rather than with SIGBUS in whichever process writes a batch later. No
+        resource tracker process is started: the owner unlinks the segment
+        (``unlink``), which it may do as soon as the peer has mapped it.
+
+        Raises:
+            OSError: The segment cannot be created or its memory reserved.
+            ValueError: ``size`` does not exceed the header.
+        """
+        if size <= HEADER_SIZE:
+            raise ValueError(
+                f"a segment needs more than {HEADER_SIZE} bytes (its header), got {size}"
+            )
+        if os.path.isdir(_SHM_DIR):
+            mapping: _Mapping | shared_memory.SharedMemory = _create_reserved(size)
+        else:
+            mapping = _create_untracked(size)
+        segment = cls(mapping, owner=True)  # type: ignore[arg-type]  # duck-typed SharedMemory
+        _HEADER.pack_into(segment._buf, 0, MAGIC, VERSION, mapping.size - HEADER_SIZE, 0, 0)
         return segment
 
     @classmethod
@@ -241,6 +269,75 @@ class _Mapping:
         raise PermissionError("only the creator unlinks a segment")
 
 
+class _OwnedMapping(_Mapping):
+    """A segment this process created in ``/dev/shm`` (it may unlink it)."""
+
+    def unlink(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(_SHM_DIR, self.name))
+
+
+# Names of segments made by ``create_private``: the creator's pid, then random bytes.
+PRIVATE_PREFIX = "vgi_rpc_"
+
+
+def unlink_private(name: str) -> None:
+    """Remove a ``create_private`` segment's name after its creator died (best effort).
+
+    A server calls this for the segment a vanished client had named: the client
+    unlinks it itself once the server has mapped it, so this only matters when
+    the client was killed in between. Other names, and files that are not this
+    user's, are left alone.
+    """
+    name = name.lstrip("/")
+    if not name.startswith(PRIVATE_PREFIX) or not _SEGMENT_NAME.fullmatch(name):
+        return
+    path = os.path.join(_SHM_DIR, name)
+    with contextlib.suppress(OSError):
+        if os.lstat(path).st_uid == os.geteuid():
+            os.unlink(path)
+
+
+def _create_reserved(size: int) -> _OwnedMapping:
+    name = f"{PRIVATE_PREFIX}{os.getpid()}_{os.urandom(6).hex()}"
+    path = os.path.join(_SHM_DIR, name)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            os.posix_fallocate(fd, 0, size)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                raise  # ENOSPC: /dev/shm cannot hold it
+            os.ftruncate(fd, size)  # a file system without fallocate: sparse, as SharedMemory does
+        return _OwnedMapping(name, fd, size)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    finally:
+        os.close(fd)
+
+
+def _create_untracked(size: int) -> shared_memory.SharedMemory:
+    from multiprocessing import resource_tracker, shared_memory
+
+    if sys.version_info >= (3, 13):
+        return shared_memory.SharedMemory(create=True, size=size, track=False)
+    shm = shared_memory.SharedMemory(create=True, size=size)
+    with contextlib.suppress(Exception):  # the owner unlinks it; the tracker must not
+        resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]  # private name is the tracker's key
+    return shm
+
+
+def shm_free_bytes() -> int | None:
+    """Bytes free for new segments in ``/dev/shm`` (``None`` where unknown)."""
+    try:
+        stats = os.statvfs(_SHM_DIR)
+    except OSError:
+        return None
+    return stats.f_bavail * stats.f_frsize
+
+
 def _open_private(name: str, owner_uid: int) -> _Mapping | shared_memory.SharedMemory:
     """Map segment ``name`` after checking, on the open descriptor, that it is ``owner_uid``'s alone."""
     if not os.path.isdir(_SHM_DIR):
@@ -307,4 +404,13 @@ def read_stored_batch(
         raise IPCError(f"no valid IPC stream at shared-memory offset {offset}: {exc}") from exc
 
 
-__all__ = ["HEADER_SIZE", "MAGIC", "MAX_ALLOCS", "VERSION", "ShmSegment"]
+__all__ = [
+    "HEADER_SIZE",
+    "MAGIC",
+    "MAX_ALLOCS",
+    "PRIVATE_PREFIX",
+    "VERSION",
+    "ShmSegment",
+    "shm_free_bytes",
+    "unlink_private",
+]

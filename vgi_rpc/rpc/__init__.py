@@ -11,10 +11,12 @@ from vgi_rpc._lazy import lazy_module
 if TYPE_CHECKING:
     from vgi_rpc.rpc._accounting import CallRecord, CallStatistics
     from vgi_rpc.rpc._channel import (
+        DEFAULT_SHM_MAX_SIZE,
         NO_CAPABILITIES,
         Channel,
         ChannelCapabilities,
         DeclaresCapabilities,
+        SegmentOffer,
         capabilities_of,
     )
     from vgi_rpc.rpc._client import (
@@ -47,6 +49,7 @@ if TYPE_CHECKING:
     )
     from vgi_rpc.rpc._request import ONE_EMPTY_ROW, Request, encode_arguments, read_request
     from vgi_rpc.rpc._server import Builtin, RpcServer
+    from vgi_rpc.rpc._shm_auto import AUTO_SHM_TRIGGER, AutoShm
     from vgi_rpc.rpc._shm_client import ClientShm
     from vgi_rpc.rpc._step import Batch, CallStart, Reply, ServerStream, Turn
     from vgi_rpc.rpc._streams import (
@@ -63,10 +66,12 @@ __getattr__, __dir__ = lazy_module(
     {
         "vgi_rpc.rpc._accounting": ("CallRecord", "CallStatistics"),
         "vgi_rpc.rpc._channel": (
+            "DEFAULT_SHM_MAX_SIZE",
             "NO_CAPABILITIES",
             "Channel",
             "ChannelCapabilities",
             "DeclaresCapabilities",
+            "SegmentOffer",
             "capabilities_of",
         ),
         "vgi_rpc.rpc._client": (
@@ -99,6 +104,7 @@ __getattr__, __dir__ = lazy_module(
         ),
         "vgi_rpc.rpc._request": ("ONE_EMPTY_ROW", "Request", "encode_arguments", "read_request"),
         "vgi_rpc.rpc._server": ("Builtin", "RpcServer"),
+        "vgi_rpc.rpc._shm_auto": ("AUTO_SHM_TRIGGER", "AutoShm"),
         "vgi_rpc.rpc._shm_client": ("ClientShm",),
         "vgi_rpc.rpc._step": ("Batch", "CallStart", "Reply", "ServerStream", "Turn"),
         "vgi_rpc.rpc._streams": (
@@ -113,6 +119,8 @@ __getattr__, __dir__ = lazy_module(
 )
 
 __all__ = [
+    "AUTO_SHM_TRIGGER",
+    "DEFAULT_SHM_MAX_SIZE",
     "DESCRIBE_SCHEMA",
     "DESCRIBE_VERSION",
     "NO_CAPABILITIES",
@@ -120,6 +128,7 @@ __all__ = [
     "REFLECTION",
     "AnnotatedBatch",
     "AuthContext",
+    "AutoShm",
     "Batch",
     "Builtin",
     "CallContext",
@@ -148,6 +157,7 @@ __all__ = [
     "Request",
     "RpcConnection",
     "RpcServer",
+    "SegmentOffer",
     "ServerStream",
     "ServiceDescription",
     "Stream",

@@ -3,7 +3,8 @@
 A ``Channel`` is a bidirectional byte stream: a buffered reader for
 incoming IPC streams, a vectored write for outgoing chunks, and a way to
 describe a dead peer. A channel that can do more (a shared-memory segment
-both ends were given, the peer's credentials) declares it through
+both ends were given, the peer's credentials, a peer on this host that may be
+offered a segment) declares it through
 ``capabilities()``; the core asks ``capabilities_of(channel)`` and never
 looks for transport attributes. Concrete channels live in ``vgi_rpc.transports``.
 """
@@ -13,11 +14,16 @@ from __future__ import annotations
 import dataclasses
 import io
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from vgi_rpc._errors import TransportError
 from vgi_rpc._ipc import Chunk
-from vgi_rpc.shm import ShmSegment
+
+if TYPE_CHECKING:
+    from vgi_rpc.shm import ShmSegment
+
+# The largest segment automatic shared memory grows to, header included (``shm_max_size``).
+DEFAULT_SHM_MAX_SIZE = 1 << 30
 
 
 class Channel(Protocol):
@@ -41,6 +47,23 @@ class Channel(Protocol):
         ...
 
 
+@dataclasses.dataclass(slots=True)
+class SegmentOffer:
+    """The peer is on this host under our user: a client may give it a segment of its own.
+
+    A transport attaches one to the client side of a pipe to our own worker or
+    thread, or of a unix socket whose peer runs as our user; never to TCP or HTTP.
+
+    Attributes:
+        max_size: The largest segment a connection may create, header included.
+        refused: Set once the peer said no (or could not map one): never asked again
+            on this channel, a pooled worker's included.
+    """
+
+    max_size: int = DEFAULT_SHM_MAX_SIZE
+    refused: bool = False
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class ChannelCapabilities:
     """What a channel can do beyond moving bytes.
@@ -50,10 +73,13 @@ class ChannelCapabilities:
             (large batches travel through it as pointer batches).
         peer_uid: The peer's user id, when the transport knows it (unix sockets);
             a client's shared memory must belong to this user.
+        segment_offer: Set on a client channel whose peer may be offered a segment
+            (automatic shared memory).
     """
 
     shared_segment: ShmSegment | None = None
     peer_uid: int | None = None
+    segment_offer: SegmentOffer | None = None
 
 
 NO_CAPABILITIES = ChannelCapabilities()
@@ -76,9 +102,11 @@ def capabilities_of(channel: object) -> ChannelCapabilities:
 
 
 __all__ = [
+    "DEFAULT_SHM_MAX_SIZE",
     "NO_CAPABILITIES",
     "Channel",
     "ChannelCapabilities",
     "DeclaresCapabilities",
+    "SegmentOffer",
     "capabilities_of",
 ]

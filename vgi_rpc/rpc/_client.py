@@ -25,6 +25,7 @@ from vgi_rpc.rpc._describe import ServiceDescription, parse_describe_batch
 from vgi_rpc.rpc._hosting import wire_name
 from vgi_rpc.rpc._observe import with_trace_context
 from vgi_rpc.rpc._request import ONE_EMPTY_ROW, encode_arguments
+from vgi_rpc.rpc._shm_auto import AutoShm
 from vgi_rpc.rpc._shm_client import ClientShm
 from vgi_rpc.rpc._streams import EMPTY_SCHEMA, AnnotatedBatch
 from vgi_rpc.wire import (
@@ -77,8 +78,14 @@ class RpcConnection:
         self._request_metadata: dict[str, Metadata] = {}
         # The client's shared-memory segment, once the server has agreed to use it,
         # or at once when the channel carries one both ends were given (ShmPipeTransport).
-        static = capabilities_of(channel).shared_segment
+        capabilities = capabilities_of(channel)
+        static = capabilities.shared_segment
         self.shm: ClientShm | None = ClientShm(static) if static is not None else None
+        # Automatic shared memory: a segment set up on the first large batch (local peers).
+        offer = capabilities.segment_offer
+        self.auto_shm = (
+            AutoShm(offer) if offer is not None and static is None and not offer.refused else None
+        )
         # False once the byte stream may be out of step (a transport or framing failure).
         self.healthy = True
 
@@ -95,6 +102,9 @@ class RpcConnection:
         parameter schema), which keeps the encoder lookup an identity check.
         """
         self._check_idle(method)
+        auto = self.auto_shm
+        if auto is not None and auto.before_request(batch, self._probe_shm):
+            self.use_shm(auto.client)
         shm = self.shm
         metadata = self._request_metadata.get(method) if extra is None else None
         if metadata is None:
@@ -105,7 +115,9 @@ class RpcConnection:
             if extra is None:
                 self._request_metadata[method] = metadata
         metadata = with_trace_context(metadata)  # the caller's active span, if any
-        if shm is not None:
+        if auto is not None:
+            batch, metadata = auto.outgoing_request(batch, metadata)
+        elif shm is not None:
             batch, metadata = shm.outgoing(batch, metadata)
         if wire_request_log.isEnabledFor(logging.DEBUG):
             wire_request_log.debug("sending %s(): %s", method, describe_batch(batch, metadata))
@@ -116,6 +128,11 @@ class RpcConnection:
         except TransportError:
             self.healthy = False
             raise
+        if auto is not None:
+            auto.request_sent(method)
+
+    def _probe_shm(self, advert: Metadata) -> bool:
+        return server_takes_shm(self, advert)
 
     def _check_idle(self, method: str) -> None:
         session = self.open_session
@@ -194,6 +211,7 @@ class RpcConnection:
         self, reader: IpcStreamReader, method: str
     ) -> tuple[BatchKind, pa.RecordBatch, Metadata | None] | None:
         """Read the next non-log batch of a response stream; ``None`` at its EOS."""
+        auto = self.auto_shm
         while True:
             try:
                 item = reader.read(self.ipc_validation)
@@ -215,6 +233,8 @@ class RpcConnection:
                 if self.on_log is not None:
                     self.on_log(message_from_metadata(metadata or {}))
                 continue
+            if auto is not None and auto.unlink_pending and kind is not BatchKind.ERROR:
+                auto.response_seen()  # a served call: the server has mapped the segment
             if kind is BatchKind.SHM_POINTER and self.shm is not None and metadata is not None:
                 batch, metadata = self.shm.incoming(batch, metadata)
                 return BatchKind.DATA, batch, metadata
@@ -222,6 +242,8 @@ class RpcConnection:
                 raise IPCError(
                     f"{method}(): received a {kind.value} batch, which this connection cannot resolve"
                 )
+            if auto is not None and auto.growing and batch.num_rows:
+                auto.note(batch.get_total_buffer_size())
             return kind, batch, metadata
 
     def open_stream(self, info: RpcMethodInfo, arguments: dict[str, object]) -> StreamSession:
@@ -255,6 +277,12 @@ class RpcConnection:
         self.shm = shm
         self._request_metadata.clear()
 
+    def release_shm(self) -> None:
+        """Let the automatic segment go (the connection ends, or a pooled worker goes back)."""
+        if self.auto_shm is not None and self.auto_shm.client is not None:
+            self.auto_shm.release()
+            self.use_shm(None)
+
     def close(self) -> None:
         """Close the open stream, if any, and the channel."""
         session = self.open_session
@@ -265,7 +293,10 @@ class RpcConnection:
             if self.shm is not None and self.healthy:
                 self.shm.collect()
         finally:
-            self.channel.close()
+            try:
+                self.release_shm()
+            finally:
+                self.channel.close()
 
 
 class StreamSession:
@@ -299,9 +330,13 @@ class StreamSession:
                 f"{self._info.name}(): every input batch of a stream must have the same schema; "
                 f"first was {self._input_schema}, this one is {batch.schema}"
             )
-        shm = self._connection.shm
+        connection = self._connection
+        shm = connection.shm
         if shm is not None:
             batch, metadata = shm.outgoing(batch, metadata)
+        auto = connection.auto_shm
+        if auto is not None and auto.growing and batch.num_rows:
+            auto.note(batch.get_total_buffer_size())  # went inline: set up or grow for next time
         self._input.write(batch, metadata, flush=True)
 
     def _receive(self) -> AnnotatedBatch:
@@ -522,13 +557,16 @@ def connection_of(proxy: object) -> RpcConnection:
     return conn
 
 
-def server_takes_shm(connection: RpcConnection) -> bool:
+def server_takes_shm(connection: RpcConnection, advert: Metadata | None = None) -> bool:
     """Ask the server over ``__transport_options__`` whether it can use shared memory.
 
-    Sent once per worker; a server that errors (or predates the method) means no.
+    A server that errors (or predates the method) means no. With ``advert`` (a
+    segment's name and size) the question is about that segment: our server maps
+    it before answering, so one that cannot (another host or user) errors.
     """
     method = k.TRANSPORT_OPTIONS_METHOD
-    connection.send_request(method, ONE_EMPTY_ROW, extra={k.TRANSPORT_SHM_KEY: b"true"})
+    extra = {**(advert or {}), k.TRANSPORT_SHM_KEY: b"true"}
+    connection.send_request(method, ONE_EMPTY_ROW, extra=extra)
     try:
         _, metadata, error = connection.read_response(method)
     except RpcError:

@@ -46,11 +46,16 @@ class ClientShm:
         self._held: list[tuple[int, weakref.ref[memoryview]]] = []
 
     def outgoing(
-        self, batch: pa.RecordBatch, metadata: Metadata | None
+        self, batch: pa.RecordBatch, metadata: Metadata | None, *, place: bool = True
     ) -> tuple[pa.RecordBatch, Metadata | None]:
-        """Free what can be freed, then store ``batch`` as a pointer when large and there is room."""
+        """Free what can be freed, then store ``batch`` as a pointer when large and there is room.
+
+        ``place=False`` only frees (the batch goes inline).
+        """
         if self._held:
             self.collect()
+        if not place:
+            return batch, metadata
         return to_pointer(self.segment, batch, metadata, self.min_bytes)
 
     def incoming(
@@ -70,6 +75,20 @@ class ClientShm:
             else:
                 keep.append((offset, ref))
         self._held = keep
+
+    def reclaim(self) -> None:
+        """Free every allocation no received batch holds (a private segment, between calls).
+
+        Between calls the server holds nothing in our segment: it frees what it
+        read before answering. The reference 0.42.3 server leaves each stream's
+        last input allocated; without this a long-lived connection would fill up.
+        Only for a segment no other connection uses, while the server waits.
+        """
+        self.collect()
+        held = {offset for offset, _ in self._held}
+        for offset, _ in self.segment.allocations():
+            if offset not in held:
+                self.segment.free(offset)
 
     @property
     def held(self) -> int:

@@ -21,7 +21,7 @@ from vgi_rpc._ipc_reader import ReadPolicy, validate_batch
 from vgi_rpc._logs import WIRE_TRANSPORT_LOGGER
 from vgi_rpc.rpc._channel import Channel
 from vgi_rpc.rpc._shm_pointer import read_pointed
-from vgi_rpc.shm import ShmSegment
+from vgi_rpc.shm import ShmSegment, unlink_private
 from vgi_rpc.wire import keys as k
 
 _log = logging.getLogger(WIRE_TRANSPORT_LOGGER)
@@ -108,6 +108,17 @@ class InboundShm:
         if self._segment is not None:
             self._segment.close()
             self._segment = None
+
+    def end(self) -> None:
+        """The connection ended: detach, and remove an automatic segment's name if still there.
+
+        Its client unlinks that name as soon as we have mapped it; a client killed
+        in between cannot, and no one else would.
+        """
+        segment = self._segment
+        self.close()
+        if segment is not None:
+            unlink_private(segment.name)
 
 
 class ReleaseBeforeSend:

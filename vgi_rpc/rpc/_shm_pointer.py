@@ -38,12 +38,14 @@ def to_pointer(
     Returns ``(batch, metadata)`` unchanged when there is no segment, the
     batch is small or empty, or the segment has no room (inline fallback).
     """
-    if segment is None or batch.num_rows == 0 or batch.nbytes < min_bytes:
+    # The buffers' total size (a slice counts its whole buffers): a cheap upper bound,
+    # where ``nbytes`` walks every buffer's referenced range (microseconds per batch).
+    if segment is None or batch.num_rows == 0 or batch.get_total_buffer_size() < min_bytes:
         return batch, metadata
     placed = segment.write_batch(batch)
     if placed is None:
         _log.debug(
-            "shared memory %s is full: %d-byte batch sent inline", segment.name, batch.nbytes
+            "shared memory %s is full: %d-row batch sent inline", segment.name, batch.num_rows
         )
         return batch, metadata
     return pointer_to(batch.schema, *placed, metadata)

@@ -69,7 +69,7 @@ def serve_byte_stream(server: ByteStreamServer, channel: Channel, shm: InboundSh
         with contextlib.suppress(TransportError):
             writer.close()
     finally:
-        shm.close()
+        shm.end()
 
 
 def serve_one(server: ByteStreamServer, channel: Channel, shm: InboundShm) -> bool:

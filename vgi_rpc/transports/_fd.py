@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from vgi_rpc._errors import TransportError
 from vgi_rpc._ipc import Chunk, buffered_reader, write_chunks_to_fd
 from vgi_rpc._logs import WIRE_TRANSPORT_LOGGER
+from vgi_rpc.rpc import NO_CAPABILITIES, ChannelCapabilities, SegmentOffer
 
 _log = logging.getLogger(WIRE_TRANSPORT_LOGGER)
 
@@ -25,6 +26,8 @@ class FdChannel:
         describe_failure: Builds the error for a vanished peer (adds exit status and stderr
             for a subprocess); defaults to a plain ``TransportError``.
         owns_fds: Close both descriptors in ``close()``.
+        segment_offer: The peer (our own worker or thread) may be offered a shared-memory
+            segment: automatic shared memory for a client connection on this channel.
     """
 
     def __init__(
@@ -34,12 +37,16 @@ class FdChannel:
         *,
         describe_failure: Callable[[str], TransportError] | None = None,
         owns_fds: bool = True,
+        segment_offer: SegmentOffer | None = None,
     ) -> None:
         self._read_fd = read_fd
         self._write_fd = write_fd
         self._reader = buffered_reader(read_fd)
         self._describe_failure = describe_failure or TransportError
         self._owns_fds = owns_fds
+        self._capabilities = (
+            ChannelCapabilities(segment_offer=segment_offer) if segment_offer else NO_CAPABILITIES
+        )
         self._closed = False
         _log.debug("channel open: read fd %d, write fd %d", read_fd, write_fd)
 
@@ -47,6 +54,10 @@ class FdChannel:
     def reader(self) -> io.BufferedReader:
         """Buffered reader on the read descriptor."""
         return self._reader
+
+    def capabilities(self) -> ChannelCapabilities:
+        """A segment offer when the peer is our own worker or thread; nothing more."""
+        return self._capabilities
 
     def write_chunks(self, chunks: Sequence[Chunk]) -> None:
         """Send all chunks with vectored writes."""

@@ -17,8 +17,8 @@ from typing import TypeVar
 from vgi_rpc._errors import TransportError
 from vgi_rpc._ipc import IpcValidation
 from vgi_rpc._logs import POOL_LOGGER, Message
-from vgi_rpc.rpc import Connected, RpcConnection, make_proxy
-from vgi_rpc.transports._shm import check_shm_size, end_shm, start_shm
+from vgi_rpc.rpc import DEFAULT_SHM_MAX_SIZE, Connected, RpcConnection, make_proxy
+from vgi_rpc.transports._shm import check_shm_size, end_shm, segment_offer, start_shm
 from vgi_rpc.transports._subprocess import StderrMode, WorkerProcess
 
 P = TypeVar("P")
@@ -53,10 +53,14 @@ class WorkerPool:
         idle_timeout: Seconds an idle worker may wait before it is stopped.
         stderr: What happens to workers' stderr.
         stderr_logger: Logger for worker stderr lines with ``StderrMode.PIPE``.
-        shm_size: When set, every borrow gets its own shared-memory segment of this
-            many bytes (header included) for large batches, removed when the borrow
-            ends, even if the worker died meanwhile. The worker is asked once whether
-            it can use shared memory (``__transport_options__``); if not, batches go inline.
+        shm_size: Shared memory per borrow. ``None`` (default): automatic, a segment
+            set up by the borrow's first large batch and grown up to ``shm_max_size``;
+            0: off; N: a segment of N bytes (header included) made up front for every
+            borrow, the worker asked once whether it can use shared memory
+            (``__transport_options__``). A borrow's segment is removed when the borrow
+            ends, even if the worker died meanwhile; a worker that cannot map one gets
+            everything inline.
+        shm_max_size: The automatic segment's ceiling, header included (1 GiB).
     """
 
     def __init__(
@@ -66,13 +70,15 @@ class WorkerPool:
         stderr: StderrMode = StderrMode.INHERIT,
         stderr_logger: logging.Logger | None = None,
         shm_size: int | None = None,
+        shm_max_size: int = DEFAULT_SHM_MAX_SIZE,
     ) -> None:
-        check_shm_size(shm_size)
+        check_shm_size(shm_size, shm_max_size)
         if max_idle < 0 or idle_timeout <= 0:
             raise ValueError("max_idle must be >= 0 and idle_timeout > 0")
         self.max_idle = max_idle
         self.idle_timeout = idle_timeout
         self.shm_size = shm_size
+        self.shm_max_size = shm_max_size
         self._stderr = stderr
         self._stderr_logger = stderr_logger
         self._lock = threading.Lock()
@@ -122,7 +128,7 @@ class WorkerPool:
             protocol, worker.channel, on_log=on_log, ipc_validation=ipc_validation
         )
         segment = None
-        if self.shm_size is not None:
+        if self.shm_size:
             try:
                 segment = start_shm(connection, self.shm_size, worker.shm_capable)
             except BaseException:
@@ -133,6 +139,7 @@ class WorkerPool:
 
         def give_back() -> None:
             try:
+                connection.release_shm()
                 self._give_back(worker, connection)
             finally:
                 end_shm(segment)
@@ -164,7 +171,12 @@ class WorkerPool:
             self._counts["spawns"] += 1
             self._active += 1
         try:
-            worker = WorkerProcess(key, stderr=self._stderr, stderr_logger=self._stderr_logger)
+            worker = WorkerProcess(
+                key,
+                stderr=self._stderr,
+                stderr_logger=self._stderr_logger,
+                segment_offer=segment_offer(self.shm_size, self.shm_max_size),
+            )
         except BaseException:
             with self._lock:
                 self._active -= 1

@@ -1,12 +1,16 @@
 """Shared memory beside a byte transport: ``ShmPipeTransport`` and client-owned segments.
 
-Two ways to share a segment (wire spec section 11):
+Three ways to share a segment (wire spec section 11):
 
+- automatic (the default on local transports): the client channel carries a
+  ``SegmentOffer`` and the connection sets a segment up by itself on its first
+  large batch (``vgi_rpc.rpc``'s ``AutoShm``);
 - static: both ends are handed the same ``ShmSegment`` out of band and wrap
   their channel in ``ShmPipeTransport(channel, shm)``;
-- negotiated: a client creates a segment for one connection, asks the server
-  with ``__transport_options__`` (section 15) and, if it agrees, names the
-  segment in every request. The client owns the segment and unlinks it.
+- negotiated up front (``shm_size=N``): a client creates a segment for one
+  connection, asks the server with ``__transport_options__`` (section 15) and,
+  if it agrees, names the segment in every request. The client owns the
+  segment and unlinks it.
 """
 
 from __future__ import annotations
@@ -20,10 +24,12 @@ from vgi_rpc._errors import TransportError
 from vgi_rpc._ipc import Chunk
 from vgi_rpc._logs import WIRE_TRANSPORT_LOGGER
 from vgi_rpc.rpc import (
+    DEFAULT_SHM_MAX_SIZE,
     Channel,
     ChannelCapabilities,
     ClientShm,
     RpcConnection,
+    SegmentOffer,
     capabilities_of,
     server_takes_shm,
 )
@@ -77,18 +83,30 @@ class ShmPipeTransport:
         self._pipe.close()
 
 
-def check_shm_size(size: int | None) -> None:
-    """Refuse a segment size that cannot hold the header plus data, before anything starts.
+def check_shm_size(size: int | None, max_size: int = DEFAULT_SHM_MAX_SIZE) -> None:
+    """Refuse segment sizes that cannot hold the header plus data, before anything starts.
+
+    ``size``: ``None`` (automatic), 0 (off) or a segment size; ``max_size``: the
+    automatic segment's ceiling.
 
     Raises:
-        ValueError: ``size`` is not an int larger than the 64 KiB header.
+        ValueError: A size is not an int larger than the 64 KiB header.
     """
-    if size is None:
-        return
-    if type(size) is not int or size <= HEADER_SIZE:  # bool and float are refused too
-        raise ValueError(
-            f"shm_size must be an int above {HEADER_SIZE} (the segment header), got {size!r}"
+    if size is not None and (type(size) is not int or 0 < size <= HEADER_SIZE or size < 0):
+        raise ValueError(  # bool and float are refused too
+            f"shm_size must be 0 (off) or an int above {HEADER_SIZE} (the segment header), "
+            f"got {size!r}"
         )
+    if type(max_size) is not int or max_size <= HEADER_SIZE:
+        raise ValueError(
+            f"shm_max_size must be an int above {HEADER_SIZE} (the segment header), "
+            f"got {max_size!r}"
+        )
+
+
+def segment_offer(size: int | None, max_size: int) -> SegmentOffer | None:
+    """The offer a local client channel carries: automatic shared memory unless ``shm_size`` is set."""
+    return SegmentOffer(max_size) if size is None else None
 
 
 def start_shm(
@@ -121,4 +139,4 @@ def end_shm(segment: ShmSegment | None) -> None:
     _log.debug("removed shared memory %s", segment.name)
 
 
-__all__ = ["ShmPipeTransport", "check_shm_size", "end_shm", "start_shm"]
+__all__ = ["ShmPipeTransport", "check_shm_size", "end_shm", "segment_offer", "start_shm"]

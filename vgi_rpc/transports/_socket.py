@@ -23,13 +23,15 @@ from vgi_rpc._errors import TransportError
 from vgi_rpc._ipc import Chunk, IpcValidation, write_chunks_vectored
 from vgi_rpc._logs import WIRE_TRANSPORT_LOGGER, Message
 from vgi_rpc.rpc import (
+    DEFAULT_SHM_MAX_SIZE,
     ChannelCapabilities,
     Connected,
     RpcConnection,
     RpcServer,
+    SegmentOffer,
     make_proxy,
 )
-from vgi_rpc.transports._shm import check_shm_size, end_shm, start_shm
+from vgi_rpc.transports._shm import check_shm_size, end_shm, segment_offer, start_shm
 
 P = TypeVar("P")
 _log = logging.getLogger(WIRE_TRANSPORT_LOGGER)
@@ -38,8 +40,11 @@ _log = logging.getLogger(WIRE_TRANSPORT_LOGGER)
 class SocketChannel:
     """A ``Channel`` over a connected stream socket."""
 
-    def __init__(self, sock: socket.socket, *, peer: str = "") -> None:
+    def __init__(
+        self, sock: socket.socket, *, peer: str = "", segment_offer: SegmentOffer | None = None
+    ) -> None:
         self._sock = sock
+        self._offer = segment_offer
         # typeshed parametrises BufferedReader by its raw stream; the Channel contract only
         # needs the buffered-reader methods, so the SocketIO-backed reader is used as such.
         self._reader = cast(
@@ -67,8 +72,8 @@ class SocketChannel:
         return TransportError(f"connection to {self.peer} lost: {detail}")
 
     def capabilities(self) -> ChannelCapabilities:
-        """On a unix socket, the peer's user id (``SO_PEERCRED``)."""
-        return ChannelCapabilities(peer_uid=_peer_uid(self._sock))
+        """On a unix socket, the peer's user id (``SO_PEERCRED``), and any segment offer."""
+        return ChannelCapabilities(peer_uid=_peer_uid(self._sock), segment_offer=self._offer)
 
     def close(self) -> None:
         """Shut the connection down and close the socket; idempotent."""
@@ -284,12 +289,16 @@ def _connected(
     sock: socket.socket,
     on_log: Callable[[Message], None] | None,
     ipc_validation: IpcValidation,
-    shm_size: int | None = None,
+    shm_size: int | None = 0,
+    shm_max_size: int = DEFAULT_SHM_MAX_SIZE,
 ) -> Connected[P]:
-    channel = SocketChannel(sock)
+    offer = segment_offer(shm_size, shm_max_size)
+    if offer is not None and _peer_uid(sock) != os.geteuid():
+        offer = None  # shared memory only with a peer proven to run as our user on this host
+    channel = SocketChannel(sock, segment_offer=offer)
     connection = RpcConnection(protocol, channel, on_log=on_log, ipc_validation=ipc_validation)
     segment = None
-    if shm_size is not None:
+    if shm_size:
         try:
             segment = start_shm(connection, shm_size)
         except BaseException:
@@ -312,21 +321,22 @@ def unix_connect(
     on_log: Callable[[Message], None] | None = None,
     ipc_validation: IpcValidation = IpcValidation.FULL,
     shm_size: int | None = None,
+    shm_max_size: int = DEFAULT_SHM_MAX_SIZE,
 ) -> Connected[P]:
     """Connect to a unix-socket server; a context manager of a proxy typed as ``protocol``.
 
-    The server is on this host, so ``shm_size`` works as with ``connect``: a
-    segment of that size carries batches of 128 KiB and more once the server
-    confirms it can attach one, and it is removed when the block ends.
+    The server is on this host, so shared memory works as with ``connect``:
+    automatic when the server runs as our user (``SO_PEERCRED``), off with
+    ``shm_size=0``, one segment of ``shm_size`` bytes made up front otherwise.
     """
-    check_shm_size(shm_size)
+    check_shm_size(shm_size, shm_max_size)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(path)
     except OSError as exc:
         sock.close()
         raise TransportError(f"cannot connect to unix socket {path}: {exc}") from exc
-    return _connected(protocol, sock, on_log, ipc_validation, shm_size)
+    return _connected(protocol, sock, on_log, ipc_validation, shm_size, shm_max_size)
 
 
 def tcp_connect(

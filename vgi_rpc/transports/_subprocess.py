@@ -20,9 +20,9 @@ from typing import IO, TypeVar
 from vgi_rpc._errors import PeerExitedError, TransportError
 from vgi_rpc._ipc import IpcValidation
 from vgi_rpc._logs import WIRE_TRANSPORT_LOGGER, Message
-from vgi_rpc.rpc import Connected, RpcConnection, make_proxy
+from vgi_rpc.rpc import DEFAULT_SHM_MAX_SIZE, Connected, RpcConnection, SegmentOffer, make_proxy
 from vgi_rpc.transports._fd import FdChannel, widen_pipe
-from vgi_rpc.transports._shm import check_shm_size, end_shm, start_shm
+from vgi_rpc.transports._shm import check_shm_size, end_shm, segment_offer, start_shm
 
 P = TypeVar("P")
 _log = logging.getLogger(WIRE_TRANSPORT_LOGGER)
@@ -51,6 +51,7 @@ class WorkerProcess:
         stderr: StderrMode = StderrMode.INHERIT,
         stderr_logger: logging.Logger | None = None,
         env: dict[str, str] | None = None,
+        segment_offer: SegmentOffer | None = None,
     ) -> None:
         stderr_target: int | None = {
             StderrMode.INHERIT: None,
@@ -94,6 +95,7 @@ class WorkerProcess:
             self.process.stdin.fileno(),
             describe_failure=self.failure,
             owns_fds=False,
+            segment_offer=segment_offer,  # our own child: this host, this user
         )
         _log.debug("worker started: pid %d, cmd %s", self.process.pid, self.cmd)
 
@@ -148,24 +150,32 @@ def connect(
     ipc_validation: IpcValidation = IpcValidation.FULL,
     env: dict[str, str] | None = None,
     shm_size: int | None = None,
+    shm_max_size: int = DEFAULT_SHM_MAX_SIZE,
 ) -> Connected[P]:
     """Spawn ``cmd`` as a worker and return a context manager of a proxy typed as ``protocol``.
 
     ``with connect(Calculator, [sys.executable, "worker.py"]) as calc: calc.add(a=1.0, b=2.0)``.
     Leaving the block closes the worker's stdin and reaps it.
 
-    With ``shm_size`` (bytes, header included) the client creates a shared-memory
-    segment of that size for this connection once the worker confirms it can use
-    one (``__transport_options__``); batches of 128 KiB and more then travel
-    through it. The segment is removed when the block ends, even if the worker died.
+    Shared memory is automatic: the first batch of 1 MiB or more sets up a
+    segment (grown as needed up to ``shm_max_size`` bytes) that large batches
+    travel through from then on, if the worker can map it. ``shm_size=0`` turns
+    that off; ``shm_size=N`` instead creates one segment of N bytes (header
+    included) up front. Either is removed when the block ends, even if the worker died.
     """
-    check_shm_size(shm_size)
-    worker = WorkerProcess(cmd, stderr=stderr, stderr_logger=stderr_logger, env=env)
+    check_shm_size(shm_size, shm_max_size)
+    worker = WorkerProcess(
+        cmd,
+        stderr=stderr,
+        stderr_logger=stderr_logger,
+        env=env,
+        segment_offer=segment_offer(shm_size, shm_max_size),
+    )
     connection = RpcConnection(
         protocol, worker.channel, on_log=on_log, ipc_validation=ipc_validation
     )
     segment = None
-    if shm_size is not None:
+    if shm_size:
         try:
             segment = start_shm(connection, shm_size)
         except BaseException:
