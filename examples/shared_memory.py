@@ -1,4 +1,4 @@
-"""Large Arrow batches through shared memory: a subprocess worker, a worker pool, a pipe pair.
+"""Large Arrow batches through shared memory: automatic, a subprocess worker, a pool, a pipe pair.
 
 Run it as ``python examples/shared_memory.py``; it starts itself with
 ``--worker`` as the subprocess server.
@@ -63,8 +63,19 @@ def came_through_shm(out: AnnotatedBatch) -> bool:
     return b"vgi_rpc.shm_source" in (out.metadata_dict() or {})
 
 
+def automatic() -> None:
+    # no option: the first large batch goes inline and makes the connection set up a
+    # segment (if the worker can map it); the next request names it
+    with connect(Frames, WORKER) as frames:
+        with frames.double() as session:
+            first = came_through_shm(session.exchange(frame(1 << 20)))
+        with frames.double() as session:
+            after = [came_through_shm(session.exchange(frame(1 << 20))) for _ in range(3)]
+        print(f"automatic: first batch via shm: {first}, next stream via shm: {all(after)}")
+
+
 def subprocess_worker() -> None:
-    # 8 MiB batches both ways; the worker confirms it can use shared memory first
+    # a segment made up front: 8 MiB batches both ways from the first one
     with connect(Frames, WORKER, shm_size=64 << 20) as frames, frames.double() as session:
         out = session.exchange(frame(1 << 20))
         print(f"subprocess: doubled {out.batch.num_rows} rows, via shm: {came_through_shm(out)}")
@@ -105,6 +116,7 @@ if __name__ == "__main__":
     if "--worker" in sys.argv:
         run_server(Frames, FramesImpl())
     else:
+        automatic()
         subprocess_worker()
         pool()
         pipe_pair()

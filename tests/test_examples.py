@@ -25,6 +25,7 @@ EXPECTED = {
     ],
     "streaming.py": ["{'value': [3]}", "{'value': [1]}", "{'total': [3.0]}", "{'total': [13.0]}"],
     "shared_memory.py": [
+        "automatic: first batch via shm: False, next stream via shm: True",
         "subprocess: doubled 1048576 rows, via shm: True",
         "first value: 3.0",
         "pool: 1 worker for 2 borrows, segments removed: True",

@@ -123,7 +123,9 @@ class AutoShm:
     def _next_size(self, wanted: int) -> int | None:
         """The new segment's size: room for several batches of ``wanted`` bytes, within limits."""
         current = self.client.segment.size if self.client is not None else 0
-        size = max(AUTO_SHM_MIN_SIZE, 4 * wanted + HEADER_SIZE, 2 * current)
+        # three at once: a request and its result, or the output a caller still holds
+        # while the next one arrives (every page is reserved up front, so not more)
+        size = max(AUTO_SHM_MIN_SIZE, 3 * wanted + HEADER_SIZE, 2 * current)
         size = min(-(-size // _MiB) * _MiB, self.offer.max_size)
         free = shm_free_bytes()
         if free is not None:
