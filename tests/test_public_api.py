@@ -130,3 +130,15 @@ def test_type_checkers_see_every_lazily_imported_name() -> None:
         for name in package.__all__:
             if "http" not in name:  # the http extra is covered by the tests under tests/http
                 assert getattr(package, name) is not None
+
+
+def test_a_function_named_like_its_module_stays_the_function() -> None:
+    # ``vgi_rpc.introspect`` is a module and the function it defines; importing the
+    # module first must not leave the module where the function belongs.
+    code = (
+        "import vgi_rpc.introspect, vgi_rpc\n"
+        "from vgi_rpc import introspect\n"
+        "assert callable(introspect) and introspect is vgi_rpc.introspect, introspect\n"
+        "assert introspect.__module__ == 'vgi_rpc.introspect'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
