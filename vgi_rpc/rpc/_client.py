@@ -115,7 +115,7 @@ class RpcConnection:
             if extra is None:
                 self._request_metadata[method] = metadata
         metadata = with_trace_context(metadata)  # the caller's active span, if any
-        if auto is not None:
+        if auto is not None and auto.client is not None:
             batch, metadata = auto.outgoing_request(batch, metadata)
         elif shm is not None:
             batch, metadata = shm.outgoing(batch, metadata)
@@ -128,7 +128,7 @@ class RpcConnection:
         except TransportError:
             self.healthy = False
             raise
-        if auto is not None:
+        if auto is not None and auto.client is not None:
             auto.request_sent(method)
 
     def _probe_shm(self, advert: Metadata) -> bool:
@@ -242,8 +242,8 @@ class RpcConnection:
                 raise IPCError(
                     f"{method}(): received a {kind.value} batch, which this connection cannot resolve"
                 )
-            if auto is not None and auto.growing and batch.num_rows:
-                auto.note(batch.get_total_buffer_size())
+            if auto is not None:
+                auto.saw(batch)  # came inline: a large one sets up or grows the segment
             return kind, batch, metadata
 
     def open_stream(self, info: RpcMethodInfo, arguments: dict[str, object]) -> StreamSession:
@@ -335,8 +335,8 @@ class StreamSession:
         if shm is not None:
             batch, metadata = shm.outgoing(batch, metadata)
         auto = connection.auto_shm
-        if auto is not None and auto.growing and batch.num_rows:
-            auto.note(batch.get_total_buffer_size())  # went inline: set up or grow for next time
+        if auto is not None:
+            auto.saw(batch)  # went inline (or is a pointer): a large one sets up or grows
         self._input.write(batch, metadata, flush=True)
 
     def _receive(self) -> AnnotatedBatch:

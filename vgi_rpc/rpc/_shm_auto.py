@@ -58,18 +58,23 @@ class AutoShm:
         self.unlink_pending = False
         self.growing = not offer.refused
 
-    def note(self, nbytes: int) -> None:
-        """A batch of ``nbytes`` crossed inline: set up (or grow) a segment before the next request."""
-        if nbytes >= AUTO_SHM_TRIGGER and self.growing and nbytes > self.wanted:
-            self.wanted = nbytes
+    def saw(self, batch: pa.RecordBatch) -> None:
+        """``batch`` crossed inline: if large, set up (or grow) a segment before the next request.
+
+        A pointer batch has no rows and counts for nothing.
+        """
+        if self.growing and batch.num_rows:
+            size = batch.get_total_buffer_size()  # cheap; a slice counts its whole buffers
+            if size >= AUTO_SHM_TRIGGER and size > self.wanted:
+                self.wanted = size
 
     def before_request(self, batch: pa.RecordBatch, probe: Probe) -> bool:
         """A request is about to leave an idle connection: set up, grow or tidy the segment.
 
         Returns whether ``client`` changed (the request metadata must name the new one).
         """
-        if self.growing and self.client is None:  # a large request sets one up at once
-            self.note(batch.get_total_buffer_size())
+        if self.client is None:
+            self.saw(batch)  # a large request sets one up at once
         if self.wanted and self.prepare(probe):
             return True
         if self.client is not None:
@@ -84,8 +89,8 @@ class AutoShm:
         if client is None:
             return batch, metadata
         placed, metadata = client.outgoing(batch, metadata, place=self.may_point)
-        if self.may_point and placed is batch and self.growing and batch.num_rows:
-            self.note(batch.get_total_buffer_size())  # did not fit: grow for next time
+        if self.may_point and placed is batch:
+            self.saw(batch)  # did not fit: grow for next time
         return placed, metadata
 
     def prepare(self, probe: Probe) -> bool:
