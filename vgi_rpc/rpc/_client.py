@@ -43,6 +43,11 @@ OnLog = Callable[[Message], None]
 
 _TICK = empty_batch(EMPTY_SCHEMA)
 _NOT_OURS = ("protocol_not_supported", "protocol_version_mismatch")
+# Refusals made before the server knows which method was called: it cannot know a
+# stream's input follows, so it reads that input as the next request and answers it.
+_UNKNOWN_CALL = frozenset(
+    {"method_not_implemented", "protocol_not_supported", "protocol_not_specified"}
+)
 _log = logging.getLogger(WIRE_TRANSPORT_LOGGER)
 
 
@@ -131,18 +136,8 @@ class RpcConnection:
         schema = info.params_schema if info.params else None
         self.send_request(info.name, batch, schema=schema)
         result, error = self.read_response_stream(info.name)
-        if error is not None and error.error_kind in _NOT_OURS and self.routing:
-            # The server routes, but hosts no protocol of this name and version:
-            # try the first generation, which reaches its default protocol.
-            self.routing = None
-            self._request_metadata.clear()
-            self.send_request(info.name, batch, schema=schema)
-            retried, second = self.read_response_stream(info.name)
-            if second is None or second.error_kind != "protocol_not_specified":
-                result, error = retried, second
-            else:
-                self.routing = wire_name(self.protocol)
-                self._request_metadata.clear()
+        if error is not None and self._falls_back(error):
+            result, error = self._unrouted_retry(info.name, batch, schema, error, result)
         if error is not None:
             raise error
         codec = info.result_codec
@@ -157,6 +152,36 @@ class RpcConnection:
             raise ProtocolError(f"{info.name}(): expected a 1-row result batch, got {shape}")
         value = result.column(0).to_pylist()[0]
         return None if value is None else codec.from_arrow(value)
+
+    def _falls_back(self, error: RpcError) -> bool:
+        """Whether ``error`` says a routing server hosts no protocol of our name and version."""
+        return error.error_kind in _NOT_OURS and self.routing is not None
+
+    def _set_routing(self, routing: str | None) -> None:
+        self.routing = routing
+        self._request_metadata.clear()
+
+    def _unrouted_retry(
+        self,
+        method: str,
+        batch: pa.RecordBatch,
+        schema: pa.Schema | None,
+        error: RpcError,
+        result: pa.RecordBatch | None,
+    ) -> tuple[pa.RecordBatch | None, RpcError | None]:
+        """Send the request again without the routing key (first generation).
+
+        That reaches the server's default protocol. A server that insists on the
+        key answers ``protocol_not_specified``: then the first answer stands and
+        routing stays on.
+        """
+        self._set_routing(None)
+        self.send_request(method, batch, schema=schema)
+        retried, second = self.read_response_stream(method)
+        if second is not None and second.error_kind == "protocol_not_specified":
+            self._set_routing(wire_name(self.protocol))
+            return result, error
+        return retried, second
 
     def read_response_stream(self, method: str) -> tuple[pa.RecordBatch | None, RpcError | None]:
         """Read one whole response stream: deliver logs, return its data batch or error."""
@@ -227,18 +252,37 @@ class RpcConnection:
     def open_stream(self, info: RpcMethodInfo, arguments: dict[str, object]) -> StreamSession:
         """Start a stream call and return its session."""
         batch = encode_arguments(info, arguments)
-        self.send_request(info.name, batch, schema=info.params_schema if info.params else None)
+        schema = info.params_schema if info.params else None
+        self.send_request(info.name, batch, schema=schema)
         header: object = None
         if info.header_type is not None:
-            data, error = self.read_response_stream(info.name)
-            if error is not None:
-                raise error
-            if data is None:
-                raise ProtocolError(f"{info.name}(): the header stream carried no header row")
-            header = info.header_type.from_record_batch(data)  # type: ignore[attr-defined]  # ArrowSerializableDataclass
-        session = StreamSession(self, info, header)
+            header = self._read_header(info, batch, schema)
+        session = StreamSession(self, info, header, (batch, schema))
         self.open_session = session
         return session
+
+    def _read_header(
+        self, info: RpcMethodInfo, batch: pa.RecordBatch, schema: pa.Schema | None
+    ) -> object:
+        routed = self.routing is not None
+        data, error = self.read_response_stream(info.name)
+        if (
+            error is not None
+            and routed
+            and error.error_code
+            and error.error_kind not in _UNKNOWN_CALL
+        ):
+            # A second-generation server reads (and discards) the input stream
+            # of a routed stream that failed to start: send it an empty one.
+            # First-generation servers send no error code and expect nothing.
+            StreamWriter(self.channel, EMPTY_SCHEMA).close()
+        if error is not None and self._falls_back(error):
+            data, error = self._unrouted_retry(info.name, batch, schema, error, data)
+        if error is not None:
+            raise error
+        if data is None:
+            raise ProtocolError(f"{info.name}(): the header stream carried no header row")
+        return info.header_type.from_record_batch(data)  # type: ignore[union-attr]  # ArrowSerializableDataclass
 
     def describe(self) -> ServiceDescription:
         """Ask the server for its ``__describe__`` payload (the server must enable it)."""
@@ -275,10 +319,18 @@ class StreamSession:
     stream. Leaving a ``for`` loop or ``with`` block early cancels it.
     """
 
-    def __init__(self, connection: RpcConnection, info: RpcMethodInfo, header: object) -> None:
+    def __init__(
+        self,
+        connection: RpcConnection,
+        info: RpcMethodInfo,
+        header: object,
+        request: tuple[pa.RecordBatch, pa.Schema | None],
+    ) -> None:
         self._connection = connection
         self._info = info
         self.header = header
+        self._request = request
+        self._answered = False  # an output batch has arrived: the stream is running
         self._input: StreamWriter | None = None
         self._input_schema: pa.Schema | None = None
         self._output: IpcStreamReader | None = None
@@ -336,17 +388,44 @@ class StreamSession:
             raise ProtocolError(f"{self._info.name}(): the stream is closed")
         self._send(batch, metadata)
         try:
-            return self._receive()
+            answer = self._receive()
         except StopIteration:
             self.close()
             raise
-        except RpcError:
+        except RpcError as error:
             self.close()
-            raise
+            if self._answered:
+                raise
+            if error.error_kind in _UNKNOWN_CALL:
+                self._connection.read_response(self._info.name)  # its answer to our input
+            if not self._connection._falls_back(error):
+                raise
+            return self._start_unrouted(batch, metadata, error)
         except (TransportError, IPCError):
             self._closed = True
             self._connection.healthy = False
             raise
+        self._answered = True
+        return answer
+
+    def _start_unrouted(
+        self, batch: pa.RecordBatch, metadata: Metadata | None, error: RpcError
+    ) -> AnnotatedBatch:
+        """Open the stream again as a first-generation call, then replay its first turn."""
+        conn = self._connection
+        conn._set_routing(None)
+        request, schema = self._request
+        conn.send_request(self._info.name, request, schema=schema)
+        self._input = self._output = None
+        self._input_schema = None
+        self._closed = self._finished = False
+        try:
+            return self._turn(batch, metadata)
+        except RpcError as second:
+            if second.error_kind != "protocol_not_specified":
+                raise
+            conn._set_routing(wire_name(conn.protocol))
+            raise error from None
 
     def tick(self) -> AnnotatedBatch:
         """Ask a producer for its next batch; ``StopIteration`` when it has finished."""
