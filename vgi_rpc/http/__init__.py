@@ -17,7 +17,7 @@ from vgi_rpc.http._client import (
 )
 from vgi_rpc.http._replay import InMemorySpentCursors, SpentCursorStore
 from vgi_rpc.http._seal import TokenError
-from vgi_rpc.http._serve import serve_command, serve_http, serve_in_thread
+from vgi_rpc.http._serve import serve_command, serve_http, serve_in_thread, waitress_options
 
 __all__ = [
     "ARROW_CONTENT_TYPE",
@@ -38,4 +38,5 @@ __all__ = [
     "serve_command",
     "serve_http",
     "serve_in_thread",
+    "waitress_options",
 ]

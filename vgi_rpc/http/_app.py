@@ -18,6 +18,7 @@ import falcon
 from vgi_rpc._logs import HTTP_LOGGER, WIRE_HTTP_LOGGER
 from vgi_rpc.http import _encoding
 from vgi_rpc.http._auth import AuthFailure, unauthorized_body
+from vgi_rpc.http._body import FILE_BLOCK, ChunkFile
 from vgi_rpc.http._dispatch import HttpDispatcher, HttpReply, Route
 from vgi_rpc.http._refusal import RequestRefusedError
 from vgi_rpc.http._replay import InMemorySpentCursors, SpentCursorStore
@@ -226,15 +227,21 @@ class _Rpc:
                 req.get_header(_encoding.ACCEPT_HEADER),
                 req.get_header(_encoding.VGI_ACCEPT_HEADER),
             )
-            if coding is not None:
+            if coding is not None and _encoding.worth_compressing(chunks, coding):
                 resp.data = _encoding.encode(b"".join(chunks), coding)
                 resp.set_header(header, coding)
                 return
         if size < _JOIN_BELOW:
             resp.data = b"".join(chunks)
-        else:
+            return
+        resp.content_length = size
+        file_wrapper = req.env.get("wsgi.file_wrapper")
+        if file_wrapper is None:
             resp.stream = cast(Iterable[bytes], chunks)  # any buffer goes to the WSGI server
-            resp.content_length = size
+        else:
+            # The wrapper itself is the body (falcon passes a non-file iterable through),
+            # so the server sees its own file wrapper and streams from our buffers.
+            resp.stream = file_wrapper(ChunkFile(chunks), FILE_BLOCK)
 
     def _unauthorized(self, req: falcon.Request, resp: falcon.Response, exc: Exception) -> None:
         reason = exc.reason if isinstance(exc, AuthFailure) else "unauthorized"

@@ -82,10 +82,9 @@ class _Sink:
     def write_chunks(self, chunks: Sequence[Chunk]) -> None:
         self.chunks.extend(chunks)
 
-    def take(self) -> bytes:
-        body = b"".join(self.chunks)
-        self.chunks = []
-        return body
+    def take(self) -> list[Chunk]:
+        chunks, self.chunks = self.chunks, []
+        return chunks
 
 
 class _PostChannel(_Sink):
@@ -198,12 +197,18 @@ class HttpTransport:
             return path
         return f"{self._prefix}/{self._protocol}{path[len(self._prefix) :]}"
 
-    def post(self, path: str, body: bytes) -> bytes:
-        """POST ``body`` and return the (decoded) Arrow response body."""
+    def post(self, path: str, chunks: Sequence[Chunk]) -> bytes:
+        """POST the body made of ``chunks`` and return the (decoded) Arrow response body."""
         headers = self._headers
-        if self._compression is not None and len(body) >= self._compress_min:
-            body = _encoding.encode(body, self._compression)
-            headers = [*headers, ("Content-Encoding", self._compression)]
+        body: Sequence[Chunk] = chunks
+        coding = self._compression
+        if (
+            coding is not None
+            and sum(memoryview(c).nbytes for c in chunks) >= self._compress_min
+            and _encoding.worth_compressing(chunks, coding)
+        ):
+            body = [_encoding.encode(b"".join(chunks), coding)]
+            headers = [*headers, ("Content-Encoding", coding)]
         url, status, answer_headers, answer = self._send(self._routed(path), headers, body)
         if (
             status == 404
@@ -217,13 +222,14 @@ class HttpTransport:
         return self._answer(url, status, answer_headers, answer)
 
     def _send(
-        self, path: str, headers: list[tuple[str, str]], body: bytes
+        self, path: str, headers: list[tuple[str, str]], body: Sequence[Chunk]
     ) -> tuple[str, int, Mapping[str, str], bytes]:
         url = self.base_url + path
         try:
             if self._pool is None:
                 assert self.client is not None
-                response = self.client.post(url, content=body, headers=headers)
+                content = b"".join(body)
+                response = self.client.post(url, content=content, headers=headers)
                 return url, response.status_code, response.headers, response.content
             answer = self._pool.post(self._path_prefix + path, headers, body)
         except (httpx.HTTPError, OSError, http.client.HTTPException) as exc:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import threading
 import zlib
+from collections.abc import Sequence
 
 import zstandard
 
+from vgi_rpc._ipc import Chunk
 from vgi_rpc.http._refusal import RequestRefusedError
 
 PRODUCED = ("zstd", "gzip")
@@ -60,6 +62,25 @@ def choose_response_coding(accept: str | None, vgi_accept: str | None) -> tuple[
         if name in PRODUCED:
             return name, header
     return None, header
+
+
+_SAMPLE = 64 * 1024
+_WORTH_IT = 0.9  # compress only if a sample shrinks to 90% or less
+
+
+def worth_compressing(chunks: Sequence[Chunk], coding: str) -> bool:
+    """Whether a body of ``chunks`` is likely to shrink: a sample of its largest chunk is tried.
+
+    Arrow bodies of random or already-compressed data (floats, images, zstd
+    columns) do not shrink; compressing them costs time on both ends for nothing.
+    """
+    largest = max(chunks, key=lambda c: memoryview(c).nbytes, default=b"")
+    view = memoryview(largest).cast("B")
+    if view.nbytes <= _SAMPLE:
+        return True
+    middle = (view.nbytes - _SAMPLE) // 2
+    sample = bytes(view[middle : middle + _SAMPLE])
+    return len(encode(sample, coding)) <= _WORTH_IT * _SAMPLE
 
 
 def encode(body: bytes, coding: str) -> bytes:
@@ -137,4 +158,5 @@ __all__ = [
     "decode",
     "encode",
     "parse_codings",
+    "worth_compressing",
 ]
