@@ -16,14 +16,14 @@ import json
 import ssl
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol, TypeVar, cast
+from typing import Protocol, TypeVar
 
 import httpx
 import pyarrow as pa
 
 from vgi_rpc._errors import IPCError, ProtocolError, RpcError, TransportError, VgiRpcError
 from vgi_rpc._ipc import Chunk, IpcValidation, Metadata, StreamWriter
-from vgi_rpc._ipc_reader import open_stream_reader
+from vgi_rpc._ipc_reader import memory_source, open_stream_reader
 from vgi_rpc._methods import RpcMethodInfo
 from vgi_rpc.http import _encoding
 from vgi_rpc.http._app import ARROW_CONTENT_TYPE
@@ -117,7 +117,7 @@ class _PostChannel(_Sink):
 
 
 def _reader(body: bytes) -> io.BufferedReader:
-    return cast(io.BufferedReader, io.BufferedReader(io.BytesIO(body)))
+    return memory_source(body)
 
 
 class HttpTransport:
