@@ -61,7 +61,7 @@ def gunicorn_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def test_an_exchange_of_50_turns_spans_workers(gunicorn_url: str) -> None:
     # A new connection per request lets the kernel hand each turn to any worker.
-    client = httpx.Client(headers={"Connection": "close"})
+    client = httpx.Client(headers={"Connection": "close"}, timeout=60)
     with client, http_connect(Pids, gunicorn_url, client=client) as svc:
         session = svc.exchange_pids()
         rows = [
@@ -72,7 +72,7 @@ def test_an_exchange_of_50_turns_spans_workers(gunicorn_url: str) -> None:
 
 
 def test_a_producer_continues_across_workers(gunicorn_url: str) -> None:
-    client = httpx.Client(headers={"Connection": "close"})
+    client = httpx.Client(headers={"Connection": "close"}, timeout=60)
     with client, http_connect(Pids, gunicorn_url, client=client) as svc:
         rows = [row for batch in svc.produce_pids(n=300) for row in batch.batch.to_pylist()]
     assert [row["turn"] for row in rows] == list(range(1, 301))

@@ -14,11 +14,12 @@ from collections.abc import Callable, Iterable
 from typing import Any, cast
 
 import falcon
+import pyarrow as pa
 
 from vgi_rpc._logs import HTTP_LOGGER, WIRE_HTTP_LOGGER
 from vgi_rpc.http import _encoding
 from vgi_rpc.http._auth import AuthFailure, unauthorized_body
-from vgi_rpc.http._body import FILE_BLOCK, ChunkFile
+from vgi_rpc.http._body import FILE_BLOCK, ChunkFile, read_body_into_pool
 from vgi_rpc.http._dispatch import HttpDispatcher, HttpReply, Route
 from vgi_rpc.http._refusal import RequestRefusedError
 from vgi_rpc.http._replay import InMemorySpentCursors, SpentCursorStore
@@ -172,7 +173,7 @@ class _Rpc:
         resp: falcon.Response,
         method: str,
         protocol: str | None,
-        run: Callable[[Route, bytes | bytearray, AuthContext, str], HttpReply],
+        run: Callable[[Route, bytes | bytearray | pa.Buffer, AuthContext, str], HttpReply],
     ) -> None:
         request_id = req.get_header("X-Request-ID") or new_request_id()
         resp.set_header("X-Request-ID", request_id)
@@ -194,7 +195,7 @@ class _Rpc:
         if _wire_log.isEnabledFor(logging.DEBUG):
             _wire_log.debug("%s %s -> %d", req.method, req.path, reply.status)
 
-    def _body(self, req: falcon.Request) -> bytes | bytearray:
+    def _body(self, req: falcon.Request) -> bytes | bytearray | pa.Buffer:
         content_type = (req.content_type or "").split(";")[0].strip().lower()
         if content_type != ARROW_CONTENT_TYPE:
             raise RequestRefusedError(
@@ -208,11 +209,14 @@ class _Rpc:
             raise RequestRefusedError(
                 413, f"request body of {length} bytes exceeds max_request_bytes ({cap})"
             )
+        coding = req.get_header("Content-Encoding")
+        source = req.env.get("wsgi.input")
+        if length and not coding and hasattr(source, "readinto"):
+            return read_body_into_pool(source, length)
         stream = req.bounded_stream
         body = stream.read() if cap is None else stream.read(cap + 1)
         if cap is not None and len(body) > cap:
             raise RequestRefusedError(413, f"request body exceeds max_request_bytes ({cap})")
-        coding = req.get_header("Content-Encoding")
         return _encoding.decode(body, coding, cap) if coding else body
 
     def _send(self, req: falcon.Request, resp: falcon.Response, reply: HttpReply) -> None:
@@ -228,7 +232,7 @@ class _Rpc:
                 req.get_header(_encoding.VGI_ACCEPT_HEADER),
             )
             if coding is not None and _encoding.worth_compressing(chunks, coding):
-                resp.data = _encoding.encode(b"".join(chunks), coding)
+                resp.data = _encoding.encode_chunks(chunks, coding)
                 resp.set_header(header, coding)
                 return
         if size < _JOIN_BELOW:

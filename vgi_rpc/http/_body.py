@@ -1,19 +1,46 @@
-"""A response body made of Arrow buffers, readable as a seekable file.
+"""Request and response bodies without extra copies.
 
-Handed to the WSGI server's ``wsgi.file_wrapper``, a large body is sent from the
-buffers the IPC writer produced: waitress sends such a body straight from the
-file instead of first copying it into its output buffer, and gunicorn reads it
-in blocks of the size we ask for.
+A request body of known length is read straight into a buffer from Arrow's
+memory pool, which reuses freed pages (a fresh ``bytes`` of the same size
+faults every page in). A response body made of Arrow buffers is readable as a
+seekable file: handed to the WSGI server's ``wsgi.file_wrapper``, waitress sends
+it straight from the file instead of first copying it into its output buffer,
+and gunicorn reads it in blocks of the size we ask for.
 """
 
 from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
 
 from vgi_rpc._ipc import Chunk
+from vgi_rpc.http._refusal import RequestRefusedError
 
 FILE_BLOCK = 1 << 20  # block size asked of a file wrapper that iterates
+
+
+def read_body_into_pool(source: Any, length: int) -> pa.Buffer:
+    """Exactly ``length`` bytes of ``source`` (a ``wsgi.input`` with ``readinto``).
+
+    The caller has checked ``length`` against the request cap.
+
+    Raises:
+        RequestRefusedError: 400 when the body ends before ``length`` bytes.
+    """
+    body = pa.allocate_buffer(length)
+    view = memoryview(body).cast("B")
+    filled = 0
+    while filled < length:
+        count = source.readinto(view[filled:])
+        if not count:
+            raise RequestRefusedError(
+                400, f"request body ended after {filled} of its {length} bytes (Content-Length)"
+            )
+        filled += count
+    return body
 
 
 class ChunkFile(io.RawIOBase):
@@ -84,4 +111,4 @@ class ChunkFile(io.RawIOBase):
         return bytes(out)
 
 
-__all__ = ["FILE_BLOCK", "ChunkFile"]
+__all__ = ["FILE_BLOCK", "ChunkFile", "read_body_into_pool"]

@@ -116,7 +116,7 @@ class _PostChannel(_Sink):
         pass
 
 
-def _reader(body: bytes) -> io.BufferedReader:
+def _reader(body: bytes | bytearray) -> io.BufferedReader:
     return memory_source(body)
 
 
@@ -197,7 +197,7 @@ class HttpTransport:
             return path
         return f"{self._prefix}/{self._protocol}{path[len(self._prefix) :]}"
 
-    def post(self, path: str, chunks: Sequence[Chunk]) -> bytes:
+    def post(self, path: str, chunks: Sequence[Chunk]) -> bytes | bytearray:
         """POST the body made of ``chunks`` and return the (decoded) Arrow response body."""
         headers = self._headers
         body: Sequence[Chunk] = chunks
@@ -207,7 +207,7 @@ class HttpTransport:
             and sum(memoryview(c).nbytes for c in chunks) >= self._compress_min
             and _encoding.worth_compressing(chunks, coding)
         ):
-            body = [_encoding.encode(b"".join(chunks), coding)]
+            body = [_encoding.encode_chunks(chunks, coding)]
             headers = [*headers, ("Content-Encoding", coding)]
         url, status, answer_headers, answer = self._send(self._routed(path), headers, body)
         if (
@@ -236,7 +236,9 @@ class HttpTransport:
             raise TransportError(f"POST {url} failed: {type(exc).__name__}: {exc}") from exc
         return url, answer.status, answer.headers, answer.body
 
-    def _answer(self, url: str, status: int, headers: Mapping[str, str], body: bytes) -> bytes:
+    def _answer(
+        self, url: str, status: int, headers: Mapping[str, str], body: bytes
+    ) -> bytes | bytearray:
         """The Arrow body of a response, or the typed error its status calls for.
 
         ``headers`` must answer lower-case names.
@@ -250,7 +252,7 @@ class HttpTransport:
         coding = headers.get(_encoding.VGI_CONTENT_HEADER.lower())
         if coding:
             try:
-                return bytes(_encoding.decode(body, coding, None))
+                return _encoding.decode(body, coding, None)
             except Exception as exc:
                 raise IPCError(
                     f"POST {url}: response body does not decode as {coding}: {exc}"

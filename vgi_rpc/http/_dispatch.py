@@ -46,7 +46,7 @@ from vgi_rpc.wire import keys as k
 
 _log = logging.getLogger(HTTP_LOGGER)
 _TOKEN_KEYS = (k.STREAM_STATE_KEY, k.CALL_STATE_KEY, k.TRACEPARENT_KEY, k.TRACESTATE_KEY)
-Body = bytes | bytearray
+Body = bytes | bytearray | pa.Buffer
 
 
 class Route(NamedTuple):

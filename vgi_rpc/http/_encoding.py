@@ -83,6 +83,17 @@ def worth_compressing(chunks: Sequence[Chunk], coding: str) -> bool:
     return len(encode(sample, coding)) <= _WORTH_IT * _SAMPLE
 
 
+def encode_chunks(chunks: Sequence[Chunk], coding: str) -> bytes:
+    """Compress the body made of ``chunks`` without joining them first."""
+    views = [memoryview(chunk).cast("B") for chunk in chunks]
+    if coding == "zstd":
+        size = sum(view.nbytes for view in views)
+        zstd = _zstd_compressor().compressobj(size=size)  # the frame records the size
+        return b"".join([*(zstd.compress(view) for view in views), zstd.flush()])
+    gzip = zlib.compressobj(1, wbits=31)
+    return b"".join([*(gzip.compress(view) for view in views), gzip.flush()])
+
+
 def encode(body: bytes, coding: str) -> bytes:
     """Compress ``body`` with ``coding`` (one of ``PRODUCED``)."""
     if coding == "zstd":
@@ -121,7 +132,12 @@ def decode(body: bytes, coding: str | None, limit: int | None) -> bytes | bytear
     return out
 
 
-def _unzstd(body: bytes, cap: int) -> bytearray:
+def _unzstd(body: bytes, cap: int) -> bytes | bytearray:
+    size = zstandard.frame_content_size(body)
+    if 0 <= size <= cap:
+        # A frame that states its size is decoded in one step into a body of that size
+        # (as in the stepwise path below, only the first frame is read).
+        return zstandard.ZstdDecompressor().decompress(body, max_output_size=size)
     out = bytearray()
     with zstandard.ZstdDecompressor().stream_reader(body) as reader:
         while len(out) <= cap:
@@ -157,6 +173,7 @@ __all__ = [
     "choose_response_coding",
     "decode",
     "encode",
+    "encode_chunks",
     "parse_codings",
     "worth_compressing",
 ]
