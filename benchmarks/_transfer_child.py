@@ -31,7 +31,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import pyarrow as pa  # noqa: E402
-from _child_common import cpu_affinity, log, package_info  # noqa: E402
+from _child_common import cpu_affinity, http_worker, log, package_info  # noqa: E402
 from _transfer_service import SCHEMA, TransferBench  # noqa: E402
 
 import vgi_rpc  # noqa: E402
@@ -96,23 +96,6 @@ def _socket_worker(kind: str) -> Iterator[str]:
         os.rmdir(directory)
 
 
-@contextlib.contextmanager
-def _http_worker() -> Iterator[str]:
-    """The worker behind its package's own ``serve_http``; yield its base URL."""
-    proc = subprocess.Popen([*PYTHON, WORKER, "--http"], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline().strip()
-        if not line.startswith("PORT:"):
-            raise RuntimeError(f"worker printed {line!r}")
-        address = f"TCP:127.0.0.1:{line[5:]}"
-        _wait_connectable(address)
-        yield f"http://127.0.0.1:{line[5:]}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-
-
 def _wait_connectable(address: str) -> None:
     kind, _, rest = address.partition(":")
     deadline = time.monotonic() + 20
@@ -169,7 +152,10 @@ def open_proxy(transport: str) -> Iterator[Any]:
             with _reference_shm_proxy() as proxy:
                 yield proxy
     elif transport == "http":
-        with _http_worker() as url, http_connect(PROTOCOL, url, prefix="") as proxy:
+        with (
+            http_worker([*PYTHON, WORKER]) as (url, _),
+            http_connect(PROTOCOL, url, prefix="") as proxy,
+        ):
             yield proxy
     elif transport in ("unix", "tcp"):
         with _socket_worker(transport) as address:

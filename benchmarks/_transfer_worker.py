@@ -12,6 +12,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from _child_common import serve_http_worker
 from _transfer_service import TransferBench, TransferBenchImpl
 
 import vgi_rpc
@@ -30,7 +31,7 @@ def main() -> None:
         print(f"UNIX:{args[1]}", flush=True)
         vgi_rpc.serve_unix(server, args[1])
     elif args[0] == "--http":
-        _serve_http(server)
+        serve_http_worker(server)
     elif args[0] == "--tcp":
         host, _, port = args[1].rpartition(":")
         vgi_rpc.serve_tcp(
@@ -38,27 +39,6 @@ def main() -> None:
         )
     else:
         raise SystemExit(f"unknown option {args[0]!r}")
-
-
-def _serve_http(server: RpcServer) -> None:
-    """Each package's own ``serve_http`` (waitress as it sets it up), at the root path.
-
-    Prints ``PORT:<n>`` once listening (the reference's ``serve_http`` prints it itself).
-    """
-    import inspect
-
-    from vgi_rpc.http import serve_http
-
-    if "on_bound" in inspect.signature(serve_http).parameters:  # ours: takes a WSGI app
-        from vgi_rpc.http import make_wsgi_app
-
-        serve_http(
-            make_wsgi_app(server, prefix=""),
-            port=0,
-            on_bound=lambda host, port: print(f"PORT:{port}", flush=True),
-        )
-    else:
-        serve_http(server, port=0)  # the reference's signature takes the server
 
 
 if __name__ == "__main__":
