@@ -103,3 +103,29 @@ def test_the_example_module_serves_under_gunicorn_style_import() -> None:
         [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "App"
+
+
+def test_serve_http_takes_an_rpc_server_as_the_reference_does() -> None:
+    """``serve_http(server)`` serves ``make_wsgi_app(server)``, with its /vgi prefix."""
+    script = (
+        "from tests._services import Service, ServiceImpl\n"
+        "from vgi_rpc import RpcServer\n"
+        "from vgi_rpc.http import serve_http\n"
+        "serve_http(RpcServer(Service, ServiceImpl()), port=0,\n"
+        "           on_bound=lambda host, port: print(port, flush=True))\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=worker_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        with http_connect(Service, f"http://127.0.0.1:{port}") as svc:
+            assert svc.echo_bytes(data=b"abc") == b"abc"
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)

@@ -48,6 +48,7 @@ def serve_http(
 ) -> None:
     """Serve a WSGI ``app`` with waitress until interrupted.
 
+    ``app`` may also be an ``RpcServer``, served by ``make_wsgi_app(app)``.
     ``port=0`` picks a free port; ``on_bound(host, port)`` is called once
     the socket is listening (before the first request is accepted).
     ``max_request_bytes`` (the app's cap) lets waitress refuse a larger body
@@ -55,6 +56,12 @@ def serve_http(
     """
     from waitress.server import create_server
 
+    from vgi_rpc.rpc import RpcServer
+
+    if isinstance(app, RpcServer):
+        from vgi_rpc.http._app import make_wsgi_app
+
+        app = make_wsgi_app(app)
     options = waitress_options(max_request_bytes)
     server = create_server(app, host=host, port=port, threads=threads, ident="vgi-rpc", **options)
     bound_port = int(server.effective_port)
