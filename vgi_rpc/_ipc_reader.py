@@ -20,7 +20,7 @@ from typing import Any, NamedTuple, cast
 
 import pyarrow as pa
 
-from vgi_rpc._errors import IPCError, TransportError, VgiRpcError
+from vgi_rpc._errors import IPCError, MessageTooLargeError, TransportError, VgiRpcError
 from vgi_rpc._flatbuf import FlatbufferError, Header, decode_header, schema_shape
 from vgi_rpc._limits import CLIENT_LIMITS, DEFAULT_LIMITS, ResourceLimits
 
@@ -181,14 +181,6 @@ def read_message(
     view[: 8 + length] = prefix + metadata
     _read_exact(source, view[8 + length :], "message body")
     return _Message(header, metadata, whole)
-
-
-class MessageTooLargeError(IPCError):
-    """A message over ``ResourceLimits.max_message_bytes``; carries its header's metadata."""
-
-    def __init__(self, message: str, metadata: Metadata | None) -> None:
-        super().__init__(message)
-        self.metadata = metadata
 
 
 def _discard(source: io.BufferedReader, count: int) -> None:

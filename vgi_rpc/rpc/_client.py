@@ -340,12 +340,12 @@ class StreamSession:
         except StopIteration:
             self.close()
             raise
-        except RpcError:
-            self.close()
-            raise
-        except (TransportError, IPCError):
+        except (TransportError, IPCError):  # before RpcError: a dead worker is both
             self._closed = True
             self._connection.healthy = False
+            raise
+        except RpcError:
+            self.close()
             raise
 
     def tick(self) -> AnnotatedBatch:
@@ -378,6 +378,8 @@ class StreamSession:
             self._finish_input()
             if not self._finished:
                 self._finish_output()
+        except TransportError:
+            raise
         except (RpcError, StopIteration):
             pass
 
@@ -531,6 +533,8 @@ def server_takes_shm(connection: RpcConnection) -> bool:
     connection.send_request(method, ONE_EMPTY_ROW, extra={k.TRANSPORT_SHM_KEY: b"true"})
     try:
         _, metadata, error = connection.read_response(method)
+    except TransportError:
+        raise
     except RpcError:
         return False
     answer = metadata.get(k.TRANSPORT_SHM_KEY) if error is None and metadata else None
