@@ -31,6 +31,7 @@ import pyarrow as pa
 from vgi_rpc._errors import RpcError, VgiRpcError
 from vgi_rpc._ipc import StreamWriter
 from vgi_rpc._ipc_reader import open_stream_reader
+from vgi_rpc._methods import MethodType
 from vgi_rpc.introspect import (
     MethodDescription,
     ServiceDescription,
@@ -188,7 +189,7 @@ def _fields(schema: pa.Schema | None) -> list[dict[str, object]] | None:
 def _method_json(m: MethodDescription, doc: str) -> dict[str, object]:
     return {
         "name": m.name,
-        "method_type": m.method_type,
+        "method_type": m.method_type.value,
         "is_exchange": m.is_exchange,
         "doc": doc,
         "params": _fields(m.params_schema),
@@ -249,7 +250,7 @@ def _run_call(
         raise UsageError(f"unknown method {args.method!r}; methods: {sorted(description.methods)}")
     request = build_request(method, args.assignments, description.defaults.get(method.name))
     printer = _Printer(args.format, out)
-    if method.method_type == "unary":
+    if method.method_type is MethodType.UNARY:
         conn.send_request(method.name, request)
         data, _, error = conn.read_response(method.name)
         if error is not None:

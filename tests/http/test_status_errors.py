@@ -41,15 +41,21 @@ def _serve(**options: object) -> Iterator[str]:
 
 
 def test_a_401_is_an_authentication_error_with_the_servers_message() -> None:
-    with _serve(authenticate=_only_good) as url, http_connect(Service, url) as svc:
-        with pytest.raises(RpcError) as info:
-            svc.noop()
+    with (
+        _serve(authenticate=_only_good) as url,
+        http_connect(Service, url) as svc,
+        pytest.raises(RpcError) as info,
+    ):
+        svc.noop()
     error = info.value
     assert type(error) is AuthenticationError
     assert isinstance(error, HttpUnauthorizedError)  # the class it was before
     assert isinstance(error, HttpError)
     assert isinstance(error, PermissionError)
-    assert (error.error_type, error.error_message) == ("AuthenticationError", "Missing Bearer token")
+    assert (error.error_type, error.error_message) == (
+        "AuthenticationError",
+        "Missing Bearer token",
+    )
     assert (error.status, error.reason) == (401, "unauthorized")
     assert str(error) == "AuthenticationError: Missing Bearer token"
 
@@ -73,9 +79,12 @@ class _Unserved(Protocol):
 
 
 def test_a_route_that_does_not_exist_is_an_http_not_found() -> None:
-    with _serve() as url, http_connect(Service, url, prefix="/elsewhere") as svc:
-        with pytest.raises(RpcError) as info:
-            svc.noop()
+    with (
+        _serve() as url,
+        http_connect(Service, url, prefix="/elsewhere") as svc,
+        pytest.raises(RpcError) as info,
+    ):
+        svc.noop()
     error = info.value
     assert type(error) is HttpNotFoundError
     assert isinstance(error, LookupError)
@@ -87,9 +96,8 @@ def test_a_route_that_does_not_exist_is_an_http_not_found() -> None:
 
 
 def test_an_unknown_method_on_a_served_prefix_is_the_servers_own_error() -> None:
-    with _serve() as url, http_connect(_Unserved, url) as svc:
-        with pytest.raises(RpcError) as info:
-            svc.nothing_here()
+    with _serve() as url, http_connect(_Unserved, url) as svc, pytest.raises(RpcError) as info:
+        svc.nothing_here()
     assert not isinstance(info.value, HttpError)
     assert info.value.error_type == "MethodNotImplementedError"
     assert info.value.error_kind == "method_not_implemented"
@@ -98,11 +106,11 @@ def test_an_unknown_method_on_a_served_prefix_is_the_servers_own_error() -> None
 def test_a_worker_that_dies_mid_call_is_an_rpc_error() -> None:
     from tests.conftest import WORKER, worker_env
 
-    with connect(
-        Service, [*WORKER, "service"], env=worker_env(), stderr=StderrMode.PIPE
-    ) as svc:
-        with pytest.raises(RpcError) as info:
-            svc.crash(code=7)
+    with (
+        connect(Service, [*WORKER, "service"], env=worker_env(), stderr=StderrMode.PIPE) as svc,
+        pytest.raises(RpcError) as info,
+    ):
+        svc.crash(code=7)
     error = info.value
     assert isinstance(error, PeerExitedError)
     assert error.returncode == 7

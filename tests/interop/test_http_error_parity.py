@@ -6,6 +6,8 @@ import json
 import subprocess
 import tempfile
 import textwrap
+from collections.abc import Callable
+from typing import Any
 
 import falcon
 
@@ -52,11 +54,12 @@ def _auth(req: falcon.Request) -> AuthContext:
 
 def _ours(url: str) -> dict[str, list[str]]:
     out = {}
-    for case, prefix, call in (
+    calls: list[tuple[str, str, Callable[[Any], object]]] = [
         ("401", "/vgi", lambda svc: svc.noop()),
         ("413", "/vgi", lambda svc: svc.greet(name="x" * 5000)),
         ("404", "/elsewhere", lambda svc: svc.noop()),
-    ):
+    ]
+    for case, prefix, call in calls:
         try:
             with http_connect(Service, url, prefix=prefix) as svc:
                 call(svc)
@@ -93,5 +96,6 @@ def test_error_types_match_the_reference_client() -> None:
         case: value[0] for case, value in reference.items()
     }
     assert reference["401"][1] == ours["401"][1] == "Missing Bearer token"
-    assert reference["404"][1].startswith("HTTP 404") and ours["404"][1].startswith("HTTP 404")
+    assert reference["404"][1].startswith("HTTP 404")
+    assert ours["404"][1].startswith("HTTP 404")
     assert "max_request_bytes (2000)" in ours["413"][1]  # ours carries the server's words

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import weakref
 from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import Generic, TypeVar, cast
+from typing import Any, Generic, cast
 
 import pyarrow as pa
+from typing_extensions import TypeVar
 
 from vgi_rpc._errors import IPCError, ProtocolError, RpcError, TransportError
 from vgi_rpc._ipc import IpcValidation, Metadata, StreamWriter
@@ -38,30 +40,40 @@ from vgi_rpc.wire import (
 from vgi_rpc.wire import keys as k
 from vgi_rpc.wire.keys import DESCRIBE_METHOD
 
-P = TypeVar("P")
+P = TypeVar("P", default=Any)  # a bare ``RpcConnection`` annotation means any Protocol
 OnLog = Callable[[Message], None]
 
 _TICK = empty_batch(EMPTY_SCHEMA)
 _NOT_OURS = ("protocol_not_supported", "protocol_version_mismatch")
 _log = logging.getLogger(WIRE_TRANSPORT_LOGGER)
+_transport_log = _log
+# channel -> the connection made over it, for ``introspect(proxy._transport)``
+_OWNERS: weakref.WeakKeyDictionary[object, weakref.ref[RpcConnection]] = weakref.WeakKeyDictionary()
 
 
-class RpcConnection:
+class RpcConnection(Generic[P]):
     """One client connection: sends requests for a Protocol and reads responses.
+
+    As a context manager it yields the proxy typed as the Protocol and closes
+    the channel when the block ends::
+
+        with RpcConnection(Calculator, transport) as calc:
+            calc.add(a=1.0, b=2.0)
 
     Args:
         protocol: The Protocol class the peer serves.
-        channel: The byte channel to the peer.
+        channel: The byte channel to the peer (any transport: a pipe from
+            ``make_pipe_pair``, a ``ShmPipeTransport``, a socket channel ...).
         on_log: Called with every log message the server sends.
         ipc_validation: How thoroughly to validate received batches.
     """
 
     def __init__(
         self,
-        protocol: type,
+        protocol: type[P],
         channel: Channel,
-        *,
         on_log: OnLog | None = None,
+        *,
         ipc_validation: IpcValidation = IpcValidation.FULL,
     ) -> None:
         self.protocol = protocol
@@ -81,6 +93,8 @@ class RpcConnection:
         self.shm: ClientShm | None = ClientShm(static) if static is not None else None
         # False once the byte stream may be out of step (a transport or framing failure).
         self.healthy = True
+        with contextlib.suppress(TypeError):  # a channel that cannot be weakly referenced
+            _OWNERS.setdefault(channel, weakref.ref(self))
 
     def send_request(
         self,
@@ -254,6 +268,21 @@ class RpcConnection:
         """Start (or stop) using a shared-memory segment the server agreed to."""
         self.shm = shm
         self._request_metadata.clear()
+
+    def __enter__(self) -> P:
+        if _transport_log.isEnabledFor(logging.DEBUG):
+            _transport_log.debug("RpcConnection open: protocol %s", self.protocol.__name__)
+        return make_proxy(self.protocol, self)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if _transport_log.isEnabledFor(logging.DEBUG):
+            _transport_log.debug("RpcConnection close: protocol %s", self.protocol.__name__)
+        self.close()
 
     def close(self) -> None:
         """Close the open stream, if any, and the channel."""
@@ -481,11 +510,16 @@ class _Proxy:
 
     _vgi_connection: RpcConnection
 
+    @property
+    def _transport(self) -> Channel:
+        """The channel under this proxy (``introspect(proxy._transport)`` works on it)."""
+        return self._vgi_connection.channel
+
     def __repr__(self) -> str:
         return f"<vgi_rpc proxy for {self._vgi_connection.protocol.__name__}>"
 
 
-def make_proxy(protocol: type[P], connection: RpcConnection) -> P:
+def make_proxy(protocol: type[P], connection: RpcConnection[Any]) -> P:
     """Build an object typed as ``protocol`` whose methods call through ``connection``."""
     namespace: dict[str, object] = {
         name: staticmethod(_make_method(connection, info))
@@ -524,6 +558,15 @@ def connection_of(proxy: object) -> RpcConnection:
     return conn
 
 
+def owner_of(channel: object) -> RpcConnection | None:
+    """The first live ``RpcConnection`` made over ``channel``, if any."""
+    try:
+        ref = _OWNERS.get(channel)
+    except TypeError:
+        return None
+    return ref() if ref is not None else None
+
+
 def server_takes_shm(connection: RpcConnection) -> bool:
     """Ask the server over ``__transport_options__`` whether it can use shared memory.
 
@@ -549,5 +592,6 @@ __all__ = [
     "StreamSession",
     "connection_of",
     "make_proxy",
+    "owner_of",
     "server_takes_shm",
 ]
