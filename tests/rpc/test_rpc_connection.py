@@ -88,19 +88,19 @@ def test_introspect_takes_the_proxys_transport_on_every_byte_transport(
         monkeypatch.setenv(key, value)
     server = RpcServer(Service, ServiceImpl(), enable_describe=True)
     with serve_pipe(Service, server) as svc:
-        _check(introspect(svc._transport))  # as the seed writes it
+        _check(introspect(svc._transport))  # type: ignore[attr-defined]  # as the seed writes it
         _check(introspect(svc))
         assert svc.add(a=1.0, b=1.0) == 2.0  # the proxy keeps working
     with connect(
         Service, [*WORKER, "service", "--describe"], env=worker_env(), stderr=StderrMode.PIPE
     ) as spawned:
-        _check(introspect(spawned._transport))
+        _check(introspect(spawned._transport))  # type: ignore[attr-defined]  # the proxy is typed as the Protocol
         assert spawned.greet(name="x") == "hello x!"
     with (
         WorkerPool(max_idle=1, stderr=StderrMode.DEVNULL) as pool,
         pool.connect(Service, [*WORKER, "service", "--describe"]) as pooled,
     ):
-        _check(introspect(pooled._transport))
+        _check(introspect(pooled._transport))  # type: ignore[attr-defined]  # the proxy is typed as the Protocol
 
 
 def test_introspect_on_a_bare_channel() -> None:
@@ -122,7 +122,7 @@ def test_http_introspect_returns_the_same_types_as_introspect() -> None:
     with serve_in_thread(app) as url:
         over_http = http_introspect(url)
         with http_connect(Service, url) as remote:
-            via_proxy = introspect(remote._transport)
+            via_proxy = introspect(remote._transport)  # type: ignore[attr-defined]  # typed as the Protocol
     _check(over_http)
     assert over_http == piped  # the same server: identical descriptions, field for field
     assert via_proxy == piped

@@ -12,6 +12,7 @@ import collections
 import contextlib
 import http.client
 import io
+import logging
 import ssl
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
@@ -30,6 +31,7 @@ from vgi_rpc._errors import (
 )
 from vgi_rpc._ipc import Chunk, IpcValidation, Metadata, StreamWriter
 from vgi_rpc._ipc_reader import open_stream_reader
+from vgi_rpc._logs import WIRE_HTTP_LOGGER
 from vgi_rpc._methods import RpcMethodInfo
 from vgi_rpc.http import _encoding
 from vgi_rpc.http._app import ARROW_CONTENT_TYPE
@@ -58,6 +60,7 @@ from vgi_rpc.wire import (
 from vgi_rpc.wire import keys as k
 
 P = TypeVar("P")
+_wire_log = logging.getLogger(WIRE_HTTP_LOGGER)
 _TOKEN_KEYS = (k.STREAM_STATE_KEY, k.CALL_STATE_KEY)
 _ROUTES_HEADER = "vgi-accept-max-response-bytes-support"  # sent by second-generation servers
 
@@ -203,6 +206,17 @@ class HttpTransport:
         ):
             self._routes = True  # a server that takes only protocol-qualified paths
             url, status, answer_headers, answer = self._send(self._routed(path), headers, body)
+        if _wire_log.isEnabledFor(logging.DEBUG):
+            _wire_log.debug(
+                "POST %s -> %d (request body %d bytes, response body %d bytes%s)",
+                url,
+                status,
+                len(body),
+                len(answer),
+                f", {answer_headers.get('x-vgi-content-encoding')}-encoded"
+                if answer_headers.get("x-vgi-content-encoding")
+                else "",
+            )
         return self._answer(url, status, answer_headers, answer)
 
     def _send(

@@ -19,7 +19,7 @@ from typing_extensions import TypeVar
 from vgi_rpc._errors import IPCError, ProtocolError, RpcError, TransportError
 from vgi_rpc._ipc import IpcValidation, Metadata, StreamWriter
 from vgi_rpc._ipc_reader import IpcStreamReader, open_stream_reader
-from vgi_rpc._logs import WIRE_TRANSPORT_LOGGER, Message
+from vgi_rpc._logs import WIRE_STREAM_LOGGER, WIRE_TRANSPORT_LOGGER, Message
 from vgi_rpc._methods import RpcMethodInfo, protocol_version_of, rpc_methods
 from vgi_rpc.rpc._accounting import describe_batch, wire_batch_log, wire_request_log
 from vgi_rpc.rpc._channel import Channel, capabilities_of
@@ -47,6 +47,7 @@ _TICK = empty_batch(EMPTY_SCHEMA)
 _NOT_OURS = ("protocol_not_supported", "protocol_version_mismatch")
 _log = logging.getLogger(WIRE_TRANSPORT_LOGGER)
 _transport_log = _log
+_stream_log = logging.getLogger(WIRE_STREAM_LOGGER)
 # channel -> the connection made over it, for ``introspect(proxy._transport)``
 _OWNERS: weakref.WeakKeyDictionary[object, weakref.ref[RpcConnection]] = weakref.WeakKeyDictionary()
 
@@ -252,6 +253,7 @@ class RpcConnection(Generic[P]):
             header = info.header_type.from_record_batch(data)  # type: ignore[attr-defined]  # ArrowSerializableDataclass
         session = StreamSession(self, info, header)
         self.open_session = session
+        _stream_log.debug("%s(): stream opened (header: %s)", info.name, header is not None)
         return session
 
     def describe(self) -> ServiceDescription:
@@ -365,8 +367,10 @@ class StreamSession:
             raise ProtocolError(f"{self._info.name}(): the stream is closed")
         self._send(batch, metadata)
         try:
-            return self._receive()
+            received = self._receive()
         except StopIteration:
+            if _stream_log.isEnabledFor(logging.DEBUG):
+                _stream_log.debug("%s(): the server finished the stream", self._info.name)
             self.close()
             raise
         except (TransportError, IPCError):  # before RpcError: a dead worker is both
@@ -376,6 +380,14 @@ class StreamSession:
         except RpcError:
             self.close()
             raise
+        if _stream_log.isEnabledFor(logging.DEBUG):
+            _stream_log.debug(
+                "%s(): %s -> %s",
+                self._info.name,
+                "tick" if batch is _TICK else "exchange",
+                describe_batch(received.batch, received.metadata_dict() or None),
+            )
+        return received
 
     def tick(self) -> AnnotatedBatch:
         """Ask a producer for its next batch; ``StopIteration`` when it has finished."""
@@ -403,6 +415,7 @@ class StreamSession:
         if self._closed:
             return
         self._closed = True
+        _stream_log.debug("%s(): stream closed by the client", self._info.name)
         try:
             self._finish_input()
             if not self._finished:
@@ -417,6 +430,7 @@ class StreamSession:
         if self._closed:
             return
         self._closed = True
+        _stream_log.debug("%s(): stream cancelled by the client", self._info.name)
         try:
             if self._input is None:
                 self._input = StreamWriter(self._connection.channel, EMPTY_SCHEMA)

@@ -49,6 +49,7 @@ from vgi_rpc.rpc._step import (
     CallStart,
     Reply,
     ServerStream,
+    log_error_reply,
     run_unary,
     start_stream,
 )
@@ -530,6 +531,7 @@ class RpcServer:
     ) -> Reply:
         """The error stream answering a request the server refused (no traceback)."""
         metadata = self.protocol_error_metadata(exc, request_id)
+        log_error_reply(None, metadata)
         return Reply(schema, [(empty_batch(schema), metadata)], exc)
 
     def log_method_error(self, method: str, exc: BaseException) -> None:
