@@ -70,11 +70,11 @@ class _AnyService(Protocol):
 
 
 def introspect(
-    target: object, ipc_validation: IpcValidation = IpcValidation.FULL
+    transport: object, ipc_validation: IpcValidation = IpcValidation.FULL
 ) -> ServiceDescription:
-    """Ask the server at the other end of ``target`` for its ``__describe__`` payload.
+    """Ask the server at the other end of ``transport`` for its ``__describe__`` payload.
 
-    ``target`` is a proxy, its channel (``introspect(proxy._transport)``), any
+    ``transport`` is a proxy, its channel (``introspect(proxy._transport)``), any
     other open channel (a pipe from ``make_pipe_pair``, a ``ShmPipeTransport``
     ...), or an ``RpcConnection``. ``ipc_validation`` applies to a channel no
     connection was made over yet.
@@ -82,8 +82,9 @@ def introspect(
     Raises:
         RpcError: The server does not answer ``__describe__`` (start it with
             ``enable_describe=True``).
-        TypeError: ``target`` is none of those.
+        TypeError: ``transport`` is none of those.
     """
+    target = transport
     if isinstance(target, RpcConnection):
         return target.describe()
     if hasattr(target, "_vgi_connection"):

@@ -63,7 +63,7 @@ class RpcConnection(Generic[P]):
 
     Args:
         protocol: The Protocol class the peer serves.
-        channel: The byte channel to the peer (any transport: a pipe from
+        transport: The byte channel to the peer (any transport: a pipe from
             ``make_pipe_pair``, a ``ShmPipeTransport``, a socket channel ...).
         on_log: Called with every log message the server sends.
         ipc_validation: How thoroughly to validate received batches.
@@ -72,11 +72,12 @@ class RpcConnection(Generic[P]):
     def __init__(
         self,
         protocol: type[P],
-        channel: Channel,
+        transport: Channel,
         on_log: OnLog | None = None,
         *,
         ipc_validation: IpcValidation = IpcValidation.FULL,
     ) -> None:
+        channel = transport
         self.protocol = protocol
         self.channel = channel
         self.on_log = on_log
