@@ -37,7 +37,6 @@ WORKER_PY = textwrap.dedent(
     import sys
     sys.path.insert(0, {ROOT!r})
     from tests.seed._seed_services import MyService, MyServiceImpl
-from vgi_rpc import CallContext, Stream, StreamState, TransportError
 
     # -- the seed's worker.py --
     from vgi_rpc import run_server
