@@ -561,6 +561,7 @@ __all__ = [
     "EOS_MARKER",
     "IpcStreamReader",
     "IpcValidation",
+    "MessageTooLargeError",
     "Metadata",
     "ReadPolicy",
     "SchemaCache",

@@ -116,3 +116,51 @@ def test_a_worker_that_dies_mid_call_is_an_rpc_error() -> None:
     assert error.returncode == 7
     assert error.error_type == "TransportError"
     assert "exit status 7" in error.error_message
+
+
+def test_old_import_paths_name_the_same_classes() -> None:
+    import vgi_rpc._errors as errors
+    from vgi_rpc._flatbuf import FlatbufferError
+    from vgi_rpc._ipc_reader import MessageTooLargeError
+    from vgi_rpc.http import AuthFailure, HttpError, HttpUnauthorizedError, TokenError
+    from vgi_rpc.http._auth import AuthFailure as AuthFailureThere
+    from vgi_rpc.http._client import HttpError as HttpErrorThere
+    from vgi_rpc.http._client import HttpUnauthorizedError as UnauthorizedThere
+    from vgi_rpc.http._dispatch import ResponseTooLargeError
+    from vgi_rpc.http._refusal import RequestRefusedError
+    from vgi_rpc.http._seal import TokenError as TokenErrorThere
+
+    assert AuthFailure is AuthFailureThere is errors.AuthFailure
+    assert HttpError is HttpErrorThere is errors.HttpError
+    assert HttpUnauthorizedError is UnauthorizedThere is errors.AuthenticationError
+    assert TokenError is TokenErrorThere is errors.TokenError
+    assert ResponseTooLargeError is errors.ResponseTooLargeError
+    assert RequestRefusedError is errors.RequestRefusedError
+    assert MessageTooLargeError is errors.MessageTooLargeError
+    assert FlatbufferError is errors.FlatbufferError
+    for cls in (TokenError, AuthFailure, ResponseTooLargeError, RequestRefusedError):
+        assert issubclass(cls, errors.VgiRpcError), cls
+    assert issubclass(TokenError, ValueError)  # what it was before the move
+    assert issubclass(FlatbufferError, ValueError)
+
+
+def test_every_exception_class_of_the_core_lives_in_the_errors_module() -> None:
+    """Services keep their own domain errors; the CLI's usage error is the command's own."""
+    import ast
+    import pathlib
+
+    from tests.conftest import ROOT
+
+    package = pathlib.Path(ROOT) / "vgi_rpc"
+    allowed = {("cli/_values.py", "UsageError")}
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        relative = path.relative_to(package).as_posix()
+        if relative == "_errors.py" or relative.startswith("services/"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                bases = [ast.unparse(base) for base in node.bases]
+                if any(b.endswith(("Error", "Exception", "Failure")) for b in bases):
+                    found.append((relative, node.name))
+    assert set(found) <= allowed, found
