@@ -20,7 +20,7 @@ from typing import Any, NamedTuple, cast
 
 import pyarrow as pa
 
-from vgi_rpc._errors import IPCError, TransportError, VgiRpcError
+from vgi_rpc._errors import IPCError, MessageTooLargeError, TransportError, VgiRpcError
 from vgi_rpc._flatbuf import FlatbufferError, Header, decode_header, schema_shape
 from vgi_rpc._limits import CLIENT_LIMITS, DEFAULT_LIMITS, ResourceLimits
 
@@ -191,14 +191,6 @@ def _read_body(source: io.BufferedReader, head: bytes | bytearray, body_length: 
     view[: len(head)] = head
     _read_exact(source, view[len(head) :], "message body")
     return whole
-
-
-class MessageTooLargeError(IPCError):
-    """A message over ``ResourceLimits.max_message_bytes``; carries its header's metadata."""
-
-    def __init__(self, message: str, metadata: Metadata | None) -> None:
-        super().__init__(message)
-        self.metadata = metadata
 
 
 def _discard(source: io.BufferedReader, count: int) -> None:
@@ -609,6 +601,7 @@ __all__ = [
     "EOS_MARKER",
     "IpcStreamReader",
     "IpcValidation",
+    "MessageTooLargeError",
     "Metadata",
     "ReadPolicy",
     "SchemaCache",

@@ -149,9 +149,13 @@ def test_missing_and_bad_bearer_tokens_are_401_with_the_envelope() -> None:
         assert bad.json()["reason"] == "unauthorized"
         assert httpx.get(base + "/vgi/health").status_code == 200  # exempt
         with http_connect(Service, base, bearer_token="nope") as svc:
-            with pytest.raises(HttpUnauthorizedError, match="unauthorized") as info:
+            with pytest.raises(HttpUnauthorizedError, match="no such token") as info:
                 svc.noop()
             assert info.value.status == 401
+            assert info.value.reason == "unauthorized"
+            assert isinstance(info.value, RpcError)
+            assert info.value.error_type == "AuthenticationError"
+            assert info.value.error_message == "no such token"
         with http_connect(Service, base, bearer_token="good") as svc:
             assert svc.secret() == "secret"
             assert svc.whoami().split("|")[1] == "True"

@@ -396,7 +396,7 @@ def test_vgi_rpc_describe_lists_every_hosted_protocol() -> None:
 
     out = io.StringIO()
     worker = f"{sys.executable} {ROOT}/conformance/worker.py --describe"
-    assert main(["describe", "--cmd", worker], out=out) == 0
+    assert main(["describe", "--cmd", worker, "--format", "table"], out=out) == 0
     hosted = [line for line in out.getvalue().splitlines() if line.startswith("hosted: ")]
     assert [line.split()[1] for line in hosted] == [
         "ConformanceService",

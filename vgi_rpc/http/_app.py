@@ -193,7 +193,14 @@ class _Rpc:
             reply = self._dispatcher.refusal_reply(problem, request_id)
         self._send(req, resp, reply)
         if _wire_log.isEnabledFor(logging.DEBUG):
-            _wire_log.debug("%s %s -> %d", req.method, req.path, reply.status)
+            _wire_log.debug(
+                "%s %s -> %d (request body %s bytes, response body %d bytes)",
+                req.method,
+                req.url,
+                reply.status,
+                req.content_length if req.content_length is not None else "?",
+                sum(memoryview(c).nbytes for c in reply.body),
+            )
 
     def _body(self, req: falcon.Request) -> bytes | bytearray | pa.Buffer:
         content_type = (req.content_type or "").split(";")[0].strip().lower()

@@ -12,7 +12,7 @@ import collections
 import contextlib
 import http.client
 import io
-import json
+import logging
 import ssl
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
@@ -21,13 +21,22 @@ from typing import Protocol, TypeVar
 import httpx
 import pyarrow as pa
 
-from vgi_rpc._errors import IPCError, ProtocolError, RpcError, TransportError, VgiRpcError
+from vgi_rpc._errors import (
+    HttpError,
+    HttpUnauthorizedError,
+    IPCError,
+    ProtocolError,
+    RpcError,
+    TransportError,
+)
 from vgi_rpc._ipc import Chunk, IpcValidation, Metadata, StreamWriter
 from vgi_rpc._ipc_reader import memory_source, open_stream_reader
+from vgi_rpc._logs import WIRE_HTTP_LOGGER
 from vgi_rpc._methods import RpcMethodInfo
 from vgi_rpc.http import _encoding
 from vgi_rpc.http._app import ARROW_CONTENT_TYPE
 from vgi_rpc.http._connections import KeepAliveConnections
+from vgi_rpc.http._statuses import status_error
 from vgi_rpc.rpc import (
     AnnotatedBatch,
     Connected,
@@ -51,26 +60,9 @@ from vgi_rpc.wire import (
 from vgi_rpc.wire import keys as k
 
 P = TypeVar("P")
+_wire_log = logging.getLogger(WIRE_HTTP_LOGGER)
 _TOKEN_KEYS = (k.STREAM_STATE_KEY, k.CALL_STATE_KEY)
 _ROUTES_HEADER = "vgi-accept-max-response-bytes-support"  # sent by second-generation servers
-_ARROW_STATUSES = frozenset((200, 400, 404, 413, 415))
-
-
-class HttpError(VgiRpcError):
-    """The HTTP server refused a request without an Arrow error body."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"HTTP {status}: {message}")
-        self.status = status
-
-
-class HttpUnauthorizedError(HttpError, PermissionError):
-    """HTTP 401: ``reason`` is the server's code (e.g. ``missing_credential``)."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(401, f"unauthorized ({reason}){': ' + detail if detail else ''}")
-        self.reason = reason
-        self.detail = detail
 
 
 class _Sink:
@@ -202,9 +194,10 @@ class HttpTransport:
         headers = self._headers
         body: Sequence[Chunk] = chunks
         coding = self._compression
+        size = sum(memoryview(c).nbytes for c in chunks)
         if (
             coding is not None
-            and sum(memoryview(c).nbytes for c in chunks) >= self._compress_min
+            and size >= self._compress_min
             and _encoding.worth_compressing(chunks, coding)
         ):
             body = [_encoding.encode_chunks(chunks, coding)]
@@ -219,6 +212,18 @@ class HttpTransport:
         ):
             self._routes = True  # a server that takes only protocol-qualified paths
             url, status, answer_headers, answer = self._send(self._routed(path), headers, body)
+        if _wire_log.isEnabledFor(logging.DEBUG):
+            _wire_log.debug(
+                "POST %s -> %d (request body %d bytes%s, response body %d bytes%s)",
+                url,
+                status,
+                size,
+                f", sent {coding}-encoded" if body is not chunks else "",
+                len(answer),
+                f", {answer_headers.get('x-vgi-content-encoding')}-encoded"
+                if answer_headers.get("x-vgi-content-encoding")
+                else "",
+            )
         return self._answer(url, status, answer_headers, answer)
 
     def _send(
@@ -243,12 +248,10 @@ class HttpTransport:
 
         ``headers`` must answer lower-case names.
         """
-        if status == 401:
-            raise _unauthorized(headers, body)
         content_type = headers.get("content-type", "").split(";")[0].strip()
-        if status not in _ARROW_STATUSES or content_type != ARROW_CONTENT_TYPE:
-            text = body[:500].decode("utf-8", "replace").strip()
-            raise HttpError(status, f"POST {url}: {text or 'no body'}")
+        error = status_error(url, status, headers, body, content_type == ARROW_CONTENT_TYPE)
+        if error is not None:
+            raise error
         coding = headers.get(_encoding.VGI_CONTENT_HEADER.lower())
         if coding:
             try:
@@ -263,16 +266,6 @@ class HttpTransport:
         """Close the pooled connections this transport opened (not a caller's client)."""
         if self._pool is not None:
             self._pool.close()
-
-
-def _unauthorized(headers: Mapping[str, str], body: bytes) -> HttpUnauthorizedError:
-    reason = headers.get("vgi-auth-reason") or "unauthorized"
-    detail = ""
-    with contextlib.suppress(ValueError, AttributeError):
-        envelope = json.loads(body)
-        reason = str(envelope.get("reason") or reason)
-        detail = str(envelope.get("detail") or "")
-    return HttpUnauthorizedError(reason, detail)
 
 
 class HttpConnection(RpcConnection):

@@ -22,6 +22,7 @@ from vgi_rpc._errors import (
     MethodNotImplementedError,
     ProtocolError,
     ProtocolNotSupportedError,
+    ResponseTooLargeError,
     SchemaError,
     TransportError,
 )
@@ -452,13 +453,6 @@ def _problem_exception(problem: RequestRefusedError) -> Exception:
     if problem.status == 415:
         return TypeError(problem.message)
     return ProtocolError(problem.message)
-
-
-class ResponseTooLargeError(Exception):
-    """One batch of a response would exceed the caller's or the server's response limit."""
-
-    error_kind = "response_too_large"
-    error_code = "RESOURCE_EXHAUSTED"
 
 
 __all__ = ["HttpDispatcher", "HttpReply", "ResponseTooLargeError", "Route"]

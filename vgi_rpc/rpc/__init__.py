@@ -15,6 +15,7 @@ from vgi_rpc.rpc._client import (
     StreamSession,
     connection_of,
     make_proxy,
+    owner_of,
     server_takes_shm,
 )
 from vgi_rpc.rpc._context import AuthContext, CallContext
@@ -97,6 +98,7 @@ __all__ = [
     "encode_arguments",
     "is_wire_name",
     "make_proxy",
+    "owner_of",
     "parse_describe_batch",
     "protocol_hash",
     "read_request",

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import weakref
 from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import Generic, TypeVar, cast
+from typing import Any, Generic, cast
 
 import pyarrow as pa
+from typing_extensions import TypeVar
 
 from vgi_rpc._errors import IPCError, ProtocolError, RpcError, TransportError
 from vgi_rpc._ipc import IpcValidation, Metadata, StreamWriter
 from vgi_rpc._ipc_reader import IpcStreamReader, open_stream_reader
-from vgi_rpc._logs import WIRE_TRANSPORT_LOGGER, Message
+from vgi_rpc._logs import WIRE_STREAM_LOGGER, WIRE_TRANSPORT_LOGGER, Message
 from vgi_rpc._methods import RpcMethodInfo, protocol_version_of, rpc_methods
 from vgi_rpc.rpc._accounting import describe_batch, wire_batch_log, wire_request_log
 from vgi_rpc.rpc._channel import Channel, capabilities_of
@@ -38,7 +40,7 @@ from vgi_rpc.wire import (
 from vgi_rpc.wire import keys as k
 from vgi_rpc.wire.keys import DESCRIBE_METHOD
 
-P = TypeVar("P")
+P = TypeVar("P", default=Any)  # a bare ``RpcConnection`` annotation means any Protocol
 OnLog = Callable[[Message], None]
 
 _TICK = empty_batch(EMPTY_SCHEMA)
@@ -49,26 +51,38 @@ _UNKNOWN_CALL = frozenset(
     {"method_not_implemented", "protocol_not_supported", "protocol_not_specified"}
 )
 _log = logging.getLogger(WIRE_TRANSPORT_LOGGER)
+_transport_log = _log
+_stream_log = logging.getLogger(WIRE_STREAM_LOGGER)
+# channel -> the connection made over it, for ``introspect(proxy._transport)``
+_OWNERS: weakref.WeakKeyDictionary[object, weakref.ref[RpcConnection]] = weakref.WeakKeyDictionary()
 
 
-class RpcConnection:
+class RpcConnection(Generic[P]):
     """One client connection: sends requests for a Protocol and reads responses.
+
+    As a context manager it yields the proxy typed as the Protocol and closes
+    the channel when the block ends::
+
+        with RpcConnection(Calculator, transport) as calc:
+            calc.add(a=1.0, b=2.0)
 
     Args:
         protocol: The Protocol class the peer serves.
-        channel: The byte channel to the peer.
+        transport: The byte channel to the peer (any transport: a pipe from
+            ``make_pipe_pair``, a ``ShmPipeTransport``, a socket channel ...).
         on_log: Called with every log message the server sends.
         ipc_validation: How thoroughly to validate received batches.
     """
 
     def __init__(
         self,
-        protocol: type,
-        channel: Channel,
-        *,
+        protocol: type[P],
+        transport: Channel,
         on_log: OnLog | None = None,
+        *,
         ipc_validation: IpcValidation = IpcValidation.FULL,
     ) -> None:
+        channel = transport
         self.protocol = protocol
         self.channel = channel
         self.on_log = on_log
@@ -86,6 +100,8 @@ class RpcConnection:
         self.shm: ClientShm | None = ClientShm(static) if static is not None else None
         # False once the byte stream may be out of step (a transport or framing failure).
         self.healthy = True
+        with contextlib.suppress(TypeError):  # a channel that cannot be weakly referenced
+            _OWNERS.setdefault(channel, weakref.ref(self))
 
     def send_request(
         self,
@@ -259,6 +275,7 @@ class RpcConnection:
             header = self._read_header(info, batch, schema)
         session = StreamSession(self, info, header, (batch, schema))
         self.open_session = session
+        _stream_log.debug("%s(): stream opened (header: %s)", info.name, header is not None)
         return session
 
     def _read_header(
@@ -298,6 +315,21 @@ class RpcConnection:
         """Start (or stop) using a shared-memory segment the server agreed to."""
         self.shm = shm
         self._request_metadata.clear()
+
+    def __enter__(self) -> P:
+        if _transport_log.isEnabledFor(logging.DEBUG):
+            _transport_log.debug("RpcConnection open: protocol %s", self.protocol.__name__)
+        return make_proxy(self.protocol, self)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if _transport_log.isEnabledFor(logging.DEBUG):
+            _transport_log.debug("RpcConnection close: protocol %s", self.protocol.__name__)
+        self.close()
 
     def close(self) -> None:
         """Close the open stream, if any, and the channel."""
@@ -388,9 +420,15 @@ class StreamSession:
             raise ProtocolError(f"{self._info.name}(): the stream is closed")
         self._send(batch, metadata)
         try:
-            answer = self._receive()
+            received = self._receive()
         except StopIteration:
+            if _stream_log.isEnabledFor(logging.DEBUG):
+                _stream_log.debug("%s(): the server finished the stream", self._info.name)
             self.close()
+            raise
+        except (TransportError, IPCError):  # before RpcError: a dead worker is both
+            self._closed = True
+            self._connection.healthy = False
             raise
         except RpcError as error:
             self.close()
@@ -401,12 +439,15 @@ class StreamSession:
             if not self._connection._falls_back(error):
                 raise
             return self._start_unrouted(batch, metadata, error)
-        except (TransportError, IPCError):
-            self._closed = True
-            self._connection.healthy = False
-            raise
         self._answered = True
-        return answer
+        if _stream_log.isEnabledFor(logging.DEBUG):
+            _stream_log.debug(
+                "%s(): %s -> %s",
+                self._info.name,
+                "tick" if batch is _TICK else "exchange",
+                describe_batch(received.batch, received.metadata_dict() or None),
+            )
+        return received
 
     def _start_unrouted(
         self, batch: pa.RecordBatch, metadata: Metadata | None, error: RpcError
@@ -453,10 +494,13 @@ class StreamSession:
         if self._closed:
             return
         self._closed = True
+        _stream_log.debug("%s(): stream closed by the client", self._info.name)
         try:
             self._finish_input()
             if not self._finished:
                 self._finish_output()
+        except TransportError:
+            raise
         except (RpcError, StopIteration):
             pass
 
@@ -465,6 +509,7 @@ class StreamSession:
         if self._closed:
             return
         self._closed = True
+        _stream_log.debug("%s(): stream cancelled by the client", self._info.name)
         try:
             if self._input is None:
                 self._input = StreamWriter(self._connection.channel, EMPTY_SCHEMA)
@@ -558,11 +603,16 @@ class _Proxy:
 
     _vgi_connection: RpcConnection
 
+    @property
+    def _transport(self) -> Channel:
+        """The channel under this proxy (``introspect(proxy._transport)`` works on it)."""
+        return self._vgi_connection.channel
+
     def __repr__(self) -> str:
         return f"<vgi_rpc proxy for {self._vgi_connection.protocol.__name__}>"
 
 
-def make_proxy(protocol: type[P], connection: RpcConnection) -> P:
+def make_proxy(protocol: type[P], connection: RpcConnection[Any]) -> P:
     """Build an object typed as ``protocol`` whose methods call through ``connection``."""
     namespace: dict[str, object] = {
         name: staticmethod(_make_method(connection, info))
@@ -601,6 +651,15 @@ def connection_of(proxy: object) -> RpcConnection:
     return conn
 
 
+def owner_of(channel: object) -> RpcConnection | None:
+    """The first live ``RpcConnection`` made over ``channel``, if any."""
+    try:
+        ref = _OWNERS.get(channel)
+    except TypeError:
+        return None
+    return ref() if ref is not None else None
+
+
 def server_takes_shm(connection: RpcConnection) -> bool:
     """Ask the server over ``__transport_options__`` whether it can use shared memory.
 
@@ -610,6 +669,8 @@ def server_takes_shm(connection: RpcConnection) -> bool:
     connection.send_request(method, ONE_EMPTY_ROW, extra={k.TRANSPORT_SHM_KEY: b"true"})
     try:
         _, metadata, error = connection.read_response(method)
+    except TransportError:
+        raise
     except RpcError:
         return False
     answer = metadata.get(k.TRANSPORT_SHM_KEY) if error is None and metadata else None
@@ -624,5 +685,6 @@ __all__ = [
     "StreamSession",
     "connection_of",
     "make_proxy",
+    "owner_of",
     "server_takes_shm",
 ]

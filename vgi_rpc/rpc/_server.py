@@ -49,6 +49,7 @@ from vgi_rpc.rpc._step import (
     CallStart,
     Reply,
     ServerStream,
+    log_error_reply,
     run_unary,
     start_stream,
 )
@@ -88,14 +89,14 @@ class RpcServer:
             ``{Protocol: implementation}`` mapping (registration order kept).
         implementation: An object with a method for every Protocol method
             (each may add a ``ctx: CallContext`` parameter).
+        server_id: Identifier stamped on log and error batches (random by default).
+        enable_describe: Answer the ``__describe__`` introspection method.
+        ipc_validation: How thoroughly to validate received batches.
         extra_protocols: More ``(Protocol, implementation)`` pairs to host.
         default_protocol: The protocol first-generation requests reach: a hosted
             Protocol class (the first one by default), or a ``(Protocol,
             implementation)`` pair served to first-generation clients only (an
             older version of a routed protocol with the same name, say).
-        server_id: Identifier stamped on log and error batches (random by default).
-        enable_describe: Answer the ``__describe__`` introspection method.
-        ipc_validation: How thoroughly to validate received batches.
         limits: Bounds on what a request may cost (``ResourceLimits()`` by default).
         expose_tracebacks: Send the traceback of an implementation's exception
             to the caller. ``None`` (default): yes on pipes, sockets and
@@ -116,11 +117,11 @@ class RpcServer:
         protocol: type | Mapping[type, object],
         implementation: object | None = None,
         *,
-        extra_protocols: Iterable[tuple[type, object]] = (),
-        default_protocol: type | tuple[type, object] | None = None,
         server_id: str | None = None,
         enable_describe: bool = False,
         ipc_validation: IpcValidation = IpcValidation.FULL,
+        extra_protocols: Iterable[tuple[type, object]] = (),
+        default_protocol: type | tuple[type, object] | None = None,
         limits: ResourceLimits | None = None,
         expose_tracebacks: bool | None = None,
         reflection: bool | None = None,
@@ -530,6 +531,7 @@ class RpcServer:
     ) -> Reply:
         """The error stream answering a request the server refused (no traceback)."""
         metadata = self.protocol_error_metadata(exc, request_id)
+        log_error_reply(None, metadata)
         return Reply(schema, [(empty_batch(schema), metadata)], exc)
 
     def log_method_error(self, method: str, exc: BaseException) -> None:

@@ -225,6 +225,26 @@ class ServerStream:
         if metadata is not None and k.CANCEL_KEY in metadata:
             self.cancel()
             return Turn([], finished=True, cancelled=True)
+        if not _log.isEnabledFor(logging.DEBUG):
+            return self._turn(batch, metadata)
+        kind = "tick" if self.is_producer else "exchange"
+        _log.debug("%s(): %s, input %s", self.info.name, kind, describe_batch(batch, metadata))
+        turn = self._turn(batch, metadata)
+        if turn.data is not None:
+            outcome = describe_batch(*turn.data)
+        else:
+            outcome = "failed" if turn.error is not None else "finished"
+        _log.debug(
+            "%s(): %s -> %d logs, %s%s",
+            self.info.name,
+            kind,
+            len(turn.logs),
+            outcome,
+            " (last)" if turn.finished and turn.data is not None else "",
+        )
+        return turn
+
+    def _turn(self, batch: pa.RecordBatch, metadata: Metadata | None) -> Turn:
         out = OutputCollector(self.output_schema)
         self._out = out
         try:
@@ -233,6 +253,7 @@ class ServerStream:
             self.server.log_method_error(self.info.name, exc)
             logs = self._logs(out)
             error = (empty_batch(self.output_schema), self._error_metadata(exc))
+            log_error_reply(self.info.name, error[1])
             return Turn(logs, error=exc, error_batch=error, finished=True)
         finally:
             self._out = None
@@ -275,6 +296,7 @@ class ServerStream:
         """The turn reporting ``exc`` raised outside the state (bad input, a transport fault)."""
         self.server.log_method_error(self.info.name, exc)
         error = (empty_batch(self.output_schema), self._error_metadata(exc))
+        log_error_reply(self.info.name, error[1])
         return Turn([], error=exc, error_batch=error, finished=True)
 
     def cancel(self) -> None:
@@ -330,6 +352,7 @@ def run_unary(
         batches = server.log_batches(logs, request_id, info.result_schema)
         error = server.error_metadata(exc, request_id, auth)
         batches.append((empty_batch(info.result_schema), error))
+        log_error_reply(info.name, error)
         if record is not None:
             record.finish(exc)
         return CallStart([Reply(info.result_schema, batches, exc)])
@@ -373,7 +396,9 @@ def start_stream(
     except Exception as exc:
         server.log_method_error(info.name, exc)
         batches = server.log_batches(logs, request_id, EMPTY_SCHEMA)
-        batches.append((empty_batch(EMPTY_SCHEMA), server.error_metadata(exc, request_id, auth)))
+        error = server.error_metadata(exc, request_id, auth)
+        batches.append((empty_batch(EMPTY_SCHEMA), error))
+        log_error_reply(info.name, error)
         if record is not None:
             record.finish(exc)
         drain = info.header_type is None or input_follows_error
@@ -395,6 +420,16 @@ def start_stream(
     batches = server.log_batches(logs, request_id, header.schema)
     batches.append((header, None))
     return CallStart([Reply(header.schema, batches)], opened)
+
+
+def log_error_reply(method: str | None, metadata: Metadata) -> None:
+    """Show an error batch on ``vgi_rpc.wire.response`` (errors only: off the hot path)."""
+    if wire_response_log.isEnabledFor(logging.DEBUG):
+        wire_response_log.debug(
+            "answered %s with an error batch: %s",
+            f"{method}()" if method else "a refused request",
+            describe_batch(empty_batch(EMPTY_SCHEMA), metadata),
+        )
 
 
 def bind(handler: Handler, kwargs: dict[str, object]) -> Callable[[CallContext], object]:
@@ -439,6 +474,7 @@ __all__ = [
     "conform_input",
     "header_batch",
     "is_input_fault",
+    "log_error_reply",
     "open_stream",
     "result_batch",
     "run_unary",
