@@ -99,8 +99,9 @@ def main(argv: list[str] | None = None) -> int:
             max_request_bytes=limits.max_request_bytes,
         )
     elif args.unix:
-        print(f"UNIX:{args.unix}", flush=True)
-        serve_unix(server, args.unix, **options)
+        serve_unix(
+            server, args.unix, on_bound=lambda path: print(f"UNIX:{path}", flush=True), **options
+        )
     elif args.tcp:
         host, _, port = args.tcp.rpartition(":")
         serve_tcp(

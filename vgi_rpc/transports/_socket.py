@@ -254,12 +254,21 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 
 
 def serve_unix(
-    server: RpcServer, path: str, *, threaded: bool = False, max_connections: int | None = None
+    server: RpcServer,
+    path: str,
+    *,
+    threaded: bool = False,
+    max_connections: int | None = None,
+    on_bound: Callable[[str], None] | None = None,
 ) -> None:
-    """Serve on a unix socket until interrupted; the socket file is removed on exit."""
-    _run_until_stopped(
-        unix_server(server, path, threaded=threaded, max_connections=max_connections)
-    )
+    """Serve on a unix socket until interrupted; the socket file is removed on exit.
+
+    ``on_bound(path)`` is called once the socket accepts connections.
+    """
+    listening = unix_server(server, path, threaded=threaded, max_connections=max_connections)
+    if on_bound is not None:
+        on_bound(path)
+    _run_until_stopped(listening)
 
 
 def serve_tcp(
