@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from tests._services import Service, ServiceImpl
@@ -62,6 +63,15 @@ def test_call_over_url(served: str) -> None:
     out = io.StringIO()
     assert cli(["call", "--url", served, "--format", "json", "count", "sku=fig"], out) == 0
     assert "7" in out.getvalue()
+
+
+def test_serve_answers_a_browser_with_the_service_page(served: str) -> None:
+    page = httpx.get(served + "/vgi/", headers={"Accept": "text/html"})
+    assert page.status_code == 200
+    assert page.headers["Content-Type"].startswith("text/html")
+    assert "data-method='count'" in page.text
+    answer = httpx.post(served + "/vgi/page-call/Inventory/count", json={"sku": "fig"})
+    assert answer.json()["result"] == 7
 
 
 def test_a_producer_over_url_prints_every_batch(served: str) -> None:

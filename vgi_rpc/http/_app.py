@@ -21,6 +21,7 @@ from vgi_rpc.http import _encoding
 from vgi_rpc.http._auth import AuthFailure, unauthorized_body
 from vgi_rpc.http._body import FILE_BLOCK, ChunkFile, read_body_into_pool
 from vgi_rpc.http._dispatch import HttpDispatcher, HttpReply, Route
+from vgi_rpc.http._page import PageAccess, add_page_routes
 from vgi_rpc.http._refusal import RequestRefusedError
 from vgi_rpc.http._replay import InMemorySpentCursors, SpentCursorStore
 from vgi_rpc.http._tokens import TokenBook
@@ -283,6 +284,7 @@ def make_wsgi_app(
     token_key: bytes | None = None,
     max_response_bytes: int | None = None,
     replay_guard: SpentCursorStore | bool = False,
+    service_page: bool = True,
 ) -> falcon.App[falcon.Request, falcon.Response]:
     """Serve ``server`` as a WSGI application (wire spec section 10).
 
@@ -313,6 +315,9 @@ def make_wsgi_app(
             resume the stream from that point. ``True`` remembers spent cursors
             in this process (``InMemorySpentCursors``); behind several worker
             processes pass one shared ``SpentCursorStore``.
+        service_page: Serve an HTML page of the service at ``GET {prefix}/`` (its
+            protocols, methods, types and a form per unary method, which posts JSON
+            to ``{prefix}/page-call/...``); ``False`` removes both routes.
     """
     if upload_url_provider is not None or max_upload_bytes is not None:
         raise NotImplementedError(
@@ -372,6 +377,9 @@ def make_wsgi_app(
     app.add_route(f"{prefix}/{{first}}/{{method}}", rpc, suffix="routed")
     app.add_route(f"{prefix}/{{first}}/{{method}}/init", rpc, suffix="routed_init")
     app.add_route(f"{prefix}/{{first}}/{{method}}/exchange", rpc, suffix="routed_exchange")
+    if service_page:
+        access = PageAccess(authenticate, rpc._unauthorized, max_request_bytes, cap)
+        add_page_routes(app, prefix, dispatcher, access)
     return app
 
 
