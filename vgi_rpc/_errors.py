@@ -236,6 +236,18 @@ class RequestRefusedError(VgiRpcError):
         self.error_kind = error_kind  # type: ignore[misc]  # instance value shadows the ClassVar default
 
 
+class PageCallRefusedError(RequestRefusedError):
+    """Server side: the service page's JSON call endpoint refused a call (``error_type`` names why)."""
+
+    def __init__(self, status: int, message: str, error_type: str) -> None:
+        super().__init__(status, message)
+        self.error_type = error_type
+
+
+class JsonArgumentError(VgiRpcError, ValueError):
+    """A JSON argument does not fit its parameter (the message names where and why)."""
+
+
 class ResponseTooLargeError(VgiRpcError):
     """Server side: one batch of a response would exceed the caller's or the server's cap."""
 
@@ -284,8 +296,10 @@ __all__ = [
     "HttpNotFoundError",
     "HttpUnauthorizedError",
     "IPCError",
+    "JsonArgumentError",
     "MessageTooLargeError",
     "MethodNotImplementedError",
+    "PageCallRefusedError",
     "PeerExitedError",
     "ProtocolError",
     "ProtocolNotSupportedError",

@@ -95,8 +95,8 @@ def _served_methods(url: str) -> dict[tuple[str, str], str]:
     return served
 
 
-def _kind(method_type: str, is_exchange: bool | None) -> str:
-    if method_type == "unary":
+def _kind(method_type: object, is_exchange: bool | None) -> str:
+    if str(getattr(method_type, "value", method_type)) == "unary":
         return "unary"
     return {True: "exchange", False: "producer", None: "stream"}[is_exchange]
 

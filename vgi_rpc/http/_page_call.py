@@ -23,11 +23,12 @@ from typing import Any
 import falcon
 import pyarrow as pa
 
+from vgi_rpc._errors import JsonArgumentError, PageCallRefusedError
 from vgi_rpc._ipc import Metadata
 from vgi_rpc._logs import HTTP_LOGGER
 from vgi_rpc._methods import RpcMethodInfo
 from vgi_rpc.http._dispatch import HttpDispatcher, Route
-from vgi_rpc.http._page_json import JsonArgumentError, arguments_batch, result_json
+from vgi_rpc.http._page_json import arguments_batch, result_json
 from vgi_rpc.http._refusal import RequestRefusedError
 from vgi_rpc.rpc import AuthContext
 from vgi_rpc.wire import (
@@ -71,12 +72,10 @@ class PageAccess:
             return None
 
 
-class _RefusedError(Exception):
-    def __init__(self, status: int, message: str, error_type: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.error_type = error_type or _ERROR_TYPES.get(status, "BadRequest")
+def _refused(status: int, message: str, error_type: str | None = None) -> PageCallRefusedError:
+    return PageCallRefusedError(
+        status, message, error_type or _ERROR_TYPES.get(status, "BadRequest")
+    )
 
 
 class PageCall:
@@ -111,9 +110,9 @@ class PageCall:
             try:
                 batch = arguments_batch(info, given)
             except JsonArgumentError as exc:
-                raise _RefusedError(400, str(exc), "TypeError") from None
+                raise _refused(400, str(exc), "TypeError") from None
             answer = self._call(info, protocol, version, batch, auth, request_id)
-        except _RefusedError as problem:
+        except PageCallRefusedError as problem:
             _log.info("%s %s -> %d: %s", req.method, req.path, problem.status, problem.message)
             resp.status = problem.status
             answer = {"error": {"type": problem.error_type, "message": problem.message}}
@@ -123,16 +122,16 @@ class PageCall:
     def _method(self, protocol: str | None, method: str) -> tuple[RpcMethodInfo, str | None]:
         server = self._dispatcher.server
         if protocol is not None and protocol not in server.hosted:
-            raise _RefusedError(
+            raise _refused(
                 404,
                 f"this server does not host protocol {protocol!r}; it hosts {list(server.hosted)}",
             )
         handler = server.handler(protocol, method)
         if handler is None:
             names = sorted(server.methods if protocol is None else server.hosted[protocol].methods)
-            raise _RefusedError(404, f"unknown method {method!r}; methods: {', '.join(names)}")
+            raise _refused(404, f"unknown method {method!r}; methods: {', '.join(names)}")
         if handler.info.is_stream:
-            raise _RefusedError(
+            raise _refused(
                 400,
                 f"{method}() is a stream method; the page calls unary methods only "
                 "(use a vgi-rpc client for streams)",
@@ -143,32 +142,30 @@ class PageCall:
     def _arguments(self, req: falcon.Request) -> dict[str, object]:
         content_type = (req.content_type or "").split(";")[0].strip().lower()
         if content_type != JSON_CONTENT_TYPE:
-            raise _RefusedError(
+            raise _refused(
                 415, f"expected Content-Type {JSON_CONTENT_TYPE!r}, got {req.content_type!r}"
             )
         if req.get_header("Content-Encoding"):
-            raise _RefusedError(415, "the page's call endpoint takes an uncompressed JSON body")
+            raise _refused(415, "the page's call endpoint takes an uncompressed JSON body")
         cap = self._access.max_request_bytes
         length = req.content_length
         if cap is not None and length is not None and length > cap:
-            raise _RefusedError(
-                413, f"request body of {length} bytes exceeds max_request_bytes ({cap})"
-            )
+            raise _refused(413, f"request body of {length} bytes exceeds max_request_bytes ({cap})")
         stream = req.bounded_stream
         body = stream.read() if cap is None else stream.read(cap + 1)
         if cap is not None and len(body) > cap:
-            raise _RefusedError(413, f"request body exceeds max_request_bytes ({cap})")
+            raise _refused(413, f"request body exceeds max_request_bytes ({cap})")
         try:
             given = json.loads(body) if body.strip() else {}
         except json.JSONDecodeError as exc:
-            raise _RefusedError(
+            raise _refused(
                 400,
                 f"the body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})",
             ) from None
         except (ValueError, RecursionError) as exc:  # bad UTF-8; absurd nesting
-            raise _RefusedError(400, f"the body is not valid JSON: {exc}") from None
+            raise _refused(400, f"the body is not valid JSON: {exc}") from None
         if not isinstance(given, dict):
-            raise _RefusedError(
+            raise _refused(
                 400,
                 f"the body must be a JSON object of parameters, got a JSON {type(given).__name__}",
             )
@@ -191,19 +188,19 @@ class PageCall:
         body = sink.getvalue().to_pybytes()
         cap = self._access.max_request_bytes
         if cap is not None and len(body) > cap:
-            raise _RefusedError(
+            raise _refused(
                 413, f"the request built from these parameters exceeds max_request_bytes ({cap})"
             )
         route = Route(info.name, protocol, self._access.max_response_bytes)
         try:
             reply = self._dispatcher.unary(route, body, auth, request_id)
         except RequestRefusedError as problem:
-            raise _RefusedError(problem.status, problem.message) from None
+            raise _refused(problem.status, problem.message) from None
         answer = _decode_reply(info, b"".join(reply.body))
         if reply.status != 200:
             error = answer.get("error") or {}
             message = error.get("message") or "the server refused the request"
-            raise _RefusedError(reply.status, str(message), error.get("type"))
+            raise _refused(reply.status, str(message), error.get("type"))
         return answer
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import pyarrow as pa
 
 from vgi_rpc._arrow_types import Codec, DataclassCodec, IpcBytesCodec, OptionalCodec
-from vgi_rpc._errors import IPCError
+from vgi_rpc._errors import IPCError, JsonArgumentError
 from vgi_rpc._ipc_reader import read_embedded_batch, read_embedded_schema
 from vgi_rpc._methods import ParamInfo, RpcMethodInfo
 from vgi_rpc.rpc import ONE_EMPTY_ROW
@@ -35,10 +35,6 @@ BASE64_PREFIX = "base64:"
 MAX_EXACT_INT = (1 << 53) - 1  # larger integers lose precision in JavaScript numbers
 _FLOAT_WORDS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 MISSING = object()
-
-
-class JsonArgumentError(ValueError):
-    """A JSON argument does not fit its parameter (the message names where and why)."""
 
 
 def _describe(value: object) -> str:
