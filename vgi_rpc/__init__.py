@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 from vgi_rpc._arrow_types import ArrowType
 from vgi_rpc._dataclasses import ArrowSerializableDataclass
 from vgi_rpc._errors import (
+    ExternalResponseTooLargeError,
+    ExternalStorageError,
     IPCError,
     MethodNotImplementedError,
     PeerExitedError,
@@ -62,12 +64,43 @@ __version__ = "0.1.0"
 
 # The HTTP transport needs the ``http`` extra (falcon, httpx, ...): import it on first use.
 if TYPE_CHECKING:
+    from vgi_rpc.external import (
+        Compression,
+        ExternalLocationConfig,
+        ExternalStorage,
+        FetchConfig,
+        FileSystemStorage,
+        GCSStorage,
+        S3Storage,
+        UploadUrl,
+        UploadUrlProvider,
+    )
     from vgi_rpc.http import http_capabilities, http_connect, http_introspect, make_wsgi_app
     from vgi_rpc.otel import instrument_server
 _HTTP_NAMES = frozenset(("make_wsgi_app", "http_connect", "http_introspect", "http_capabilities"))
 
 
+# External storage (``vgi_rpc.external``) is imported on first use too.
+_EXTERNAL_NAMES = frozenset(
+    (
+        "Compression",
+        "ExternalLocationConfig",
+        "ExternalStorage",
+        "FetchConfig",
+        "FileSystemStorage",
+        "GCSStorage",
+        "S3Storage",
+        "UploadUrl",
+        "UploadUrlProvider",
+    )
+)
+
+
 def __getattr__(name: str) -> object:
+    if name in _EXTERNAL_NAMES:
+        from vgi_rpc import external
+
+        return getattr(external, name)
     if name in _HTTP_NAMES:
         from vgi_rpc import http
 
@@ -86,7 +119,15 @@ __all__ = [
     "AuthContext",
     "CallContext",
     "CallStatistics",
+    "Compression",
     "ExchangeState",
+    "ExternalLocationConfig",
+    "ExternalResponseTooLargeError",
+    "ExternalStorage",
+    "ExternalStorageError",
+    "FetchConfig",
+    "FileSystemStorage",
+    "GCSStorage",
     "IPCError",
     "IpcValidation",
     "Level",
@@ -104,6 +145,7 @@ __all__ = [
     "RpcError",
     "RpcMethodInfo",
     "RpcServer",
+    "S3Storage",
     "SchemaError",
     "ServiceDescription",
     "ShmPipeTransport",
@@ -113,6 +155,8 @@ __all__ = [
     "StreamSession",
     "StreamState",
     "TransportError",
+    "UploadUrl",
+    "UploadUrlProvider",
     "VersionError",
     "VgiRpcError",
     "WorkerPool",

@@ -11,6 +11,8 @@ Imports nothing from vgi_rpc. The tree::
           ProtocolVersionError       application protocol_version mismatch
       TransportError(OSError)        the channel failed
         PeerExitedError              the worker process is gone
+        ExternalStorageError         an external location could not be written or read
+      ExternalResponseTooLargeError  an externalized response would pass its cap (HTTP)
       SchemaError(TypeError)         an annotation has no Arrow mapping
     MethodNotImplementedError(VgiRpcError, AttributeError)   unknown method (server side)
 
@@ -115,6 +117,38 @@ class PeerExitedError(TransportError):
         self.stderr_tail = stderr_tail
 
 
+class ExternalStorageError(TransportError):
+    """An externalized batch could not be uploaded, fetched or verified.
+
+    Attributes:
+        location: Where (scheme, host, port and path only: never a signed query).
+        reason: ``not_found``, ``unreachable``, ``checksum_mismatch``, ``refused``,
+            ``too_large``, ``malformed`` or ``upload_failed``.
+    """
+
+    _CODES: ClassVar[dict[str, str]] = {
+        "not_found": "NOT_FOUND",
+        "unreachable": "UNAVAILABLE",
+        "checksum_mismatch": "DATA_LOSS",
+        "too_large": "RESOURCE_EXHAUSTED",
+        "refused": "PERMISSION_DENIED",
+    }
+
+    def __init__(self, message: str, *, location: str = "", reason: str = "") -> None:
+        super().__init__(f"{message} ({location})" if location else message)
+        self.location = location
+        self.reason = reason
+        # The canonical code a server reports it with (spec section 8).
+        self.error_code = self._CODES.get(reason, "UNKNOWN")
+
+
+class ExternalResponseTooLargeError(VgiRpcError):
+    """Externalized output of one HTTP response would exceed ``max_externalized_response_bytes``."""
+
+    error_kind = "response_too_large"
+    error_code = "RESOURCE_EXHAUSTED"
+
+
 class SchemaError(VgiRpcError, TypeError):
     """A type annotation cannot be mapped to an Arrow type."""
 
@@ -132,6 +166,8 @@ class MethodNotImplementedError(VgiRpcError, AttributeError):
 
 
 __all__ = [
+    "ExternalResponseTooLargeError",
+    "ExternalStorageError",
     "IPCError",
     "MethodNotImplementedError",
     "PeerExitedError",

@@ -219,10 +219,20 @@ def start_record(
     return record
 
 
+_URL_KEYS = (b"vgi_rpc.location", b"vgi_rpc.location.source")
+
+
+def _shown(key: bytes, value: bytes) -> bytes:
+    """A metadata value as logs may show it: a pointer's URL loses its (signed) query."""
+    if key in _URL_KEYS:
+        return value.split(b"?", 1)[0].split(b"#", 1)[0]
+    return value
+
+
 def describe_batch(batch: pa.RecordBatch, metadata: dict[bytes, bytes] | None) -> str:
     """One-line rendering of a batch for the wire debug loggers."""
     md = {
-        key.decode(errors="replace"): value[:200].decode(errors="replace")
+        key.decode(errors="replace"): _shown(key, value)[:200].decode(errors="replace")
         for key, value in (metadata or {}).items()
     }
     return f"{batch.num_rows} rows x {batch.num_columns} cols {batch.schema.names} metadata={md}"

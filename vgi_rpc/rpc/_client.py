@@ -10,13 +10,20 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Generic, TypeVar, cast
 
 import pyarrow as pa
 
-from vgi_rpc._errors import IPCError, ProtocolError, RpcError, TransportError
+from vgi_rpc._errors import (
+    ExternalStorageError,
+    IPCError,
+    ProtocolError,
+    RpcError,
+    TransportError,
+)
 from vgi_rpc._ipc import IpcValidation, Metadata, StreamWriter
-from vgi_rpc._ipc_reader import IpcStreamReader, open_stream_reader
+from vgi_rpc._ipc_reader import IpcStreamReader, ReadPolicy, open_stream_reader
+from vgi_rpc._limits import CLIENT_LIMITS
 from vgi_rpc._logs import WIRE_TRANSPORT_LOGGER, Message
 from vgi_rpc._methods import RpcMethodInfo, protocol_version_of, rpc_methods
 from vgi_rpc.rpc._accounting import describe_batch, wire_batch_log, wire_request_log
@@ -38,6 +45,9 @@ from vgi_rpc.wire import (
 from vgi_rpc.wire import keys as k
 from vgi_rpc.wire.keys import DESCRIBE_METHOD
 
+if TYPE_CHECKING:
+    from vgi_rpc.external import ExternalLocationConfig, ExternalRoute
+
 P = TypeVar("P")
 OnLog = Callable[[Message], None]
 
@@ -54,6 +64,9 @@ class RpcConnection:
         channel: The byte channel to the peer.
         on_log: Called with every log message the server sends.
         ipc_validation: How thoroughly to validate received batches.
+        external_location: External storage: large requests and stream inputs
+            are uploaded and sent as pointers; pointers the server sends are
+            fetched back (without it, a pointer is an error).
     """
 
     def __init__(
@@ -63,6 +76,7 @@ class RpcConnection:
         *,
         on_log: OnLog | None = None,
         ipc_validation: IpcValidation = IpcValidation.FULL,
+        external_location: ExternalLocationConfig | None = None,
     ) -> None:
         self.protocol = protocol
         self.channel = channel
@@ -81,6 +95,12 @@ class RpcConnection:
         self.shm: ClientShm | None = ClientShm(static) if static is not None else None
         # False once the byte stream may be out of step (a transport or framing failure).
         self.healthy = True
+        self.external: ExternalRoute | None = None
+        if external_location is not None:
+            from vgi_rpc.external import ExternalRoute
+
+            policy = ReadPolicy.make(ipc_validation, CLIENT_LIMITS)
+            self.external = ExternalRoute(external_location, policy)
 
     def send_request(
         self,
@@ -105,6 +125,8 @@ class RpcConnection:
             if extra is None:
                 self._request_metadata[method] = metadata
         metadata = with_trace_context(metadata)  # the caller's active span, if any
+        if self.external is not None:
+            batch, metadata = self.external.externalize_request(batch, metadata)
         if shm is not None:
             batch, metadata = shm.outgoing(batch, metadata)
         if wire_request_log.isEnabledFor(logging.DEBUG):
@@ -181,7 +203,11 @@ class RpcConnection:
         data_metadata: Metadata | None = None
         error: RpcError | None = None
         while True:
-            item = self.read_batch(reader, method)
+            try:
+                item = self.read_batch(reader, method)
+            except ExternalStorageError:
+                reader.drain()  # the rest of this response, so the channel stays in step
+                raise
             if item is None:
                 return data, data_metadata, error
             kind, batch, metadata = item
@@ -218,11 +244,32 @@ class RpcConnection:
             if kind is BatchKind.SHM_POINTER and self.shm is not None and metadata is not None:
                 batch, metadata = self.shm.incoming(batch, metadata)
                 return BatchKind.DATA, batch, metadata
+            if kind is BatchKind.EXTERNAL_POINTER and metadata is not None:
+                return self.resolve_pointer(batch, metadata, method)
             if kind in (BatchKind.SHM_POINTER, BatchKind.EXTERNAL_POINTER, BatchKind.STATE_TOKEN):
                 raise IPCError(
                     f"{method}(): received a {kind.value} batch, which this connection cannot resolve"
                 )
             return kind, batch, metadata
+
+    def resolve_pointer(
+        self, batch: pa.RecordBatch, metadata: Metadata, method: str
+    ) -> tuple[BatchKind, pa.RecordBatch, Metadata | None]:
+        """The batch an external pointer names (its logs delivered first), classified.
+
+        Raises:
+            ExternalStorageError: No ``external_location`` is configured, or the
+                pointer cannot be fetched or verified.
+        """
+        if self.external is None:
+            raise ExternalStorageError(
+                f"{method}(): the server sent an external pointer; pass "
+                "external_location=ExternalLocationConfig(...) to the client to resolve it",
+                reason="refused",
+            )
+        batch, resolved = self.external.resolve(batch, metadata, self.on_log)
+        kind = classify(batch, resolved)
+        return (BatchKind.ERROR if kind is BatchKind.ERROR else BatchKind.DATA), batch, resolved
 
     def open_stream(self, info: RpcMethodInfo, arguments: dict[str, object]) -> StreamSession:
         """Start a stream call and return its session."""
@@ -265,6 +312,8 @@ class RpcConnection:
             if self.shm is not None and self.healthy:
                 self.shm.collect()
         finally:
+            if self.external is not None:
+                self.external.close()
             self.channel.close()
 
 
@@ -299,6 +348,9 @@ class StreamSession:
                 f"{self._info.name}(): every input batch of a stream must have the same schema; "
                 f"first was {self._input_schema}, this one is {batch.schema}"
             )
+        external = self._connection.external
+        if external is not None:
+            batch, metadata = external.externalize_request(batch, metadata or {})
         shm = self._connection.shm
         if shm is not None:
             batch, metadata = shm.outgoing(batch, metadata)
@@ -342,6 +394,9 @@ class StreamSession:
             raise
         except RpcError:
             self.close()
+            raise
+        except ExternalStorageError:
+            self.cancel()  # an output could not be fetched: end the stream in step
             raise
         except (TransportError, IPCError):
             self._closed = True
