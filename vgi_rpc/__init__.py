@@ -74,6 +74,7 @@ if TYPE_CHECKING:
         S3Storage,
         UploadUrl,
         UploadUrlProvider,
+        https_only_validator,
     )
     from vgi_rpc.http import http_capabilities, http_connect, http_introspect, make_wsgi_app
     from vgi_rpc.otel import instrument_server
@@ -92,6 +93,7 @@ _EXTERNAL_NAMES = frozenset(
         "S3Storage",
         "UploadUrl",
         "UploadUrlProvider",
+        "https_only_validator",
     )
 )
 
@@ -165,6 +167,7 @@ __all__ = [
     "http_capabilities",
     "http_connect",
     "http_introspect",
+    "https_only_validator",
     "instrument_server",
     "introspect",
     "make_pipe_pair",

@@ -52,8 +52,9 @@ class FetchConfig:
     """How a reader fetches an external location.
 
     Attributes:
-        chunk_size_bytes: Size of each ranged request; an object larger than
-            one chunk is fetched as several, in parallel.
+        parallel_threshold_bytes: Objects up to this size are fetched with one
+            request; the rest of a larger one follows in chunks.
+        chunk_size_bytes: Size of each further ranged request, fetched in parallel.
         max_parallel_requests: Ranged requests in flight at once.
         timeout_seconds: Deadline of one fetch (each request, and all of them).
         max_fetch_bytes: Largest object (as stored, before decompression),
@@ -62,6 +63,7 @@ class FetchConfig:
             it is decompressed.
     """
 
+    parallel_threshold_bytes: int = 8 * MiB
     chunk_size_bytes: int = 8 * MiB
     max_parallel_requests: int = 8
     timeout_seconds: float = 60.0
@@ -69,7 +71,8 @@ class FetchConfig:
     max_decoded_bytes: int = 1024 * MiB
 
     def __post_init__(self) -> None:
-        for name in ("chunk_size_bytes", "max_parallel_requests", "max_fetch_bytes"):
+        names = ("parallel_threshold_bytes", "chunk_size_bytes", "max_parallel_requests")
+        for name in (*names, "max_fetch_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"FetchConfig.{name} must be positive")
         if self.max_decoded_bytes < 1 or self.timeout_seconds <= 0:

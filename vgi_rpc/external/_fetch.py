@@ -1,9 +1,9 @@
 """Fetching an external location: ranged requests in parallel, bounded before allocation.
 
 ``http://`` and ``https://`` URLs are fetched with httpx: the first request
-asks for the first chunk (``Range: bytes=0-…``), which also tells the total
-size; the rest is fetched in chunks, several at a time, straight into one
-buffer of that size. Redirects are never followed. URLs of the reader's own
+asks for the first ``parallel_threshold_bytes`` (``Range: bytes=0-…``), which
+also tells the total size; the rest is fetched in chunks, several at a time,
+straight into one buffer of that size. Redirects are never followed. URLs of the reader's own
 ``pyarrow.fs`` storage (``file://``, ``s3://``…) are read through that
 filesystem the same way. Transient failures are retried; everything ends in
 an ``ExternalStorageError`` naming the (redacted) location, within the
@@ -112,9 +112,10 @@ class Fetcher:
         import httpx
 
         chunk = self.config.chunk_size_bytes
+        first = max(chunk, self.config.parallel_threshold_bytes)
         client = self._http()
         try:
-            with client.stream("GET", url, headers={"Range": f"bytes=0-{chunk - 1}"}) as resp:
+            with client.stream("GET", url, headers={"Range": f"bytes=0-{first - 1}"}) as resp:
                 _check_status(resp.status_code, location)
                 coding = resp.headers.get("content-encoding")
                 if resp.status_code == 200:  # the store ignored the range: the whole object
@@ -123,7 +124,7 @@ class Fetcher:
                     return Fetched(self._read_all(resp, location, deadline), coding)
                 start, end, total = _content_range(resp.headers.get("content-range"), location)
                 self._check_size(total, location)
-                if start != 0 or end != min(chunk, total) - 1:
+                if start != 0 or end != min(first, total) - 1:
                     raise _malformed(
                         f"answered bytes {start}-{end} to a request for the first chunk", location
                     )
@@ -132,9 +133,10 @@ class Fetcher:
                 _read_into(resp, view[: end + 1], location, deadline)
         except httpx.HTTPError as exc:
             raise _TransientError(f"{type(exc).__name__}: {exc}") from None
-        if total > chunk:
-            self._fetch_ranges(client, url, view, chunk, location, deadline)
-        _log.debug("fetched %s: %d bytes in %d chunk(s)", location, total, -(-total // chunk))
+        if total > first:
+            self._fetch_ranges(client, url, view, first, chunk, location, deadline)
+        chunks = 1 + max(0, -(-(total - first) // chunk))
+        _log.debug("fetched %s: %d bytes in %d request(s)", location, total, chunks)
         return Fetched(buffer, coding)
 
     def _fetch_ranges(
@@ -142,6 +144,7 @@ class Fetcher:
         client: httpx.Client,
         url: str,
         view: memoryview,
+        start_at: int,
         chunk: int,
         location: str,
         deadline: float,
@@ -162,7 +165,7 @@ class Fetcher:
                     )
                 _read_into(resp, view[start : end + 1], location, deadline)
 
-        self._parallel(one, range(chunk, len(view), chunk), (httpx.HTTPError, OSError))
+        self._parallel(one, range(start_at, len(view), chunk), (httpx.HTTPError, OSError))
 
     def _read_all(self, resp: httpx.Response, location: str, deadline: float) -> bytearray:
         cap = self.config.max_fetch_bytes
