@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     import pyarrow.fs as pafs
 
 _log = logging.getLogger(WIRE_RESPONSE_LOGGER)
+_TOKEN_KEYS = (k.STREAM_STATE_KEY, k.CALL_STATE_KEY)
 
 # Uploads a payload somewhere the peer can fetch it; ``None`` when it cannot (send inline).
 Uploader = Callable[[Payload, pa.Schema], "str | None"]
@@ -217,6 +218,17 @@ class ExternalRoute:
         resolved[k.LOCATION_SOURCE_KEY] = url.encode()
         _log.debug("resolved %s: %d rows, %.1f ms", location, data.num_rows, elapsed)
         return data, resolved
+
+    def resolve_input(self, batch: pa.RecordBatch, metadata: Metadata) -> Batch:
+        """A server's ``resolve`` of a client's input: any other batch unchanged.
+
+        The payload's stream tokens are dropped: they belong to the transport,
+        which read them from the pointer itself.
+        """
+        if not is_pointer(batch, metadata):
+            return batch, metadata
+        data, resolved = self.resolve(batch, metadata)
+        return data, {key: v for key, v in resolved.items() if key not in _TOKEN_KEYS}
 
     @staticmethod
     def _filesystem_for(url: str, owner: object) -> tuple[pafs.FileSystem, str] | None:

@@ -548,20 +548,16 @@ class RpcServer:
         return Reply(schema, [(empty_batch(schema), metadata)], exc)
 
     def externalize(
-        self,
-        schema: pa.Schema,
-        batches: list[Batch],
-        budget: ExternalBudget | None = None,
-        method: str = "",
+        self, schema: pa.Schema, batches: list[Batch], budget: ExternalBudget | None, method: str
     ) -> list[Batch]:
         """A turn's batches, its data batch replaced by a pointer when it is large enough."""
         external = self.external
-        if external is None:
-            return batches
-        return external.externalize(schema, batches, budget, method)
+        return (
+            batches if external is None else external.externalize(schema, batches, budget, method)
+        )
 
     def resolve_input(self, batch: pa.RecordBatch, metadata: Metadata | None) -> Batch:
-        """The batch an external pointer from the client names (any other batch unchanged).
+        """The batch a client's external pointer names (any other batch unchanged).
 
         Raises:
             ProtocolError: A pointer arrived but no ``external_location`` is configured.
@@ -574,12 +570,7 @@ class RpcServer:
                 "received an external pointer batch (vgi_rpc.location), but this server has "
                 "no external_location configured to fetch it with"
             )
-        from vgi_rpc.external import is_pointer
-
-        if not is_pointer(batch, metadata):
-            return batch, metadata
-        data, resolved = self.external.resolve(batch, metadata)
-        return data, {key: v for key, v in resolved.items() if key not in _TOKEN_KEYS}
+        return self.external.resolve_input(batch, metadata)
 
     def log_method_error(self, method: str, exc: BaseException) -> None:
         """Record a failed call on the service logger."""
@@ -591,9 +582,6 @@ class RpcServer:
             exc,
             exc_info=exc,
         )
-
-
-_TOKEN_KEYS = (k.STREAM_STATE_KEY, k.CALL_STATE_KEY)  # the transport's, not the caller's
 
 
 def _version() -> str:
