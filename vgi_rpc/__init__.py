@@ -11,6 +11,8 @@ from vgi_rpc._arrow_types import ArrowType
 from vgi_rpc._dataclasses import ArrowSerializableDataclass
 from vgi_rpc._errors import (
     AuthenticationError,
+    ExternalResponseTooLargeError,
+    ExternalStorageError,
     HttpError,
     HttpNotFoundError,
     IPCError,
@@ -67,12 +69,45 @@ __version__ = "0.1.0"
 
 # The HTTP transport needs the ``http`` extra (falcon, httpx, ...): import it on first use.
 if TYPE_CHECKING:
+    from vgi_rpc.external import (
+        Compression,
+        ExternalLocationConfig,
+        ExternalStorage,
+        FetchConfig,
+        FileSystemStorage,
+        GCSStorage,
+        S3Storage,
+        UploadUrl,
+        UploadUrlProvider,
+        https_only_validator,
+    )
     from vgi_rpc.http import http_capabilities, http_connect, http_introspect, make_wsgi_app
     from vgi_rpc.otel import instrument_server
 _HTTP_NAMES = frozenset(("make_wsgi_app", "http_connect", "http_introspect", "http_capabilities"))
 
 
+# External storage (``vgi_rpc.external``) is imported on first use too.
+_EXTERNAL_NAMES = frozenset(
+    (
+        "Compression",
+        "ExternalLocationConfig",
+        "ExternalStorage",
+        "FetchConfig",
+        "FileSystemStorage",
+        "GCSStorage",
+        "S3Storage",
+        "UploadUrl",
+        "UploadUrlProvider",
+        "https_only_validator",
+    )
+)
+
+
 def __getattr__(name: str) -> object:
+    if name in _EXTERNAL_NAMES:
+        from vgi_rpc import external
+
+        return getattr(external, name)
     if name in _HTTP_NAMES:
         from vgi_rpc import http
 
@@ -92,7 +127,15 @@ __all__ = [
     "AuthenticationError",
     "CallContext",
     "CallStatistics",
+    "Compression",
     "ExchangeState",
+    "ExternalLocationConfig",
+    "ExternalResponseTooLargeError",
+    "ExternalStorage",
+    "ExternalStorageError",
+    "FetchConfig",
+    "FileSystemStorage",
+    "GCSStorage",
     "HttpError",
     "HttpNotFoundError",
     "IPCError",
@@ -113,6 +156,7 @@ __all__ = [
     "RpcError",
     "RpcMethodInfo",
     "RpcServer",
+    "S3Storage",
     "SchemaError",
     "ServiceDescription",
     "ShmPipeTransport",
@@ -123,6 +167,8 @@ __all__ = [
     "StreamState",
     "TokenError",
     "TransportError",
+    "UploadUrl",
+    "UploadUrlProvider",
     "VersionError",
     "VgiRpcError",
     "WorkerPool",
@@ -131,6 +177,7 @@ __all__ = [
     "http_capabilities",
     "http_connect",
     "http_introspect",
+    "https_only_validator",
     "instrument_server",
     "introspect",
     "make_pipe_pair",

@@ -17,6 +17,8 @@ Imports nothing from vgi_rpc. The tree::
           ProtocolVersionError       application protocol_version mismatch
       TransportError(OSError)        the channel failed
         PeerExitedError(RpcError)    the worker process is gone (also an RpcError)
+        ExternalStorageError         an external location could not be written or read
+      ExternalResponseTooLargeError  an externalized response would pass its cap (HTTP)
       SchemaError(TypeError)         an annotation has no Arrow mapping
       TokenError(ValueError)         an HTTP stream token this server did not mint
       RequestRefusedError            server side: an HTTP request refused with a status
@@ -148,6 +150,38 @@ class PeerExitedError(TransportError, RpcError):
         self.error_details = []
         self.returncode = returncode
         self.stderr_tail = stderr_tail
+
+
+class ExternalStorageError(TransportError):
+    """An externalized batch could not be uploaded, fetched or verified.
+
+    Attributes:
+        location: Where (scheme, host, port and path only: never a signed query).
+        reason: ``not_found``, ``unreachable``, ``checksum_mismatch``, ``refused``,
+            ``too_large``, ``malformed`` or ``upload_failed``.
+    """
+
+    _CODES: ClassVar[dict[str, str]] = {
+        "not_found": "NOT_FOUND",
+        "unreachable": "UNAVAILABLE",
+        "checksum_mismatch": "DATA_LOSS",
+        "too_large": "RESOURCE_EXHAUSTED",
+        "refused": "PERMISSION_DENIED",
+    }
+
+    def __init__(self, message: str, *, location: str = "", reason: str = "") -> None:
+        super().__init__(f"{message} ({location})" if location else message)
+        self.location = location
+        self.reason = reason
+        # The canonical code a server reports it with (spec section 8).
+        self.error_code = self._CODES.get(reason, "UNKNOWN")
+
+
+class ExternalResponseTooLargeError(VgiRpcError):
+    """Externalized output of one HTTP response would exceed ``max_externalized_response_bytes``."""
+
+    error_kind = "response_too_large"
+    error_code = "RESOURCE_EXHAUSTED"
 
 
 class SchemaError(VgiRpcError, TypeError):
@@ -291,6 +325,8 @@ __all__ = [
     "AuthFailure",
     "AuthReason",
     "AuthenticationError",
+    "ExternalResponseTooLargeError",
+    "ExternalStorageError",
     "FlatbufferError",
     "HttpError",
     "HttpNotFoundError",

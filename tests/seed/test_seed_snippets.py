@@ -870,8 +870,8 @@ def s3_bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[pafs.S3FileSystem]:
 
 
 def test_external_storage(s3_bucket: pafs.S3FileSystem) -> None:
-    """Expected to fail until the external-storage branch merges (S3Storage and friends)."""
-    from vgi_rpc import (  # type: ignore[attr-defined, unused-ignore]  # until external storage merges
+    """The seed's S3 snippet as written, against a local S3 server (moto) named by AWS_ENDPOINT_URL."""
+    from vgi_rpc import (
         Compression,
         ExternalLocationConfig,
         FetchConfig,
@@ -879,21 +879,20 @@ def test_external_storage(s3_bucket: pafs.S3FileSystem) -> None:
         S3Storage,
     )
 
-    # (names a module ``__getattr__`` answers are typed ``object`` until they exist)
-    storage = S3Storage(bucket="my-bucket", prefix="rpc-data/")  # type: ignore[operator, unused-ignore]
-    config = ExternalLocationConfig(  # type: ignore[operator, unused-ignore]
+    storage = S3Storage(bucket="my-bucket", prefix="rpc-data/")
+    config = ExternalLocationConfig(
         storage=storage,
         externalize_threshold_bytes=1_048_576,  # 1 MiB
-        compression=Compression(),  # type: ignore[operator, unused-ignore]  # optional zstd
-        fetch_config=FetchConfig(chunk_size_bytes=8 * 1024 * 1024),  # type: ignore[operator, unused-ignore]
+        compression=Compression(),
+        fetch_config=FetchConfig(chunk_size_bytes=8 * 1024 * 1024),
     )
-    server = RpcServer(MyService, MyServiceImpl(), external_location=config)  # type: ignore[call-arg, unused-ignore]
+    server = RpcServer(MyService, MyServiceImpl(), external_location=config)
 
     # "Clients resolve pointers transparently"
     from vgi_rpc import serve_pipe
 
     size = 3 * 1024 * 1024
-    with serve_pipe(MyService, server, external_location=config) as proxy:  # type: ignore[call-arg, unused-ignore]
+    with serve_pipe(MyService, server, external_location=config) as proxy:
         assert proxy.blob(size=size) == MyServiceImpl().blob(size=size)
         assert proxy.some_method(arg="small") == "got small"  # under the threshold: inline
     stored = s3_bucket.get_file_info(pafs.FileSelector("my-bucket", recursive=True))
@@ -904,7 +903,7 @@ def test_external_storage(s3_bucket: pafs.S3FileSystem) -> None:
 
 def test_install_extras_named_by_the_seed() -> None:
     """``pip install vgi-rpc[http|s3|gcs|cli|external]``: each extra exists (s3, gcs and
-    external come with the external-storage branch)."""
+    external are the external-storage ones)."""
     import tomllib
 
     with open(os.path.join(ROOT, "pyproject.toml"), "rb") as handle:

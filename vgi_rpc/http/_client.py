@@ -16,7 +16,7 @@ import logging
 import ssl
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import httpx
 import pyarrow as pa
@@ -58,6 +58,9 @@ from vgi_rpc.wire import (
     rpc_error_from_metadata,
 )
 from vgi_rpc.wire import keys as k
+
+if TYPE_CHECKING:
+    from vgi_rpc.external import ExternalLocationConfig
 
 P = TypeVar("P")
 _wire_log = logging.getLogger(WIRE_HTTP_LOGGER)
@@ -279,11 +282,23 @@ class HttpConnection(RpcConnection):
         prefix: str = "/vgi",
         on_log: OnLog | None = None,
         ipc_validation: IpcValidation = IpcValidation.FULL,
+        external_location: ExternalLocationConfig | None = None,
     ) -> None:
         self.transport = transport
         self.prefix = _normalise_prefix(prefix)
         self._post_channel = _PostChannel(transport)
-        super().__init__(protocol, self._post_channel, on_log=on_log, ipc_validation=ipc_validation)
+        super().__init__(
+            protocol,
+            self._post_channel,
+            on_log=on_log,
+            ipc_validation=ipc_validation,
+            external_location=external_location,
+        )
+        if self.external is not None and not self.external.externalizes:
+            # No storage of its own: large requests go through URLs the server vends.
+            from vgi_rpc.http._upload import VendedUploads
+
+            self.external.uploader = VendedUploads(transport, self.prefix)
 
     def send_request(
         self,
@@ -313,6 +328,8 @@ class HttpConnection(RpcConnection):
 
     def close(self) -> None:
         """Close the pooled connections (a caller's own httpx client stays open)."""
+        if self.external is not None:
+            self.external.close()
         self.transport.close()
 
 
@@ -351,8 +368,12 @@ class HttpStreamSession(StreamSession):
         sink = _Sink()
         writer = StreamWriter(sink, request.schema)
         routing = {k.PROTOCOL_KEY: connection.routing.encode()} if connection.routing else None
-        metadata = request_metadata(name, None, connection.protocol_version, routing)
-        writer.write(request, with_trace_context(metadata))
+        metadata = with_trace_context(
+            request_metadata(name, None, connection.protocol_version, routing)
+        )
+        if connection.external is not None:
+            request, metadata = connection.external.externalize_request(request, metadata)
+        writer.write(request, metadata)
         writer.close()
         source = _reader(connection.transport.post(self._path + "/init", sink.take()))
         if expects_header is None:
@@ -377,6 +398,8 @@ class HttpStreamSession(StreamSession):
         token_seen = False
         while (item := reader.read(self._conn.ipc_validation)) is not None:
             batch, metadata = item
+            if classify(batch, metadata) is BatchKind.EXTERNAL_POINTER and metadata:
+                _, batch, metadata = self._conn.resolve_pointer(batch, metadata, self._name)
             if metadata and k.STREAM_STATE_KEY in metadata:
                 token_seen = True
                 metadata = self._keep_tokens(metadata)
@@ -423,7 +446,10 @@ class HttpStreamSession(StreamSession):
         tokens = with_trace_context(tokens)  # each request of the stream joins the caller's trace
         sink = _Sink()
         writer = StreamWriter(sink, batch.schema)
-        writer.write(batch, {**(metadata or {}), **tokens})
+        combined = {**(metadata or {}), **tokens}
+        if self._conn.external is not None:
+            batch, combined = self._conn.external.externalize_request(batch, combined)
+        writer.write(batch, combined)
         writer.close()
         try:
             body = self._conn.transport.post(self._path + "/exchange", sink.take())
@@ -486,6 +512,7 @@ def http_connect(
     *,
     prefix: str = "/vgi",
     on_log: OnLog | None = None,
+    external_location: ExternalLocationConfig | None = None,
     ipc_validation: IpcValidation = IpcValidation.FULL,
     headers: Mapping[str, str] | None = None,
     bearer_token: str | None = None,
@@ -501,6 +528,9 @@ def http_connect(
         base_url: ``http://host:port`` (the prefix is separate).
         prefix: The server's URL prefix (``""`` for a server at the root).
         on_log: Called with every log message the server sends.
+        external_location: External storage (``vgi_rpc.external``): pointers the server
+            sends are fetched back; large requests are uploaded to its storage, or
+            (without one) through upload URLs the server vends.
         ipc_validation: How thoroughly to validate received batches.
         headers: Extra headers sent with every request.
         bearer_token: Sent as ``Authorization: Bearer <token>``.
@@ -523,7 +553,12 @@ def http_connect(
         ssl_context=ssl_context,
     )
     connection = HttpConnection(
-        protocol, transport, prefix=prefix, on_log=on_log, ipc_validation=ipc_validation
+        protocol,
+        transport,
+        prefix=prefix,
+        on_log=on_log,
+        ipc_validation=ipc_validation,
+        external_location=external_location,
     )
 
     return Connected(make_proxy(protocol, connection), connection.close)

@@ -11,14 +11,21 @@ import logging
 import weakref
 from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import Any, Generic, cast
+from typing import TYPE_CHECKING, Any, Generic, cast
 
 import pyarrow as pa
 from typing_extensions import TypeVar
 
-from vgi_rpc._errors import IPCError, ProtocolError, RpcError, TransportError
+from vgi_rpc._errors import (
+    ExternalStorageError,
+    IPCError,
+    ProtocolError,
+    RpcError,
+    TransportError,
+)
 from vgi_rpc._ipc import IpcValidation, Metadata, StreamWriter
-from vgi_rpc._ipc_reader import IpcStreamReader, open_stream_reader
+from vgi_rpc._ipc_reader import IpcStreamReader, ReadPolicy, open_stream_reader
+from vgi_rpc._limits import CLIENT_LIMITS
 from vgi_rpc._logs import WIRE_STREAM_LOGGER, WIRE_TRANSPORT_LOGGER, Message
 from vgi_rpc._methods import RpcMethodInfo, protocol_version_of, rpc_methods
 from vgi_rpc.rpc._accounting import describe_batch, wire_batch_log, wire_request_log
@@ -39,6 +46,9 @@ from vgi_rpc.wire import (
 )
 from vgi_rpc.wire import keys as k
 from vgi_rpc.wire.keys import DESCRIBE_METHOD
+
+if TYPE_CHECKING:
+    from vgi_rpc.external import ExternalLocationConfig, ExternalRoute
 
 P = TypeVar("P", default=Any)  # a bare ``RpcConnection`` annotation means any Protocol
 OnLog = Callable[[Message], None]
@@ -72,6 +82,9 @@ class RpcConnection(Generic[P]):
             ``make_pipe_pair``, a ``ShmPipeTransport``, a socket channel ...).
         on_log: Called with every log message the server sends.
         ipc_validation: How thoroughly to validate received batches.
+        external_location: External storage: large requests and stream inputs
+            are uploaded and sent as pointers; pointers the server sends are
+            fetched back (without it, a pointer is an error).
     """
 
     def __init__(
@@ -81,6 +94,7 @@ class RpcConnection(Generic[P]):
         on_log: OnLog | None = None,
         *,
         ipc_validation: IpcValidation = IpcValidation.FULL,
+        external_location: ExternalLocationConfig | None = None,
     ) -> None:
         channel = transport
         self.protocol = protocol
@@ -102,6 +116,12 @@ class RpcConnection(Generic[P]):
         self.healthy = True
         with contextlib.suppress(TypeError):  # a channel that cannot be weakly referenced
             _OWNERS.setdefault(channel, weakref.ref(self))
+        self.external: ExternalRoute | None = None
+        if external_location is not None:
+            from vgi_rpc.external import ExternalRoute
+
+            policy = ReadPolicy.make(ipc_validation, CLIENT_LIMITS)
+            self.external = ExternalRoute(external_location, policy)
 
     def send_request(
         self,
@@ -126,6 +146,8 @@ class RpcConnection(Generic[P]):
             if extra is None:
                 self._request_metadata[method] = metadata
         metadata = with_trace_context(metadata)  # the caller's active span, if any
+        if self.external is not None:
+            batch, metadata = self.external.externalize_request(batch, metadata)
         if shm is not None:
             batch, metadata = shm.outgoing(batch, metadata)
         if wire_request_log.isEnabledFor(logging.DEBUG):
@@ -222,7 +244,11 @@ class RpcConnection(Generic[P]):
         data_metadata: Metadata | None = None
         error: RpcError | None = None
         while True:
-            item = self.read_batch(reader, method)
+            try:
+                item = self.read_batch(reader, method)
+            except ExternalStorageError:
+                reader.drain()  # the rest of this response, so the channel stays in step
+                raise
             if item is None:
                 return data, data_metadata, error
             kind, batch, metadata = item
@@ -259,11 +285,32 @@ class RpcConnection(Generic[P]):
             if kind is BatchKind.SHM_POINTER and self.shm is not None and metadata is not None:
                 batch, metadata = self.shm.incoming(batch, metadata)
                 return BatchKind.DATA, batch, metadata
+            if kind is BatchKind.EXTERNAL_POINTER and metadata is not None:
+                return self.resolve_pointer(batch, metadata, method)
             if kind in (BatchKind.SHM_POINTER, BatchKind.EXTERNAL_POINTER, BatchKind.STATE_TOKEN):
                 raise IPCError(
                     f"{method}(): received a {kind.value} batch, which this connection cannot resolve"
                 )
             return kind, batch, metadata
+
+    def resolve_pointer(
+        self, batch: pa.RecordBatch, metadata: Metadata, method: str
+    ) -> tuple[BatchKind, pa.RecordBatch, Metadata | None]:
+        """The batch an external pointer names (its logs delivered first), classified.
+
+        Raises:
+            ExternalStorageError: No ``external_location`` is configured, or the
+                pointer cannot be fetched or verified.
+        """
+        if self.external is None:
+            raise ExternalStorageError(
+                f"{method}(): the server sent an external pointer; pass "
+                "external_location=ExternalLocationConfig(...) to the client to resolve it",
+                reason="refused",
+            )
+        batch, resolved = self.external.resolve(batch, metadata, self.on_log)
+        kind = classify(batch, resolved)
+        return (BatchKind.ERROR if kind is BatchKind.ERROR else BatchKind.DATA), batch, resolved
 
     def open_stream(self, info: RpcMethodInfo, arguments: dict[str, object]) -> StreamSession:
         """Start a stream call and return its session."""
@@ -341,6 +388,8 @@ class RpcConnection(Generic[P]):
             if self.shm is not None and self.healthy:
                 self.shm.collect()
         finally:
+            if self.external is not None:
+                self.external.close()
             self.channel.close()
 
 
@@ -383,6 +432,9 @@ class StreamSession:
                 f"{self._info.name}(): every input batch of a stream must have the same schema; "
                 f"first was {self._input_schema}, this one is {batch.schema}"
             )
+        external = self._connection.external
+        if external is not None:
+            batch, metadata = external.externalize_request(batch, metadata or {})
         shm = self._connection.shm
         if shm is not None:
             batch, metadata = shm.outgoing(batch, metadata)
@@ -425,6 +477,9 @@ class StreamSession:
             if _stream_log.isEnabledFor(logging.DEBUG):
                 _stream_log.debug("%s(): the server finished the stream", self._info.name)
             self.close()
+            raise
+        except ExternalStorageError:
+            self.cancel()  # an output could not be fetched: end the stream in step
             raise
         except (TransportError, IPCError):  # before RpcError: a dead worker is both
             self._closed = True

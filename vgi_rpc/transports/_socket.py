@@ -17,7 +17,7 @@ import stat
 import struct
 import threading
 from collections.abc import Callable, Sequence
-from typing import TypeVar, cast
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from vgi_rpc._errors import TransportError
 from vgi_rpc._ipc import Chunk, IpcValidation, write_chunks_vectored
@@ -30,6 +30,9 @@ from vgi_rpc.rpc import (
     make_proxy,
 )
 from vgi_rpc.transports._shm import check_shm_size, end_shm, start_shm
+
+if TYPE_CHECKING:
+    from vgi_rpc.external import ExternalLocationConfig
 
 P = TypeVar("P")
 _log = logging.getLogger(WIRE_TRANSPORT_LOGGER)
@@ -294,9 +297,16 @@ def _connected(
     on_log: Callable[[Message], None] | None,
     ipc_validation: IpcValidation,
     shm_size: int | None = None,
+    external_location: ExternalLocationConfig | None = None,
 ) -> Connected[P]:
     channel = SocketChannel(sock)
-    connection = RpcConnection(protocol, channel, on_log=on_log, ipc_validation=ipc_validation)
+    connection = RpcConnection(
+        protocol,
+        channel,
+        on_log=on_log,
+        ipc_validation=ipc_validation,
+        external_location=external_location,
+    )
     segment = None
     if shm_size is not None:
         try:
@@ -321,6 +331,7 @@ def unix_connect(
     on_log: Callable[[Message], None] | None = None,
     ipc_validation: IpcValidation = IpcValidation.FULL,
     shm_size: int | None = None,
+    external_location: ExternalLocationConfig | None = None,
 ) -> Connected[P]:
     """Connect to a unix-socket server; a context manager of a proxy typed as ``protocol``.
 
@@ -335,7 +346,7 @@ def unix_connect(
     except OSError as exc:
         sock.close()
         raise TransportError(f"cannot connect to unix socket {path}: {exc}") from exc
-    return _connected(protocol, sock, on_log, ipc_validation, shm_size)
+    return _connected(protocol, sock, on_log, ipc_validation, shm_size, external_location)
 
 
 def tcp_connect(
@@ -346,15 +357,19 @@ def tcp_connect(
     on_log: Callable[[Message], None] | None = None,
     ipc_validation: IpcValidation = IpcValidation.FULL,
     timeout: float | None = 10.0,
+    external_location: ExternalLocationConfig | None = None,
 ) -> Connected[P]:
-    """Connect to a TCP server; a context manager of a proxy typed as ``protocol``."""
+    """Connect to a TCP server; a context manager of a proxy typed as ``protocol``.
+
+    ``external_location`` works as with ``connect`` (``vgi_rpc.external``).
+    """
     try:
         sock = socket.create_connection((host, port), timeout=timeout)
     except OSError as exc:
         raise TransportError(f"cannot connect to {host}:{port}: {exc}") from exc
     sock.settimeout(None)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return _connected(protocol, sock, on_log, ipc_validation)
+    return _connected(protocol, sock, on_log, ipc_validation, external_location=external_location)
 
 
 __all__ = [

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from typing import IO, TypeVar
+from typing import IO, TYPE_CHECKING, TypeVar
 
 from vgi_rpc._errors import PeerExitedError, TransportError
 from vgi_rpc._ipc import IpcValidation
@@ -24,6 +24,9 @@ from vgi_rpc._logs import WIRE_TRANSPORT_LOGGER, Message
 from vgi_rpc.rpc import Connected, RpcConnection, RpcServer, make_proxy
 from vgi_rpc.transports._fd import FdChannel, widen_pipe
 from vgi_rpc.transports._shm import check_shm_size, end_shm, start_shm
+
+if TYPE_CHECKING:
+    from vgi_rpc.external import ExternalLocationConfig
 
 P = TypeVar("P")
 _log = logging.getLogger(WIRE_TRANSPORT_LOGGER)
@@ -144,6 +147,7 @@ def connect(
     cmd: Sequence[str],
     *,
     on_log: Callable[[Message], None] | None = None,
+    external_location: ExternalLocationConfig | None = None,
     stderr: StderrMode = StderrMode.INHERIT,
     stderr_logger: logging.Logger | None = None,
     ipc_validation: IpcValidation = IpcValidation.FULL,
@@ -159,11 +163,17 @@ def connect(
     segment of that size for this connection once the worker confirms it can use
     one (``__transport_options__``); batches of 128 KiB and more then travel
     through it. The segment is removed when the block ends, even if the worker died.
+    With ``external_location`` large requests go to external storage and the
+    pointers the worker sends are fetched back (``vgi_rpc.external``).
     """
     check_shm_size(shm_size)
     worker = WorkerProcess(cmd, stderr=stderr, stderr_logger=stderr_logger, env=env)
     connection = RpcConnection(
-        protocol, worker.channel, on_log=on_log, ipc_validation=ipc_validation
+        protocol,
+        worker.channel,
+        on_log=on_log,
+        ipc_validation=ipc_validation,
+        external_location=external_location,
     )
     segment = None
     if shm_size is not None:
