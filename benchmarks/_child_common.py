@@ -10,7 +10,10 @@ import contextlib
 import os
 import platform
 import resource
+import socket
+import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -108,8 +111,61 @@ def open_proxy(
         with connect(protocol, cmd) as proxy:
             new = [p for p in child_pids() if p not in before]
             yield proxy, (new[0] if len(new) == 1 else None)
+    elif transport == "http":
+        with http_worker([sys.executable, "-E", "-s", worker]) as (url, pid):
+            from vgi_rpc.http import http_connect
+
+            with http_connect(protocol, url, prefix="") as proxy:
+                yield proxy, pid
     else:
         raise ValueError(transport)
+
+
+@contextlib.contextmanager
+def http_worker(cmd: list[str]) -> Iterator[tuple[str, int]]:
+    """Start ``cmd --http`` (a worker calling ``serve_http_worker``); yield its URL and pid."""
+    proc = subprocess.Popen([*cmd, "--http"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        if not line.startswith("PORT:"):
+            raise RuntimeError(f"worker printed {line!r}")
+        port = int(line[5:])
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}", proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def serve_http_worker(server: Any) -> None:
+    """Serve ``server`` with its package's own ``serve_http`` (waitress as each sets it up).
+
+    At the root path; prints ``PORT:<n>`` once listening (the reference's
+    ``serve_http`` prints it itself; ours takes a WSGI app and reports the port).
+    """
+    import inspect
+
+    from vgi_rpc.http import serve_http
+
+    if "on_bound" in inspect.signature(serve_http).parameters:  # ours
+        from vgi_rpc.http import make_wsgi_app
+
+        serve_http(
+            make_wsgi_app(server, prefix=""),
+            port=0,
+            on_bound=lambda host, port: print(f"PORT:{port}", flush=True),
+        )
+    else:
+        serve_http(server, port=0)
 
 
 def package_info() -> dict[str, str]:

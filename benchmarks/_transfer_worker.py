@@ -1,4 +1,4 @@
-"""Server for the transfer benchmark: ``python _transfer_worker.py [--unix PATH | --tcp HOST:PORT]``.
+"""Server for the transfer benchmark: ``python _transfer_worker.py [--unix PATH | --tcp HOST:PORT | --http]``.
 
 Serves :class:`TransferBench` (echo streams) on stdin/stdout,
 a unix socket or TCP, with whichever ``vgi_rpc`` the interpreter has. On a
@@ -12,6 +12,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from _child_common import serve_http_worker
 from _transfer_service import TransferBench, TransferBenchImpl
 
 import vgi_rpc
@@ -29,6 +30,8 @@ def main() -> None:
     if args[0] == "--unix":
         print(f"UNIX:{args[1]}", flush=True)
         vgi_rpc.serve_unix(server, args[1])
+    elif args[0] == "--http":
+        serve_http_worker(server)
     elif args[0] == "--tcp":
         host, _, port = args[1].rpartition(":")
         vgi_rpc.serve_tcp(

@@ -176,7 +176,11 @@ def _issue_line(transports: list[str], runs: Runs) -> str | None:
 
 def main() -> None:
     session = run_benchmark(
-        "Streams: ours vs vgi-rpc 0.42.3", "10x fewer items, 1 rep, 1 round", CHILD, RESULTS
+        "Streams: ours vs the reference vgi-rpc",
+        "10x fewer items, 1 rep, 1 round",
+        CHILD,
+        RESULTS,
+        default_transports="pipe,subprocess,http",
     )
     transports, rounds, pin = session.transports, session.rounds, session.pin
     busy, runs, elapsed = session.busy, session.runs, session.elapsed

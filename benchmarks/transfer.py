@@ -89,7 +89,7 @@ def main() -> None:
         CHILD,
         RESULTS,
         default_rounds=2,
-        default_transports="pipe,shm,shm-rebuilt,unix,tcp",
+        default_transports="pipe,shm,shm-rebuilt,unix,tcp,http",
     )
     runs, transports = session.runs, session.transports
     memcpy = median([r["memcpy_gb_per_s"] for side in runs for r in runs[side]])

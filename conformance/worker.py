@@ -6,6 +6,8 @@ Second-generation requests (they name their protocol) reach ConformanceService
 2.0.0 or ``conformance.Secondary.v1``; first-generation requests (no protocol
 key) are served ConformanceService 1.0.0. ``--describe`` also answers the
 first generation's ``__describe__`` and hosts ``vgi_rpc.Reflection.v1``.
+``--external-dir PATH`` or ``--external-s3 URL`` externalizes large results
+(wire spec section 12) and resolves clients' pointers.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import argparse
 import logging
 import os
 import sys
+import urllib.parse
+from typing import TYPE_CHECKING
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -22,7 +26,15 @@ from conformance.protocol import ConformanceService, ConformanceServiceV2
 from conformance.secondary import Secondary, SecondaryImpl
 from vgi_rpc import RpcServer, run_server, serve_tcp, serve_unix
 from vgi_rpc.access_log import configure_access_log
-from vgi_rpc.options import add_limit_options, limits_from_options, tracebacks_from_options
+from vgi_rpc.options import (
+    add_limit_options,
+    limits_from_options,
+    parse_size,
+    tracebacks_from_options,
+)
+
+if TYPE_CHECKING:
+    from vgi_rpc.external import ExternalLocationConfig, S3Storage
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         help="--http: stream token key (default: $VGI_RPC_SIGNING_KEY, else random)",
     )
     add_limit_options(parser)
+    _add_external_options(parser)
     parser.add_argument("--access-log", metavar="PATH", help="append JSON-lines access records")
     parser.add_argument("--access-log-debug", action="store_true", help="also log request_data")
     args = parser.parse_args(argv)
@@ -74,9 +87,11 @@ def main(argv: list[str] | None = None) -> int:
             logging.getLogger("vgi_rpc.access").setLevel(logging.DEBUG)
     limits = limits_from_options(args)
     impl = ConformanceImpl()
+    external = _external_config(args)
     server = RpcServer(
         {ConformanceServiceV2: impl, Secondary: SecondaryImpl()},
         default_protocol=(ConformanceService, impl),
+        external_location=external,
         enable_describe=args.describe,
         limits=limits,
         expose_tracebacks=tracebacks_from_options(args),
@@ -91,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
             prefix=args.prefix,
             signing_key=args.signing_key.encode() if args.signing_key else None,
             max_stream_response_bytes=args.max_response_bytes,
+            max_externalized_response_bytes=args.max_externalized_response_bytes,
+            upload_url_provider=_storage_of(external) if args.upload_urls else None,
         )
         serve_http(
             app,
@@ -99,8 +116,9 @@ def main(argv: list[str] | None = None) -> int:
             max_request_bytes=limits.max_request_bytes,
         )
     elif args.unix:
-        print(f"UNIX:{args.unix}", flush=True)
-        serve_unix(server, args.unix, **options)
+        serve_unix(
+            server, args.unix, on_bound=lambda path: print(f"UNIX:{path}", flush=True), **options
+        )
     elif args.tcp:
         host, _, port = args.tcp.rpartition(":")
         serve_tcp(
@@ -113,6 +131,65 @@ def main(argv: list[str] | None = None) -> int:
     else:
         run_server(server)
     return 0
+
+
+def _add_external_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("external storage (wire spec section 12)")
+    where = group.add_mutually_exclusive_group()
+    where.add_argument("--external-dir", metavar="PATH", help="externalize to a local directory")
+    where.add_argument(
+        "--external-s3",
+        metavar="URL",
+        help="externalize to S3: http(s)://endpoint/bucket/prefix or s3://bucket/prefix "
+        "(credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)",
+    )
+    group.add_argument("--externalize-threshold", type=parse_size, default=1 << 20, metavar="SIZE")
+    group.add_argument("--external-compression", choices=("zstd", "gzip"))
+    group.add_argument(
+        "--max-externalized-response-bytes",
+        type=parse_size,
+        metavar="SIZE",
+        help="--http: cap on what one response may upload",
+    )
+    group.add_argument(
+        "--upload-urls", action="store_true", help="--http with --external-s3: vend upload URLs"
+    )
+
+
+def _external_config(args: argparse.Namespace) -> ExternalLocationConfig | None:
+    if not (args.external_dir or args.external_s3):
+        return None
+    from vgi_rpc.external import Compression, ExternalLocationConfig, S3Storage
+
+    storage: object = args.external_dir
+    if args.external_s3:
+        where = urllib.parse.urlsplit(args.external_s3)
+        bucket, _, prefix = where.path.lstrip("/").partition("/")
+        if where.scheme == "s3":
+            bucket, prefix = where.netloc, where.path.lstrip("/")
+        endpoint = None if where.scheme == "s3" else f"{where.scheme}://{where.netloc}"
+        storage = S3Storage(bucket, prefix, endpoint_url=endpoint)
+    compression = Compression(args.external_compression) if args.external_compression else None
+    return ExternalLocationConfig(
+        storage=storage,  # type: ignore[arg-type]  # a path or an S3Storage
+        externalize_threshold_bytes=args.externalize_threshold,
+        compression=compression,
+        url_validator=_http_or_https,  # a test worker: local stores speak plain http
+    )
+
+
+def _http_or_https(url: str) -> None:
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise ValueError("only http(s) URLs (or this worker's own storage)")
+
+
+def _storage_of(config: ExternalLocationConfig | None) -> S3Storage:
+    from vgi_rpc.external import S3Storage
+
+    storage = config.storage if config is not None else None
+    if not isinstance(storage, S3Storage):
+        raise SystemExit("--upload-urls needs --external-s3")
+    return storage
 
 
 if __name__ == "__main__":

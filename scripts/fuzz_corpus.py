@@ -367,9 +367,9 @@ def http_corpus(base_url: str) -> list[Item]:
             transport = connection_of(proxy).transport  # type: ignore[attr-defined]  # HttpConnection
             original = transport.post
 
-            def post(path: str, body: bytes) -> bytes:
-                answer: bytes = original(path, body)
-                posts.append((path, body, len(answer)))
+            def post(path: str, chunks: Sequence[Any]) -> bytes:
+                answer: bytes = original(path, chunks)
+                posts.append((path, b"".join(chunks), len(answer)))
                 return answer
 
             transport.post = post

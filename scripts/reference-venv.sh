@@ -10,7 +10,7 @@ VERSION="${1:-0.42.3}"
 VENV="${2:-${VGI_RPC_REFERENCE_VENV:-.refvenv}}"
 if [ -x "$VENV/bin/vgi-rpc-test" ] && [ -x "$VENV/bin/vgi-rpc-conformance" ] \
    && "$VENV/bin/vgi-rpc-test" --version 2>&1 | grep -qF "$VERSION" \
-   && "$VENV/bin/python" -c "import jsonschema" 2>/dev/null; then
+   && "$VENV/bin/python" -c "import jsonschema, aiohttp, tenacity, boto3" 2>/dev/null; then
   exit 0
 fi
 find_python313() {
@@ -24,5 +24,6 @@ find_python313() {
 }
 PY313="$(find_python313)" || { echo "reference-venv: no Python 3.13 found (needed for the reference peer)" >&2; exit 1; }
 [ -x "$VENV/bin/python" ] || "$PY313" -m venv "$VENV"
-"$VENV/bin/pip" install -q --disable-pip-version-check "vgi-rpc[http,cli]==$VERSION" backports.zstd jsonschema
+# external + s3: the peer resolves and writes external-storage pointers (aiohttp, boto3).
+"$VENV/bin/pip" install -q --disable-pip-version-check "vgi-rpc[http,cli,external,s3]==$VERSION" backports.zstd jsonschema
 echo "reference peer $VERSION ready in $VENV ($("$VENV/bin/vgi-rpc-test" --version 2>&1 | head -1))"

@@ -31,6 +31,7 @@ PIDS = pa.schema([("turn", pa.int64()), ("pid", pa.int64())])
 class Pids(Protocol):
     def exchange_pids(self) -> Stream[StreamState]: ...
     def produce_pids(self, n: int) -> Stream[StreamState]: ...
+    def echo(self, data: bytes) -> bytes: ...
 
 
 @dataclass
@@ -62,11 +63,14 @@ class PidsImpl:
     def produce_pids(self, n: int) -> Stream[ProducePids]:
         return Stream(output_schema=PIDS, state=ProducePids(n))
 
+    def echo(self, data: bytes) -> bytes:
+        return data
 
-def make_app() -> object:
+
+def make_app(max_response_bytes: int | None = 1000) -> object:
     """The app every gunicorn worker serves (the key is required: workers must share it)."""
     return make_wsgi_app(
         RpcServer(Pids, PidsImpl()),
         signing_key=os.environ["VGI_RPC_SIGNING_KEY"].encode(),
-        max_stream_response_bytes=1000,
+        max_stream_response_bytes=max_response_bytes,
     )

@@ -31,6 +31,12 @@ EXPECTED = {
         "pool: 1 worker for 2 borrows, segments removed: True",
         "pipe pair: via shm: True",
     ],
+    "external_storage.py": [
+        "received 32 MiB by pointer",
+        "the server saw the same 32 MiB: True",
+        "small calls stay inline: 1024 bytes",
+        "objects in the directory: 2",
+    ],
     "http_service.py": [
         "apples: 12",
         "anonymous whoami: PermissionError",

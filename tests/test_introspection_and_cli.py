@@ -76,14 +76,14 @@ def _repo_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_cli_describe_table_and_json() -> None:
-    code, text = _cli("describe", "--cmd", DESCRIBED_WORKER)
+    code, text = _cli("describe", "--cmd", DESCRIBED_WORKER, "--format", "table")
     assert code == 0
     assert "add(a: double, b: double) -> double" in text
     assert "Add two numbers." in text
     code, text = _cli("describe", "--cmd", DESCRIBED_WORKER, "--format", "json")
     assert code == 0
     payload = json.loads(text)
-    add = next(m for m in payload["methods"] if m["name"] == "add")
+    add = payload["methods"]["add"]
     assert add["request_json_schema"]["properties"] == {
         "a": {"type": "number"},
         "b": {"type": "number"},
@@ -93,15 +93,19 @@ def test_cli_describe_table_and_json() -> None:
 
 
 def test_cli_calls_unary_and_producer_methods() -> None:
-    assert _cli("call", "--cmd", DESCRIBED_WORKER, "add", "a=1.5", "b=2") == (0, "result\n3.5\n")
-    code, text = _cli("call", "--cmd", DESCRIBED_WORKER, "countdown", "n=3")
+    table = ("-f", "table")
+    assert _cli("call", "--cmd", DESCRIBED_WORKER, *table, "add", "a=1.5", "b=2") == (
+        0,
+        "result\n3.5\n",
+    )
+    code, text = _cli("call", "--cmd", DESCRIBED_WORKER, "countdown", "n=3", *table)
     assert code == 0
     assert text.split() == ["value", "3", "2", "1"]
     code, text = _cli(
         "call", "--cmd", DESCRIBED_WORKER, "echo_map", 'mapping={"a": [1, 2]}', "-f", "json"
     )
     assert code == 0
-    assert json.loads(text) == [{"result": [["a", [1, 2]]]}]
+    assert json.loads(text) == {"result": {"a": [1, 2]}}
 
 
 def test_cli_reports_bad_input_clearly(capsys: pytest.CaptureFixture[str]) -> None:
@@ -112,7 +116,8 @@ def test_cli_reports_bad_input_clearly(capsys: pytest.CaptureFixture[str]) -> No
     assert _cli("call", "--cmd", DESCRIBED_WORKER, "add", "a=1")[0] == 2
     assert "add() needs b=..." in capsys.readouterr().err
     assert _cli("call", "--cmd", DESCRIBED_WORKER, "fail", "message=boom")[0] == 1
-    assert "ValueError: boom" in capsys.readouterr().err
+    error = json.loads(capsys.readouterr().err)["error"]
+    assert (error["type"], error["message"]) == ("ValueError", "boom")
     plain = " ".join([*WORKER, "service"])
     assert _cli("describe", "--cmd", plain)[0] == 2
     assert "enable_describe=True" in capsys.readouterr().err
@@ -126,6 +131,8 @@ def test_console_script_entry_point_runs() -> None:
             sys.executable,
             "-m",
             "vgi_rpc.cli",
+            "--format",
+            "table",
             "call",
             "--cmd",
             DESCRIBED_WORKER,

@@ -5,7 +5,8 @@ Define a service as a ``typing.Protocol``, implement it, and reach it through
 other transports; the proxy you get back is typed as the Protocol.
 
 Every public name is imported on first use, so a worker process loads only
-what serving needs (never the HTTP, OpenTelemetry or CLI extras, nor the client).
+what serving needs (never the HTTP, OpenTelemetry, external-storage or CLI
+extras, nor the client).
 """
 
 from typing import TYPE_CHECKING
@@ -16,13 +17,20 @@ if TYPE_CHECKING:
     from vgi_rpc._arrow_types import ArrowType
     from vgi_rpc._dataclasses import ArrowSerializableDataclass
     from vgi_rpc._errors import (
+        AuthenticationError,
+        ExternalResponseTooLargeError,
+        ExternalStorageError,
+        HttpError,
+        HttpNotFoundError,
         IPCError,
         MethodNotImplementedError,
         PeerExitedError,
         ProtocolError,
         ProtocolVersionError,
+        RequestTooLargeError,
         RpcError,
         SchemaError,
+        TokenError,
         TransportError,
         VersionError,
         VgiRpcError,
@@ -31,6 +39,18 @@ if TYPE_CHECKING:
     from vgi_rpc._limits import ResourceLimits
     from vgi_rpc._logs import Level, Message
     from vgi_rpc._methods import MethodType, RpcMethodInfo, rpc_methods
+    from vgi_rpc.external import (
+        Compression,
+        ExternalLocationConfig,
+        ExternalStorage,
+        FetchConfig,
+        FileSystemStorage,
+        GCSStorage,
+        S3Storage,
+        UploadUrl,
+        UploadUrlProvider,
+        https_only_validator,
+    )
     from vgi_rpc.http import http_capabilities, http_connect, http_introspect, make_wsgi_app
     from vgi_rpc.introspect import ServiceDescription, describe_rpc, introspect
     from vgi_rpc.otel import instrument_server
@@ -74,13 +94,20 @@ __getattr__, __dir__ = lazy_module(
         "vgi_rpc._arrow_types": ("ArrowType",),
         "vgi_rpc._dataclasses": ("ArrowSerializableDataclass",),
         "vgi_rpc._errors": (
+            "AuthenticationError",
+            "ExternalResponseTooLargeError",
+            "ExternalStorageError",
+            "HttpError",
+            "HttpNotFoundError",
             "IPCError",
             "MethodNotImplementedError",
             "PeerExitedError",
             "ProtocolError",
             "ProtocolVersionError",
+            "RequestTooLargeError",
             "RpcError",
             "SchemaError",
+            "TokenError",
             "TransportError",
             "VersionError",
             "VgiRpcError",
@@ -89,7 +116,18 @@ __getattr__, __dir__ = lazy_module(
         "vgi_rpc._limits": ("ResourceLimits",),
         "vgi_rpc._logs": ("Level", "Message"),
         "vgi_rpc._methods": ("MethodType", "RpcMethodInfo", "rpc_methods"),
-        # the ``http`` extra (falcon, httpx, ...) and the ``otel`` extra
+        "vgi_rpc.external": (
+            "Compression",
+            "ExternalLocationConfig",
+            "ExternalStorage",
+            "FetchConfig",
+            "FileSystemStorage",
+            "GCSStorage",
+            "S3Storage",
+            "UploadUrl",
+            "UploadUrlProvider",
+            "https_only_validator",
+        ),
         "vgi_rpc.http": ("http_capabilities", "http_connect", "http_introspect", "make_wsgi_app"),
         "vgi_rpc.introspect": ("ServiceDescription", "describe_rpc", "introspect"),
         "vgi_rpc.otel": ("instrument_server",),
@@ -132,9 +170,20 @@ __all__ = [
     "ArrowSerializableDataclass",
     "ArrowType",
     "AuthContext",
+    "AuthenticationError",
     "CallContext",
     "CallStatistics",
+    "Compression",
     "ExchangeState",
+    "ExternalLocationConfig",
+    "ExternalResponseTooLargeError",
+    "ExternalStorage",
+    "ExternalStorageError",
+    "FetchConfig",
+    "FileSystemStorage",
+    "GCSStorage",
+    "HttpError",
+    "HttpNotFoundError",
     "IPCError",
     "IpcValidation",
     "Level",
@@ -147,11 +196,13 @@ __all__ = [
     "ProducerState",
     "ProtocolError",
     "ProtocolVersionError",
+    "RequestTooLargeError",
     "ResourceLimits",
     "RpcConnection",
     "RpcError",
     "RpcMethodInfo",
     "RpcServer",
+    "S3Storage",
     "SchemaError",
     "ServiceDescription",
     "ShmPipeTransport",
@@ -160,7 +211,10 @@ __all__ = [
     "Stream",
     "StreamSession",
     "StreamState",
+    "TokenError",
     "TransportError",
+    "UploadUrl",
+    "UploadUrlProvider",
     "VersionError",
     "VgiRpcError",
     "WorkerPool",
@@ -169,6 +223,7 @@ __all__ = [
     "http_capabilities",
     "http_connect",
     "http_introspect",
+    "https_only_validator",
     "instrument_server",
     "introspect",
     "make_pipe_pair",

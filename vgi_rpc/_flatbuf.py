@@ -11,16 +11,14 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
+from vgi_rpc._errors import FlatbufferError
+
 _U16 = struct.Struct("<H")
 _I32 = struct.Struct("<i")
 _U32 = struct.Struct("<I")
 _I64 = struct.Struct("<q")
 
 Metadata = dict[bytes, bytes]
-
-
-class FlatbufferError(ValueError):
-    """The bytes are not a well-formed Arrow IPC message header."""
 
 
 class Header(NamedTuple):

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple, cast
 
 import pyarrow as pa
 
-from vgi_rpc._errors import IPCError, TransportError, VgiRpcError
+from vgi_rpc._errors import IPCError, MessageTooLargeError, TransportError, VgiRpcError
 from vgi_rpc._flatbuf import FlatbufferError, Header, decode_header, schema_shape
 from vgi_rpc._limits import CLIENT_LIMITS, DEFAULT_LIMITS, ResourceLimits
 
@@ -168,27 +168,29 @@ def read_message(
             except TransportError:
                 raise problem from None
         raise problem
+    return _Message(header, metadata, _read_body(source, prefix + metadata, header.body_length))
+
+
+def _read_body(source: io.BufferedReader, head: bytes | bytearray, body_length: int) -> pa.Buffer:
+    """The whole message (``head`` already read, then its body) as one buffer."""
+    if isinstance(source, MemorySource):
+        in_place = source.take_back(len(head), body_length)
+        if in_place is not None:
+            return in_place
+    total = len(head) + body_length
     if total < _POOL_THRESHOLD:
         small = bytearray(total)
-        small[: 8 + length] = prefix + metadata
-        _read_exact(source, memoryview(small)[8 + length :], "message body")
-        return _Message(header, metadata, pa.py_buffer(small))
+        small[: len(head)] = head
+        _read_exact(source, memoryview(small)[len(head) :], "message body")
+        return pa.py_buffer(small)
     # Large bodies go into Arrow's memory pool, which reuses freed pages instead of
     # faulting in fresh ones for every message.
     with untrusted("IPC message body"):
         whole = pa.allocate_buffer(total)
     view = memoryview(whole).cast("B")
-    view[: 8 + length] = prefix + metadata
-    _read_exact(source, view[8 + length :], "message body")
-    return _Message(header, metadata, whole)
-
-
-class MessageTooLargeError(IPCError):
-    """A message over ``ResourceLimits.max_message_bytes``; carries its header's metadata."""
-
-    def __init__(self, message: str, metadata: Metadata | None) -> None:
-        super().__init__(message)
-        self.metadata = metadata
+    view[: len(head)] = head
+    _read_exact(source, view[len(head) :], "message body")
+    return whole
 
 
 def _discard(source: io.BufferedReader, count: int) -> None:
@@ -486,16 +488,31 @@ def _children(array: pa.Array[Any]) -> list[pa.Array[Any]]:
     return []
 
 
-class _MemoryRaw(io.RawIOBase):
-    """Reads a buffer in place (``BytesIO`` would copy anything but ``bytes``)."""
+class MemorySource(io.BufferedIOBase):
+    """A reader over bytes already in memory (an HTTP body, an embedded value).
+
+    Messages read from it are slices of those bytes, not copies (``take_back``).
+    """
 
     def __init__(self, data: bytes | bytearray | memoryview | pa.Buffer) -> None:
         super().__init__()
+        self._data = data  # keeps the memory alive for the slices handed out
         self._view = memoryview(data).cast("B")
         self._position = 0
 
     def readable(self) -> bool:
         return True
+
+    def peek(self, size: int = 0) -> bytes:
+        return bytes(self._view[self._position : self._position + max(size, 1)])
+
+    def read(self, size: int | None = -1) -> bytes:
+        end = len(self._view) if size is None or size < 0 else self._position + size
+        chunk = bytes(self._view[self._position : end])
+        self._position += len(chunk)
+        return chunk
+
+    read1 = read
 
     def readinto(self, buffer: Any) -> int:
         target = memoryview(buffer).cast("B")
@@ -505,10 +522,25 @@ class _MemoryRaw(io.RawIOBase):
         self._position = end
         return count
 
+    def take_back(self, behind: int, ahead: int) -> pa.Buffer | None:
+        """The ``behind`` bytes just read and the ``ahead`` next ones, in place; ``None`` if misaligned.
+
+        Arrow wants its buffers 8-byte aligned; a slice that is not is copied by the caller.
+        """
+        start = self._position - behind
+        end = self._position + ahead
+        if start < 0 or end > len(self._view):
+            raise TransportError("the body ends in the middle of an IPC message")
+        whole = pa.py_buffer(self._view[start:end])
+        if whole.address % 8:
+            return None
+        self._position = end
+        return whole
+
 
 def memory_source(data: bytes | bytearray | memoryview | pa.Buffer) -> io.BufferedReader:
-    """A buffered reader over bytes already in memory, without copying them."""
-    return cast(io.BufferedReader, io.BufferedReader(_MemoryRaw(data)))
+    """A reader over bytes already in memory; messages read from it are not copied."""
+    return cast(io.BufferedReader, MemorySource(data))
 
 
 def read_embedded_batch(data: bytes | pa.Buffer, what: str) -> pa.RecordBatch:
@@ -569,6 +601,7 @@ __all__ = [
     "EOS_MARKER",
     "IpcStreamReader",
     "IpcValidation",
+    "MessageTooLargeError",
     "Metadata",
     "ReadPolicy",
     "SchemaCache",

@@ -21,6 +21,71 @@ WIRE_STREAM_LOGGER = "vgi_rpc.wire.stream"
 WIRE_TRANSPORT_LOGGER = "vgi_rpc.wire.transport"
 WIRE_HTTP_LOGGER = "vgi_rpc.wire.http"
 
+# (name, what it carries, when to turn it on): ``vgi-rpc loggers`` prints this table.
+LOGGERS: tuple[tuple[str, str, str], ...] = (
+    (ROOT_LOGGER, "parent of every vgi_rpc logger", "attach handlers here to see everything"),
+    (
+        ACCESS_LOGGER,
+        "one INFO record per call, with its statistics",
+        "request accounting, audit, latency",
+    ),
+    (
+        RPC_LOGGER,
+        "server lifecycle; method failures at DEBUG with traceback",
+        "a call fails and you need the server's side",
+    ),
+    (
+        POOL_LOGGER,
+        "worker pool: spawn, reuse, discard, evict",
+        "workers start more often than expected",
+    ),
+    (
+        HTTP_LOGGER,
+        "HTTP app: refusals, 401s, signing-key warnings",
+        "an HTTP client gets 4xx answers",
+    ),
+    (
+        f"{SERVICE_LOGGER_PREFIX}.<Protocol>",
+        "ctx.logger of each hosted Protocol",
+        "your own service's logs",
+    ),
+    (
+        "vgi_rpc.services.vectorindex",
+        "vector index service: namespaces, snapshots, log replay",
+        "index state after restarts",
+    ),
+    (
+        WIRE_REQUEST_LOGGER,
+        "requests as sent and received: method, arguments, metadata",
+        "a method gets the wrong arguments",
+    ),
+    (
+        WIRE_RESPONSE_LOGGER,
+        "results, error batches, shared-memory routing",
+        "a result or an error is not what you expect",
+    ),
+    (
+        WIRE_BATCH_LOGGER,
+        "how the client classified each batch: data, log, error, pointer",
+        "logs or errors do not arrive",
+    ),
+    (
+        WIRE_STREAM_LOGGER,
+        "stream lifecycle on both ends: open, each turn, finish, cancel, close",
+        "a stream stalls or loses batches",
+    ),
+    (
+        WIRE_TRANSPORT_LOGGER,
+        "channels, file descriptors, worker processes, shared-memory segments",
+        "a connection hangs or a worker vanishes",
+    ),
+    (
+        WIRE_HTTP_LOGGER,
+        "each HTTP request: URL, status, body sizes (client and server)",
+        "HTTP requests fail or are slow",
+    ),
+)
+
 
 class Level(Enum):
     """Severity of a client-directed log message, most severe first.
@@ -96,4 +161,4 @@ def service_logger(protocol_name: str) -> logging.Logger:
     return logging.getLogger(f"{SERVICE_LOGGER_PREFIX}.{protocol_name}")
 
 
-__all__ = ["Level", "Message", "python_log_level", "service_logger"]
+__all__ = ["LOGGERS", "Level", "Message", "python_log_level", "service_logger"]

@@ -10,22 +10,26 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from typing import Protocol, cast
 
 import pyarrow as pa
 
 from vgi_rpc._errors import ProtocolError
+from vgi_rpc._ipc import IpcValidation
 from vgi_rpc._methods import rpc_methods
 from vgi_rpc.rpc import (
     DESCRIBE_SCHEMA,
     DESCRIBE_VERSION,
     ONE_EMPTY_ROW,
     REFLECTION,
+    Channel,
     MethodDescription,
     ProtocolList,
     RpcConnection,
     ServiceDescription,
     build_describe_batch,
     connection_of,
+    owner_of,
     parse_describe_batch,
     protocol_hash,
 )
@@ -61,14 +65,38 @@ def local_description(protocol: type, server_id: str = "") -> ServiceDescription
     return parse_describe_batch(batch, metadata)
 
 
-def introspect(proxy: object) -> ServiceDescription:
-    """Ask the server behind ``proxy`` (any transport) for its ``__describe__`` payload.
+class _AnyService(Protocol):
+    """Placeholder: introspection needs no methods of its own."""
+
+
+def introspect(
+    transport: object, ipc_validation: IpcValidation = IpcValidation.FULL
+) -> ServiceDescription:
+    """Ask the server at the other end of ``transport`` for its ``__describe__`` payload.
+
+    ``transport`` is a proxy, its channel (``introspect(proxy._transport)``), any
+    other open channel (a pipe from ``make_pipe_pair``, a ``ShmPipeTransport``
+    ...), or an ``RpcConnection``. ``ipc_validation`` applies to a channel no
+    connection was made over yet.
 
     Raises:
         RpcError: The server does not answer ``__describe__`` (start it with
             ``enable_describe=True``).
+        TypeError: ``transport`` is none of those.
     """
-    return connection_of(proxy).describe()
+    target = transport
+    if isinstance(target, RpcConnection):
+        return target.describe()
+    if hasattr(target, "_vgi_connection"):
+        return connection_of(target).describe()
+    owner = owner_of(target)
+    if owner is not None:
+        return owner.describe()
+    if not all(hasattr(target, name) for name in ("reader", "write_chunks", "peer_failure")):
+        raise TypeError(f"introspect() needs a proxy or a channel, got {type(target).__name__}")
+    # A bare channel: a connection over it for this one request (the channel stays open).
+    channel = cast(Channel, target)
+    return RpcConnection(_AnyService, channel, ipc_validation=ipc_validation).describe()
 
 
 def list_protocols(proxy: object) -> ProtocolList:

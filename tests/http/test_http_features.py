@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import os
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
@@ -35,6 +37,7 @@ from vgi_rpc.http import (
     http_introspect,
     make_wsgi_app,
 )
+from vgi_rpc.http._body import ChunkFile
 from vgi_rpc.http._client import HttpTransport
 
 
@@ -146,9 +149,13 @@ def test_missing_and_bad_bearer_tokens_are_401_with_the_envelope() -> None:
         assert bad.json()["reason"] == "unauthorized"
         assert httpx.get(base + "/vgi/health").status_code == 200  # exempt
         with http_connect(Service, base, bearer_token="nope") as svc:
-            with pytest.raises(HttpUnauthorizedError, match="unauthorized") as info:
+            with pytest.raises(HttpUnauthorizedError, match="no such token") as info:
                 svc.noop()
             assert info.value.status == 401
+            assert info.value.reason == "unauthorized"
+            assert isinstance(info.value, RpcError)
+            assert info.value.error_type == "AuthenticationError"
+            assert info.value.error_message == "no such token"
         with http_connect(Service, base, bearer_token="good") as svc:
             assert svc.secret() == "secret"
             assert svc.whoami().split("|")[1] == "True"
@@ -342,3 +349,60 @@ def test_client_errors_for_an_unknown_method_and_an_oversized_body() -> None:
             with pytest.raises(RpcError, match="exceeds max_request_bytes"):
                 svc.echo_bytes(data=bytes(60_000))
             assert svc.echo_bytes(data=b"fits") == b"fits"
+
+
+def test_incompressible_bodies_are_sent_as_they_are(url: str) -> None:
+    """A body whose sample does not shrink is not compressed, whatever the client accepts."""
+    noise = os.urandom(2 << 20)
+    text = b"abc" * 700_000
+    for payload, compressed in ((noise, False), (text, True)):
+        body = request_body("echo_bytes", {"data": [payload]})
+        reply = httpx.post(
+            url + "/vgi/echo_bytes",
+            content=body,
+            headers={**ARROW, "X-VGI-Accept-Encoding": "zstd"},
+        )
+        assert reply.headers.get("X-VGI-Content-Encoding") == ("zstd" if compressed else None)
+        content = _unzstd(reply.content) if compressed else reply.content
+        ((batch, _),) = read_batches(content)
+        assert batch.column(0)[0].as_py() == payload
+
+
+@pytest.mark.parametrize("size", [3 << 20, 40 << 20])
+def test_large_bodies_round_trip_through_the_servers_file_wrapper(url: str, size: int) -> None:
+    """Bodies past 1 MiB leave the client unjoined and the server through wsgi.file_wrapper."""
+    payload = os.urandom(size)
+    with http_connect(Service, url) as svc:
+        assert svc.echo_bytes(data=payload) == payload
+
+
+def test_large_bodies_round_trip_without_a_file_wrapper() -> None:
+    """httpx's WSGI transport offers no wsgi.file_wrapper: the buffers go out as an iterable."""
+    app = make_wsgi_app(RpcServer(Service, ServiceImpl()), signing_key=b"k" * 32)
+    payload = os.urandom(3 << 20)
+    with (
+        httpx.Client(transport=httpx.WSGITransport(app=app)) as client,
+        http_connect(Service, "http://in-process", client=client) as svc,
+    ):
+        assert svc.echo_bytes(data=payload) == payload
+
+
+@pytest.mark.parametrize("sizes", [[5, 0, 3, 1], [1 << 20, 7, 1 << 20], [0], [10]])
+def test_a_chunk_file_reads_and_seeks_like_the_joined_bytes(sizes: list[int]) -> None:
+    chunks: list[bytes | memoryview] = [os.urandom(n) for n in sizes]
+    chunks[-1] = memoryview(chunks[-1])
+    joined = b"".join(chunks)
+    body = ChunkFile(chunks)
+    assert body.seek(0, io.SEEK_END) == len(joined)
+    for start, step in ((0, 1), (0, 4), (3, 1 << 19), (len(joined) // 2, 3)):
+        body.seek(start)
+        parts = []
+        while part := body.read(step):
+            parts.append(part)
+        assert b"".join(parts) == joined[start:]
+    body.seek(2)
+    target = bytearray(len(joined))
+    assert body.readinto(target) == max(len(joined) - 2, 0)
+    assert bytes(target[: len(joined) - 2]) == joined[2:]
+    with pytest.raises(ValueError, match="negative"):
+        body.seek(-1)

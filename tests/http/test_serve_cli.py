@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from tests._services import Service, ServiceImpl
@@ -53,7 +54,7 @@ def served() -> Iterator[str]:
 
 def test_describe_over_url(served: str) -> None:
     out = io.StringIO()
-    assert cli(["describe", "--url", served], out) == 0
+    assert cli(["describe", "--url", served, "--format", "table"], out) == 0
     assert "count(sku: string) -> int64" in out.getvalue()
     assert "listing" in out.getvalue()
 
@@ -64,6 +65,15 @@ def test_call_over_url(served: str) -> None:
     assert "7" in out.getvalue()
 
 
+def test_serve_answers_a_browser_with_the_service_page(served: str) -> None:
+    page = httpx.get(served + "/vgi/", headers={"Accept": "text/html"})
+    assert page.status_code == 200
+    assert page.headers["Content-Type"].startswith("text/html")
+    assert "data-method='count'" in page.text
+    answer = httpx.post(served + "/vgi/page-call/Inventory/count", json={"sku": "fig"})
+    assert answer.json()["result"] == 7
+
+
 def test_a_producer_over_url_prints_every_batch(served: str) -> None:
     # Imported by name: mypy checks examples/ as top-level files, not as a package.
     inventory = importlib.import_module("examples.http_service").Inventory
@@ -72,7 +82,8 @@ def test_a_producer_over_url_prints_every_batch(served: str) -> None:
     assert len(expected) > 1  # the listing needs several turns, so tokens travel
     out = io.StringIO()
     assert cli(["call", "--url", served, "-f", "json", "listing", "page_size=2"], out) == 0
-    assert [json.loads(line) for line in out.getvalue().splitlines()] == expected
+    rows = [row for batch in expected for row in batch]  # one JSON object per row
+    assert [json.loads(line) for line in out.getvalue().splitlines()] == rows
 
 
 def test_a_producer_with_a_header_over_url() -> None:
@@ -81,14 +92,17 @@ def test_a_producer_with_a_header_over_url() -> None:
         out = io.StringIO()
         assert cli(["call", "--url", url, "-f", "json", "counted", "n=3"], out) == 0
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
-    assert lines == [{"header": [{"total": 3}]}, [{"value": 3}], [{"value": 2}], [{"value": 1}]]
+    assert lines == [{"__header__": {"total": 3}}, {"value": 3}, {"value": 2}, {"value": 1}]
 
 
-def test_an_exchange_over_url_is_a_usage_error(
-    served: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert cli(["call", "--url", served, "with_tax", "rate=0.1"], io.StringIO()) == 2
-    assert "can only call producers" in capsys.readouterr().err
+def test_an_exchange_over_url_reads_json_lines_from_stdin(served: str) -> None:
+    out = io.StringIO()
+    rows = io.StringIO('{"price": 10}\n\n{"price": 2.5}\n')
+    assert cli(["call", "--url", served, "with_tax", "rate=0.1"], out, rows) == 0
+    assert [json.loads(line) for line in out.getvalue().splitlines()] == [
+        {"price": 11.0},
+        {"price": 2.75},
+    ]
 
 
 def test_serve_refuses_a_bad_target(capsys: pytest.CaptureFixture[str]) -> None:
@@ -103,3 +117,29 @@ def test_the_example_module_serves_under_gunicorn_style_import() -> None:
         [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "App"
+
+
+def test_serve_http_takes_an_rpc_server_as_the_reference_does() -> None:
+    """``serve_http(server)`` serves ``make_wsgi_app(server)``, with its /vgi prefix."""
+    script = (
+        "from tests._services import Service, ServiceImpl\n"
+        "from vgi_rpc import RpcServer\n"
+        "from vgi_rpc.http import serve_http\n"
+        "serve_http(RpcServer(Service, ServiceImpl()), port=0,\n"
+        "           on_bound=lambda host, port: print(port, flush=True))\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=worker_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        with http_connect(Service, f"http://127.0.0.1:{port}") as svc:
+            assert svc.echo_bytes(data=b"abc") == b"abc"
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)

@@ -22,8 +22,9 @@ from tests.interop.test_reference import (
 )
 
 OUR_HTTP_WORKER = [sys.executable, os.path.join(ROOT, "conformance", "worker.py")]
-# Skipped by the reference suite against its own HTTP worker too (see the issue text):
-# the 2 GiB payload is pipe/unix/tcp only, and external storage is not built yet.
+# Skipped by the reference suite against its own HTTP worker too: the 2 GiB payload is
+# pipe/unix/tcp only, and the external cap tests need a worker with external storage and
+# a cap (they pass against one in tests/external/test_interop.py).
 EXPECTED_SKIPS = {
     "large_payload.echo_binary_over_int32_max",
     "http_response_cap.producer_external_strict_fail",

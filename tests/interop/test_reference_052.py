@@ -13,13 +13,20 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar, Protocol
 
 import pytest
 
+from conformance.protocol import ConformanceService, ConformanceServiceV2
+from conformance.types import ConformanceHeader
 from tests.conftest import ROOT
 from tests.interop.test_http_reference import _http_worker
+from tests.interop.test_reference import REFERENCE_VENV as REFERENCE_VENV_042
 from tests.interop.test_reference import _failures, _run, _socket_worker, _statuses
+from vgi_rpc import RpcError, Stream, StreamState, connect
+from vgi_rpc.rpc._client import connection_of
 
 pytestmark = pytest.mark.interop
 
@@ -270,3 +277,72 @@ def test_our_runner_passes_over_http_against_the_reference_052_worker() -> None:
     assert not _failures(report), _failures(report)
     assert sum(s == "pass" for s in statuses.values()) >= 127
     assert report["_exit"] == 0
+
+
+class Renamed(Protocol):
+    """Methods of the conformance service under a name no worker hosts."""
+
+    def echo_string(self, value: str) -> str: ...
+    def produce_n(self, count: int) -> Stream[StreamState]: ...
+    def produce_with_header(self, count: int) -> Stream[StreamState, ConformanceHeader]: ...
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("first", ["unary", "producer", "header"])
+def test_a_protocol_the_reference_does_not_host_is_refused_and_the_connection_stays_in_step(
+    first: str,
+) -> None:
+    """0.52.2 insists on the routing key, so the first-generation retry is refused too:
+    the caller sees the original refusal, and routing stays on for the next call."""
+    with connect(Renamed, [str(REFERENCE_WORKER)]) as renamed:
+        calls: dict[str, Callable[[], object]] = {
+            "unary": lambda: renamed.echo_string(value="x"),
+            "producer": lambda: list(renamed.produce_n(count=2)),
+            "header": lambda: list(renamed.produce_with_header(count=2)),
+        }
+        with pytest.raises(RpcError) as refused:
+            calls[first]()
+        assert refused.value.error_kind == "protocol_not_supported"
+        assert "Renamed" in str(refused.value)
+        assert connection_of(renamed).routing == "Renamed"
+        with pytest.raises(RpcError) as again:
+            renamed.echo_string(value="y")
+        assert again.value.error_kind == "protocol_not_supported"
+
+
+class MissingV1(ConformanceService, Protocol):
+    protocol_name: ClassVar[str] = "ConformanceService"
+
+    def produce_missing(self, count: int) -> Stream[StreamState]: ...
+    def produce_missing_with_header(self, count: int) -> Stream[StreamState, ConformanceHeader]: ...
+
+
+class MissingV2(ConformanceServiceV2, Protocol):
+    protocol_name: ClassVar[str] = "ConformanceService"
+
+    def produce_missing(self, count: int) -> Stream[StreamState]: ...
+    def produce_missing_with_header(self, count: int) -> Stream[StreamState, ConformanceHeader]: ...
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("header", [False, True], ids=["plain", "header"])
+@pytest.mark.parametrize("worker", ["ours", "0.42.3", "0.52.2"])
+def test_a_stream_method_the_worker_lacks_leaves_the_connection_in_step(
+    worker: str, header: bool
+) -> None:
+    """The worker cannot know the call was a stream, so it takes the input the client
+    already sent for a request and answers it; the client reads that answer too."""
+    protocol: type[MissingV1] = MissingV2 if worker == "0.52.2" else MissingV1
+    cmd = {
+        "ours": WORKER,
+        "0.42.3": [str(REFERENCE_VENV_042 / "bin" / "vgi-rpc-conformance")],
+        "0.52.2": [str(REFERENCE_WORKER)],
+    }[worker]
+    with connect(protocol, cmd) as proxy:
+        missing = proxy.produce_missing_with_header if header else proxy.produce_missing
+        for _ in range(2):
+            with pytest.raises(RpcError) as refused:
+                list(missing(count=1))
+            assert refused.value.error_kind == "method_not_implemented"
+            assert proxy.echo_string(value="still in step") == "still in step"
+            assert [b.batch.num_rows for b in proxy.produce_n(count=2)] == [1, 1]

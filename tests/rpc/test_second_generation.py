@@ -16,16 +16,20 @@ from tests._hostile import RecordingChannel
 from tests.conftest import serve_wsgi
 from tests.http._helpers import ARROW, read_batches, stream_body, tokens
 from vgi_rpc import (
+    ArrowSerializableDataclass,
     CallContext,
     OutputCollector,
     ProducerState,
+    RpcError,
     RpcServer,
     Stream,
     StreamState,
+    serve_pipe,
 )
 from vgi_rpc._methods import rpc_methods
 from vgi_rpc.http import make_wsgi_app
 from vgi_rpc.rpc import ONE_EMPTY_ROW
+from vgi_rpc.rpc._client import connection_of
 from vgi_rpc.rpc._fingerprint import protocol_hash_v1
 from vgi_rpc.rpc._reflection import Reflection
 from vgi_rpc.wire import keys as k
@@ -211,6 +215,70 @@ def test_a_first_generation_default_may_be_a_protocol_that_is_not_routed() -> No
     assert routed[0].to_pydict() == {"result": ["calculator"]}
 
 
+@dataclass(frozen=True)
+class Total(ArrowSerializableDataclass):
+    total: int
+
+
+class Counter(Protocol):
+    protocol_name: ClassVar[str] = "demo.Counter.v1"
+
+    def count(self, n: int, width: int) -> Stream[StreamState]: ...
+    def counted(self, n: int) -> Stream[StreamState, Total]: ...
+    def put(self, key: str, value: int) -> int: ...
+
+
+_COUNT_FIELDS: list[pa.Field[pa.DataType]] = [pa.field("i", pa.int64()), pa.field("pad", pa.utf8())]
+_COUNT_SCHEMA = pa.schema(_COUNT_FIELDS)
+
+
+class CounterImpl(StoreImpl):
+    def counted(self, n: int) -> Stream[Count, Total]:
+        if n < 0:
+            raise ValueError(f"cannot count to {n}")
+        return Stream(output_schema=_COUNT_SCHEMA, state=Count(n, 1), header=Total(n))
+
+
+class LegacyCounter(Protocol):
+    """The same methods under a name the server does not host (a first-generation client)."""
+
+    def count(self, n: int, width: int) -> Stream[StreamState]: ...
+    def counted(self, n: int) -> Stream[StreamState, Total]: ...
+    def put(self, key: str, value: int) -> int: ...
+
+
+def _counter_server() -> RpcServer:
+    return RpcServer({Counter: CounterImpl()})
+
+
+def test_a_header_stream_that_fails_to_start_leaves_a_routed_connection_in_step() -> None:
+    with serve_pipe(Counter, _counter_server()) as counter:
+        with pytest.raises(RpcError, match="cannot count to -1") as failed:
+            list(counter.counted(n=-1))
+        assert failed.value.error_type == "ValueError"
+        assert counter.put(key="a", value=1) == 1
+        with counter.counted(n=2) as session:
+            assert session.header == Total(2)
+            assert [b.batch.column("i").to_pylist() for b in session] == [[1], [2]]
+
+
+@pytest.mark.parametrize("first", ["producer", "header_producer"])
+def test_a_stream_first_client_falls_back_to_the_first_generation(first: str) -> None:
+    with serve_pipe(LegacyCounter, _counter_server()) as legacy:
+        if first == "producer":
+            rows = [b.batch.column("i").to_pylist() for b in legacy.count(n=2, width=1)]
+        else:
+            with legacy.counted(n=2) as session:
+                assert session.header == Total(2)
+                rows = [b.batch.column("i").to_pylist() for b in session]
+        assert rows == [[1], [2]]
+        assert connection_of(legacy).routing is None  # the fallback sticks
+        assert legacy.put(key="a", value=1) == 1
+        with pytest.raises(RpcError, match="cannot count to -3"):
+            list(legacy.counted(n=-3))  # unrouted: no input stream is expected
+        assert legacy.put(key="b", value=2) == 2
+
+
 # -- HTTP ---------------------------------------------------------------------------
 
 
@@ -328,7 +396,7 @@ def test_vgi_rpc_describe_lists_every_hosted_protocol() -> None:
 
     out = io.StringIO()
     worker = f"{sys.executable} {ROOT}/conformance/worker.py --describe"
-    assert main(["describe", "--cmd", worker], out=out) == 0
+    assert main(["describe", "--cmd", worker, "--format", "table"], out=out) == 0
     hosted = [line for line in out.getvalue().splitlines() if line.startswith("hosted: ")]
     assert [line.split()[1] for line in hosted] == [
         "ConformanceService",

@@ -5,7 +5,17 @@ from __future__ import annotations
 import sys
 from typing import Protocol
 
-from vgi_rpc import Stream, StreamState, WorkerPool, connect, serve_pipe, tcp_connect, unix_connect
+from vgi_rpc import (
+    RpcConnection,
+    Stream,
+    StreamState,
+    WorkerPool,
+    connect,
+    make_pipe_pair,
+    serve_pipe,
+    tcp_connect,
+    unix_connect,
+)
 
 
 class Calc(Protocol):
@@ -32,3 +42,5 @@ with tcp_connect(Calc, "127.0.0.1", 1) as over_tcp:
 with WorkerPool().connect(Calc, [sys.executable, "worker.py"]) as pooled:
     reveal_type(pooled)  # noqa: F821
     pooled.add(a="x", b=2.0)  # a wrong argument type must be reported
+with RpcConnection(Calc, make_pipe_pair()[0]) as over_a_channel:
+    reveal_type(over_a_channel)  # noqa: F821

@@ -39,6 +39,7 @@ def test_proxies_are_typed_as_their_protocol() -> None:
         "tests.typing.reveal_proxies.Calc",
         "tests.typing.reveal_proxies.Calc",
         "tests.typing.reveal_proxies.Calc",
+        "tests.typing.reveal_proxies.Calc",
     ], proc.stdout
     assert (
         'Argument "a" to "add" of "Calc" has incompatible type "str"; expected "float"'

@@ -11,19 +11,25 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import falcon
+import pyarrow as pa
 
 from vgi_rpc._logs import HTTP_LOGGER, WIRE_HTTP_LOGGER
 from vgi_rpc.http import _encoding
 from vgi_rpc.http._auth import AuthFailure, unauthorized_body
+from vgi_rpc.http._body import FILE_BLOCK, ChunkFile, read_body_into_pool
 from vgi_rpc.http._dispatch import HttpDispatcher, HttpReply, Route
+from vgi_rpc.http._page import PageAccess, add_page_routes
 from vgi_rpc.http._refusal import RequestRefusedError
 from vgi_rpc.http._replay import InMemorySpentCursors, SpentCursorStore
 from vgi_rpc.http._tokens import TokenBook
 from vgi_rpc.rpc import AuthContext, RpcServer, is_wire_name
 from vgi_rpc.wire import new_request_id
+
+if TYPE_CHECKING:
+    from vgi_rpc.external import UploadUrlProvider
 
 ARROW_CONTENT_TYPE = "application/vnd.apache.arrow.stream"
 ACCEPT_MAX_RESPONSE_HEADER = "VGI-Accept-Max-Response-Bytes"
@@ -44,6 +50,9 @@ _EXPOSED = [
     "VGI-Max-Request-Bytes",
     "VGI-Max-Response-Bytes",
     "VGI-Externalization-Enabled",
+    "VGI-Max-Externalized-Response-Bytes",
+    "VGI-Upload-URL-Support",
+    "VGI-Max-Upload-Bytes",
     "VGI-Supported-Encodings",
 ]
 _JOIN_BELOW = 1 << 20  # smaller bodies are joined into one bytes object
@@ -101,7 +110,9 @@ class _Rpc:
         max_request_bytes: int | None,
         max_response_bytes: int | None,
         compress_min_bytes: int,
+        max_external_bytes: int | None = None,
     ) -> None:
+        self._max_external_bytes = max_external_bytes
         self._max_response_bytes = max_response_bytes
         self._dispatcher = dispatcher
         self._authenticate = authenticate
@@ -143,7 +154,7 @@ class _Rpc:
             raise RequestRefusedError(
                 404, "the URL's protocol segment is not a protocol name", error_kind=_NOT_HOSTED
             )
-        return Route(method, protocol, self._response_cap(req))
+        return Route(method, protocol, self._response_cap(req), self._max_external_bytes)
 
     def _response_cap(self, req: falcon.Request) -> int | None:
         """The effective response cap: the server's, lowered by VGI-Accept-Max-Response-Bytes."""
@@ -171,7 +182,7 @@ class _Rpc:
         resp: falcon.Response,
         method: str,
         protocol: str | None,
-        run: Callable[[Route, bytes | bytearray, AuthContext, str], HttpReply],
+        run: Callable[[Route, bytes | bytearray | pa.Buffer, AuthContext, str], HttpReply],
     ) -> None:
         request_id = req.get_header("X-Request-ID") or new_request_id()
         resp.set_header("X-Request-ID", request_id)
@@ -191,9 +202,16 @@ class _Rpc:
             reply = self._dispatcher.refusal_reply(problem, request_id)
         self._send(req, resp, reply)
         if _wire_log.isEnabledFor(logging.DEBUG):
-            _wire_log.debug("%s %s -> %d", req.method, req.path, reply.status)
+            _wire_log.debug(
+                "%s %s -> %d (request body %s bytes, response body %d bytes)",
+                req.method,
+                req.url,
+                reply.status,
+                req.content_length if req.content_length is not None else "?",
+                sum(memoryview(c).nbytes for c in reply.body),
+            )
 
-    def _body(self, req: falcon.Request) -> bytes | bytearray:
+    def _body(self, req: falcon.Request) -> bytes | bytearray | pa.Buffer:
         content_type = (req.content_type or "").split(";")[0].strip().lower()
         if content_type != ARROW_CONTENT_TYPE:
             raise RequestRefusedError(
@@ -207,11 +225,14 @@ class _Rpc:
             raise RequestRefusedError(
                 413, f"request body of {length} bytes exceeds max_request_bytes ({cap})"
             )
+        coding = req.get_header("Content-Encoding")
+        source = req.env.get("wsgi.input")
+        if length and not coding and hasattr(source, "readinto"):
+            return read_body_into_pool(source, length)
         stream = req.bounded_stream
         body = stream.read() if cap is None else stream.read(cap + 1)
         if cap is not None and len(body) > cap:
             raise RequestRefusedError(413, f"request body exceeds max_request_bytes ({cap})")
-        coding = req.get_header("Content-Encoding")
         return _encoding.decode(body, coding, cap) if coding else body
 
     def _send(self, req: falcon.Request, resp: falcon.Response, reply: HttpReply) -> None:
@@ -226,15 +247,21 @@ class _Rpc:
                 req.get_header(_encoding.ACCEPT_HEADER),
                 req.get_header(_encoding.VGI_ACCEPT_HEADER),
             )
-            if coding is not None:
-                resp.data = _encoding.encode(b"".join(chunks), coding)
+            if coding is not None and _encoding.worth_compressing(chunks, coding):
+                resp.data = _encoding.encode_chunks(chunks, coding)
                 resp.set_header(header, coding)
                 return
         if size < _JOIN_BELOW:
             resp.data = b"".join(chunks)
-        else:
+            return
+        resp.content_length = size
+        file_wrapper = req.env.get("wsgi.file_wrapper")
+        if file_wrapper is None:
             resp.stream = cast(Iterable[bytes], chunks)  # any buffer goes to the WSGI server
-            resp.content_length = size
+        else:
+            # The wrapper itself is the body (falcon passes a non-file iterable through),
+            # so the server sees its own file wrapper and streams from our buffers.
+            resp.stream = file_wrapper(ChunkFile(chunks), FILE_BLOCK)
 
     def _unauthorized(self, req: falcon.Request, resp: falcon.Response, exc: Exception) -> None:
         reason = exc.reason if isinstance(exc, AuthFailure) else "unauthorized"
@@ -257,7 +284,7 @@ def make_wsgi_app(
     max_request_bytes: int | None = None,
     authenticate: Authenticate | None = None,
     cors_origins: str | Iterable[str] | None = None,
-    upload_url_provider: object | None = None,
+    upload_url_provider: UploadUrlProvider | None = None,
     max_upload_bytes: int | None = None,
     token_ttl: float = 3600.0,
     www_authenticate: str | None = 'Bearer realm="vgi-rpc"',
@@ -265,6 +292,8 @@ def make_wsgi_app(
     token_key: bytes | None = None,
     max_response_bytes: int | None = None,
     replay_guard: SpentCursorStore | bool = False,
+    service_page: bool = True,
+    max_externalized_response_bytes: int | None = None,
 ) -> falcon.App[falcon.Request, falcon.Response]:
     """Serve ``server`` as a WSGI application (wire spec section 10).
 
@@ -283,8 +312,11 @@ def make_wsgi_app(
         authenticate: Called with each RPC request; return an ``AuthContext`` or
             raise ``ValueError`` / ``PermissionError`` (or ``AuthFailure``) for a 401.
         cors_origins: Origins allowed cross-origin (``"*"`` for any).
-        upload_url_provider: Not supported yet (comes with external storage).
-        max_upload_bytes: Not supported yet (comes with external storage).
+        upload_url_provider: Vends presigned upload URLs (``S3Storage``, ``GCSStorage``)
+            at ``POST {prefix}/__upload_url__/init``, so clients without storage of
+            their own can externalize large requests; the server needs an
+            ``external_location`` to fetch them back.
+        max_upload_bytes: Largest upload clients are told to make (advertised).
         token_ttl: Seconds a stream token stays valid; 0 disables expiry.
         www_authenticate: ``WWW-Authenticate`` value sent with every 401.
         compress_min_bytes: Smallest response body compressed when the client accepts it.
@@ -295,10 +327,17 @@ def make_wsgi_app(
             resume the stream from that point. ``True`` remembers spent cursors
             in this process (``InMemorySpentCursors``); behind several worker
             processes pass one shared ``SpentCursorStore``.
+        service_page: Serve an HTML page of the service at ``GET {prefix}/`` (its
+            protocols, methods, types and a form per unary method, which posts JSON
+            to ``{prefix}/page-call/...``); ``False`` removes both routes.
+        max_externalized_response_bytes: Cap on what one response may upload to
+            external storage; past it the call fails (before uploading) with an
+            error naming ``max_externalized_response_bytes``.
     """
-    if upload_url_provider is not None or max_upload_bytes is not None:
-        raise NotImplementedError(
-            "upload URLs need external storage, which this version does not implement yet"
+    if upload_url_provider is not None and server.external is None:
+        raise ValueError(
+            "upload_url_provider needs RpcServer(external_location=...) to fetch what "
+            "clients upload"
         )
     if signing_key is not None and token_key is not None and signing_key != token_key:
         raise ValueError("give signing_key or token_key (an alias), not two different keys")
@@ -323,15 +362,15 @@ def make_wsgi_app(
     else:
         guard = replay_guard
     dispatcher = HttpDispatcher(server, TokenBook(key, ttl=token_ttl, replay_guard=guard))
-    capability_headers = {
-        "VGI-Accept-Max-Response-Bytes-Support": "true",
-        "VGI-Externalization-Enabled": "false",
-        "VGI-Supported-Encodings": ", ".join(_encoding.PRODUCED),
-    }
-    if max_request_bytes is not None:
-        capability_headers["VGI-Max-Request-Bytes"] = str(max_request_bytes)
-    if cap is not None:
-        capability_headers["VGI-Max-Response-Bytes"] = str(cap)
+    externalizes = server.external is not None and server.external.externalizes
+    capability_headers = _capability_headers(
+        max_request_bytes,
+        cap,
+        max_externalized_response_bytes if externalizes else None,
+        externalizes=externalizes,
+        uploads=upload_url_provider is not None,
+        max_upload_bytes=max_upload_bytes,
+    )
     middleware: list[Any] = [_Capabilities(capability_headers)]
     if cors_origins is not None:
         origins = cors_origins if isinstance(cors_origins, str) else list(cors_origins)
@@ -345,16 +384,52 @@ def make_wsgi_app(
         max_request_bytes=max_request_bytes,
         max_response_bytes=cap,
         compress_min_bytes=compress_min_bytes,
+        max_external_bytes=max_externalized_response_bytes if externalizes else None,
     )
     app.add_route(f"{prefix}/health", _Health(server))
     app.add_route(f"{prefix}/__introspect_token__", _TokenIntrospection())
+    if upload_url_provider is not None:
+        from vgi_rpc.http._upload import UploadUrls
+
+        uploads = UploadUrls(rpc._handle, dispatcher, upload_url_provider)
+        app.add_route(f"{prefix}/__upload_url__/init", uploads)
     app.add_route(f"{prefix}/{{first}}", rpc)
     app.add_route(f"{prefix}/{{first}}/init", rpc, suffix="init")
     app.add_route(f"{prefix}/{{first}}/exchange", rpc, suffix="exchange")
     app.add_route(f"{prefix}/{{first}}/{{method}}", rpc, suffix="routed")
     app.add_route(f"{prefix}/{{first}}/{{method}}/init", rpc, suffix="routed_init")
     app.add_route(f"{prefix}/{{first}}/{{method}}/exchange", rpc, suffix="routed_exchange")
+    if service_page:
+        access = PageAccess(authenticate, rpc._unauthorized, max_request_bytes, cap)
+        add_page_routes(app, prefix, dispatcher, access)
     return app
+
+
+def _capability_headers(
+    max_request_bytes: int | None,
+    max_response_bytes: int | None,
+    max_external_bytes: int | None,
+    *,
+    externalizes: bool,
+    uploads: bool,
+    max_upload_bytes: int | None,
+) -> dict[str, str]:
+    """The capability headers stamped on every response (spec section 10)."""
+    headers = {
+        "VGI-Accept-Max-Response-Bytes-Support": "true",
+        "VGI-Externalization-Enabled": "true" if externalizes else "false",
+        "VGI-Supported-Encodings": ", ".join(_encoding.PRODUCED),
+    }
+    optional = {
+        "VGI-Max-Request-Bytes": max_request_bytes,
+        "VGI-Max-Response-Bytes": max_response_bytes,
+        "VGI-Max-Externalized-Response-Bytes": max_external_bytes,
+        "VGI-Max-Upload-Bytes": max_upload_bytes if uploads else None,
+    }
+    headers.update({name: str(value) for name, value in optional.items() if value is not None})
+    if uploads:
+        headers["VGI-Upload-URL-Support"] = "true"
+    return headers
 
 
 def _raw_path(req: falcon.Request) -> str:

@@ -3,37 +3,11 @@
 from __future__ import annotations
 
 import json
-from typing import Literal
 
-Reason = Literal[
-    "missing_credential",
-    "invalid_credential",
-    "expired_credential",
-    "insufficient_scope",
-    "unauthorized",
-]
-REASONS: frozenset[str] = frozenset(
-    (
-        "missing_credential",
-        "invalid_credential",
-        "expired_credential",
-        "insufficient_scope",
-        "unauthorized",
-    )
-)
+from vgi_rpc._errors import AUTH_REASONS, AuthFailure, AuthReason
 
-
-class AuthFailure(PermissionError):  # noqa: N818  # the name other vgi-rpc ports use
-    """Raise from ``authenticate`` to refuse a request with a specific reason code."""
-
-    def __init__(self, reason: Reason, detail: str = "") -> None:
-        if reason not in REASONS:
-            raise ValueError(
-                f"unknown auth failure reason {reason!r}; use one of {sorted(REASONS)}"
-            )
-        super().__init__(detail or reason)
-        self.reason: str = reason
-        self.detail = detail
+Reason = AuthReason
+REASONS = AUTH_REASONS
 
 
 def unauthorized_body(reason: str, detail: str) -> str:

@@ -12,22 +12,31 @@ import collections
 import contextlib
 import http.client
 import io
-import json
+import logging
 import ssl
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import httpx
 import pyarrow as pa
 
-from vgi_rpc._errors import IPCError, ProtocolError, RpcError, TransportError, VgiRpcError
+from vgi_rpc._errors import (
+    HttpError,
+    HttpUnauthorizedError,
+    IPCError,
+    ProtocolError,
+    RpcError,
+    TransportError,
+)
 from vgi_rpc._ipc import Chunk, IpcValidation, Metadata, StreamWriter
-from vgi_rpc._ipc_reader import open_stream_reader
+from vgi_rpc._ipc_reader import memory_source, open_stream_reader
+from vgi_rpc._logs import WIRE_HTTP_LOGGER
 from vgi_rpc._methods import RpcMethodInfo
 from vgi_rpc.http import _encoding
 from vgi_rpc.http._app import ARROW_CONTENT_TYPE
 from vgi_rpc.http._connections import KeepAliveConnections
+from vgi_rpc.http._statuses import status_error
 from vgi_rpc.rpc import (
     AnnotatedBatch,
     Connected,
@@ -50,27 +59,13 @@ from vgi_rpc.wire import (
 )
 from vgi_rpc.wire import keys as k
 
+if TYPE_CHECKING:
+    from vgi_rpc.external import ExternalLocationConfig
+
 P = TypeVar("P")
+_wire_log = logging.getLogger(WIRE_HTTP_LOGGER)
 _TOKEN_KEYS = (k.STREAM_STATE_KEY, k.CALL_STATE_KEY)
 _ROUTES_HEADER = "vgi-accept-max-response-bytes-support"  # sent by second-generation servers
-_ARROW_STATUSES = frozenset((200, 400, 404, 413, 415))
-
-
-class HttpError(VgiRpcError):
-    """The HTTP server refused a request without an Arrow error body."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"HTTP {status}: {message}")
-        self.status = status
-
-
-class HttpUnauthorizedError(HttpError, PermissionError):
-    """HTTP 401: ``reason`` is the server's code (e.g. ``missing_credential``)."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(401, f"unauthorized ({reason}){': ' + detail if detail else ''}")
-        self.reason = reason
-        self.detail = detail
 
 
 class _Sink:
@@ -82,10 +77,9 @@ class _Sink:
     def write_chunks(self, chunks: Sequence[Chunk]) -> None:
         self.chunks.extend(chunks)
 
-    def take(self) -> bytes:
-        body = b"".join(self.chunks)
-        self.chunks = []
-        return body
+    def take(self) -> list[Chunk]:
+        chunks, self.chunks = self.chunks, []
+        return chunks
 
 
 class _PostChannel(_Sink):
@@ -117,8 +111,8 @@ class _PostChannel(_Sink):
         pass
 
 
-def _reader(body: bytes) -> io.BufferedReader:
-    return cast(io.BufferedReader, io.BufferedReader(io.BytesIO(body)))
+def _reader(body: bytes | bytearray) -> io.BufferedReader:
+    return memory_source(body)
 
 
 class HttpTransport:
@@ -198,12 +192,19 @@ class HttpTransport:
             return path
         return f"{self._prefix}/{self._protocol}{path[len(self._prefix) :]}"
 
-    def post(self, path: str, body: bytes) -> bytes:
-        """POST ``body`` and return the (decoded) Arrow response body."""
+    def post(self, path: str, chunks: Sequence[Chunk]) -> bytes | bytearray:
+        """POST the body made of ``chunks`` and return the (decoded) Arrow response body."""
         headers = self._headers
-        if self._compression is not None and len(body) >= self._compress_min:
-            body = _encoding.encode(body, self._compression)
-            headers = [*headers, ("Content-Encoding", self._compression)]
+        body: Sequence[Chunk] = chunks
+        coding = self._compression
+        size = sum(memoryview(c).nbytes for c in chunks)
+        if (
+            coding is not None
+            and size >= self._compress_min
+            and _encoding.worth_compressing(chunks, coding)
+        ):
+            body = [_encoding.encode_chunks(chunks, coding)]
+            headers = [*headers, ("Content-Encoding", coding)]
         url, status, answer_headers, answer = self._send(self._routed(path), headers, body)
         if (
             status == 404
@@ -214,37 +215,50 @@ class HttpTransport:
         ):
             self._routes = True  # a server that takes only protocol-qualified paths
             url, status, answer_headers, answer = self._send(self._routed(path), headers, body)
+        if _wire_log.isEnabledFor(logging.DEBUG):
+            _wire_log.debug(
+                "POST %s -> %d (request body %d bytes%s, response body %d bytes%s)",
+                url,
+                status,
+                size,
+                f", sent {coding}-encoded" if body is not chunks else "",
+                len(answer),
+                f", {answer_headers.get('x-vgi-content-encoding')}-encoded"
+                if answer_headers.get("x-vgi-content-encoding")
+                else "",
+            )
         return self._answer(url, status, answer_headers, answer)
 
     def _send(
-        self, path: str, headers: list[tuple[str, str]], body: bytes
+        self, path: str, headers: list[tuple[str, str]], body: Sequence[Chunk]
     ) -> tuple[str, int, Mapping[str, str], bytes]:
         url = self.base_url + path
         try:
             if self._pool is None:
                 assert self.client is not None
-                response = self.client.post(url, content=body, headers=headers)
+                content = b"".join(body)
+                response = self.client.post(url, content=content, headers=headers)
                 return url, response.status_code, response.headers, response.content
             answer = self._pool.post(self._path_prefix + path, headers, body)
         except (httpx.HTTPError, OSError, http.client.HTTPException) as exc:
             raise TransportError(f"POST {url} failed: {type(exc).__name__}: {exc}") from exc
         return url, answer.status, answer.headers, answer.body
 
-    def _answer(self, url: str, status: int, headers: Mapping[str, str], body: bytes) -> bytes:
+    def _answer(
+        self, url: str, status: int, headers: Mapping[str, str], body: bytes
+    ) -> bytes | bytearray:
         """The Arrow body of a response, or the typed error its status calls for.
 
         ``headers`` must answer lower-case names.
         """
-        if status == 401:
-            raise _unauthorized(headers, body)
         content_type = headers.get("content-type", "").split(";")[0].strip()
-        if status not in _ARROW_STATUSES or content_type != ARROW_CONTENT_TYPE:
-            text = body[:500].decode("utf-8", "replace").strip()
-            raise HttpError(status, f"POST {url}: {text or 'no body'}")
+        error = status_error(url, status, headers, body, content_type == ARROW_CONTENT_TYPE)
+        if error is not None:
+            raise error
         coding = headers.get(_encoding.VGI_CONTENT_HEADER.lower())
         if coding:
             try:
-                return bytes(_encoding.decode(body, coding, None))
+                return _encoding.decode(body, coding, None)
             except Exception as exc:
                 raise IPCError(
                     f"POST {url}: response body does not decode as {coding}: {exc}"
@@ -255,16 +269,6 @@ class HttpTransport:
         """Close the pooled connections this transport opened (not a caller's client)."""
         if self._pool is not None:
             self._pool.close()
-
-
-def _unauthorized(headers: Mapping[str, str], body: bytes) -> HttpUnauthorizedError:
-    reason = headers.get("vgi-auth-reason") or "unauthorized"
-    detail = ""
-    with contextlib.suppress(ValueError, AttributeError):
-        envelope = json.loads(body)
-        reason = str(envelope.get("reason") or reason)
-        detail = str(envelope.get("detail") or "")
-    return HttpUnauthorizedError(reason, detail)
 
 
 class HttpConnection(RpcConnection):
@@ -278,11 +282,23 @@ class HttpConnection(RpcConnection):
         prefix: str = "/vgi",
         on_log: OnLog | None = None,
         ipc_validation: IpcValidation = IpcValidation.FULL,
+        external_location: ExternalLocationConfig | None = None,
     ) -> None:
         self.transport = transport
         self.prefix = _normalise_prefix(prefix)
         self._post_channel = _PostChannel(transport)
-        super().__init__(protocol, self._post_channel, on_log=on_log, ipc_validation=ipc_validation)
+        super().__init__(
+            protocol,
+            self._post_channel,
+            on_log=on_log,
+            ipc_validation=ipc_validation,
+            external_location=external_location,
+        )
+        if self.external is not None and not self.external.externalizes:
+            # No storage of its own: large requests go through URLs the server vends.
+            from vgi_rpc.http._upload import VendedUploads
+
+            self.external.uploader = VendedUploads(transport, self.prefix)
 
     def send_request(
         self,
@@ -312,6 +328,8 @@ class HttpConnection(RpcConnection):
 
     def close(self) -> None:
         """Close the pooled connections (a caller's own httpx client stays open)."""
+        if self.external is not None:
+            self.external.close()
         self.transport.close()
 
 
@@ -350,8 +368,12 @@ class HttpStreamSession(StreamSession):
         sink = _Sink()
         writer = StreamWriter(sink, request.schema)
         routing = {k.PROTOCOL_KEY: connection.routing.encode()} if connection.routing else None
-        metadata = request_metadata(name, None, connection.protocol_version, routing)
-        writer.write(request, with_trace_context(metadata))
+        metadata = with_trace_context(
+            request_metadata(name, None, connection.protocol_version, routing)
+        )
+        if connection.external is not None:
+            request, metadata = connection.external.externalize_request(request, metadata)
+        writer.write(request, metadata)
         writer.close()
         source = _reader(connection.transport.post(self._path + "/init", sink.take()))
         if expects_header is None:
@@ -376,6 +398,8 @@ class HttpStreamSession(StreamSession):
         token_seen = False
         while (item := reader.read(self._conn.ipc_validation)) is not None:
             batch, metadata = item
+            if classify(batch, metadata) is BatchKind.EXTERNAL_POINTER and metadata:
+                _, batch, metadata = self._conn.resolve_pointer(batch, metadata, self._name)
             if metadata and k.STREAM_STATE_KEY in metadata:
                 token_seen = True
                 metadata = self._keep_tokens(metadata)
@@ -422,7 +446,10 @@ class HttpStreamSession(StreamSession):
         tokens = with_trace_context(tokens)  # each request of the stream joins the caller's trace
         sink = _Sink()
         writer = StreamWriter(sink, batch.schema)
-        writer.write(batch, {**(metadata or {}), **tokens})
+        combined = {**(metadata or {}), **tokens}
+        if self._conn.external is not None:
+            batch, combined = self._conn.external.externalize_request(batch, combined)
+        writer.write(batch, combined)
         writer.close()
         try:
             body = self._conn.transport.post(self._path + "/exchange", sink.take())
@@ -485,6 +512,7 @@ def http_connect(
     *,
     prefix: str = "/vgi",
     on_log: OnLog | None = None,
+    external_location: ExternalLocationConfig | None = None,
     ipc_validation: IpcValidation = IpcValidation.FULL,
     headers: Mapping[str, str] | None = None,
     bearer_token: str | None = None,
@@ -500,6 +528,9 @@ def http_connect(
         base_url: ``http://host:port`` (the prefix is separate).
         prefix: The server's URL prefix (``""`` for a server at the root).
         on_log: Called with every log message the server sends.
+        external_location: External storage (``vgi_rpc.external``): pointers the server
+            sends are fetched back; large requests are uploaded to its storage, or
+            (without one) through upload URLs the server vends.
         ipc_validation: How thoroughly to validate received batches.
         headers: Extra headers sent with every request.
         bearer_token: Sent as ``Authorization: Bearer <token>``.
@@ -522,7 +553,12 @@ def http_connect(
         ssl_context=ssl_context,
     )
     connection = HttpConnection(
-        protocol, transport, prefix=prefix, on_log=on_log, ipc_validation=ipc_validation
+        protocol,
+        transport,
+        prefix=prefix,
+        on_log=on_log,
+        ipc_validation=ipc_validation,
+        external_location=external_location,
     )
 
     return Connected(make_proxy(protocol, connection), connection.close)

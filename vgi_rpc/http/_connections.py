@@ -14,11 +14,12 @@ import select
 import socket
 import ssl
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from vgi_rpc._errors import TransportError
+from vgi_rpc._ipc import Chunk
 
 # Below this a request's head and body leave in one send: every send wakes the server.
 COALESCE_LIMIT = 64 * 1024
@@ -40,15 +41,22 @@ class _Connection(http.client.HTTPConnection):
             return
         super().send(data)
 
-    def post(self, path: str, headers: list[tuple[str, str]], body: bytes) -> None:
-        """Send ``POST path`` with ``headers`` and ``body`` (a small one with the head)."""
+    def post(self, path: str, headers: list[tuple[str, str]], body: Sequence[Chunk]) -> None:
+        """Send ``POST path`` with ``headers`` and the body made of ``body``'s chunks.
+
+        A small body leaves with the head; a large one is sent chunk by chunk,
+        never joined into one copy.
+        """
         self.putrequest("POST", path, skip_accept_encoding=True)
         for name, value in headers:
             self.putheader(name, value)
-        self.putheader("Content-Length", str(len(body)))
-        if len(body) > COALESCE_LIMIT:
+        views = [memoryview(chunk).cast("B") for chunk in body]
+        size = sum(view.nbytes for view in views)
+        self.putheader("Content-Length", str(size))
+        if size > COALESCE_LIMIT:
             self.endheaders()
-            self.send(body)
+            for view in views:
+                self.send(view)
             return
         self._hold_head = True
         try:
@@ -56,7 +64,7 @@ class _Connection(http.client.HTTPConnection):
         finally:
             self._hold_head = False
         head, self._held = self._held, b""
-        self.send(head + body)
+        self.send(b"".join([head, *views]))
 
 
 class _TlsConnection(_Connection, http.client.HTTPSConnection):
@@ -105,8 +113,8 @@ class KeepAliveConnections:
         self._lock = threading.Lock()
         self._closed = False
 
-    def post(self, path: str, headers: list[tuple[str, str]], body: bytes) -> Answer:
-        """POST ``body`` to ``path`` and read the whole response."""
+    def post(self, path: str, headers: list[tuple[str, str]], body: Sequence[Chunk]) -> Answer:
+        """POST the body made of ``body``'s chunks to ``path`` and read the whole response."""
         connection = self._take()
         try:
             connection.post(path, headers, body)

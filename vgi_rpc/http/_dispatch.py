@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import pyarrow as pa
 
@@ -22,6 +22,7 @@ from vgi_rpc._errors import (
     MethodNotImplementedError,
     ProtocolError,
     ProtocolNotSupportedError,
+    ResponseTooLargeError,
     SchemaError,
     TransportError,
 )
@@ -44,17 +45,24 @@ from vgi_rpc.rpc import (
 from vgi_rpc.wire import EMPTY_SCHEMA, empty_batch
 from vgi_rpc.wire import keys as k
 
+if TYPE_CHECKING:
+    from vgi_rpc.external import ExternalBudget
+
 _log = logging.getLogger(HTTP_LOGGER)
 _TOKEN_KEYS = (k.STREAM_STATE_KEY, k.CALL_STATE_KEY, k.TRACEPARENT_KEY, k.TRACESTATE_KEY)
-Body = bytes | bytearray
+Body = bytes | bytearray | pa.Buffer
 
 
 class Route(NamedTuple):
-    """Where a request was sent: the method, the protocol (second generation), the body cap."""
+    """Where a request was sent: the method, the protocol (second generation), the caps.
+
+    ``max_external_bytes`` caps what one response may upload to external storage.
+    """
 
     method: str
     protocol: str | None = None
     max_response_bytes: int | None = None
+    max_external_bytes: int | None = None
 
 
 class HttpReply(NamedTuple):
@@ -116,6 +124,14 @@ class HttpDispatcher:
         self.tokens = tokens
 
     # -- shared front half ------------------------------------------------
+
+    def _budget(self, route: Route) -> ExternalBudget | None:
+        """What this response may upload to external storage (``None``: no cap)."""
+        if route.max_external_bytes is None or self.server.external is None:
+            return None
+        from vgi_rpc.external import ExternalBudget
+
+        return ExternalBudget(route.max_external_bytes)
 
     def _error_reply(
         self, status: int, exc: BaseException, request_id: str, schema: pa.Schema = EMPTY_SCHEMA
@@ -179,7 +195,9 @@ class HttpDispatcher:
             raise RequestRefusedError(
                 400, f"{name}() is a stream method; start it with POST .../{name}/init"
             )
-        start = self.server.start_call(request, auth=auth, target=target)
+        start = self.server.start_call(
+            request, auth=auth, target=target, external_budget=self._budget(route)
+        )
         for reply in start.replies:
             channel.write_reply(reply)
         failed = any(reply.error is not None for reply in start.replies)
@@ -234,6 +252,7 @@ class HttpDispatcher:
             return HttpReply(200, channel.chunks, True)
         for reply in start.replies:
             channel.write_reply(reply)
+        stream.external_budget = self._budget(route)
         output = StreamWriter(channel, stream.output_schema)
         _write(output, stream.pending_logs)
         if stream.is_producer:
@@ -289,6 +308,7 @@ class HttpDispatcher:
             metadata=metadata,
             stream_id=call.stream_id,
         )
+        stream.external_budget = self._budget(route)
         if k.CANCEL_KEY in user_metadata:
             stream.cancel()
             return self._finish(channel, StreamWriter(channel, call.output_schema), stream)
@@ -384,21 +404,28 @@ class HttpDispatcher:
         auth: AuthContext,
         next_turn: int,
     ) -> HttpReply:
-        turn = stream.turn(batch, user_metadata or None)
+        turn = stream.turn(batch, user_metadata or None, externalize=False)
         if turn.error is not None or turn.data is None:
             _write(output, turn.logs)
             error = turn.error or ValueError(f"{stream.info.name}(): exchange emitted no batch")
             return self._stream_failed(route, stream, error, channel, output, call)
         data, metadata = turn.data
         tokens = dict(metadata or {})
-        _write(output, turn.logs)
         try:
             tokens[k.STREAM_STATE_KEY] = self.tokens.mint_cursor(
                 call, stream.state, auth, next_turn
             )
-        except Exception as exc:  # the state no longer fits its own field types
+            # Externalized with its cursor inside: a reader finds it on the resolved batch.
+            batches = self.server.externalize(
+                call.output_schema,
+                [*turn.logs, (data, tokens)],
+                stream.external_budget,
+                stream.info.name,
+            )
+        except Exception as exc:  # the state no longer fits its types, or the upload failed
+            _write(output, turn.logs)
             return self._stream_failed(route, stream, exc, channel, output, call)
-        output.write(data, tokens)
+        _write(output, batches)
         output.flush()
         cap = route.max_response_bytes
         if cap is not None and channel.size > cap:
@@ -452,13 +479,6 @@ def _problem_exception(problem: RequestRefusedError) -> Exception:
     if problem.status == 415:
         return TypeError(problem.message)
     return ProtocolError(problem.message)
-
-
-class ResponseTooLargeError(Exception):
-    """One batch of a response would exceed the caller's or the server's response limit."""
-
-    error_kind = "response_too_large"
-    error_code = "RESOURCE_EXHAUSTED"
 
 
 __all__ = ["HttpDispatcher", "HttpReply", "ResponseTooLargeError", "Route"]

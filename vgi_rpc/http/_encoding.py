@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import threading
 import zlib
+from collections.abc import Sequence
 
 import zstandard
 
+from vgi_rpc._ipc import Chunk
 from vgi_rpc.http._refusal import RequestRefusedError
 
 PRODUCED = ("zstd", "gzip")
@@ -62,6 +64,36 @@ def choose_response_coding(accept: str | None, vgi_accept: str | None) -> tuple[
     return None, header
 
 
+_SAMPLE = 64 * 1024
+_WORTH_IT = 0.9  # compress only if a sample shrinks to 90% or less
+
+
+def worth_compressing(chunks: Sequence[Chunk], coding: str) -> bool:
+    """Whether a body of ``chunks`` is likely to shrink: a sample of its largest chunk is tried.
+
+    Arrow bodies of random or already-compressed data (floats, images, zstd
+    columns) do not shrink; compressing them costs time on both ends for nothing.
+    """
+    largest = max(chunks, key=lambda c: memoryview(c).nbytes, default=b"")
+    view = memoryview(largest).cast("B")
+    if view.nbytes <= _SAMPLE:
+        return True
+    middle = (view.nbytes - _SAMPLE) // 2
+    sample = bytes(view[middle : middle + _SAMPLE])
+    return len(encode(sample, coding)) <= _WORTH_IT * _SAMPLE
+
+
+def encode_chunks(chunks: Sequence[Chunk], coding: str) -> bytes:
+    """Compress the body made of ``chunks`` without joining them first."""
+    views = [memoryview(chunk).cast("B") for chunk in chunks]
+    if coding == "zstd":
+        size = sum(view.nbytes for view in views)
+        zstd = _zstd_compressor().compressobj(size=size)  # the frame records the size
+        return b"".join([*(zstd.compress(view) for view in views), zstd.flush()])
+    gzip = zlib.compressobj(1, wbits=31)
+    return b"".join([*(gzip.compress(view) for view in views), gzip.flush()])
+
+
 def encode(body: bytes, coding: str) -> bytes:
     """Compress ``body`` with ``coding`` (one of ``PRODUCED``)."""
     if coding == "zstd":
@@ -100,7 +132,12 @@ def decode(body: bytes, coding: str | None, limit: int | None) -> bytes | bytear
     return out
 
 
-def _unzstd(body: bytes, cap: int) -> bytearray:
+def _unzstd(body: bytes, cap: int) -> bytes | bytearray:
+    size = zstandard.frame_content_size(body)
+    if 0 <= size <= cap:
+        # A frame that states its size is decoded in one step into a body of that size
+        # (as in the stepwise path below, only the first frame is read).
+        return zstandard.ZstdDecompressor().decompress(body, max_output_size=size)
     out = bytearray()
     with zstandard.ZstdDecompressor().stream_reader(body) as reader:
         while len(out) <= cap:
@@ -136,5 +173,7 @@ __all__ = [
     "choose_response_coding",
     "decode",
     "encode",
+    "encode_chunks",
     "parse_codings",
+    "worth_compressing",
 ]

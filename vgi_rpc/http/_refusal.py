@@ -1,16 +1,10 @@
-"""Failures of the HTTP layer that map to a status code (wire spec section 13)."""
+"""Failures of the HTTP layer that map to a status code (wire spec section 13).
+
+The class lives in the one exception tree (``vgi_rpc._errors``); this module keeps its old path.
+"""
 
 from __future__ import annotations
 
-
-class RequestRefusedError(Exception):
-    """A request refused before (or instead of) dispatch, answered with ``status``."""
-
-    def __init__(self, status: int, message: str, *, error_kind: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.error_kind = error_kind
-
+from vgi_rpc._errors import RequestRefusedError
 
 __all__ = ["RequestRefusedError"]

@@ -19,6 +19,7 @@ import zstandard
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
+from vgi_rpc._errors import TokenError
 from vgi_rpc.rpc import AuthContext
 
 NONCE_SIZE = 12
@@ -26,10 +27,6 @@ CODEC_RAW = 0
 CODEC_ZSTD = 1
 MAX_PLAIN_BYTES = 64 * 1024 * 1024
 _COMPRESS_FROM = 128  # smaller payloads never shrink under zstd
-
-
-class TokenError(ValueError):
-    """A token this server did not mint (forged, truncated, foreign or expired)."""
 
 
 def derive_key(signing_key: bytes) -> bytes:

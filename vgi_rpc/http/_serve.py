@@ -15,6 +15,27 @@ from vgi_rpc._logs import HTTP_LOGGER
 
 _log = logging.getLogger(HTTP_LOGGER)
 
+# waitress's defaults suit small web pages: 8 KiB socket reads, and any body over
+# 512 KiB (request) or 1 MiB (response) spooled through a temporary file. Arrow
+# bodies are large and already in memory on the way out, so read in 1 MiB steps
+# and keep bodies in memory up to a bound; past it a request still spools.
+_IO_CHUNK = 1 << 20
+_IN_MEMORY_REQUEST = 64 << 20  # per connection; waitress allows 100 connections
+_IN_MEMORY_RESPONSE = 1 << 30  # the app holds the response in memory already
+
+
+def waitress_options(max_request_bytes: int | None = None) -> dict[str, int]:
+    """Settings for waitress that suit Arrow bodies; ``max_request_bytes`` refuses larger ones early."""
+    options = {
+        "recv_bytes": _IO_CHUNK,
+        "inbuf_overflow": min(max_request_bytes or _IN_MEMORY_REQUEST, _IN_MEMORY_REQUEST)
+        + _IO_CHUNK,
+        "outbuf_overflow": _IN_MEMORY_RESPONSE,
+    }
+    if max_request_bytes is not None:
+        options["max_request_body_size"] = max_request_bytes
+    return options
+
 
 def serve_http(
     app: object,
@@ -27,6 +48,7 @@ def serve_http(
 ) -> None:
     """Serve a WSGI ``app`` with waitress until interrupted.
 
+    ``app`` may also be an ``RpcServer``, served by ``make_wsgi_app(app)``.
     ``port=0`` picks a free port; ``on_bound(host, port)`` is called once
     the socket is listening (before the first request is accepted).
     ``max_request_bytes`` (the app's cap) lets waitress refuse a larger body
@@ -34,9 +56,13 @@ def serve_http(
     """
     from waitress.server import create_server
 
-    options: dict[str, object] = {}
-    if max_request_bytes is not None:
-        options["max_request_body_size"] = max_request_bytes
+    from vgi_rpc.rpc import RpcServer
+
+    if isinstance(app, RpcServer):
+        from vgi_rpc.http._app import make_wsgi_app
+
+        app = make_wsgi_app(app)
+    options = waitress_options(max_request_bytes)
     server = create_server(app, host=host, port=port, threads=threads, ident="vgi-rpc", **options)
     bound_port = int(server.effective_port)
     _log.info("serving HTTP on http://%s:%d", host, bound_port)
@@ -61,7 +87,8 @@ def serve_in_thread(
     from waitress import wasyncore
     from waitress.server import create_server
 
-    server = create_server(app, host=host, port=port, threads=threads, ident="vgi-rpc")
+    options = waitress_options()
+    server = create_server(app, host=host, port=port, threads=threads, ident="vgi-rpc", **options)
     closing = threading.Event()
 
     def run() -> None:
@@ -145,4 +172,4 @@ def serve_command(args: argparse.Namespace) -> None:
     )
 
 
-__all__ = ["serve_command", "serve_http", "serve_in_thread"]
+__all__ = ["serve_command", "serve_http", "serve_in_thread", "waitress_options"]

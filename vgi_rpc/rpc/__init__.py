@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         StreamSession,
         connection_of,
         make_proxy,
+        owner_of,
         server_takes_shm,
     )
     from vgi_rpc.rpc._context import AuthContext, CallContext
@@ -81,6 +82,7 @@ __getattr__, __dir__ = lazy_module(
             "StreamSession",
             "connection_of",
             "make_proxy",
+            "owner_of",
             "server_takes_shm",
         ),
         "vgi_rpc.rpc._context": ("AuthContext", "CallContext"),
@@ -170,6 +172,7 @@ __all__ = [
     "encode_arguments",
     "is_wire_name",
     "make_proxy",
+    "owner_of",
     "parse_describe_batch",
     "protocol_hash",
     "read_request",

@@ -8,16 +8,25 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import weakref
 from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, cast
 
 import pyarrow as pa
+from typing_extensions import TypeVar
 
-from vgi_rpc._errors import IPCError, ProtocolError, RpcError, TransportError
+from vgi_rpc._errors import (
+    ExternalStorageError,
+    IPCError,
+    ProtocolError,
+    RpcError,
+    TransportError,
+)
 from vgi_rpc._ipc import IpcValidation, Metadata, StreamWriter
-from vgi_rpc._ipc_reader import IpcStreamReader, open_stream_reader
-from vgi_rpc._logs import WIRE_TRANSPORT_LOGGER, Message
+from vgi_rpc._ipc_reader import IpcStreamReader, ReadPolicy, open_stream_reader
+from vgi_rpc._limits import CLIENT_LIMITS
+from vgi_rpc._logs import WIRE_STREAM_LOGGER, WIRE_TRANSPORT_LOGGER, Message
 from vgi_rpc._methods import RpcMethodInfo, protocol_version_of, rpc_methods
 from vgi_rpc.rpc._accounting import describe_batch, wire_batch_log, wire_request_log
 from vgi_rpc.rpc._channel import Channel, capabilities_of
@@ -39,32 +48,56 @@ from vgi_rpc.wire import (
 from vgi_rpc.wire import keys as k
 from vgi_rpc.wire.keys import DESCRIBE_METHOD
 
-P = TypeVar("P")
+if TYPE_CHECKING:
+    from vgi_rpc.external import ExternalLocationConfig, ExternalRoute
+
+P = TypeVar("P", default=Any)  # a bare ``RpcConnection`` annotation means any Protocol
 OnLog = Callable[[Message], None]
 
 _TICK = empty_batch(EMPTY_SCHEMA)
 _NOT_OURS = ("protocol_not_supported", "protocol_version_mismatch")
+# Refusals made before the server knows which method was called: it cannot know a
+# stream's input follows, so it reads that input as the next request and answers it.
+_UNKNOWN_CALL = frozenset(
+    {"method_not_implemented", "protocol_not_supported", "protocol_not_specified"}
+)
 _log = logging.getLogger(WIRE_TRANSPORT_LOGGER)
+_transport_log = _log
+_stream_log = logging.getLogger(WIRE_STREAM_LOGGER)
+# channel -> the connection made over it, for ``introspect(proxy._transport)``
+_OWNERS: weakref.WeakKeyDictionary[object, weakref.ref[RpcConnection]] = weakref.WeakKeyDictionary()
 
 
-class RpcConnection:
+class RpcConnection(Generic[P]):
     """One client connection: sends requests for a Protocol and reads responses.
+
+    As a context manager it yields the proxy typed as the Protocol and closes
+    the channel when the block ends::
+
+        with RpcConnection(Calculator, transport) as calc:
+            calc.add(a=1.0, b=2.0)
 
     Args:
         protocol: The Protocol class the peer serves.
-        channel: The byte channel to the peer.
+        transport: The byte channel to the peer (any transport: a pipe from
+            ``make_pipe_pair``, a ``ShmPipeTransport``, a socket channel ...).
         on_log: Called with every log message the server sends.
         ipc_validation: How thoroughly to validate received batches.
+        external_location: External storage: large requests and stream inputs
+            are uploaded and sent as pointers; pointers the server sends are
+            fetched back (without it, a pointer is an error).
     """
 
     def __init__(
         self,
-        protocol: type,
-        channel: Channel,
-        *,
+        protocol: type[P],
+        transport: Channel,
         on_log: OnLog | None = None,
+        *,
         ipc_validation: IpcValidation = IpcValidation.FULL,
+        external_location: ExternalLocationConfig | None = None,
     ) -> None:
+        channel = transport
         self.protocol = protocol
         self.channel = channel
         self.on_log = on_log
@@ -88,6 +121,14 @@ class RpcConnection:
         )
         # False once the byte stream may be out of step (a transport or framing failure).
         self.healthy = True
+        with contextlib.suppress(TypeError):  # a channel that cannot be weakly referenced
+            _OWNERS.setdefault(channel, weakref.ref(self))
+        self.external: ExternalRoute | None = None
+        if external_location is not None:
+            from vgi_rpc.external import ExternalRoute
+
+            policy = ReadPolicy.make(ipc_validation, CLIENT_LIMITS)
+            self.external = ExternalRoute(external_location, policy)
 
     def send_request(
         self,
@@ -115,6 +156,8 @@ class RpcConnection:
             if extra is None:
                 self._request_metadata[method] = metadata
         metadata = with_trace_context(metadata)  # the caller's active span, if any
+        if self.external is not None:
+            batch, metadata = self.external.externalize_request(batch, metadata)
         if auto is not None and auto.client is not None:
             batch, metadata = auto.outgoing_request(batch, metadata)
         elif shm is not None:
@@ -148,18 +191,8 @@ class RpcConnection:
         schema = info.params_schema if info.params else None
         self.send_request(info.name, batch, schema=schema)
         result, error = self.read_response_stream(info.name)
-        if error is not None and error.error_kind in _NOT_OURS and self.routing:
-            # The server routes, but hosts no protocol of this name and version:
-            # try the first generation, which reaches its default protocol.
-            self.routing = None
-            self._request_metadata.clear()
-            self.send_request(info.name, batch, schema=schema)
-            retried, second = self.read_response_stream(info.name)
-            if second is None or second.error_kind != "protocol_not_specified":
-                result, error = retried, second
-            else:
-                self.routing = wire_name(self.protocol)
-                self._request_metadata.clear()
+        if error is not None and self._falls_back(error):
+            result, error = self._unrouted_retry(info.name, batch, schema, error, result)
         if error is not None:
             raise error
         codec = info.result_codec
@@ -174,6 +207,36 @@ class RpcConnection:
             raise ProtocolError(f"{info.name}(): expected a 1-row result batch, got {shape}")
         value = result.column(0).to_pylist()[0]
         return None if value is None else codec.from_arrow(value)
+
+    def _falls_back(self, error: RpcError) -> bool:
+        """Whether ``error`` says a routing server hosts no protocol of our name and version."""
+        return error.error_kind in _NOT_OURS and self.routing is not None
+
+    def _set_routing(self, routing: str | None) -> None:
+        self.routing = routing
+        self._request_metadata.clear()
+
+    def _unrouted_retry(
+        self,
+        method: str,
+        batch: pa.RecordBatch,
+        schema: pa.Schema | None,
+        error: RpcError,
+        result: pa.RecordBatch | None,
+    ) -> tuple[pa.RecordBatch | None, RpcError | None]:
+        """Send the request again without the routing key (first generation).
+
+        That reaches the server's default protocol. A server that insists on the
+        key answers ``protocol_not_specified``: then the first answer stands and
+        routing stays on.
+        """
+        self._set_routing(None)
+        self.send_request(method, batch, schema=schema)
+        retried, second = self.read_response_stream(method)
+        if second is not None and second.error_kind == "protocol_not_specified":
+            self._set_routing(wire_name(self.protocol))
+            return result, error
+        return retried, second
 
     def read_response_stream(self, method: str) -> tuple[pa.RecordBatch | None, RpcError | None]:
         """Read one whole response stream: deliver logs, return its data batch or error."""
@@ -198,7 +261,11 @@ class RpcConnection:
         data_metadata: Metadata | None = None
         error: RpcError | None = None
         while True:
-            item = self.read_batch(reader, method)
+            try:
+                item = self.read_batch(reader, method)
+            except ExternalStorageError:
+                reader.drain()  # the rest of this response, so the channel stays in step
+                raise
             if item is None:
                 return data, data_metadata, error
             kind, batch, metadata = item
@@ -233,34 +300,73 @@ class RpcConnection:
                 if self.on_log is not None:
                     self.on_log(message_from_metadata(metadata or {}))
                 continue
-            if auto is not None and auto.unlink_pending and kind is not BatchKind.ERROR:
-                auto.response_seen()  # a served call: the server has mapped the segment
+            if auto is not None:
+                auto.received(batch, kind is BatchKind.ERROR)
             if kind is BatchKind.SHM_POINTER and self.shm is not None and metadata is not None:
                 batch, metadata = self.shm.incoming(batch, metadata)
                 return BatchKind.DATA, batch, metadata
+            if kind is BatchKind.EXTERNAL_POINTER and metadata is not None:
+                return self.resolve_pointer(batch, metadata, method)
             if kind in (BatchKind.SHM_POINTER, BatchKind.EXTERNAL_POINTER, BatchKind.STATE_TOKEN):
                 raise IPCError(
                     f"{method}(): received a {kind.value} batch, which this connection cannot resolve"
                 )
-            if auto is not None:
-                auto.saw(batch)  # came inline: a large one sets up or grows the segment
             return kind, batch, metadata
+
+    def resolve_pointer(
+        self, batch: pa.RecordBatch, metadata: Metadata, method: str
+    ) -> tuple[BatchKind, pa.RecordBatch, Metadata | None]:
+        """The batch an external pointer names (its logs delivered first), classified.
+
+        Raises:
+            ExternalStorageError: No ``external_location`` is configured, or the
+                pointer cannot be fetched or verified.
+        """
+        if self.external is None:
+            raise ExternalStorageError(
+                f"{method}(): the server sent an external pointer; pass "
+                "external_location=ExternalLocationConfig(...) to the client to resolve it",
+                reason="refused",
+            )
+        batch, resolved = self.external.resolve(batch, metadata, self.on_log)
+        kind = classify(batch, resolved)
+        return (BatchKind.ERROR if kind is BatchKind.ERROR else BatchKind.DATA), batch, resolved
 
     def open_stream(self, info: RpcMethodInfo, arguments: dict[str, object]) -> StreamSession:
         """Start a stream call and return its session."""
         batch = encode_arguments(info, arguments)
-        self.send_request(info.name, batch, schema=info.params_schema if info.params else None)
+        schema = info.params_schema if info.params else None
+        self.send_request(info.name, batch, schema=schema)
         header: object = None
         if info.header_type is not None:
-            data, error = self.read_response_stream(info.name)
-            if error is not None:
-                raise error
-            if data is None:
-                raise ProtocolError(f"{info.name}(): the header stream carried no header row")
-            header = info.header_type.from_record_batch(data)  # type: ignore[attr-defined]  # ArrowSerializableDataclass
-        session = StreamSession(self, info, header)
+            header = self._read_header(info, batch, schema)
+        session = StreamSession(self, info, header, (batch, schema))
         self.open_session = session
+        _stream_log.debug("%s(): stream opened (header: %s)", info.name, header is not None)
         return session
+
+    def _read_header(
+        self, info: RpcMethodInfo, batch: pa.RecordBatch, schema: pa.Schema | None
+    ) -> object:
+        routed = self.routing is not None
+        data, error = self.read_response_stream(info.name)
+        if (
+            error is not None
+            and routed
+            and error.error_code
+            and error.error_kind not in _UNKNOWN_CALL
+        ):
+            # A second-generation server reads (and discards) the input stream
+            # of a routed stream that failed to start: send it an empty one.
+            # First-generation servers send no error code and expect nothing.
+            StreamWriter(self.channel, EMPTY_SCHEMA).close()
+        if error is not None and self._falls_back(error):
+            data, error = self._unrouted_retry(info.name, batch, schema, error, data)
+        if error is not None:
+            raise error
+        if data is None:
+            raise ProtocolError(f"{info.name}(): the header stream carried no header row")
+        return info.header_type.from_record_batch(data)  # type: ignore[union-attr]  # ArrowSerializableDataclass
 
     def describe(self) -> ServiceDescription:
         """Ask the server for its ``__describe__`` payload (the server must enable it)."""
@@ -283,6 +389,21 @@ class RpcConnection:
             self.auto_shm.release()
             self.use_shm(None)
 
+    def __enter__(self) -> P:
+        if _transport_log.isEnabledFor(logging.DEBUG):
+            _transport_log.debug("RpcConnection open: protocol %s", self.protocol.__name__)
+        return make_proxy(self.protocol, self)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if _transport_log.isEnabledFor(logging.DEBUG):
+            _transport_log.debug("RpcConnection close: protocol %s", self.protocol.__name__)
+        self.close()
+
     def close(self) -> None:
         """Close the open stream, if any, and the channel."""
         session = self.open_session
@@ -296,6 +417,8 @@ class RpcConnection:
             try:
                 self.release_shm()
             finally:
+                if self.external is not None:
+                    self.external.close()
                 self.channel.close()
 
 
@@ -306,10 +429,18 @@ class StreamSession:
     stream. Leaving a ``for`` loop or ``with`` block early cancels it.
     """
 
-    def __init__(self, connection: RpcConnection, info: RpcMethodInfo, header: object) -> None:
+    def __init__(
+        self,
+        connection: RpcConnection,
+        info: RpcMethodInfo,
+        header: object,
+        request: tuple[pa.RecordBatch, pa.Schema | None],
+    ) -> None:
         self._connection = connection
         self._info = info
         self.header = header
+        self._request = request
+        self._answered = False  # an output batch has arrived: the stream is running
         self._input: StreamWriter | None = None
         self._input_schema: pa.Schema | None = None
         self._output: IpcStreamReader | None = None
@@ -331,6 +462,9 @@ class StreamSession:
                 f"first was {self._input_schema}, this one is {batch.schema}"
             )
         connection = self._connection
+        external = connection.external
+        if external is not None:
+            batch, metadata = external.externalize_request(batch, metadata or {})
         shm = connection.shm
         if shm is not None:
             batch, metadata = shm.outgoing(batch, metadata)
@@ -371,17 +505,56 @@ class StreamSession:
             raise ProtocolError(f"{self._info.name}(): the stream is closed")
         self._send(batch, metadata)
         try:
-            return self._receive()
+            received = self._receive()
         except StopIteration:
+            if _stream_log.isEnabledFor(logging.DEBUG):
+                _stream_log.debug("%s(): the server finished the stream", self._info.name)
             self.close()
             raise
-        except RpcError:
-            self.close()
+        except ExternalStorageError:
+            self.cancel()  # an output could not be fetched: end the stream in step
             raise
-        except (TransportError, IPCError):
+        except (TransportError, IPCError):  # before RpcError: a dead worker is both
             self._closed = True
             self._connection.healthy = False
             raise
+        except RpcError as error:
+            self.close()
+            if self._answered:
+                raise
+            if error.error_kind in _UNKNOWN_CALL:
+                self._connection.read_response(self._info.name)  # its answer to our input
+            if not self._connection._falls_back(error):
+                raise
+            return self._start_unrouted(batch, metadata, error)
+        self._answered = True
+        if _stream_log.isEnabledFor(logging.DEBUG):
+            _stream_log.debug(
+                "%s(): %s -> %s",
+                self._info.name,
+                "tick" if batch is _TICK else "exchange",
+                describe_batch(received.batch, received.metadata_dict() or None),
+            )
+        return received
+
+    def _start_unrouted(
+        self, batch: pa.RecordBatch, metadata: Metadata | None, error: RpcError
+    ) -> AnnotatedBatch:
+        """Open the stream again as a first-generation call, then replay its first turn."""
+        conn = self._connection
+        conn._set_routing(None)
+        request, schema = self._request
+        conn.send_request(self._info.name, request, schema=schema)
+        self._input = self._output = None
+        self._input_schema = None
+        self._closed = self._finished = False
+        try:
+            return self._turn(batch, metadata)
+        except RpcError as second:
+            if second.error_kind != "protocol_not_specified":
+                raise
+            conn._set_routing(wire_name(conn.protocol))
+            raise error from None
 
     def tick(self) -> AnnotatedBatch:
         """Ask a producer for its next batch; ``StopIteration`` when it has finished."""
@@ -409,10 +582,13 @@ class StreamSession:
         if self._closed:
             return
         self._closed = True
+        _stream_log.debug("%s(): stream closed by the client", self._info.name)
         try:
             self._finish_input()
             if not self._finished:
                 self._finish_output()
+        except TransportError:
+            raise
         except (RpcError, StopIteration):
             pass
 
@@ -421,6 +597,7 @@ class StreamSession:
         if self._closed:
             return
         self._closed = True
+        _stream_log.debug("%s(): stream cancelled by the client", self._info.name)
         try:
             if self._input is None:
                 self._input = StreamWriter(self._connection.channel, EMPTY_SCHEMA)
@@ -514,11 +691,16 @@ class _Proxy:
 
     _vgi_connection: RpcConnection
 
+    @property
+    def _transport(self) -> Channel:
+        """The channel under this proxy (``introspect(proxy._transport)`` works on it)."""
+        return self._vgi_connection.channel
+
     def __repr__(self) -> str:
         return f"<vgi_rpc proxy for {self._vgi_connection.protocol.__name__}>"
 
 
-def make_proxy(protocol: type[P], connection: RpcConnection) -> P:
+def make_proxy(protocol: type[P], connection: RpcConnection[Any]) -> P:
     """Build an object typed as ``protocol`` whose methods call through ``connection``."""
     namespace: dict[str, object] = {
         name: staticmethod(_make_method(connection, info))
@@ -557,6 +739,15 @@ def connection_of(proxy: object) -> RpcConnection:
     return conn
 
 
+def owner_of(channel: object) -> RpcConnection | None:
+    """The first live ``RpcConnection`` made over ``channel``, if any."""
+    try:
+        ref = _OWNERS.get(channel)
+    except TypeError:
+        return None
+    return ref() if ref is not None else None
+
+
 def server_takes_shm(connection: RpcConnection, advert: Metadata | None = None) -> bool:
     """Ask the server over ``__transport_options__`` whether it can use shared memory.
 
@@ -569,6 +760,8 @@ def server_takes_shm(connection: RpcConnection, advert: Metadata | None = None) 
     connection.send_request(method, ONE_EMPTY_ROW, extra=extra)
     try:
         _, metadata, error = connection.read_response(method)
+    except TransportError:
+        raise
     except RpcError:
         return False
     answer = metadata.get(k.TRANSPORT_SHM_KEY) if error is None and metadata else None
@@ -583,5 +776,6 @@ __all__ = [
     "StreamSession",
     "connection_of",
     "make_proxy",
+    "owner_of",
     "server_takes_shm",
 ]

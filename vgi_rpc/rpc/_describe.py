@@ -13,8 +13,9 @@ from collections.abc import Mapping
 
 import pyarrow as pa
 
+from vgi_rpc._errors import ProtocolError
 from vgi_rpc._ipc import Metadata
-from vgi_rpc._methods import RpcMethodInfo
+from vgi_rpc._methods import MethodType, RpcMethodInfo
 from vgi_rpc.wire import keys as k
 
 DESCRIBE_VERSION = "4"
@@ -34,15 +35,20 @@ DESCRIBE_SCHEMA = pa.schema(_DESCRIBE_FIELDS)
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class MethodDescription:
-    """One method as a server describes it."""
+    """One method as a server describes it (the same type over every transport)."""
 
     name: str
-    method_type: str
+    method_type: MethodType
     has_return: bool
     params_schema: pa.Schema
     result_schema: pa.Schema
     header_schema: pa.Schema | None
     is_exchange: bool | None
+
+    @property
+    def has_header(self) -> bool:
+        """Whether the stream declares a header."""
+        return self.header_schema is not None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -66,7 +72,7 @@ class ServiceDescription:
         for m in self.methods.values():
             params = ", ".join(f"{f.name}: {f.type}" for f in m.params_schema)
             kind = (
-                m.method_type
+                m.method_type.value
                 if m.is_exchange is None
                 else ("exchange" if m.is_exchange else "producer")
             )
@@ -165,6 +171,16 @@ def protocol_hash(protocol_name: str, batch: pa.RecordBatch) -> str:
     return h.hexdigest()
 
 
+def _method_type(text: object) -> MethodType:
+    try:
+        return MethodType(text)
+    except ValueError:
+        raise ProtocolError(
+            f"__describe__ names an unknown method_type {str(text)[:40]!r}; "
+            "expected 'unary' or 'stream'"
+        ) from None
+
+
 def parse_describe_batch(batch: pa.RecordBatch, metadata: Metadata | None) -> ServiceDescription:
     """Read a ``__describe__`` response (ours or another implementation's)."""
     md = metadata or {}
@@ -174,7 +190,7 @@ def parse_describe_batch(batch: pa.RecordBatch, metadata: Metadata | None) -> Se
         header = columns.get("header_schema_ipc", [None] * batch.num_rows)[i]
         methods[columns["name"][i]] = MethodDescription(
             name=columns["name"][i],
-            method_type=columns["method_type"][i],
+            method_type=_method_type(columns["method_type"][i]),
             has_return=bool(columns["has_return"][i]),
             params_schema=pa.ipc.read_schema(pa.py_buffer(columns["params_schema_ipc"][i])),
             result_schema=pa.ipc.read_schema(pa.py_buffer(columns["result_schema_ipc"][i])),

@@ -12,7 +12,7 @@ import functools
 import logging
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import pyarrow as pa
 
@@ -47,6 +47,7 @@ from vgi_rpc.rpc._step import (
     CallStart,
     Reply,
     ServerStream,
+    log_error_reply,
     run_unary,
     start_stream,
 )
@@ -60,6 +61,9 @@ from vgi_rpc.wire import (
     new_server_id,
 )
 from vgi_rpc.wire import keys as k
+
+if TYPE_CHECKING:
+    from vgi_rpc.external import ExternalBudget, ExternalLocationConfig, ExternalRoute
 
 _log = logging.getLogger(RPC_LOGGER)
 
@@ -86,14 +90,17 @@ class RpcServer:
             ``{Protocol: implementation}`` mapping (registration order kept).
         implementation: An object with a method for every Protocol method
             (each may add a ``ctx: CallContext`` parameter).
+        external_location: External storage: results and stream outputs of at least
+            its threshold are uploaded and sent as pointer batches; pointer
+            batches received from clients are fetched back (``vgi_rpc.external``).
+        server_id: Identifier stamped on log and error batches (random by default).
+        enable_describe: Answer the ``__describe__`` introspection method.
+        ipc_validation: How thoroughly to validate received batches.
         extra_protocols: More ``(Protocol, implementation)`` pairs to host.
         default_protocol: The protocol first-generation requests reach: a hosted
             Protocol class (the first one by default), or a ``(Protocol,
             implementation)`` pair served to first-generation clients only (an
             older version of a routed protocol with the same name, say).
-        server_id: Identifier stamped on log and error batches (random by default).
-        enable_describe: Answer the ``__describe__`` introspection method.
-        ipc_validation: How thoroughly to validate received batches.
         limits: Bounds on what a request may cost (``ResourceLimits()`` by default).
         expose_tracebacks: Send the traceback of an implementation's exception
             to the caller. ``None`` (default): yes on pipes, sockets and
@@ -114,11 +121,12 @@ class RpcServer:
         protocol: type | Mapping[type, object],
         implementation: object | None = None,
         *,
-        extra_protocols: Iterable[tuple[type, object]] = (),
-        default_protocol: type | tuple[type, object] | None = None,
+        external_location: ExternalLocationConfig | None = None,
         server_id: str | None = None,
         enable_describe: bool = False,
         ipc_validation: IpcValidation = IpcValidation.FULL,
+        extra_protocols: Iterable[tuple[type, object]] = (),
+        default_protocol: type | tuple[type, object] | None = None,
         limits: ResourceLimits | None = None,
         expose_tracebacks: bool | None = None,
         reflection: bool | None = None,
@@ -150,6 +158,12 @@ class RpcServer:
         self.ipc_validation = ipc_validation
         self.limits = limits if limits is not None else DEFAULT_LIMITS
         self.read_policy = ReadPolicy.make(ipc_validation, self.limits)
+        self.external_location = external_location
+        self.external: ExternalRoute | None = None
+        if external_location is not None:
+            from vgi_rpc.external import ExternalRoute
+
+            self.external = ExternalRoute(external_location, self.read_policy)
         self.expose_tracebacks = expose_tracebacks
         self.observers: list[CallObserver] = []
         self._hashes: dict[int, str] = {}
@@ -291,11 +305,13 @@ class RpcServer:
         *,
         auth: AuthContext | None = None,
         target: Handler | Builtin | None = None,
+        external_budget: ExternalBudget | None = None,
     ) -> CallStart:
         """Serve one request up to its replies; a stream comes back open, ready for turns.
 
         ``auth`` is the caller as the transport established it (``None`` on
         byte streams). ``target`` skips routing when the caller already routed.
+        ``external_budget`` caps what a unary result may upload (HTTP).
         Refusals (bad requests, unknown methods) are replies too, with the
         HTTP status they map to.
         """
@@ -320,7 +336,7 @@ class RpcServer:
         record = self.start_record(routed, request_id, request.batch, metadata=metadata, auth=auth)
         try:
             routed.hosted.check_version(metadata)
-            kwargs = decode_arguments(info, request.batch)
+            kwargs = decode_arguments(info, self.resolve_input(request.batch, metadata)[0])
         except (
             Exception
         ) as exc:  # a version mismatch or anything the decoders raise: the caller's fault
@@ -330,7 +346,7 @@ class RpcServer:
             drain = info.is_stream and (info.header_type is None or second_generation)
             return CallStart([self.refusal(exc, request_id, schema)], status=400, drain_input=drain)
         if not info.is_stream:
-            return run_unary(self, routed, kwargs, request_id, record, auth)
+            return run_unary(self, routed, kwargs, request_id, record, auth, external_budget)
         return start_stream(
             self,
             routed,
@@ -535,7 +551,33 @@ class RpcServer:
     ) -> Reply:
         """The error stream answering a request the server refused (no traceback)."""
         metadata = self.protocol_error_metadata(exc, request_id)
+        log_error_reply(None, metadata)
         return Reply(schema, [(empty_batch(schema), metadata)], exc)
+
+    def externalize(
+        self, schema: pa.Schema, batches: list[Batch], budget: ExternalBudget | None, method: str
+    ) -> list[Batch]:
+        """A turn's batches, its data batch replaced by a pointer when it is large enough."""
+        external = self.external
+        return (
+            batches if external is None else external.externalize(schema, batches, budget, method)
+        )
+
+    def resolve_input(self, batch: pa.RecordBatch, metadata: Metadata | None) -> Batch:
+        """The batch a client's external pointer names (any other batch unchanged).
+
+        Raises:
+            ProtocolError: A pointer arrived but no ``external_location`` is configured.
+            ExternalStorageError: It cannot be fetched or verified.
+        """
+        if not metadata or k.LOCATION_KEY not in metadata or batch.num_rows:
+            return batch, metadata
+        if self.external is None:
+            raise ProtocolError(
+                "received an external pointer batch (vgi_rpc.location), but this server has "
+                "no external_location configured to fetch it with"
+            )
+        return self.external.resolve_input(batch, metadata)
 
     def log_method_error(self, method: str, exc: BaseException) -> None:
         """Record a failed call on the service logger."""

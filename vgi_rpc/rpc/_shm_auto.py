@@ -137,6 +137,12 @@ class AutoShm:
             size = min(size, free // 2)  # never take most of what is left for everyone else
         return size if size > max(current, wanted + HEADER_SIZE + _MiB) else None
 
+    def received(self, batch: pa.RecordBatch, error: bool) -> None:
+        """A response batch arrived (a pointer batch has no rows and counts for no size)."""
+        if self.unlink_pending and not error:
+            self.response_seen()
+        self.saw(batch)  # came inline: a large one sets up or grows the segment
+
     def request_sent(self, method: str) -> None:
         """A request naming the current segment left: a result proves the server mapped it.
 

@@ -15,7 +15,7 @@ import pyarrow as pa
 from vgi_rpc._errors import IPCError
 from vgi_rpc._ipc import Metadata
 from vgi_rpc._ipc_reader import untrusted
-from vgi_rpc._logs import WIRE_TRANSPORT_LOGGER
+from vgi_rpc._logs import WIRE_RESPONSE_LOGGER, WIRE_TRANSPORT_LOGGER
 from vgi_rpc.shm import ShmSegment, read_stored_batch
 from vgi_rpc.wire import empty_batch
 from vgi_rpc.wire import keys as k
@@ -25,6 +25,7 @@ from vgi_rpc.wire import keys as k
 SHM_MIN_BATCH_BYTES = 128 * 1024
 
 _log = logging.getLogger(WIRE_TRANSPORT_LOGGER)
+_response_log = logging.getLogger(WIRE_RESPONSE_LOGGER)
 
 
 def to_pointer(
@@ -48,6 +49,14 @@ def to_pointer(
             "shared memory %s is full: %d-row batch sent inline", segment.name, batch.num_rows
         )
         return batch, metadata
+    if _response_log.isEnabledFor(logging.DEBUG):
+        _response_log.debug(
+            "routed via shared memory %s: %d rows, %d bytes at offset %d",
+            segment.name,
+            batch.num_rows,
+            placed[1],
+            placed[0],
+        )
     return pointer_to(batch.schema, *placed, metadata)
 
 

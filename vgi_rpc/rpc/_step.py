@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import pyarrow as pa
 
@@ -34,6 +34,9 @@ from vgi_rpc.rpc._streams import (
 )
 from vgi_rpc.wire import EMPTY_SCHEMA, empty_batch
 from vgi_rpc.wire import keys as k
+
+if TYPE_CHECKING:
+    from vgi_rpc.external import ExternalBudget
 
 _log = logging.getLogger(WIRE_STREAM_LOGGER)
 
@@ -70,6 +73,16 @@ class CallHost(Protocol):
 
     def log_method_error(self, method: str, exc: BaseException) -> None:
         """Record a failed call."""
+        ...
+
+    def externalize(
+        self, schema: pa.Schema, batches: list[Batch], budget: ExternalBudget | None, method: str
+    ) -> list[Batch]:
+        """A turn's batches, its large data batch replaced by an external pointer."""
+        ...
+
+    def resolve_input(self, batch: pa.RecordBatch, metadata: Metadata | None) -> Batch:
+        """The batch an external pointer names (any other batch unchanged)."""
         ...
 
 
@@ -201,6 +214,8 @@ class ServerStream:
         self.auth = auth
         self.record = record
         self.pending_logs: list[Batch] = pending_logs or []
+        # HTTP: what this request's turns may still upload (max_externalized_response_bytes).
+        self.external_budget: ExternalBudget | None = None
         self._out: OutputCollector | None = None
         self._ctx = server.make_context(
             self.info.name, request_id, self._sink, auth, hosted=handler.hosted
@@ -220,19 +235,48 @@ class ServerStream:
         """Whether the state produces (ticks in) rather than exchanges."""
         return isinstance(self.state, ProducerState)
 
-    def turn(self, batch: pa.RecordBatch, metadata: Metadata | None = None) -> Turn:
-        """Run one turn on an input batch (a tick for producers); a cancel batch cancels."""
+    def turn(
+        self, batch: pa.RecordBatch, metadata: Metadata | None = None, *, externalize: bool = True
+    ) -> Turn:
+        """Run one turn on an input batch (a tick for producers); a cancel batch cancels.
+
+        An input that is an external pointer is resolved first; a large output
+        goes to external storage unless ``externalize`` is false (HTTP exchanges
+        first add their state token to it).
+        """
         if metadata is not None and k.CANCEL_KEY in metadata:
             self.cancel()
             return Turn([], finished=True, cancelled=True)
+        if not _log.isEnabledFor(logging.DEBUG):
+            return self._turn(batch, metadata, externalize)
+        kind = "tick" if self.is_producer else "exchange"
+        _log.debug("%s(): %s, input %s", self.info.name, kind, describe_batch(batch, metadata))
+        turn = self._turn(batch, metadata, externalize)
+        if turn.data is not None:
+            outcome = describe_batch(*turn.data)
+        else:
+            outcome = "failed" if turn.error is not None else "finished"
+        _log.debug(
+            "%s(): %s -> %d logs, %s%s",
+            self.info.name,
+            kind,
+            len(turn.logs),
+            outcome,
+            " (last)" if turn.finished and turn.data is not None else "",
+        )
+        return turn
+
+    def _turn(self, batch: pa.RecordBatch, metadata: Metadata | None, externalize: bool) -> Turn:
         out = OutputCollector(self.output_schema)
         self._out = out
         try:
+            batch, metadata = self.server.resolve_input(batch, metadata)
             self._run(AnnotatedBatch(batch, metadata), out)
         except Exception as exc:
             self.server.log_method_error(self.info.name, exc)
             logs = self._logs(out)
             error = (empty_batch(self.output_schema), self._error_metadata(exc))
+            log_error_reply(self.info.name, error[1])
             return Turn(logs, error=exc, error_batch=error, finished=True)
         finally:
             self._out = None
@@ -243,6 +287,13 @@ class ServerStream:
         if self.record is not None:
             self.record.stats.record_output(emitted.batch)
         data = (emitted.batch, emitted.metadata_dict() if emitted.custom_metadata else None)
+        if externalize:
+            try:
+                *logs, data = self.server.externalize(
+                    self.output_schema, [*logs, data], self.external_budget, self.info.name
+                )
+            except Exception as exc:  # the upload failed, or the response budget refused it
+                return self.fail(exc)
         return Turn(logs, data=data, finished=out.finished)
 
     def _run(self, received: AnnotatedBatch, out: OutputCollector) -> None:
@@ -275,6 +326,7 @@ class ServerStream:
         """The turn reporting ``exc`` raised outside the state (bad input, a transport fault)."""
         self.server.log_method_error(self.info.name, exc)
         error = (empty_batch(self.output_schema), self._error_metadata(exc))
+        log_error_reply(self.info.name, error[1])
         return Turn([], error=exc, error_batch=error, finished=True)
 
     def cancel(self) -> None:
@@ -308,8 +360,12 @@ def run_unary(
     request_id: str,
     record: CallRecord | None,
     auth: AuthContext | None,
+    budget: ExternalBudget | None = None,
 ) -> CallStart:
-    """Call a unary method: its logs then its result, or its logs then its error."""
+    """Call a unary method: its logs then its result, or its logs then its error.
+
+    A large result goes to external storage (``budget``: HTTP's external cap).
+    """
     info = handler.info
     logs: list[PendingLog] = []
     try:
@@ -325,16 +381,18 @@ def run_unary(
         else:
             value = handler.call(**kwargs)
         result = result_batch(info, value)
+        batches = server.log_batches(logs, request_id, info.result_schema)
+        batches.append((result, None))
+        batches = server.externalize(info.result_schema, batches, budget, info.name)
     except Exception as exc:
         server.log_method_error(info.name, exc)
         batches = server.log_batches(logs, request_id, info.result_schema)
         error = server.error_metadata(exc, request_id, auth)
         batches.append((empty_batch(info.result_schema), error))
+        log_error_reply(info.name, error)
         if record is not None:
             record.finish(exc)
         return CallStart([Reply(info.result_schema, batches, exc)])
-    batches = server.log_batches(logs, request_id, info.result_schema)
-    batches.append((result, None))
     if wire_response_log.isEnabledFor(logging.DEBUG):
         wire_response_log.debug("answered %s(): %s", info.name, describe_batch(result, None))
     if record is not None:
@@ -373,7 +431,9 @@ def start_stream(
     except Exception as exc:
         server.log_method_error(info.name, exc)
         batches = server.log_batches(logs, request_id, EMPTY_SCHEMA)
-        batches.append((empty_batch(EMPTY_SCHEMA), server.error_metadata(exc, request_id, auth)))
+        error = server.error_metadata(exc, request_id, auth)
+        batches.append((empty_batch(EMPTY_SCHEMA), error))
+        log_error_reply(info.name, error)
         if record is not None:
             record.finish(exc)
         drain = info.header_type is None or input_follows_error
@@ -395,6 +455,16 @@ def start_stream(
     batches = server.log_batches(logs, request_id, header.schema)
     batches.append((header, None))
     return CallStart([Reply(header.schema, batches)], opened)
+
+
+def log_error_reply(method: str | None, metadata: Metadata) -> None:
+    """Show an error batch on ``vgi_rpc.wire.response`` (errors only: off the hot path)."""
+    if wire_response_log.isEnabledFor(logging.DEBUG):
+        wire_response_log.debug(
+            "answered %s with an error batch: %s",
+            f"{method}()" if method else "a refused request",
+            describe_batch(empty_batch(EMPTY_SCHEMA), metadata),
+        )
 
 
 def bind(handler: Handler, kwargs: dict[str, object]) -> Callable[[CallContext], object]:
@@ -439,6 +509,7 @@ __all__ = [
     "conform_input",
     "header_batch",
     "is_input_fault",
+    "log_error_reply",
     "open_stream",
     "result_batch",
     "run_unary",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from vgi_rpc._ipc import IpcValidation
 from vgi_rpc._logs import Message
@@ -21,6 +21,9 @@ from vgi_rpc.rpc import (
 from vgi_rpc.shm import ShmSegment
 from vgi_rpc.transports._fd import FdChannel, widen_pipe
 from vgi_rpc.transports._shm import ShmPipeTransport, check_shm_size, end_shm, segment_offer
+
+if TYPE_CHECKING:
+    from vgi_rpc.external import ExternalLocationConfig
 
 P = TypeVar("P")
 
@@ -44,6 +47,7 @@ def serve_pipe(
     implementation: object,
     *,
     on_log: Callable[[Message], None] | None = None,
+    external_location: ExternalLocationConfig | None = None,
     ipc_validation: IpcValidation | None = None,
     shm_size: int | None = None,
     shm_max_size: int = DEFAULT_SHM_MAX_SIZE,
@@ -57,13 +61,19 @@ def serve_pipe(
     share one segment of N bytes from the start (``ShmPipeTransport``). Segments
     are removed when the block ends. ``implementation`` may also be an
     ``RpcServer`` built beforehand (with observers, say: ``instrument_server``).
+    ``external_location`` (``vgi_rpc.external``) is given to both ends.
     """
     check_shm_size(shm_size, shm_max_size)
     validation = ipc_validation or IpcValidation.FULL
     server = (
         implementation
         if isinstance(implementation, RpcServer)
-        else RpcServer(protocol, implementation, ipc_validation=validation)
+        else RpcServer(
+            protocol,
+            implementation,
+            ipc_validation=validation,
+            external_location=external_location,
+        )
     )
     client_side: Channel
     server_side: Channel
@@ -83,7 +93,13 @@ def serve_pipe(
         target=run, name=f"vgi_rpc-serve_pipe-{protocol.__name__}", daemon=True
     )
     thread.start()
-    connection = RpcConnection(protocol, client_side, on_log=on_log, ipc_validation=validation)
+    connection = RpcConnection(
+        protocol,
+        client_side,
+        on_log=on_log,
+        ipc_validation=validation,
+        external_location=external_location,
+    )
 
     def close() -> None:
         try:

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from vgi_rpc._errors import TransportError
 from vgi_rpc._ipc import IpcValidation
@@ -20,6 +20,9 @@ from vgi_rpc._logs import POOL_LOGGER, Message
 from vgi_rpc.rpc import DEFAULT_SHM_MAX_SIZE, Connected, RpcConnection, make_proxy
 from vgi_rpc.transports._shm import check_shm_size, end_shm, segment_offer, start_shm
 from vgi_rpc.transports._subprocess import StderrMode, WorkerProcess
+
+if TYPE_CHECKING:
+    from vgi_rpc.external import ExternalLocationConfig
 
 P = TypeVar("P")
 _log = logging.getLogger(POOL_LOGGER)
@@ -118,6 +121,7 @@ class WorkerPool:
         cmd: Sequence[str],
         *,
         on_log: Callable[[Message], None] | None = None,
+        external_location: ExternalLocationConfig | None = None,
         ipc_validation: IpcValidation = IpcValidation.FULL,
     ) -> Connected[P]:
         """Borrow a worker running ``cmd`` (reusing an idle one) as a context manager of a proxy."""
@@ -125,7 +129,11 @@ class WorkerPool:
             raise TransportError("this WorkerPool is closed")
         worker = self._borrow(tuple(cmd))
         connection = RpcConnection(
-            protocol, worker.channel, on_log=on_log, ipc_validation=ipc_validation
+            protocol,
+            worker.channel,
+            on_log=on_log,
+            ipc_validation=ipc_validation,
+            external_location=external_location,
         )
         segment = None
         if self.shm_size:

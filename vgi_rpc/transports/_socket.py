@@ -17,7 +17,7 @@ import stat
 import struct
 import threading
 from collections.abc import Callable, Sequence
-from typing import TypeVar, cast
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from vgi_rpc._errors import TransportError
 from vgi_rpc._ipc import Chunk, IpcValidation, write_chunks_vectored
@@ -32,6 +32,9 @@ from vgi_rpc.rpc import (
     make_proxy,
 )
 from vgi_rpc.transports._shm import check_shm_size, end_shm, segment_offer, start_shm
+
+if TYPE_CHECKING:
+    from vgi_rpc.external import ExternalLocationConfig
 
 P = TypeVar("P")
 _log = logging.getLogger(WIRE_TRANSPORT_LOGGER)
@@ -259,12 +262,21 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 
 
 def serve_unix(
-    server: RpcServer, path: str, *, threaded: bool = False, max_connections: int | None = None
+    server: RpcServer,
+    path: str,
+    *,
+    threaded: bool = False,
+    max_connections: int | None = None,
+    on_bound: Callable[[str], None] | None = None,
 ) -> None:
-    """Serve on a unix socket until interrupted; the socket file is removed on exit."""
-    _run_until_stopped(
-        unix_server(server, path, threaded=threaded, max_connections=max_connections)
-    )
+    """Serve on a unix socket until interrupted; the socket file is removed on exit.
+
+    ``on_bound(path)`` is called once the socket accepts connections.
+    """
+    listening = unix_server(server, path, threaded=threaded, max_connections=max_connections)
+    if on_bound is not None:
+        on_bound(path)
+    _run_until_stopped(listening)
 
 
 def serve_tcp(
@@ -291,12 +303,19 @@ def _connected(
     ipc_validation: IpcValidation,
     shm_size: int | None = 0,
     shm_max_size: int = DEFAULT_SHM_MAX_SIZE,
+    external_location: ExternalLocationConfig | None = None,
 ) -> Connected[P]:
     offer = segment_offer(shm_size, shm_max_size)
     if offer is not None and _peer_uid(sock) != os.geteuid():
         offer = None  # shared memory only with a peer proven to run as our user on this host
     channel = SocketChannel(sock, segment_offer=offer)
-    connection = RpcConnection(protocol, channel, on_log=on_log, ipc_validation=ipc_validation)
+    connection = RpcConnection(
+        protocol,
+        channel,
+        on_log=on_log,
+        ipc_validation=ipc_validation,
+        external_location=external_location,
+    )
     segment = None
     if shm_size:
         try:
@@ -322,6 +341,7 @@ def unix_connect(
     ipc_validation: IpcValidation = IpcValidation.FULL,
     shm_size: int | None = None,
     shm_max_size: int = DEFAULT_SHM_MAX_SIZE,
+    external_location: ExternalLocationConfig | None = None,
 ) -> Connected[P]:
     """Connect to a unix-socket server; a context manager of a proxy typed as ``protocol``.
 
@@ -336,7 +356,9 @@ def unix_connect(
     except OSError as exc:
         sock.close()
         raise TransportError(f"cannot connect to unix socket {path}: {exc}") from exc
-    return _connected(protocol, sock, on_log, ipc_validation, shm_size, shm_max_size)
+    return _connected(
+        protocol, sock, on_log, ipc_validation, shm_size, shm_max_size, external_location
+    )
 
 
 def tcp_connect(
@@ -347,15 +369,19 @@ def tcp_connect(
     on_log: Callable[[Message], None] | None = None,
     ipc_validation: IpcValidation = IpcValidation.FULL,
     timeout: float | None = 10.0,
+    external_location: ExternalLocationConfig | None = None,
 ) -> Connected[P]:
-    """Connect to a TCP server; a context manager of a proxy typed as ``protocol``."""
+    """Connect to a TCP server; a context manager of a proxy typed as ``protocol``.
+
+    ``external_location`` works as with ``connect`` (``vgi_rpc.external``).
+    """
     try:
         sock = socket.create_connection((host, port), timeout=timeout)
     except OSError as exc:
         raise TransportError(f"cannot connect to {host}:{port}: {exc}") from exc
     sock.settimeout(None)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return _connected(protocol, sock, on_log, ipc_validation)
+    return _connected(protocol, sock, on_log, ipc_validation, external_location=external_location)
 
 
 __all__ = [

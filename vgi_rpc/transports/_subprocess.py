@@ -15,7 +15,7 @@ import os
 import subprocess
 import threading
 from collections.abc import Callable, Sequence
-from typing import IO, TypeVar
+from typing import IO, TYPE_CHECKING, TypeVar
 
 from vgi_rpc._errors import PeerExitedError, TransportError
 from vgi_rpc._ipc import IpcValidation
@@ -23,6 +23,9 @@ from vgi_rpc._logs import WIRE_TRANSPORT_LOGGER, Message
 from vgi_rpc.rpc import DEFAULT_SHM_MAX_SIZE, Connected, RpcConnection, SegmentOffer, make_proxy
 from vgi_rpc.transports._fd import FdChannel, widen_pipe
 from vgi_rpc.transports._shm import check_shm_size, end_shm, segment_offer, start_shm
+
+if TYPE_CHECKING:
+    from vgi_rpc.external import ExternalLocationConfig
 
 P = TypeVar("P")
 _log = logging.getLogger(WIRE_TRANSPORT_LOGGER)
@@ -145,6 +148,7 @@ def connect(
     cmd: Sequence[str],
     *,
     on_log: Callable[[Message], None] | None = None,
+    external_location: ExternalLocationConfig | None = None,
     stderr: StderrMode = StderrMode.INHERIT,
     stderr_logger: logging.Logger | None = None,
     ipc_validation: IpcValidation = IpcValidation.FULL,
@@ -162,6 +166,8 @@ def connect(
     travel through from then on, if the worker can map it. ``shm_size=0`` turns
     that off; ``shm_size=N`` instead creates one segment of N bytes (header
     included) up front. Either is removed when the block ends, even if the worker died.
+    With ``external_location`` large requests go to external storage and the
+    pointers the worker sends are fetched back (``vgi_rpc.external``).
     """
     check_shm_size(shm_size, shm_max_size)
     worker = WorkerProcess(
@@ -172,7 +178,11 @@ def connect(
         segment_offer=segment_offer(shm_size, shm_max_size),
     )
     connection = RpcConnection(
-        protocol, worker.channel, on_log=on_log, ipc_validation=ipc_validation
+        protocol,
+        worker.channel,
+        on_log=on_log,
+        ipc_validation=ipc_validation,
+        external_location=external_location,
     )
     segment = None
     if shm_size:

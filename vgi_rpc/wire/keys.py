@@ -33,6 +33,8 @@ SHM_SOURCE_KEY = b"vgi_rpc.shm_source"
 
 LOCATION_KEY = b"vgi_rpc.location"
 LOCATION_SHA256_KEY = b"vgi_rpc.location.sha256"
+LOCATION_FETCH_MS_KEY = b"vgi_rpc.location.fetch_ms"  # stamped by the reader, never sent
+LOCATION_SOURCE_KEY = b"vgi_rpc.location.source"  # stamped by the reader, never sent
 
 PROTOCOL_NAME_KEY = b"vgi_rpc.protocol_name"
 DESCRIBE_VERSION_KEY = b"vgi_rpc.describe_version"

@@ -1,0 +1,114 @@
+"""Request and response bodies without extra copies.
+
+A request body of known length is read straight into a buffer from Arrow's
+memory pool, which reuses freed pages (a fresh ``bytes`` of the same size
+faults every page in). A response body made of Arrow buffers is readable as a
+seekable file: handed to the WSGI server's ``wsgi.file_wrapper``, waitress sends
+it straight from the file instead of first copying it into its output buffer,
+and gunicorn reads it in blocks of the size we ask for.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from vgi_rpc._ipc import Chunk
+from vgi_rpc.http._refusal import RequestRefusedError
+
+FILE_BLOCK = 1 << 20  # block size asked of a file wrapper that iterates
+
+
+def read_body_into_pool(source: Any, length: int) -> pa.Buffer:
+    """Exactly ``length`` bytes of ``source`` (a ``wsgi.input`` with ``readinto``).
+
+    The caller has checked ``length`` against the request cap.
+
+    Raises:
+        RequestRefusedError: 400 when the body ends before ``length`` bytes.
+    """
+    body = pa.allocate_buffer(length)
+    view = memoryview(body).cast("B")
+    filled = 0
+    while filled < length:
+        count = source.readinto(view[filled:])
+        if not count:
+            raise RequestRefusedError(
+                400, f"request body ended after {filled} of its {length} bytes (Content-Length)"
+            )
+        filled += count
+    return body
+
+
+class ChunkFile(io.RawIOBase):
+    """Read-only, seekable view of a sequence of byte chunks (no chunk is copied until read)."""
+
+    def __init__(self, chunks: Sequence[Chunk]) -> None:
+        self._views = [memoryview(c).cast("B") for c in chunks if memoryview(c).nbytes]
+        self._starts: list[int] = []
+        total = 0
+        for view in self._views:
+            self._starts.append(total)
+            total += view.nbytes
+        self._size = total
+        self._position = 0
+        self._index = 0  # the chunk that holds _position (or len(_views) at the end)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        position = base + offset
+        if position < 0:
+            raise ValueError(f"negative seek position {position}")
+        self._position = min(position, self._size)
+        index = 0
+        while (
+            index < len(self._views)
+            and self._starts[index] + self._views[index].nbytes <= self._position
+        ):
+            index += 1
+        self._index = index
+        return self._position
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+        target = memoryview(buffer).cast("B")
+        written = 0
+        while written < target.nbytes and self._index < len(self._views):
+            view = self._views[self._index]
+            offset = self._position - self._starts[self._index]
+            count = min(view.nbytes - offset, target.nbytes - written)
+            target[written : written + count] = view[offset : offset + count]
+            written += count
+            self._position += count
+            if offset + count == view.nbytes:
+                self._index += 1
+        return written
+
+    def read(self, size: int | None = -1) -> bytes:
+        remaining = self._size - self._position
+        count = remaining if size is None or size < 0 else min(size, remaining)
+        if self._index < len(self._views):
+            view = self._views[self._index]
+            offset = self._position - self._starts[self._index]
+            if offset + count <= view.nbytes:  # within one chunk: a single copy
+                self._position += count
+                if offset + count == view.nbytes:
+                    self._index += 1
+                return bytes(view[offset : offset + count])
+        out = bytearray(count)
+        self.readinto(out)
+        return bytes(out)
+
+
+__all__ = ["FILE_BLOCK", "ChunkFile", "read_body_into_pool"]
