@@ -58,17 +58,17 @@ if sys.version_info >= (3, 13):
     NOT_IN_A_WORKER += ("typing_extensions",)
 
 
-def parse_importtime(stderr: str) -> dict[str, int]:
-    """``module -> self time in µs`` from ``-X importtime`` output."""
+def parse_importtime(stderr: str, column: int = 0) -> dict[str, int]:
+    """``module -> self time in µs`` (``column=1``: cumulative) from ``-X importtime`` output."""
     found = {}
     for line in stderr.splitlines():
         if line.startswith("import time:") and "[us]" not in line:
-            own, _, name = line[len("import time:") :].split("|")
-            found[name.strip()] = int(own)
+            *times, name = line[len("import time:") :].split("|")
+            found[name.strip()] = int(times[column])
     return found
 
 
-def importtime(code: str) -> dict[str, int]:
+def importtime(code: str, column: int = 0) -> dict[str, int]:
     proc = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", code],
         capture_output=True,
@@ -77,7 +77,7 @@ def importtime(code: str) -> dict[str, int]:
         cwd=ROOT,
         env=worker_env(),
     )
-    return parse_importtime(proc.stderr)
+    return parse_importtime(proc.stderr, column)
 
 
 def _named(modules: set[str], prefixes: tuple[str, ...]) -> list[str]:
@@ -127,14 +127,20 @@ def test_a_worker_serving_a_call_loads_only_what_serving_needs(
     assert _named(beyond, HEAVY + NOT_IN_A_WORKER) == []
 
 
-def test_a_workers_own_imports_cost_less_than_pyarrow(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_workers_own_imports_cost_a_fraction_of_pyarrows(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     # Not a wall-clock assertion: the ratio of two import costs measured side by side,
-    # best of three, with a generous bound (about 0.2-0.5 today, depending on the venv).
+    # best of three, with a generous bound. ``import pyarrow`` as a whole (what it
+    # imports included: numpy when installed) against the self times of every module
+    # the worker imported beyond what pyarrow loads. About 0.25 in the dev venv (with
+    # numpy), 0.9 without numpy; the reference 0.42.3 is about twice ours.
     ratios = []
     for attempt in range(3):
+        pyarrow_us = importtime("import pyarrow", column=1)["pyarrow"]
         base = importtime(PYARROW_BASELINE)
-        pyarrow_us = sum(own for name, own in base.items() if name.split(".")[0] == "pyarrow")
         worker = _worker_imports(f"tests.startup.worker{attempt}", caplog)
         beyond_us = sum(own for name, own in worker.items() if name not in base)
         ratios.append(beyond_us / max(pyarrow_us, 1))
-    assert min(ratios) < 1.0, ratios
+    bound = 0.75 if "numpy" in base else 2.0
+    assert min(ratios) < bound, ratios

@@ -114,11 +114,11 @@ class RpcConnection(Generic[P]):
         capabilities = capabilities_of(channel)
         static = capabilities.shared_segment
         self.shm: ClientShm | None = ClientShm(static) if static is not None else None
-        # Automatic shared memory: a segment set up on the first large batch (local peers).
+        # Automatic shared memory: a segment set up on the first large batch (local peers),
+        # unless the caller chose where large batches go (a segment, external storage).
         offer = capabilities.segment_offer
-        self.auto_shm = (
-            AutoShm(offer) if offer is not None and static is None and not offer.refused else None
-        )
+        automatic = offer is not None and not offer.refused and external_location is None
+        self.auto_shm = AutoShm(offer) if automatic and static is None and offer else None
         # False once the byte stream may be out of step (a transport or framing failure).
         self.healthy = True
         with contextlib.suppress(TypeError):  # a channel that cannot be weakly referenced
