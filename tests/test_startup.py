@@ -136,6 +136,7 @@ def test_a_workers_own_imports_cost_a_fraction_of_pyarrows(
     # the worker imported beyond what pyarrow loads. About 0.25 in the dev venv (with
     # numpy), 0.9 without numpy; the reference 0.42.3 is about twice ours.
     ratios = []
+    base = importtime(PYARROW_BASELINE)
     for attempt in range(3):
         pyarrow_us = importtime("import pyarrow", column=1)["pyarrow"]
         base = importtime(PYARROW_BASELINE)
