@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import io
 import json
@@ -23,6 +24,12 @@ VGI_RPC = [sys.executable, "-c", "import sys; from vgi_rpc.cli import main; sys.
 
 @pytest.fixture(scope="module")
 def served() -> Iterator[str]:
+    with _serve_cli() as url:
+        yield url
+
+
+@contextlib.contextmanager
+def _serve_cli(*options: str) -> Iterator[str]:
     env = {**worker_env(), "VGI_RPC_SIGNING_KEY": "cli test key"}
     proc = subprocess.Popen(
         [
@@ -33,6 +40,7 @@ def served() -> Iterator[str]:
             "--port",
             "0",
             "--describe",
+            *options,
         ],
         cwd=ROOT,
         env=env,
@@ -50,6 +58,21 @@ def served() -> Iterator[str]:
         _, stderr = proc.communicate(timeout=30)
         # The key came from the environment, so no "random key" warning was logged.
         assert "no signing_key given" not in stderr
+
+
+def test_serve_without_the_page() -> None:
+    with _serve_cli("--no-page") as url:
+        page = httpx.get(url + "/vgi/", headers={"Accept": "text/html"})
+        assert page.status_code in (404, 405)
+        assert httpx.post(
+            url + "/vgi/page-call/Inventory/count", json={"sku": "fig"}
+        ).status_code in (
+            404,
+            405,
+        )
+        out = io.StringIO()
+        assert cli(["call", "--url", url, "--format", "json", "count", "sku=fig"], out) == 0
+        assert "7" in out.getvalue()
 
 
 def test_describe_over_url(served: str) -> None:

@@ -107,6 +107,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--threads", type=int, default=4, help="waitress worker threads")
     serve.add_argument("--describe", action="store_true", help="answer __describe__")
     serve.add_argument("--max-response-bytes", type=int, metavar="N")
+    serve.add_argument(
+        "--no-page",
+        dest="service_page",
+        action="store_false",
+        help="do not serve the HTML service page at GET {prefix}/",
+    )
     add_limit_options(serve)
     from vgi_rpc.services.vectorindex.cli import add_vectorindex_command
 

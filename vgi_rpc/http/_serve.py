@@ -157,6 +157,7 @@ def serve_command(args: argparse.Namespace) -> None:
         prefix=args.prefix,
         signing_key=key.encode() if key else None,
         max_stream_response_bytes=args.max_response_bytes,
+        service_page=getattr(args, "service_page", True),
     )
 
     def announce(host: str, port: int) -> None:
