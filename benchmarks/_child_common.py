@@ -100,7 +100,9 @@ def open_proxy(
     """Yield (proxy, server pid or None when the server is a thread of this process).
 
     ``pipe`` serves ``implementation`` on a thread (``serve_pipe``);
-    ``subprocess`` starts ``python worker`` and talks to it (``connect``).
+    ``subprocess`` starts ``python worker`` and talks to it (``connect``);
+    ``pool`` borrows the worker from a ``WorkerPool`` with its defaults;
+    ``http`` serves the worker with its package's ``serve_http``.
     """
     if transport == "pipe":
         with serve_pipe(protocol, implementation) as proxy:
@@ -109,6 +111,12 @@ def open_proxy(
         before = set(child_pids())
         cmd = [sys.executable, "-E", "-s", worker]
         with connect(protocol, cmd) as proxy:
+            new = [p for p in child_pids() if p not in before]
+            yield proxy, (new[0] if len(new) == 1 else None)
+    elif transport == "pool":
+        before = set(child_pids())
+        cmd = [sys.executable, "-E", "-s", worker]
+        with vgi_rpc.WorkerPool() as pool, pool.connect(protocol, cmd) as proxy:
             new = [p for p in child_pids() if p not in before]
             yield proxy, (new[0] if len(new) == 1 else None)
     elif transport == "http":

@@ -159,6 +159,11 @@ class Session:
     runs: Runs
     elapsed: float
 
+    @property
+    def reference_version(self) -> str:
+        """The reference package version the ``ref`` side ran."""
+        return str(self.runs["ref"][0]["info"]["vgi_rpc_version"])
+
     def save(self, benchmark: str, records: list[dict[str, Any]], **extra: object) -> None:
         """Write the raw results file (``--json``) and say where it is."""
         path: Path = self.args.json
@@ -171,6 +176,8 @@ class Session:
             "host_busy_percent_before": self.busy,
             "rounds": self.rounds,
             "quick": self.args.quick,
+            "reference_version": self.reference_version,
+            "ours_version": self.runs["ours"][0]["info"]["vgi_rpc_version"],
             **extra,
             "summary": records,
             "runs": self.runs,
@@ -200,7 +207,10 @@ def run_benchmark(
     parser.add_argument("--no-pin", action="store_true", help="do not pin to CPU 0")
     parser.add_argument("--transports", default=default_transports)
     parser.add_argument("--ours-python", help="interpreter with our vgi_rpc (3.13)")
-    parser.add_argument("--ref-python", help="interpreter with vgi-rpc 0.42.3 (3.13)")
+    parser.add_argument(
+        "--ref-python",
+        help="interpreter with the reference vgi-rpc (3.13; default .venv-ref, 0.42.3)",
+    )
     parser.add_argument("--json", type=Path, default=results, help="raw results file")
     args = parser.parse_args()
     transports = [t for t in args.transports.split(",") if t]

@@ -161,7 +161,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="10x fewer items, 1 rep (smoke)")
     parser.add_argument(
-        "--transports", default="pipe,subprocess,http", help="comma-separated: pipe,subprocess,http"
+        "--transports",
+        default="pipe,subprocess,pool,http",
+        help="comma-separated: pipe,subprocess,pool,http",
     )
     args = parser.parse_args()
     out: dict[str, Any] = {"info": package_info(), "cpu_affinity": cpu_affinity(), "results": {}}

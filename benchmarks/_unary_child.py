@@ -136,7 +136,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="10x fewer calls (smoke test)")
     parser.add_argument(
-        "--transports", default="pipe,subprocess", help="comma-separated: pipe,subprocess"
+        "--transports",
+        default="pipe,subprocess,pool,http",
+        help="comma-separated: pipe,subprocess,pool,http",
     )
     args = parser.parse_args()
     out: dict[str, Any] = {"info": package_info(), "cpu_affinity": cpu_affinity(), "results": {}}

@@ -1,7 +1,7 @@
-"""Subprocess server for the unary benchmark: ``python _unary_worker.py``.
+"""Subprocess server for the unary benchmark: ``python _unary_worker.py [--http]``.
 
-Serves :class:`Bench` on stdin/stdout with whichever ``vgi_rpc`` the running
-interpreter has installed.
+Serves :class:`Bench` on stdin/stdout (or over HTTP with the package's own
+``serve_http``) with whichever ``vgi_rpc`` the running interpreter has installed.
 """
 
 from __future__ import annotations
@@ -11,12 +11,16 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from _child_common import serve_http_worker
 from _unary_service import Bench, BenchImpl
 
-from vgi_rpc import run_server
+from vgi_rpc import RpcServer, run_server
 
 
 def main() -> None:
+    if sys.argv[1:] == ["--http"]:
+        serve_http_worker(RpcServer(Bench, BenchImpl()))
+        return
     run_server(Bench, BenchImpl())
 
 

@@ -69,7 +69,7 @@ def main() -> None:
             values = [fmt(_figure(runs[side], case, key)) for side in SIDES]
             cpu.append(f"{case + ' ' + who:<24} {values[0]:>10} {values[1]:>10}")
     print()
-    print("HTTP (waitress, loopback): ours vs reference (vgi-rpc 0.42.3)")
+    print(f"HTTP (waitress, loopback): ours vs reference (vgi-rpc {session.reference_version})")
     print("\n".join(describe_sides(runs, session.pin)))
     calls = runs["ours"][0]["results"]["http"]["noop"]["calls"]
     trips = runs["ours"][0]["results"]["http"]["exchange"]["round_trips"]

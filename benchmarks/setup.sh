@@ -2,6 +2,8 @@
 # Create (or refresh) the two Python 3.13 virtualenvs the benchmarks compare:
 #   benchmarks/.venv-ours  our package, installed editable from this repository
 #   benchmarks/.venv-ref   the reference implementation, vgi-rpc 0.42.3 from PyPI
+#   benchmarks/.venv-ref52 the second protocol generation, vgi-rpc 0.52.2 from PyPI
+#   matplotlib goes into .venv-ours for plot.py (the drivers need only the standard library)
 # Idempotent: a venv that already has the right package is left alone.
 #
 # Environment:
@@ -9,14 +11,13 @@
 #                        then ~/.pyenv/versions/3.13*/bin/python3.13)
 #   VGI_BENCH_REF_VENV   an existing venv that already holds vgi-rpc 0.42.3; when set,
 #                        .venv-ref becomes a symlink to it instead of a fresh install
+#   VGI_BENCH_REF52_VENV the same for .venv-ref52 and vgi-rpc 0.52.2
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/.." && pwd)"
 OURS="$HERE/.venv-ours"
 REF="$HERE/.venv-ref"
-REF_SPEC='vgi-rpc[http,cli]==0.42.3'
-REF_VERSION='0.42.3'
 
 is_py313() {
     "$1" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' >/dev/null 2>&1
@@ -72,20 +73,33 @@ else
     }
 fi
 
-# --- reference ------------------------------------------------------------
-if venv_ok "$REF" "site-packages/vgi_rpc" "$REF_VERSION"; then
-    echo "setup.sh: $REF is up to date"
-elif [[ -n "${VGI_BENCH_REF_VENV:-}" ]] && venv_ok "$VGI_BENCH_REF_VENV" "site-packages/vgi_rpc" "$REF_VERSION"; then
-    echo "setup.sh: linking $REF -> $VGI_BENCH_REF_VENV"
-    rm -rf "$REF"
-    ln -s "$VGI_BENCH_REF_VENV" "$REF"
-else
-    echo "setup.sh: creating $REF ($REF_SPEC from PyPI)"
-    rm -rf "$REF"
-    "$PY313" -m venv "$REF"
-    "$REF/bin/python" -m pip install --quiet --disable-pip-version-check "$REF_SPEC" backports.zstd
-    venv_ok "$REF" "site-packages/vgi_rpc" "$REF_VERSION" || {
-        echo "setup.sh: $REF does not import vgi-rpc $REF_VERSION" >&2
-        exit 1
-    }
+# --- references --------------------------------------------------------
+# setup_ref VENV VERSION LINK_TO
+setup_ref() {
+    local venv="$1" version="$2" link="$3"
+    if venv_ok "$venv" "site-packages/vgi_rpc" "$version"; then
+        echo "setup.sh: $venv is up to date"
+    elif [[ -n "$link" ]] && venv_ok "$link" "site-packages/vgi_rpc" "$version"; then
+        echo "setup.sh: linking $venv -> $link"
+        rm -rf "$venv"
+        ln -s "$link" "$venv"
+    else
+        echo "setup.sh: creating $venv (vgi-rpc $version from PyPI)"
+        rm -rf "$venv"
+        "$PY313" -m venv "$venv"
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+            "vgi-rpc[http,cli]==$version" backports.zstd
+        venv_ok "$venv" "site-packages/vgi_rpc" "$version" || {
+            echo "setup.sh: $venv does not import vgi-rpc $version" >&2
+            exit 1
+        }
+    fi
+}
+setup_ref "$REF" 0.42.3 "${VGI_BENCH_REF_VENV:-}"
+setup_ref "$HERE/.venv-ref52" 0.52.2 "${VGI_BENCH_REF52_VENV:-}"
+
+# --- the plot ----------------------------------------------------------------
+if ! "$OURS/bin/python" -E -s -c 'import matplotlib' >/dev/null 2>&1; then
+    echo "setup.sh: installing matplotlib into $OURS (for plot.py)"
+    "$OURS/bin/python" -m pip install --quiet --disable-pip-version-check matplotlib
 fi

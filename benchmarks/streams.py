@@ -180,14 +180,14 @@ def main() -> None:
         "10x fewer items, 1 rep, 1 round",
         CHILD,
         RESULTS,
-        default_transports="pipe,subprocess,http",
+        default_transports="pipe,subprocess,pool,http",
     )
     transports, rounds, pin = session.transports, session.rounds, session.pin
     busy, runs, elapsed = session.busy, session.runs, session.elapsed
 
     table, records = _table(_rows(transports), runs)
     print()
-    print("Streams: ours vs reference (vgi-rpc 0.42.3)")
+    print(f"Streams: ours vs reference (vgi-rpc {session.reference_version})")
     print(_describe(runs, pin, rounds))
     print()
     print(table)

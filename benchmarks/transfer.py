@@ -95,7 +95,9 @@ def main() -> None:
     memcpy = median([r["memcpy_gb_per_s"] for side in runs for r in runs[side]])
     table, records = _table(transports, runs, memcpy)
     print()
-    print("Transfer: echo of one large Arrow batch, ours vs reference (vgi-rpc 0.42.3)")
+    print(
+        f"Transfer: echo of one large Arrow batch, ours vs reference (vgi-rpc {session.reference_version})"
+    )
     for line in describe_sides(runs, session.pin):
         print(line)
     print(

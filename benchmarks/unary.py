@@ -105,7 +105,7 @@ def _cpu_table(transports: list[str], runs: dict[str, list[dict[str, Any]]]) -> 
     for t in transports:
         for case in ("noop", "add"):
             kinds = [("own_cpu_us_per_call", "client + server thread")]
-            if t == "subprocess":
+            if t != "pipe":
                 kinds = [
                     ("own_cpu_us_per_call", "client process"),
                     ("server_cpu_us_per_call", "server process"),
@@ -144,14 +144,18 @@ def _describe(runs: dict[str, list[dict[str, Any]]], pin: bool, rounds: int) -> 
 
 def main() -> None:
     session = run_benchmark(
-        "Unary calls: ours vs vgi-rpc 0.42.3", "10x fewer calls, 1 round", CHILD, RESULTS
+        "Unary calls: ours vs vgi-rpc 0.42.3",
+        "10x fewer calls, 1 round",
+        CHILD,
+        RESULTS,
+        default_transports="pipe,subprocess,pool,http",
     )
     transports, rounds, pin = session.transports, session.rounds, session.pin
     busy, runs, elapsed = session.busy, session.runs, session.elapsed
 
     table, records = _table(_rows(transports), runs)
     print()
-    print("Unary calls: ours vs reference (vgi-rpc 0.42.3)")
+    print(f"Unary calls: ours vs reference (vgi-rpc {session.reference_version})")
     print(_describe(runs, pin, rounds))
     print()
     print(table)
