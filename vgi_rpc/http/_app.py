@@ -228,6 +228,14 @@ class _Rpc:
         coding = req.get_header("Content-Encoding")
         source = req.env.get("wsgi.input")
         if length and not coding and hasattr(source, "readinto"):
+            take = getattr(source, "take", None)  # waitress's pooled body (PooledBodyFile)
+            if take is not None:
+                pooled: pa.Buffer = take()
+                if pooled.size == length:
+                    return pooled
+                raise RequestRefusedError(
+                    400, f"request body of {pooled.size} bytes, not its Content-Length {length}"
+                )
             return read_body_into_pool(source, length)
         stream = req.bounded_stream
         body = stream.read() if cap is None else stream.read(cap + 1)
@@ -261,7 +269,9 @@ class _Rpc:
         else:
             # The wrapper itself is the body (falcon passes a non-file iterable through),
             # so the server sees its own file wrapper and streams from our buffers.
-            resp.stream = file_wrapper(ChunkFile(chunks), FILE_BLOCK)
+            # waitress sends what it reads as is, so it may read views; gunicorn wants bytes
+            views = getattr(file_wrapper, "__module__", "").startswith("waitress.")
+            resp.stream = file_wrapper(ChunkFile(chunks, views=views), FILE_BLOCK)
 
     def _unauthorized(self, req: falcon.Request, resp: falcon.Response, exc: Exception) -> None:
         reason = exc.reason if isinstance(exc, AuthFailure) else "unauthorized"

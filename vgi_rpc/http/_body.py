@@ -22,6 +22,22 @@ from vgi_rpc.http._refusal import RequestRefusedError
 FILE_BLOCK = 1 << 20  # block size asked of a file wrapper that iterates
 
 
+def read_into_pool(source: Any, length: int) -> tuple[pa.Buffer, int]:
+    """Up to ``length`` bytes of ``source`` (anything with ``readinto``) in a pooled buffer.
+
+    Returns the buffer and how many bytes were filled before ``source`` ended.
+    """
+    body = pa.allocate_buffer(length)
+    view = memoryview(body).cast("B")
+    filled = 0
+    while filled < length:
+        count = source.readinto(view[filled:])
+        if not count:
+            break
+        filled += count
+    return body, filled
+
+
 def read_body_into_pool(source: Any, length: int) -> pa.Buffer:
     """Exactly ``length`` bytes of ``source`` (a ``wsgi.input`` with ``readinto``).
 
@@ -30,23 +46,23 @@ def read_body_into_pool(source: Any, length: int) -> pa.Buffer:
     Raises:
         RequestRefusedError: 400 when the body ends before ``length`` bytes.
     """
-    body = pa.allocate_buffer(length)
-    view = memoryview(body).cast("B")
-    filled = 0
-    while filled < length:
-        count = source.readinto(view[filled:])
-        if not count:
-            raise RequestRefusedError(
-                400, f"request body ended after {filled} of its {length} bytes (Content-Length)"
-            )
-        filled += count
+    body, filled = read_into_pool(source, length)
+    if filled < length:
+        raise RequestRefusedError(
+            400, f"request body ended after {filled} of its {length} bytes (Content-Length)"
+        )
     return body
 
 
 class ChunkFile(io.RawIOBase):
-    """Read-only, seekable view of a sequence of byte chunks (no chunk is copied until read)."""
+    """Read-only, seekable view of a sequence of byte chunks.
 
-    def __init__(self, chunks: Sequence[Chunk]) -> None:
+    With ``views=True``, a ``read`` within one chunk returns a view of it rather
+    than a copy (for a reader that only ``len()``s and sends what it reads).
+    """
+
+    def __init__(self, chunks: Sequence[Chunk], *, views: bool = False) -> None:
+        self._read_views = views
         self._views = [memoryview(c).cast("B") for c in chunks if memoryview(c).nbytes]
         self._starts: list[int] = []
         total = 0
@@ -95,20 +111,22 @@ class ChunkFile(io.RawIOBase):
                 self._index += 1
         return written
 
-    def read(self, size: int | None = -1) -> bytes:
+    def read(self, size: int | None = -1) -> bytes | memoryview:
+        """Up to ``size`` bytes; within one chunk a view of it when ``views`` was asked for."""
         remaining = self._size - self._position
         count = remaining if size is None or size < 0 else min(size, remaining)
         if self._index < len(self._views):
             view = self._views[self._index]
             offset = self._position - self._starts[self._index]
-            if offset + count <= view.nbytes:  # within one chunk: a single copy
+            if offset + count <= view.nbytes:  # within one chunk: one copy, or none
                 self._position += count
                 if offset + count == view.nbytes:
                     self._index += 1
-                return bytes(view[offset : offset + count])
+                piece = view[offset : offset + count]
+                return piece if self._read_views else bytes(piece)
         out = bytearray(count)
         self.readinto(out)
         return bytes(out)
 
 
-__all__ = ["FILE_BLOCK", "ChunkFile", "read_body_into_pool"]
+__all__ = ["FILE_BLOCK", "ChunkFile", "read_body_into_pool", "read_into_pool"]

@@ -12,6 +12,7 @@ import collections
 import contextlib
 import http.client
 import io
+import ipaddress
 import logging
 import ssl
 import urllib.parse
@@ -111,8 +112,19 @@ class _PostChannel(_Sink):
         pass
 
 
-def _reader(body: bytes | bytearray) -> io.BufferedReader:
+def _reader(body: bytes | bytearray | pa.Buffer) -> io.BufferedReader:
     return memory_source(body)
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host is None:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class HttpTransport:
@@ -129,6 +141,9 @@ class HttpTransport:
         timeout: Seconds per request when no ``client`` is given (``None``: no limit).
         request_compression: ``"zstd"`` or ``"gzip"`` to compress request bodies
             of at least ``compress_min_bytes``; ``None`` sends them as they are.
+        response_compression: Whether to let the server compress responses;
+            ``None``: yes, except from a loopback address, where compressing
+            only costs CPU on both ends.
         ssl_context: For ``https://`` without ``client``: how to verify the
             server (default: the system's trusted certificates).
     """
@@ -141,6 +156,7 @@ class HttpTransport:
         headers: Mapping[str, str] | None = None,
         timeout: float | None = 60.0,
         request_compression: str | None = None,
+        response_compression: bool | None = None,
         compress_min_bytes: int = 4096,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
@@ -170,10 +186,12 @@ class HttpTransport:
         self._prefix = ""
         self._protocol: str | None = None
         self._routes = False
+        if response_compression is None:
+            response_compression = not _is_loopback(urllib.parse.urlsplit(self.base_url).hostname)
         self._headers = list(
             {
                 "Content-Type": ARROW_CONTENT_TYPE,
-                _encoding.VGI_ACCEPT_HEADER: "zstd, gzip",
+                _encoding.VGI_ACCEPT_HEADER: "zstd, gzip" if response_compression else "identity",
                 **(headers or {}),
             }.items()
         )
@@ -192,7 +210,7 @@ class HttpTransport:
             return path
         return f"{self._prefix}/{self._protocol}{path[len(self._prefix) :]}"
 
-    def post(self, path: str, chunks: Sequence[Chunk]) -> bytes | bytearray:
+    def post(self, path: str, chunks: Sequence[Chunk]) -> bytes | bytearray | pa.Buffer:
         """POST the body made of ``chunks`` and return the (decoded) Arrow response body."""
         headers = self._headers
         body: Sequence[Chunk] = chunks
@@ -231,7 +249,7 @@ class HttpTransport:
 
     def _send(
         self, path: str, headers: list[tuple[str, str]], body: Sequence[Chunk]
-    ) -> tuple[str, int, Mapping[str, str], bytes]:
+    ) -> tuple[str, int, Mapping[str, str], bytes | pa.Buffer]:
         url = self.base_url + path
         try:
             if self._pool is None:
@@ -245,14 +263,16 @@ class HttpTransport:
         return url, answer.status, answer.headers, answer.body
 
     def _answer(
-        self, url: str, status: int, headers: Mapping[str, str], body: bytes
-    ) -> bytes | bytearray:
+        self, url: str, status: int, headers: Mapping[str, str], body: bytes | pa.Buffer
+    ) -> bytes | bytearray | pa.Buffer:
         """The Arrow body of a response, or the typed error its status calls for.
 
         ``headers`` must answer lower-case names.
         """
         content_type = headers.get("content-type", "").split(";")[0].strip()
-        error = status_error(url, status, headers, body, content_type == ARROW_CONTENT_TYPE)
+        # a pooled body is a 200 Arrow answer, which status_error passes without reading
+        text = body if isinstance(body, bytes) else b""
+        error = status_error(url, status, headers, text, content_type == ARROW_CONTENT_TYPE)
         if error is not None:
             raise error
         coding = headers.get(_encoding.VGI_CONTENT_HEADER.lower())
@@ -520,6 +540,7 @@ def http_connect(
     client: httpx.Client | None = None,
     request_compression: str | None = None,
     ssl_context: ssl.SSLContext | None = None,
+    response_compression: bool | None = None,
 ) -> Connected[P]:
     """Connect to a vgi-rpc HTTP server and return a context manager yielding a typed proxy.
 
@@ -540,6 +561,9 @@ def http_connect(
         request_compression: ``"zstd"`` or ``"gzip"`` to compress large request bodies.
         ssl_context: For ``https://`` without ``client``: how to verify the
             server (default: the system's trusted certificates).
+        response_compression: Let the server compress large responses (zstd or
+            gzip). ``None`` (default): yes, unless ``base_url`` is a loopback
+            address, where compression only costs CPU on both ends.
     """
     all_headers = dict(headers or {})
     if bearer_token is not None:
@@ -550,6 +574,7 @@ def http_connect(
         headers=all_headers,
         timeout=timeout,
         request_compression=request_compression,
+        response_compression=response_compression,
         ssl_context=ssl_context,
     )
     connection = HttpConnection(

@@ -18,8 +18,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
+
 from vgi_rpc._errors import TransportError
 from vgi_rpc._ipc import Chunk
+from vgi_rpc.http._app import ARROW_CONTENT_TYPE
+from vgi_rpc.http._body import read_into_pool
+
+# From this size a 200 response body is read into Arrow's memory pool, whose freed
+# pages are reused; ``bytes`` of the same size would fault every page in afresh.
+POOLED_BODY = 1 << 20
 
 # Below this a request's head and body leave in one send: every send wakes the server.
 COALESCE_LIMIT = 64 * 1024
@@ -77,7 +85,24 @@ class Answer:
 
     status: int
     headers: Mapping[str, str]
-    body: bytes
+    body: bytes | pa.Buffer
+
+
+def _read_body(response: http.client.HTTPResponse) -> bytes | pa.Buffer:
+    """The whole body: a large Arrow answer of known length into a pooled buffer."""
+    length = response.length
+    if (
+        response.status != 200
+        or response.chunked
+        or length is None
+        or length < POOLED_BODY
+        or not (response.getheader("Content-Type") or "").startswith(ARROW_CONTENT_TYPE)
+    ):
+        return response.read()
+    body, filled = read_into_pool(response, length)
+    if filled < length:
+        raise http.client.IncompleteRead(b"", length - filled)
+    return body
 
 
 class KeepAliveConnections:
@@ -119,7 +144,7 @@ class KeepAliveConnections:
         try:
             connection.post(path, headers, body)
             response = connection.getresponse()
-            content = response.read()
+            content = _read_body(response)
         except BaseException:
             connection.close()
             raise

@@ -11,6 +11,7 @@ import threading
 import zlib
 from collections.abc import Sequence
 
+import pyarrow as pa
 import zstandard
 
 from vgi_rpc._ipc import Chunk
@@ -101,7 +102,9 @@ def encode(body: bytes, coding: str) -> bytes:
     return zlib.compress(body, 1, wbits=31)
 
 
-def decode(body: bytes, coding: str | None, limit: int | None) -> bytes | bytearray:
+def decode(
+    body: bytes | pa.Buffer, coding: str | None, limit: int | None
+) -> bytes | bytearray | pa.Buffer:
     """Decode a request body, refusing to produce more than ``limit`` bytes.
 
     Decompression stops as soon as the output passes ``limit``, so a
@@ -120,10 +123,15 @@ def decode(body: bytes, coding: str | None, limit: int | None) -> bytes | bytear
             f"unsupported Content-Encoding {coding!r}; this server decodes {', '.join(DECODED)}",
         )
     cap = limit if limit is not None else 1 << 40
+    out: bytes | bytearray | pa.Buffer
     try:
         out = _unzstd(body, cap) if name == "zstd" else _gunzip(body, cap)
     except (zstandard.ZstdError, zlib.error, EOFError) as exc:
         raise RequestRefusedError(400, f"request body does not decode as {name}: {exc}") from None
+    except MemoryError:
+        raise RequestRefusedError(
+            413, f"request body's decoded size cannot be allocated (limit {cap} bytes)"
+        ) from None
     if len(out) > cap:
         raise RequestRefusedError(
             413,
@@ -132,12 +140,21 @@ def decode(body: bytes, coding: str | None, limit: int | None) -> bytes | bytear
     return out
 
 
-def _unzstd(body: bytes, cap: int) -> bytes | bytearray:
+def _unzstd(data: bytes | pa.Buffer, cap: int) -> bytes | bytearray | pa.Buffer:
+    body = memoryview(data).cast("B")
     size = zstandard.frame_content_size(body)
     if 0 <= size <= cap:
-        # A frame that states its size is decoded in one step into a body of that size
-        # (as in the stepwise path below, only the first frame is read).
-        return zstandard.ZstdDecompressor().decompress(body, max_output_size=size)
+        # A frame that states its size is decoded straight into a pooled buffer of that
+        # size (fresh bytes would fault every page in); as below, only its first frame.
+        pooled = pa.allocate_buffer(size)
+        view = memoryview(pooled).cast("B")
+        filled = 0
+        with zstandard.ZstdDecompressor().stream_reader(body, read_across_frames=False) as reader:
+            while filled < size and (count := reader.readinto(view[filled:])):
+                filled += count
+            if filled < size or reader.read(1):
+                raise zstandard.ZstdError(f"frame decodes to other than its stated {size} bytes")
+        return pooled
     out = bytearray()
     with zstandard.ZstdDecompressor().stream_reader(body) as reader:
         while len(out) <= cap:
@@ -148,12 +165,12 @@ def _unzstd(body: bytes, cap: int) -> bytes | bytearray:
     return out
 
 
-def _gunzip(body: bytes, cap: int) -> bytearray:
+def _gunzip(body: bytes | pa.Buffer, cap: int) -> bytearray:
     # In steps, so the output never needs a second full-size copy (zlib's one-shot
     # decompress assembles its result from blocks).
     inflater = zlib.decompressobj(wbits=47)  # gzip or zlib header, detected
     out = bytearray()
-    pending = body
+    pending: bytes | memoryview = memoryview(body).cast("B")
     while len(out) <= cap and not inflater.eof:
         chunk = inflater.decompress(pending, min(_READ_CHUNK, cap + 1 - len(out)))
         pending = inflater.unconsumed_tail

@@ -62,8 +62,11 @@ def serve_http(
         from vgi_rpc.http._app import make_wsgi_app
 
         app = make_wsgi_app(app)
+    from vgi_rpc.http._waitress_body import use_pooled_bodies
+
     options = waitress_options(max_request_bytes)
     server = create_server(app, host=host, port=port, threads=threads, ident="vgi-rpc", **options)
+    use_pooled_bodies(server)
     bound_port = int(server.effective_port)
     _log.info("serving HTTP on http://%s:%d", host, bound_port)
     if on_bound is not None:
@@ -87,8 +90,11 @@ def serve_in_thread(
     from waitress import wasyncore
     from waitress.server import create_server
 
+    from vgi_rpc.http._waitress_body import use_pooled_bodies
+
     options = waitress_options()
     server = create_server(app, host=host, port=port, threads=threads, ident="vgi-rpc", **options)
+    use_pooled_bodies(server)
     closing = threading.Event()
 
     def run() -> None:

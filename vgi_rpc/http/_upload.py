@@ -93,7 +93,7 @@ class Poster(Protocol):
     base_url: str
     client: httpx.Client | None
 
-    def post(self, path: str, chunks: Sequence[Chunk]) -> bytes | bytearray:
+    def post(self, path: str, chunks: Sequence[Chunk]) -> bytes | bytearray | pa.Buffer:
         """POST an Arrow body (made of ``chunks``) to the server; its (decoded) Arrow answer."""
         ...
 
