@@ -406,3 +406,17 @@ def test_a_chunk_file_reads_and_seeks_like_the_joined_bytes(sizes: list[int]) ->
     assert bytes(target[: len(joined) - 2]) == joined[2:]
     with pytest.raises(ValueError, match="negative"):
         body.seek(-1)
+
+
+@pytest.mark.parametrize("views", [False, True])
+def test_a_chunk_file_never_copies_a_large_chunk_together_with_another(views: bool) -> None:
+    small, large = os.urandom(100), os.urandom(1 << 20)
+    chunks: list[bytes | memoryview] = [small, small, large, small, large]
+    body = ChunkFile(chunks, views=views)
+    parts = []
+    while part := body.read(3 << 20):
+        parts.append(part)
+    assert b"".join(parts) == b"".join(chunks)
+    # the two leading headers gathered, then each large chunk alone, the small one between
+    assert [len(p) for p in parts] == [200, 1 << 20, 100, 1 << 20]
+    assert all(isinstance(p, memoryview) is (views and len(p) == 1 << 20) for p in parts)

@@ -20,6 +20,7 @@ from vgi_rpc._ipc import Chunk
 from vgi_rpc.http._refusal import RequestRefusedError
 
 FILE_BLOCK = 1 << 20  # block size asked of a file wrapper that iterates
+_GATHER_BELOW = 64 * 1024  # chunks smaller than this are copied together into one read
 
 
 def read_into_pool(source: Any, length: int) -> tuple[pa.Buffer, int]:
@@ -112,21 +113,41 @@ class ChunkFile(io.RawIOBase):
         return written
 
     def read(self, size: int | None = -1) -> bytes | memoryview:
-        """Up to ``size`` bytes; within one chunk a view of it when ``views`` was asked for."""
+        """Up to ``size`` bytes, possibly fewer (a raw read).
+
+        A large chunk is never copied together with its neighbours: a read that
+        reaches one stops at its start, and a read that starts in one returns the
+        rest of that chunk only (a view of it when ``views`` was asked for).
+        Small chunks (IPC message headers) are gathered into one ``bytes``.
+        """
         remaining = self._size - self._position
         count = remaining if size is None or size < 0 else min(size, remaining)
-        if self._index < len(self._views):
+        if count == 0 or self._index >= len(self._views):
+            return b""
+        view = self._views[self._index]
+        offset = self._position - self._starts[self._index]
+        available = view.nbytes - offset
+        if available >= min(count, _GATHER_BELOW):
+            count = min(count, available)
+            piece = view[offset : offset + count]
+            self._advance(count)
+            return piece if self._read_views else bytes(piece)
+        gathered = bytearray()
+        while len(gathered) < count and self._index < len(self._views):
             view = self._views[self._index]
             offset = self._position - self._starts[self._index]
-            if offset + count <= view.nbytes:  # within one chunk: one copy, or none
-                self._position += count
-                if offset + count == view.nbytes:
-                    self._index += 1
-                piece = view[offset : offset + count]
-                return piece if self._read_views else bytes(piece)
-        out = bytearray(count)
-        self.readinto(out)
-        return bytes(out)
+            available = view.nbytes - offset
+            if gathered and available >= _GATHER_BELOW:
+                break  # a large chunk: left for the next read
+            take = min(available, count - len(gathered))
+            gathered += view[offset : offset + take]
+            self._advance(take)
+        return bytes(gathered)
+
+    def _advance(self, count: int) -> None:
+        self._position += count
+        if self._position == self._starts[self._index] + self._views[self._index].nbytes:
+            self._index += 1
 
 
 __all__ = ["FILE_BLOCK", "ChunkFile", "read_body_into_pool", "read_into_pool"]
