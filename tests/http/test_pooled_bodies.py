@@ -6,6 +6,7 @@ import contextlib
 import socket
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -140,3 +141,53 @@ def test_an_answer_that_stops_short_of_its_content_length_is_a_transport_error()
         http_connect(Service, f"http://127.0.0.1:{port}") as proxy,
     ):
         proxy.echo_bytes(data=b"x")
+
+
+class _Server:
+    effective_port = 8000
+    server_name = "t"
+
+    def __init__(self, body: bytes) -> None:
+        self.adj = Adjustments()
+        self.body = body
+
+    def application(self, environ: object, start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Length", str(len(self.body)))])
+        return [self.body]
+
+
+class _Channel:
+    """What a task needs of its channel; records every write."""
+
+    def __init__(self, body: bytes) -> None:
+        self.server = _Server(body)
+        self.adj = self.server.adj
+        self.addr = ("127.0.0.1", 5000)
+        self.writes: list[bytes] = []
+
+    def write_soon(self, data: bytes) -> int:
+        self.writes.append(bytes(data))
+        return len(data)
+
+    def check_client_disconnected(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize(("size", "writes"), [(10, 1), (60_000, 1), (100_000, 2)])
+def test_a_small_answer_leaves_with_its_head_in_one_write(size: int, writes: int) -> None:
+    body = b"a" * size
+    request = _parse_request(b"POST /vgi/x HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n")
+    channel = _Channel(body)
+    task = PooledChannel.task_class(channel, request)
+    task.service()
+    assert len(channel.writes) == writes
+    joined = b"".join(channel.writes)
+    assert joined.startswith(b"HTTP/1.1 200 OK")
+    assert joined.endswith(b"\r\n\r\n" + body)
+
+
+def _parse_request(data: bytes) -> Any:
+    parser = PooledChannel.parser_class(Adjustments())
+    parser.received(data)
+    assert parser.completed
+    return parser

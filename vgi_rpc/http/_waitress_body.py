@@ -1,4 +1,4 @@
-"""waitress receives large request bodies straight into Arrow's memory pool.
+"""waitress tuned for Arrow bodies: large requests into Arrow's memory pool, small answers in one send.
 
 waitress collects every request body in a ``BytesIO`` before it calls the
 app; for a body of tens of MiB that is fresh memory per request (every page
@@ -6,6 +6,10 @@ faulted in and given back afterwards) and a second copy when the app reads
 it. Here a body of known length goes into one pooled buffer of that length
 (Arrow's allocator reuses freed pages), and the app takes that buffer as its
 request without copying it (``PooledBodyFile.take``).
+
+waitress also sends a response's head and its body in two writes; for a small
+answer that is two TCP segments and two wake-ups of the client instead of one,
+so a small body leaves together with its head.
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ import pyarrow as pa
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
 from waitress.receiver import FixedStreamReceiver
+from waitress.task import WSGITask
 
 POOLED_FROM = 1 << 20  # smaller bodies stay in waitress's own buffer
+COALESCE_UP_TO = 64 * 1024  # a body this small leaves in the same write as the head
 
 
 class PooledBodyFile(io.RawIOBase):
@@ -90,10 +96,28 @@ class _PooledParser(HTTPRequestParser):  # type: ignore[misc]
             self.body_rcv = FixedStreamReceiver(length, _PooledBody(length))
 
 
+class _CoalescingTask(WSGITask):  # type: ignore[misc]
+    def write(self, data: Any) -> None:
+        started: bool = getattr(self, "wrote_header", False)
+        if started or not data or not isinstance(data, bytes) or not self.complete:
+            super().write(data)
+            return
+        head: bytes = self.build_response_header()
+        self.wrote_header = True
+        whole = not self.chunked_response and self.content_length == len(data)
+        if self.has_body and whole and len(data) <= COALESCE_UP_TO:
+            self.content_bytes_written = len(data)
+            self.channel.write_soon(head + data)
+        else:
+            self.channel.write_soon(head)
+            super().write(data)  # the head is out: the body as waitress would write it
+
+
 class PooledChannel(HTTPChannel):  # type: ignore[misc]
-    """An ``HTTPChannel`` whose large request bodies are received into pooled buffers."""
+    """An ``HTTPChannel`` for Arrow bodies: large requests pooled, small answers in one send."""
 
     parser_class = _PooledParser
+    task_class = _CoalescingTask
 
 
 def use_pooled_bodies(server: Any) -> None:
