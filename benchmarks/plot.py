@@ -1,6 +1,6 @@
 """Combine the benchmark results against both references into one table and one plot.
 
-Reads ``benchmarks/results/{unary,streams,transfer,http}-VERSION.json`` (written by
+Reads ``benchmarks/results/{unary,streams,transfer,http_bench}-VERSION.json`` (written by
 ``run.sh``, one file per reference version) and ``results/startup.json``; prints a
 markdown table with the ratio against each reference and against the faster of
 them, and draws ``benchmarks/ratios.png`` (a ratio above 1 means ours is faster).
@@ -18,7 +18,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REFERENCES = ("0.42.3", "0.52.2")
-BENCHMARKS = ("unary", "streams", "transfer", "http")
+BENCHMARKS = ("unary", "streams", "transfer", "http_bench")  # results/NAME-VERSION.json
 GOAL = 2.0  # against the faster reference, per #14; spawn + call + close asks for 1.2
 SPAWN_GOAL = 1.2
 UNITS = {"median_us": "µs", "p99_us": "µs", "mb_per_s": "MB/s", "items_per_s": "items/s"}
@@ -68,9 +68,10 @@ def collect(results: Path) -> list[Row]:
             path = results / f"{benchmark}-{version}.json"
             if not path.exists():
                 continue
+            label = benchmark.removesuffix("_bench")
             for record in json.loads(path.read_text())["summary"]:
                 transport = record.get("transport", "http")
-                key = (benchmark, transport, _case(benchmark, record))
+                key = (label, transport, _case(benchmark, record))
                 row = rows.setdefault(key, Row(*key, ours=_ours(record)))
                 row.ratios[version] = float(record["ratio"])
     startup = results / "startup.json"

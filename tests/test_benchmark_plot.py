@@ -32,6 +32,8 @@ def test_rows_join_versions_and_take_the_faster_reference(tmp_path: Path) -> Non
     _write(tmp_path / "unary-0.52.2.json", [{**row, "ratio": 1.5}])
     echo = {"transport": "http", "size": "64MiB", "ours_gb_per_s": 1.2}
     _write(tmp_path / "transfer-0.42.3.json", [{**echo, "ratio": 2.5}])
+    noop = {"case": "noop", "metric": "median_us", "ours": 500.0}
+    _write(tmp_path / "http_bench-0.52.2.json", [{**noop, "ratio": 2.2}])
     (tmp_path / "startup.json").write_text(
         json.dumps(
             {
@@ -49,9 +51,10 @@ def test_rows_join_versions_and_take_the_faster_reference(tmp_path: Path) -> Non
     assert noop.ratios == {"0.42.3": 3.5, "0.52.2": 1.5}
     assert noop.worst == 1.5
     assert by_label["transfer · http · echo 64MiB"].ours == "1.20 GB/s"
+    assert by_label["http · http · noop median"].ratios == {"0.52.2": 2.2}
     spawn = by_label["startup · subprocess · spawn + call + close"]
     assert spawn.ratios == {"0.42.3": 1.5, "0.52.2": 2.5}
     assert spawn.goal == 1.2
     table = plot.markdown(rows)
     assert "| unary | pool | noop median | 40.0 µs | 3.50x | 1.50x | 1.50x | ≥ 2x ✗ |" in table
-    assert "2 of 3 rows meet their goal against the faster reference." in table
+    assert "3 of 4 rows meet their goal against the faster reference." in table
