@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import random
 import socket
 import threading
 from collections.abc import Iterator
@@ -191,3 +192,20 @@ def _parse_request(data: bytes) -> Any:
     parser.received(data)
     assert parser.completed
     return parser
+
+
+def test_any_split_of_a_pooled_body_arrives_whole_and_bytes_past_it_are_left() -> None:
+    rng = random.Random(7)
+    for _ in range(20):
+        length = rng.randrange(POOLED_FROM, POOLED_FROM + 300_000)
+        body = rng.randbytes(length)
+        head = f"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: {length}\r\n\r\n".encode()
+        data = head + body + b"GET /next HTTP/1.1\r\n\r\n"  # a pipelined request follows
+        parser = PooledChannel.parser_class(Adjustments(**waitress_options()))
+        position = 0
+        while not parser.completed:
+            step = rng.choice([1, 7, 4096, 65536, 1 << 20, len(data)])
+            position += parser.received(data[position : position + step])
+        assert parser.error is None
+        assert data[position:].startswith(b"GET /next")
+        assert parser.get_body_stream().take().to_pybytes() == body
