@@ -53,7 +53,13 @@ def queries_for(data: F32, count: int) -> F32:
     return np.ascontiguousarray(data[picks] + noise)
 
 
+METRIC = "cosine"  # --metric
+
+
 def normalize(x: F32) -> F32:
+    """What the index compares: unit vectors for cosine, the vectors themselves otherwise."""
+    if METRIC != "cosine":
+        return x
     unit: F32 = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
     return unit
 
@@ -64,7 +70,7 @@ def faiss_index(kind: str, data: F32) -> Any:
 
     faiss: Any = faiss_module  # untyped
     dim = data.shape[1]
-    metric = faiss.METRIC_INNER_PRODUCT
+    metric = faiss.METRIC_L2 if METRIC == "l2" else faiss.METRIC_INNER_PRODUCT
     if kind == "exact":
         index = faiss.IndexFlat(dim, metric)
     elif kind == "hnsw":
@@ -118,6 +124,30 @@ def children() -> set[int]:
         return {int(p) for p in f.read().split()}
 
 
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process (Linux)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+def empty_worker_rss() -> int:
+    """Resident memory of a worker with one empty namespace that has answered a query."""
+    from vgi_rpc.services import vectorindex
+
+    store = tempfile.mkdtemp(prefix="vi-bench-")
+    try:
+        before = children()
+        with vectorindex.connect(worker_store=store, env={**os.environ, "PYTHONPATH": ROOT}) as vi:
+            vi.create_index("e", 8, metric=METRIC)
+            vi.query("e", np.ones((1, 8), np.float32), top_k=K)
+            return rss_bytes((children() - before).pop())
+    finally:
+        shutil.rmtree(store, ignore_errors=True)
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process (Linux)."""
     with open(f"/proc/{pid}/stat") as f:
@@ -153,7 +183,7 @@ def bench_one(
     ids = [f"v{i}" for i in range(len(data))]
     try:
         with vectorindex.connect(worker_store=store, env=env) as vi:
-            vi.create_index("b", data.shape[1], metric="cosine", kind=kind)
+            vi.create_index("b", data.shape[1], metric=METRIC, kind=kind)
             step = 10_000
             t0 = time.perf_counter()
             vi.upsert_many(
@@ -204,9 +234,12 @@ def bench_one(
                         sum(cpu["rpc_pipe"]) / calls + worker_cpu
                     )
         t0 = time.perf_counter()
+        before = children()
         with vectorindex.connect(worker_store=store, env=env) as vi:
             vi.stats()
             out["restart_s"] = time.perf_counter() - t0
+            vi.query("b", queries[:1], top_k=K)
+            out["rss_bytes"] = rss_bytes((children() - before).pop())
     finally:
         shutil.rmtree(store, ignore_errors=True)
     return out
@@ -218,8 +251,12 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--kinds", default="exact,hnsw,ivf")
+    parser.add_argument("--metric", default="cosine", choices=["cosine", "dot", "l2"])
+    parser.add_argument("--data", default="random,clustered")
     parser.add_argument("--no-pin", action="store_true")
     args = parser.parse_args()
+    global METRIC
+    METRIC = args.metric
     if not args.no_pin and os.environ.get("VI_BENCH_PINNED") != "1" and shutil.which("taskset"):
         env = {**os.environ, "VI_BENCH_PINNED": "1", "OMP_NUM_THREADS": "1"}
         sys.exit(subprocess.call(["taskset", "-c", "0", sys.executable, *sys.argv], env=env))
@@ -228,26 +265,33 @@ def main() -> None:
     faiss.omp_set_num_threads(1)
     results = []
     load = list(os.getloadavg())
+    baseline = empty_worker_rss()
     for name, data in datasets(args.n, args.dim).items():
+        if name not in args.data.split(","):
+            continue
         queries = queries_for(data, args.queries)
-        exact = faiss.IndexFlatIP(args.dim)
+        exact = faiss.IndexFlat(
+            args.dim, faiss.METRIC_L2 if METRIC == "l2" else faiss.METRIC_INNER_PRODUCT
+        )
         exact.add(normalize(data))
         truth = exact.search(normalize(queries), K)[1]
         for kind in args.kinds.split(","):
             row = bench_one(name, kind, data, queries, truth)
+            row["rss_bytes_per_vector"] = (row.pop("rss_bytes") - baseline) / args.n
             results.append(row)
             print(
                 json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}),
                 flush=True,
             )
     os.makedirs(os.path.join(ROOT, "benchmarks", "results"), exist_ok=True)
-    with open(os.path.join(ROOT, "benchmarks", "results", "vectorindex.json"), "w") as f:
+    suffix = "" if METRIC == "cosine" else f"-{METRIC}"
+    with open(os.path.join(ROOT, "benchmarks", "results", f"vectorindex{suffix}.json"), "w") as f:
         json.dump({"n": args.n, "dim": args.dim, "loadavg": load, "results": results}, f, indent=2)
     load = [max(a, b) for a, b in zip(load, os.getloadavg(), strict=True)]
     print()
-    print(f"{args.n:,} x {args.dim} float32, cosine, top {K}, one CPU; load average up to {load}")
+    print(f"{args.n:,} x {args.dim} float32, {METRIC}, top {K}, one CPU; load average up to {load}")
     print("query rates: best of interleaved rounds per call; cpu = CPU ms per 100-query call")
-    header = "data       kind   upsert/s rpc (faiss add)   single q/s rpc pipe | shm | faiss   batch100 q/s pipe | shm | faiss  (pipe/faiss, cpu)   recall@10  B/vector  restart"
+    header = "data       kind   upsert/s rpc (faiss add)   single q/s rpc pipe | shm | faiss   batch100 q/s pipe | shm | faiss  (pipe/faiss, cpu)   recall@10  B/vector est (RSS)  restart"
     print(header)
     for r in results:
         print(
@@ -256,7 +300,7 @@ def main() -> None:
             f"   {r['rpc_pipe_batch100_qps']:>7,.0f} | {r['rpc_shm_batch100_qps']:>7,.0f} | {r['faiss_batch100_qps']:>7,.0f}"
             f" ({r['rpc_pipe_batch100_qps'] / r['faiss_batch100_qps']:.0%},"
             f" cpu {r['rpc_pipe_batch100_cpu_ms']:.1f} vs {r['faiss_batch100_cpu_ms']:.1f})"
-            f"   {r['rpc_recall@10']:.3f}     {r['memory_bytes_per_vector']:>6.0f}   {r['restart_s']:.2f} s"
+            f"   {r['rpc_recall@10']:.3f}     {r['memory_bytes_per_vector']:>6.0f} ({r['rss_bytes_per_vector']:>5.0f})   {r['restart_s']:.2f} s"
         )
 
 

@@ -251,7 +251,7 @@ class Engine:
     def _grow(self, rows: int) -> None:
         if rows <= len(self._alive):
             return
-        capacity = max(rows, 2 * len(self._alive), 1_024)
+        capacity = max(rows, len(self._alive) * 5 // 4, 1_024)  # bounded slack: 25% at most
         if self.owns_vectors:
             vectors = np.zeros((capacity, self.config.dim), dtype=np.float32)
             vectors[: self.rows] = self._vectors[: self.rows]
