@@ -54,11 +54,17 @@ def test_fetch_and_export_are_bit_exact_through_rebuild_and_restart(
         rows = [int(str(i)[1:]) for i in hits.column("id").to_pylist()]
         assert hits.num_rows == 15
         assert np.array_equal(bits(table_vectors(hits)), bits(vectors[rows]))
+        late = awkward_vectors(10, DIM) * 3
+        vi.upsert("n", [f"w{i}" for i in range(10)], late)  # added to the rebuilt index
+        assert np.array_equal(
+            bits(table_vectors(vi.fetch("n", [f"w{i}" for i in range(10)]).table)), bits(late)
+        )
         vi.snapshot("n")
     with open_index() as vi:  # restart from the snapshot
         exported = vi.export_table("n")
-        assert exported.column("id").to_pylist() == ids[:-5]
-        assert np.array_equal(bits(table_vectors(exported)), bits(vectors[:-5]))
+        assert exported.column("id").to_pylist() == ids[:-5] + [f"w{i}" for i in range(10)]
+        expected = np.concatenate([vectors[:-5], late])
+        assert np.array_equal(bits(table_vectors(exported)), bits(expected))
 
 
 @pytest.mark.parametrize("kind", ["exact", "hnsw", "ivf"])
