@@ -170,3 +170,19 @@ def test_create_index_is_idempotent_and_drop(open_index: Open) -> None:
             vi.query("n", [[1, 2, 3, 4]], top_k=1)
     with open_index() as vi:
         assert vi.stats().namespaces == []
+
+
+def test_metadata_as_a_map_column(open_index: Open) -> None:
+    meta = pa.array(
+        [[("genre", "drama"), ("lang", "en")], [("genre", "comedy")], None],
+        pa.map_(pa.utf8(), pa.utf8()),
+    )
+    with open_index() as vi:
+        vi.create_index("n", 2, metric="l2")
+        vi.upsert("n", ["a", "b", "c"], [[0, 0], [1, 0], [2, 0]], meta)
+        hits = vi.query("n", [[0, 0]], top_k=3, filter={"genre": "comedy"}, include_metadata=True)
+        assert hits.column("id").to_pylist() == ["b"]
+        assert hits.column("metadata").to_pylist() == [{"genre": "comedy", "lang": None}]
+        many = pa.array([[(f"k{i}", "v")] for i in range(1001)], pa.map_(pa.utf8(), pa.utf8()))
+        with pytest.raises(vectorindex.InvalidArgumentError, match="distinct keys"):
+            vi.upsert("n", [f"x{i}" for i in range(1001)], np.zeros((1001, 2)), many)

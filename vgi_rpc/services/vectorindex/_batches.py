@@ -26,6 +26,7 @@ MAX_BATCH_ROWS = 1_000_000
 MAX_ID_BYTES = 512
 MAX_TOP_K = 10_000
 MAX_QUERIES = 100_000
+MAX_METADATA_FIELDS = 1_000
 
 
 def vector_type(dim: int) -> pa.DataType:
@@ -96,14 +97,31 @@ def check_metadata(
         return None
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
+    if pa.types.is_map(column.type) and pa.types.is_string(column.type.key_type):
+        column = map_to_struct(column)
     if not pa.types.is_struct(column.type):
-        raise InvalidArgumentError(f"metadata must be a struct column, got {column.type}")
+        raise InvalidArgumentError(
+            f"metadata must be a struct or map<string, _> column, got {column.type}"
+        )
     if len(column) != rows:
         raise InvalidArgumentError(f"{len(column)} metadata rows for {rows} vectors")
     for field in column.type:
         if not field.name or field.name.startswith("$"):
             raise InvalidArgumentError(f"bad metadata field name {field.name!r}")
     return column
+
+
+def map_to_struct(column: pa.Array[Any]) -> pa.Array[Any]:
+    """A map<string, V> column as a struct with one V field per key seen (absent: null)."""
+    maps: Any = column  # a MapArray
+    keys = pc.unique(maps.keys).to_pylist()  # in order of first appearance
+    if len(keys) > MAX_METADATA_FIELDS:
+        raise InvalidArgumentError(
+            f"metadata maps use {len(keys)} distinct keys; at most {MAX_METADATA_FIELDS}"
+        )
+    value_type = column.type.item_type
+    rows = maps.to_pylist(maps_as_pydicts="strict")
+    return pa.array(rows, pa.struct([pa.field(str(k), value_type) for k in keys]))
 
 
 def check_top_k(top_k: int) -> None:

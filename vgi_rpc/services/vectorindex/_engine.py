@@ -8,6 +8,13 @@ appends a new one; a delete marks rows dead. faiss labels are row positions, so
 dead rows stay in the faiss index until a rebuild and are masked at query time
 with an id selector (and checked again on the way out), so a dead row is never
 returned.
+
+The vectors are held once. With ``dot`` and ``l2`` faiss stores them exactly as
+upserted, so they are read back from faiss's storage (the flat array of
+``exact`` and ``hnsw``, the inverted lists of ``ivf`` through a direct map).
+``cosine`` indexes unit vectors, from which the upserted vectors cannot be
+recovered bit for bit, so the engine keeps its own copy for ``fetch`` and
+``export`` as well (so does an IVF namespace still too small to train).
 """
 
 from __future__ import annotations
@@ -80,9 +87,10 @@ class Engine:
         self.config = config
         self.rebuild_fraction = rebuild_fraction
         self.rows = 0
-        self.ids: list[str] = []
+        self._id_chunks: list[pa.Array[Any]] = []
+        self._ids: pa.Array[Any] | None = pa.array([], pa.utf8())
         self.position: dict[str, int] = {}
-        self._vectors: F32 = np.zeros((0, config.dim), dtype=np.float32)
+        self._vectors: F32 = np.zeros((0, config.dim), dtype=np.float32)  # see owns_vectors
         self._alive: BOOL = np.zeros(0, dtype=np.bool_)
         self._meta_chunks: list[pa.Array[Any]] = []
         self._meta: pa.Array[Any] | None = pa.array([], _EMPTY_META)
@@ -102,14 +110,56 @@ class Engine:
         return self.rows - self.count
 
     @property
-    def vectors(self) -> F32:
-        """All rows' vectors (dead ones included), as upserted."""
-        return self._vectors[: self.rows]
+    def owns_vectors(self) -> bool:
+        """Whether the engine keeps its own copy (faiss's is not the vectors as upserted)."""
+        return self.config.metric == "cosine" or self.index is None
+
+    def vectors_of(self, rows: I64) -> F32:
+        """The vectors of the given rows as upserted (a new array)."""
+        if self.owns_vectors:
+            return self._vectors[rows]
+        if self.config.kind == "ivf":
+            if not len(rows):
+                return np.zeros((0, self.config.dim), np.float32)
+            found: F32 = self.index.reconstruct_batch(np.asarray(rows, np.int64))
+            return found
+        return self._flat_view()[rows]
+
+    def all_vectors(self) -> F32:
+        """Every row's vector (dead ones included) as upserted, in row order (a new array)."""
+        if self.owns_vectors:
+            return self._vectors[: self.rows].copy()
+        if self.config.kind == "ivf":
+            every: F32 = self.index.reconstruct_n(0, self.rows)
+            return every
+        return self._flat_view().copy()
+
+    def _flat_view(self) -> F32:
+        """Faiss's flat storage as a numpy view: valid only until the next add (caller copies)."""
+        storage = self.index if self.config.kind == "exact" else self.index.storage
+        storage = faiss.downcast_index(storage)
+        n, dim = storage.ntotal, self.config.dim
+        if n == 0:
+            return np.zeros((0, dim), np.float32)
+        view: F32 = faiss.rev_swig_ptr(storage.get_xb(), n * dim).reshape(n, dim)
+        return view
 
     @property
     def alive(self) -> BOOL:
         """Which rows are live."""
         return self._alive[: self.rows]
+
+    @property
+    def ids(self) -> pa.Array[Any]:
+        """All rows' ids (dead ones included) as one utf8 array, by row position."""
+        if self._ids is None:
+            self._ids = pa.concat_arrays(self._id_chunks)
+            self._id_chunks = [self._ids]
+        return self._ids
+
+    def id_list(self, rows: I64) -> list[str]:
+        """The ids of the given rows."""
+        return [str(i) for i in self.ids.take(pa.array(rows, pa.int64())).to_pylist()]
 
     @property
     def metadata(self) -> pa.Array[Any]:
@@ -133,13 +183,13 @@ class Engine:
     def memory_bytes(self) -> int:
         """An estimate of the memory this namespace holds."""
         total: float = self._vectors.nbytes + self._alive.nbytes + self.metadata.nbytes
-        total += sum(len(i) + 90 for i in self.ids)  # str objects and the dict entry
+        total += self.ids.nbytes + sum(len(i) + 90 for i in self.position)  # + str, dict entry
         if self.config.kind == "exact":
             total += self.rows * self.config.dim * 4
         elif self.config.kind == "hnsw":
             total += self.rows * (self.config.dim * 4 + self.config.hnsw_m * 2 * 4 * 1.1)
-        elif self.index is not None:
-            total += self.rows * (self.config.dim * 4 + 8)
+        elif self.index is not None:  # vectors and ids in the lists, plus the direct map
+            total += self.rows * (self.config.dim * 4 + 8 + (0 if self.owns_vectors else 8))
         return int(total)
 
     # -- faiss ---------------------------------------------------------------------------
@@ -162,16 +212,16 @@ class Engine:
         """Queries and stored vectors in the form the index compares (unit length for cosine)."""
         if self.config.metric != "cosine":
             return vectors
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        return (vectors / np.where(norms == 0, 1, norms)).astype(np.float32, copy=False)
+        # float64: the squares of finite float32 values can overflow float32
+        norms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors, dtype=np.float64))[:, None]
+        return (vectors / np.where(norms == 0, 1, norms)).astype(np.float32)
 
     def _index_add(self, start: int, vectors: F32) -> None:
         if self.index is None:
             return
-        if self.config.kind == "ivf":
-            self.index.add_with_ids(vectors, np.arange(start, start + len(vectors), dtype=np.int64))
-        else:
-            self.index.add(vectors)
+        if self.index.ntotal != start:
+            raise RuntimeError(f"faiss holds {self.index.ntotal} rows, expected {start}")
+        self.index.add(vectors)  # faiss labels = row positions (IVF: through its direct map)
 
     # -- writes --------------------------------------------------------------------------
     def upsert(self, ids: Sequence[str], vectors: F32, metadata: pa.Array[Any] | None) -> None:
@@ -181,7 +231,8 @@ class Engine:
             metadata = pa.array([{}] * n, _EMPTY_META) if n else pa.array([], _EMPTY_META)
         start = self.rows
         self._grow(start + n)
-        self._vectors[start : start + n] = vectors
+        if self.owns_vectors:
+            self._vectors[start : start + n] = vectors
         self._alive[start : start + n] = True
         for i, id_ in enumerate(ids):
             old = self.position.get(id_)
@@ -190,21 +241,24 @@ class Engine:
             else:
                 self._sorted = None
             self.position[id_] = start + i
-        self.ids.extend(ids)
+        self._id_chunks.append(pa.array(ids, pa.utf8()))
+        self._ids = None
         self._meta_chunks.append(metadata)
         self._meta = None
         self.rows = start + n
         self._index_add(start, self.prepare(vectors))
 
     def _grow(self, rows: int) -> None:
-        if rows <= len(self._vectors):
+        if rows <= len(self._alive):
             return
-        capacity = max(rows, 2 * len(self._vectors), 1_024)
-        vectors = np.zeros((capacity, self.config.dim), dtype=np.float32)
-        vectors[: self.rows] = self._vectors[: self.rows]
+        capacity = max(rows, len(self._alive) * 5 // 4, 1_024)  # bounded slack: 25% at most
+        if self.owns_vectors:
+            vectors = np.zeros((capacity, self.config.dim), dtype=np.float32)
+            vectors[: self.rows] = self._vectors[: self.rows]
+            self._vectors = vectors
         alive = np.zeros(capacity, dtype=np.bool_)
         alive[: self.rows] = self._alive[: self.rows]
-        self._vectors, self._alive = vectors, alive
+        self._alive = alive
 
     def delete(self, ids: Iterable[str]) -> int:
         """Mask rows by id; return how many existed."""
@@ -238,11 +292,13 @@ class Engine:
             fresh.index = fresh._new_index(len(keep))
             fresh.index.nprobe = self.config.nprobe
             sample = keep if len(keep) <= 100_000 else keep[:: len(keep) // 100_000 + 1]
-            fresh.index.train(self.vectors[sample])
+            fresh.index.train(fresh.prepare(self.vectors_of(sample)))
+            if self.config.metric != "cosine":  # the lists hold the vectors as upserted
+                fresh.index.set_direct_map_type(faiss.DirectMap.Array)
             fresh.trained_rows = len(keep)
-        ids = [self.ids[i] for i in keep]
+        ids = self.id_list(keep)
         meta = self.metadata.take(pa.array(keep, pa.int64()))
-        fresh.upsert(ids, self.vectors[keep], meta)
+        fresh.upsert(ids, self.vectors_of(keep), meta)
         return fresh
 
     # -- reads ---------------------------------------------------------------------------
@@ -271,12 +327,16 @@ class Engine:
         selective = mask is not None and matching <= max(SUBSET_MIN, SUBSET_FRACTION * self.count)
         if self.index is None or (selective and self.config.kind != "exact"):
             return self._exact(queries, np.flatnonzero(candidates), k)
-        params, bits = self._params(candidates if (mask is not None or self.dead) else None)
+        masked = mask is not None or self.dead > 0
+        params, bits = self._params(candidates if masked else None)
         scores, labels = self.index.search(queries, k, params=params)
         del bits  # the selector pointed into it until here
         labels = labels.astype(np.int64, copy=False)
         valid = labels >= 0
-        valid &= candidates[np.where(valid, labels, 0)]
+        if masked:  # belt and braces: the selector already kept these out
+            valid &= candidates[np.where(valid, labels, 0)]
+        elif valid.all():
+            return labels, scores
         short = np.flatnonzero(valid.sum(axis=1) < k)
         if len(short):  # an approximate index came back short: search those exactly
             ex_labels, ex_scores = self._exact(queries[short], np.flatnonzero(candidates), k)
@@ -303,9 +363,7 @@ class Engine:
 
     def _exact(self, queries: F32, rows: I64, k: int) -> tuple[I64, F32]:
         """Brute force over the given rows."""
-        base = self._vectors[rows]
-        if self.config.metric == "cosine":
-            base = self.prepare(base)
+        base = self.prepare(self.vectors_of(rows))
         out_rows = np.empty((len(queries), k), np.int64)
         out_scores = np.empty((len(queries), k), np.float32)
         step = max(1, 20_000_000 // max(1, len(rows)))
@@ -336,10 +394,10 @@ class Engine:
     # -- snapshots -----------------------------------------------------------------------
     def to_table(self) -> pa.Table:
         """Every row (dead ones flagged) as a table: id, vector, metadata, alive."""
-        flat = pa.array(self.vectors.reshape(-1), pa.float32())
+        flat = pa.array(self.all_vectors().reshape(-1), pa.float32())
         return pa.table(
             {
-                "id": pa.array(self.ids, pa.utf8()),
+                "id": self.ids,
                 "vector": pa.FixedSizeListArray.from_arrays(flat, self.config.dim),
                 "metadata": self.metadata,
                 "alive": pa.array(self.alive, pa.bool_()),
@@ -364,20 +422,29 @@ class Engine:
         """Restore what ``to_table`` and ``index_bytes`` saved."""
         engine = cls(config, rebuild_fraction)
         rows = table.num_rows
-        vectors = pc.list_flatten(table.column("vector")).to_numpy()
-        engine._grow(rows)
-        engine._vectors[:rows] = vectors.reshape(rows, config.dim)
-        engine._alive[:rows] = table.column("alive").to_numpy(zero_copy_only=False)
-        engine.rows = rows
-        engine.ids = [str(i) for i in table.column("id").to_pylist()]
-        engine.position = {engine.ids[i]: int(i) for i in np.flatnonzero(engine.alive)}
-        engine._meta_chunks = [table.column("metadata").combine_chunks()]
-        engine._meta = None
+        column = table.column("vector")
+        vectors = pc.list_flatten(column).to_numpy().reshape(rows, config.dim)
         if index is not None:
             engine.index = faiss.deserialize_index(np.frombuffer(index, dtype=np.uint8))
             engine.trained_rows = trained_rows
             if engine.index.ntotal != rows:
                 raise ValueError(f"index holds {engine.index.ntotal} rows, table {rows}")
+            if config.kind == "ivf" and config.metric != "cosine":
+                engine.index.set_direct_map_type(faiss.DirectMap.Array)
         elif config.kind != "ivf":
-            engine.index.add(engine.prepare(engine.vectors))
+            engine.index.add(engine.prepare(vectors))
+        engine._grow(rows)
+        engine.rows = rows
+        if engine.owns_vectors:
+            engine._vectors[:rows] = vectors
+        elif not np.array_equal(engine.all_vectors().view(np.uint32), vectors.view(np.uint32)):
+            raise ValueError("the index's vectors differ from the snapshot's")
+        del vectors, column
+        engine._alive[:rows] = table.column("alive").to_numpy(zero_copy_only=False)
+        ids = table.column("id").combine_chunks().cast(pa.utf8())
+        engine._id_chunks, engine._ids = [ids], ids
+        live = np.flatnonzero(engine.alive)
+        engine.position = dict(zip(engine.id_list(live), live.tolist(), strict=True))
+        engine._meta_chunks = [table.column("metadata").combine_chunks()]
+        engine._meta = None
         return engine

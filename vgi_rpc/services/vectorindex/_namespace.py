@@ -199,7 +199,7 @@ class Namespace:
                 return self._commit(_entry("delete_all", {}))
             if expr is not None:
                 rows = np.flatnonzero(self.engine.candidates(expr))
-                ids = [self.engine.ids[r] for r in rows]
+                ids = self.engine.id_list(rows)
             present = [i for i in ids or [] if i in self.engine.position]
             if not present:
                 return self.applied, 0

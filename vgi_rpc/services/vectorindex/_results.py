@@ -42,8 +42,8 @@ def rows_schema(dim: int, meta_type: pa.DataType) -> pa.Schema:
 def rows_batch(engine: Engine, rows: Sequence[int], meta_type: pa.StructType) -> pa.RecordBatch:
     """Rows by position as ``id``, ``vector``, ``metadata``."""
     index = np.asarray(rows, dtype=np.int64)
-    ids = pa.array([engine.ids[r] for r in rows], pa.utf8())
-    vectors = vectors_array(engine.vectors[index].reshape(len(index), engine.config.dim))
+    ids = engine.ids.take(pa.array(index, pa.int64()))
+    vectors = vectors_array(engine.vectors_of(index).reshape(len(index), engine.config.dim))
     meta = project_struct(engine.metadata.take(pa.array(index, pa.int64())), meta_type)
     return pa.RecordBatch.from_arrays(
         [ids, vectors, meta], schema=rows_schema(engine.config.dim, meta_type)
@@ -79,11 +79,11 @@ def query_batch(
     columns: list[pa.Array[Any]] = [
         pa.array(np.repeat(np.arange(first_query, first_query + nq, dtype=np.int32), k)),
         pa.array(np.tile(np.arange(k, dtype=np.int32), nq)),
-        pa.array([engine.ids[r] for r in flat.tolist()], pa.utf8()),
+        engine.ids.take(pa.array(flat, pa.int64())),
         pa.array(scores.reshape(-1), pa.float32()),
     ]
     if include[0]:
-        columns.append(vectors_array(engine.vectors[flat].reshape(len(flat), engine.config.dim)))
+        columns.append(vectors_array(engine.vectors_of(flat).reshape(len(flat), engine.config.dim)))
     if include[1]:
         columns.append(project_struct(engine.metadata.take(pa.array(flat, pa.int64())), meta_type))
     return pa.RecordBatch.from_arrays(

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -30,7 +30,7 @@ from vgi_rpc.services.vectorindex.protocol import (
 )
 
 VectorsLike = Any  # numpy (n, dim) array, list of lists, or an Arrow (fixed size) list array
-MetadataLike = Sequence[Mapping[str, object]] | pa.StructArray | None
+MetadataLike: TypeAlias = "Sequence[Mapping[str, object]] | pa.Array[Any] | None"  # struct, map
 T = TypeVar("T")
 
 
