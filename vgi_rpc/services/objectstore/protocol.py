@@ -24,7 +24,11 @@ CHUNK_SCHEMA = pa.schema([pa.field("chunk", pa.binary(), nullable=False)])
 
 @dataclass(frozen=True)
 class ServerInfo(ArrowSerializableDataclass):
-    """Who the server is and what its limits are."""
+    """Who the server is and what its limits are.
+
+    ``memory_warm``: bytes of deleted objects' memory kept for later puts
+    (given back when unused for a while, and at shutdown).
+    """
 
     instance_id: str
     hostname: str
@@ -33,6 +37,7 @@ class ServerInfo(ArrowSerializableDataclass):
     store: str
     memory_limit: int
     memory_used: int
+    memory_warm: int
     max_inline: int
     max_chunk: int
 

@@ -45,6 +45,12 @@ from vgi_rpc.services.objectstore.protocol import (
 MAX_INLINE = 256 << 10
 MAX_CHUNK = 8 << 20
 LEASE_SECONDS = 600.0  # a pending put with no connection (HTTP) untouched this long is freed
+WARM_IDLE = 10.0
+
+
+def default_warm(memory_limit: int) -> int:
+    """Bytes of deleted objects' memory kept warm by default: a quarter of the limit, at most 1 GiB."""
+    return min(memory_limit // 4, 1 << 30)
 
 
 class ObjectStoreServer:
@@ -54,6 +60,9 @@ class ObjectStoreServer:
         memory_limit: Most bytes of objects (and pending puts) held in shared memory.
         store: Where persisted objects and names live (``None``: persistence off).
         shm_root: Directory for the shared-memory files (``/dev/shm``).
+        warm: Most bytes of deleted objects' memory kept for later puts
+            (``None``: ``default_warm(memory_limit)``; 0: give it all back at once).
+        warm_idle: Seconds before unused warm memory is given back.
     """
 
     def __init__(
@@ -62,10 +71,17 @@ class ObjectStoreServer:
         memory_limit: int = 2 << 30,
         store: Store | None = None,
         shm_root: str | None = None,
+        warm: int | None = None,
+        warm_idle: float = WARM_IDLE,
     ) -> None:
         self.instance_id = secrets.token_hex(8)
         self.hostname = socket.gethostname()
-        self.memory = SharedMemory(memory_limit, shm_root)
+        self.memory = SharedMemory(
+            memory_limit,
+            shm_root,
+            warm=default_warm(memory_limit) if warm is None else warm,
+            warm_idle=warm_idle,
+        )
         self.store = store
         self._objects: dict[int, Entry] = {}
         self.names = NameTable(store, self._exists, self._persisted)
@@ -110,6 +126,7 @@ class ObjectStoreServer:
             store=self.store.uri if self.store else "",
             memory_limit=self.memory.limit,
             memory_used=self.memory.used,
+            memory_warm=self.memory.warm.held,
             max_inline=MAX_INLINE,
             max_chunk=MAX_CHUNK,
         )
@@ -172,20 +189,20 @@ class ObjectStoreServer:
         """Reserve a shared-memory file for a put."""
         check.kind(kind)
         self._expire_leases()
-        segment = self._allocate(size)
+        segment = self._allocate(size, recycle=kind == VALUE)  # a value put writes every byte
         put_id = secrets.randbits(62) + 1
         with self._lock:
             owner = getattr(self._connection, "id", None)
             self._pending[put_id] = Pending(segment, kind, owner, time.monotonic())
         return Allocation(put_id=put_id, size=size, path=segment.path)
 
-    def _allocate(self, size: int) -> Segment:
+    def _allocate(self, size: int, *, recycle: bool = False) -> Segment:
         try:
-            return self.memory.allocate(size)
+            return self.memory.allocate(size, recycle=recycle)
         except OutOfMemory:
             if not self._spill(size):
                 raise
-        return self.memory.allocate(size)
+        return self.memory.allocate(size, recycle=recycle)
 
     def _spill(self, size: int) -> bool:
         """Drop persisted objects from memory (they stay in the store) until ``size`` fits."""
@@ -317,7 +334,7 @@ class ObjectStoreServer:
         nbytes = meta.get("nbytes")
         if not isinstance(nbytes, int):
             raise ObjectNotFound(f"object {oid} has malformed metadata in the store")
-        segment = self._allocate(nbytes)
+        segment = self._allocate(nbytes, recycle=True)  # read_object writes every byte
         try:
             with pa.memory_map(segment.path, "r+") as target:
                 self.store.read_object(oid, nbytes, target)

@@ -1,0 +1,204 @@
+"""Warm memory: a deleted object's file is reused for a later put only when nobody maps it."""
+
+from __future__ import annotations
+
+import gc
+import mmap
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from tests.conftest import worker_env
+from vgi_rpc.services import objectstore
+from vgi_rpc.services.objectstore import ObjectStoreClient, RunningStore
+from vgi_rpc.services.objectstore._warm import WARM_PREFIX, leases_work, unused
+
+pytestmark = pytest.mark.skipif(
+    not leases_work("/dev/shm" if os.path.isdir("/dev/shm") else "/tmp"),
+    reason="file leases are Linux-only; elsewhere the store keeps nothing warm",
+)
+MiB = 1 << 20
+
+
+@pytest.fixture
+def warm_store(short_dir: str) -> Iterator[RunningStore]:
+    with objectstore.start(
+        socket=os.path.join(short_dir, "s.sock"),
+        memory=100 * MiB,
+        warm=40 * MiB,
+        warm_idle=60,
+    ) as running:
+        yield running
+
+
+def _client(running: RunningStore) -> ObjectStoreClient:
+    assert running.socket is not None
+    return objectstore.connect(running.socket)
+
+
+def _inode(client: ObjectStoreClient, oid: objectstore.ObjectID) -> int:
+    return os.stat(client.get_meta(oid).path).st_ino
+
+
+def _object_files(directory: str) -> list[str]:
+    return [n for n in os.listdir(directory) if not n.startswith(WARM_PREFIX)]
+
+
+def test_unused_sees_a_mapping_kept_after_its_descriptor_is_closed(short_dir: str) -> None:
+    path = os.path.join("/dev/shm", f"vgi-warm-test-{os.getpid()}")
+    with open(path, "wb") as f:
+        f.truncate(MiB)
+    try:
+        assert unused(path)
+        code = (
+            "import mmap, os, sys\n"
+            "fd = os.open(sys.argv[1], os.O_RDONLY)\n"
+            "m = mmap.mmap(fd, 0, prot=mmap.PROT_READ)\n"
+            "os.close(fd)\n"
+            "print('mapped', flush=True)\n"
+            "sys.stdin.readline()\n"
+        )
+        child = subprocess.Popen(
+            [sys.executable, "-c", code, path],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert child.stdout is not None
+        assert child.stdin is not None
+        assert child.stdout.readline().strip() == "mapped"
+        assert not unused(path)  # another process maps it, with no descriptor open
+        child.stdin.write("\n")
+        child.stdin.close()
+        child.wait(timeout=10)
+        child.stdout.close()
+        assert unused(path)
+        fd = os.open(path, os.O_RDONLY)
+        mapping = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
+        os.close(fd)
+        assert not unused(path)  # this process's own read-only mapping counts too
+        mapping.close()
+        assert unused(path)
+    finally:
+        os.unlink(path)
+
+
+def test_a_deleted_objects_file_is_reused_when_nobody_maps_it(warm_store: RunningStore) -> None:
+    with _client(warm_store) as client:
+        first = client.put(np.full(MiB // 8, 1.0))
+        inode = _inode(client, first)
+        client.delete(first)
+        info = client.proxy.info()
+        assert info.memory_used == 0
+        assert 0 < info.memory_warm <= 40 * MiB
+        assert _object_files(client.server.shm_dir) == []
+        second = client.put(np.full(MiB // 8, 2.0))
+        assert _inode(client, second) == inode  # the same pages, written again
+        got = client.get(second)
+        assert isinstance(got, np.ndarray)
+        assert got.shape == (MiB // 8,)
+        assert np.all(got == 2.0)
+        assert client.proxy.info().memory_warm == 0
+
+
+def test_a_segment_still_mapped_by_another_process_is_never_reused(
+    warm_store: RunningStore,
+) -> None:
+    assert warm_store.socket is not None
+    with _client(warm_store) as client:
+        old = client.put(np.full(MiB // 8, 7.0))
+        inode = _inode(client, old)
+        code = (
+            "import sys\n"
+            "from vgi_rpc.services import objectstore\n"
+            "c = objectstore.connect(sys.argv[1])\n"
+            "view = c.get(sys.argv[2])\n"
+            "c.close()\n"
+            "print('holding', flush=True)\n"
+            "sys.stdin.readline()\n"
+            "print(float(view.min()), float(view.max()), flush=True)\n"
+        )
+        child = subprocess.Popen(
+            [sys.executable, "-c", code, warm_store.socket, str(old)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=worker_env(),
+        )
+        assert child.stdout is not None
+        assert child.stdin is not None
+        try:
+            assert child.stdout.readline().strip() == "holding"
+            client.delete(old)
+            assert client.proxy.info().memory_warm == 0  # mapped elsewhere: not kept
+            new = client.put(np.full(MiB // 8, 9.0))
+            assert _inode(client, new) != inode
+            child.stdin.write("\n")
+            child.stdin.flush()
+            assert child.stdout.readline().split() == ["7.0", "7.0"]  # the view is intact
+        finally:
+            child.stdin.close()
+            child.wait(timeout=20)
+            child.stdout.close()
+
+
+def test_a_view_held_in_this_process_keeps_its_bytes(warm_store: RunningStore) -> None:
+    with _client(warm_store) as client:
+        old = client.put(np.full(MiB // 8, 3.0))
+        view = client.get(old)
+        client.delete(old)
+        assert client.proxy.info().memory_warm == 0
+        for _ in range(3):
+            client.delete(client.put(np.full(MiB // 8, 4.0)))
+        assert isinstance(view, np.ndarray)
+        assert np.all(view == 3.0)
+        del view
+        gc.collect()
+
+
+def test_blobs_never_get_warm_memory(warm_store: RunningStore) -> None:
+    with _client(warm_store) as client:
+        client.delete(client.put(np.full(MiB // 8, 5.0)))
+        assert client.proxy.info().memory_warm > 0
+        with client.create_blob(MiB) as writer:
+            pass
+        assert writer.id is not None
+        assert bytes(client.get_blob(writer.id).buffer) == bytes(MiB)
+
+
+def test_warm_memory_counts_in_the_limit(warm_store: RunningStore) -> None:
+    with _client(warm_store) as client:
+        kept = client.put(np.ones(30 * MiB // 8))
+        client.delete(client.put(np.ones(30 * MiB // 8)))
+        assert client.proxy.info().memory_warm > 29 * MiB
+        with client.create_blob(65 * MiB) as writer:  # 30 + 65 + 30 warm > 100: warm goes
+            info = client.proxy.info()
+            assert info.memory_warm == 0
+            assert info.memory_used > 95 * MiB
+        client.delete([kept, writer.id or 0])
+
+
+def test_warm_memory_is_given_back_when_idle_and_at_shutdown(short_dir: str) -> None:
+    with (
+        objectstore.start(
+            socket=os.path.join(short_dir, "s.sock"), memory=100 * MiB, warm=40 * MiB, warm_idle=0.3
+        ) as running,
+        _client(running) as client,
+    ):
+        shm_dir = client.server.shm_dir
+        client.delete(client.put(np.ones(MiB)))
+        assert client.proxy.info().memory_warm > 0
+        assert os.listdir(shm_dir)
+        deadline = time.monotonic() + 10
+        while os.listdir(shm_dir) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert os.listdir(shm_dir) == []
+        assert client.proxy.info().memory_warm == 0
+        client.delete(client.put(np.ones(MiB)))
+        assert client.proxy.info().memory_warm > 0
+    assert not os.path.exists(shm_dir)
