@@ -202,3 +202,35 @@ def test_warm_memory_is_given_back_when_idle_and_at_shutdown(short_dir: str) -> 
         client.delete(client.put(np.ones(MiB)))
         assert client.proxy.info().memory_warm > 0
     assert not os.path.exists(shm_dir)
+
+
+def test_remote_gets_reuse_the_buffers_of_dropped_values_only(running: RunningStore) -> None:
+    assert running.tcp is not None
+    with (
+        _client(running) as local,
+        objectstore.connect(host=running.tcp[0], port=running.tcp[1], warm=64 * MiB) as remote,
+    ):
+        first = local.put(np.full(8 * MiB // 8, 1.0))
+        second = local.put(np.full(8 * MiB // 8, 2.0))
+        held = remote.get(first)
+        assert isinstance(held, np.ndarray)
+        address = held.ctypes.data
+        other = remote.get(second)  # ``held`` is alive: its buffer is not reused
+        assert isinstance(other, np.ndarray)
+        assert other.ctypes.data != address
+        assert np.all(held == 1.0)
+        assert np.all(other == 2.0)
+        assert remote._receive.kept == 0
+        del held
+        gc.collect()
+        assert remote._receive.kept >= 8 * MiB
+        again = remote.get(second)
+        assert isinstance(again, np.ndarray)
+        assert again.ctypes.data == address  # the dropped value's buffer, written again
+        assert np.all(again == 2.0)
+        assert np.all(other == 2.0)
+        del other, again
+        gc.collect()
+        assert remote._receive.kept <= 64 * MiB
+        remote.close()
+        assert remote._receive.kept == 0

@@ -36,6 +36,7 @@ class Entry:
     segment: Segment | None
     persisted: bool = False
     data: bytes | None = None
+    view: pa.Buffer | None = None  # the segment mapped once, for streaming it out
 
     @property
     def held(self) -> bool:
@@ -43,11 +44,18 @@ class Entry:
         return self.segment is not None or self.data is not None
 
     def buffer(self) -> pa.Buffer:
-        """The object's bytes (zero-copy)."""
+        """The object's bytes (zero-copy; the segment stays mapped until ``unmap``)."""
         if self.data is not None:
             return pa.py_buffer(self.data)
-        assert self.segment is not None
-        return mapped(self.segment)
+        view = self.view
+        if view is None:
+            assert self.segment is not None
+            view = self.view = mapped(self.segment)
+        return view
+
+    def unmap(self) -> None:
+        """Drop this server's own mapping (slices still being sent keep theirs alive)."""
+        self.view = None
 
 
 @dataclasses.dataclass

@@ -27,6 +27,7 @@ from vgi_rpc.services.objectstore._codec import decode, encode
 from vgi_rpc.services.objectstore._entries import map_file
 from vgi_rpc.services.objectstore._errors import BlobSealed, ObjectNotFound, typed
 from vgi_rpc.services.objectstore._ids import ObjectID
+from vgi_rpc.services.objectstore._receive import ReceiveBuffers
 from vgi_rpc.services.objectstore.protocol import (
     BLOB,
     VALUE,
@@ -38,6 +39,7 @@ from vgi_rpc.services.objectstore.protocol import (
 )
 
 _CHUNK = 2 << 20  # measured best on loopback TCP (cache-sized turns)
+WARM = 1 << 30  # receive buffers of dropped remote gets kept for reuse, at most
 
 
 def default_socket() -> str:
@@ -225,12 +227,21 @@ class _ChunkSender(io.RawIOBase):
 
 
 class ObjectStoreClient:
-    """Talks to one object store server; use ``connect()`` to make one."""
+    """Talks to one object store server; use ``connect()`` to make one.
+
+    ``warm``: bytes of buffers of remote gets whose values were dropped, kept
+    for 10 s to receive the next ones (fresh pages cost more than the copy).
+    """
 
     def __init__(
-        self, opener: Callable[[], AbstractContextManager[ObjectStore]], *, local: bool
+        self,
+        opener: Callable[[], AbstractContextManager[ObjectStore]],
+        *,
+        local: bool,
+        warm: int = WARM,
     ) -> None:
         self._opener = opener
+        self._receive = ReceiveBuffers(0 if local else warm)
         self._tls = threading.local()
         # each thread's connection, so those of threads that have ended can be closed
         self._open: list[tuple[threading.Thread, AbstractContextManager[ObjectStore]]] = []
@@ -321,7 +332,7 @@ class ObjectStoreClient:
                 return map_file(meta.path)
             except FileNotFoundError:
                 raise ObjectNotFound(f"object {ObjectID(meta.id)} was deleted meanwhile") from None
-        out = pa.allocate_buffer(meta.nbytes)
+        out = self._receive.take(meta.nbytes)
         view = memoryview(out).cast("B")
         position = 0
         with _typed_errors():
@@ -415,6 +426,7 @@ class ObjectStoreClient:
         for _, connected in opened:
             connected.__exit__(None, None, None)
         self._tls = threading.local()
+        self._receive.clear()
 
     def __enter__(self) -> ObjectStoreClient:
         return self
@@ -435,21 +447,27 @@ def connect(
     host: str | None = None,
     port: int | None = None,
     prefix: str = "/vgi",
+    warm: int = WARM,
 ) -> ObjectStoreClient:
     """Connect to an object store: a unix ``socket`` (zero-copy), an HTTP ``url``, or TCP ``host``/``port``.
 
-    With no argument, the default socket (``default_socket()``).
+    With no argument, the default socket (``default_socket()``). ``warm``:
+    see ``ObjectStoreClient`` (remote clients only).
     """
     if url is not None:
         from vgi_rpc.http import http_connect
 
         return ObjectStoreClient(
-            lambda: http_connect(ObjectStore, url, prefix=prefix, timeout=None), local=False
+            lambda: http_connect(ObjectStore, url, prefix=prefix, timeout=None),
+            local=False,
+            warm=warm,
         )
     if host is not None or port is not None:
         if host is None or port is None:
             raise ValueError("TCP needs both host and port")
-        return ObjectStoreClient(lambda: tcp_connect(ObjectStore, host, port), local=False)
+        return ObjectStoreClient(
+            lambda: tcp_connect(ObjectStore, host, port), local=False, warm=warm
+        )
     path = socket or default_socket()
     return ObjectStoreClient(lambda: unix_connect(ObjectStore, path), local=True)
 

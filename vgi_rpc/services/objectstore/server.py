@@ -178,6 +178,7 @@ class ObjectStoreServer:
             self.memory.reserve(size)
 
     def _release(self, entry: Entry) -> None:
+        entry.unmap()
         if entry.segment is not None:
             self.memory.free(entry.segment)
             entry.segment = None
@@ -217,6 +218,7 @@ class ObjectStoreServer:
                 assert entry.segment is not None
                 freed.append(entry.segment)
                 entry.segment = None
+                entry.unmap()
         for segment in freed:
             self.memory.free(segment)
         return self.memory.limit - self.memory.used >= size
