@@ -55,7 +55,7 @@ class ReceiveBuffers:
             base = np.empty(size, dtype=np.uint8)
         view = base[:size]
         weakref.finalize(view, self._give_back, base)
-        return pa.py_buffer(view)
+        return pa.py_buffer(view.data)  # the memoryview keeps ``view`` alive
 
     def _give_back(self, base: np.ndarray) -> None:
         with self._lock:
