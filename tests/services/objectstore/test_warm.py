@@ -46,7 +46,8 @@ def _inode(client: ObjectStoreClient, oid: objectstore.ObjectID) -> int:
 
 
 def _object_files(directory: str) -> list[str]:
-    return [n for n in os.listdir(directory) if not n.startswith(WARM_PREFIX)]
+    """Files of objects: not warm, and not a client's spare for its next put."""
+    return [n for n in os.listdir(directory) if not n.startswith((WARM_PREFIX, "spare-"))]
 
 
 def test_unused_sees_a_mapping_kept_after_its_descriptor_is_closed(short_dir: str) -> None:
@@ -89,15 +90,15 @@ def test_unused_sees_a_mapping_kept_after_its_descriptor_is_closed(short_dir: st
 
 
 def test_a_deleted_objects_file_is_reused_when_nobody_maps_it(warm_store: RunningStore) -> None:
-    with _client(warm_store) as client:
-        first = client.put(np.full(MiB // 8, 1.0))
+    with _client(warm_store) as writer, _client(warm_store) as client:
+        first = writer.put(np.full(MiB // 8, 1.0))
         inode = _inode(client, first)
         client.delete(first)
         info = client.proxy.info()
         assert info.memory_used == 0
         assert 0 < info.memory_warm <= 40 * MiB
         assert _object_files(client.server.shm_dir) == []
-        second = client.put(np.full(MiB // 8, 2.0))
+        second = client.put(np.full(MiB // 8, 2.0))  # a new connection: it has no spare yet
         assert _inode(client, second) == inode  # the same pages, written again
         got = client.get(second)
         assert isinstance(got, np.ndarray)
@@ -136,7 +137,8 @@ def test_a_segment_still_mapped_by_another_process_is_never_reused(
             assert child.stdout.readline().strip() == "holding"
             client.delete(old)
             assert client.proxy.info().memory_warm == 0  # mapped elsewhere: not kept
-            new = client.put(np.full(MiB // 8, 9.0))
+            with _client(warm_store) as fresh:  # no spare: it allocates, warm memory first
+                new = fresh.put(np.full(MiB // 8, 9.0))
             assert _inode(client, new) != inode
             child.stdin.write("\n")
             child.stdin.flush()
@@ -234,3 +236,39 @@ def test_remote_gets_reuse_the_buffers_of_dropped_values_only(running: RunningSt
         assert remote._receive.kept <= 64 * MiB
         remote.close()
         assert remote._receive.kept == 0
+
+
+def test_a_put_of_a_repeated_size_writes_the_spare_handed_out_by_the_last_one(
+    warm_store: RunningStore,
+) -> None:
+    with _client(warm_store) as client:
+        shm_dir = client.server.shm_dir
+        first = client.put(np.full(MiB // 8, 1.0))
+        size = client.get_meta(first).nbytes
+        assert client.proxy.info().memory_spare == size
+        (spare,) = [n for n in os.listdir(shm_dir) if n.startswith("spare-")]
+        second = client.put(np.full(MiB // 8, 2.0))  # no allocate call: the spare's file
+        assert client.get_meta(second).path == os.path.join(shm_dir, spare)
+        got = client.get(second)
+        assert isinstance(got, np.ndarray)
+        assert np.all(got == 2.0)
+        assert client.proxy.info().memory_spare == size  # and a new spare for the next one
+        other = client.put(np.full(3 * MiB // 8, 3.0))  # another size: allocated, old spare dropped
+        info = client.proxy.info()
+        assert info.memory_spare == client.get_meta(other).nbytes
+        assert info.memory_used == size * 2 + client.get_meta(other).nbytes
+    with _client(warm_store) as observer:
+        assert observer.proxy.info().memory_spare == 0  # given back when its client left
+
+
+def test_spares_make_room_for_other_clients_puts(warm_store: RunningStore) -> None:
+    with _client(warm_store) as holder, _client(warm_store) as other:
+        holder.put(np.ones(30 * MiB // 8))
+        assert holder.proxy.info().memory_spare > 29 * MiB
+        big = other.put(np.ones(60 * MiB // 8))  # 30 used + 30 spare + 60 > 100: the spare goes
+        assert holder.proxy.info().memory_spare < 30 * MiB
+        other.delete(big)
+        again = holder.put(np.full(30 * MiB // 8, 7.0))  # its spare is gone: it allocates
+        got = holder.get(again)
+        assert isinstance(got, np.ndarray)
+        assert np.all(got == 7.0)

@@ -60,12 +60,17 @@ class Entry:
 
 @dataclasses.dataclass
 class Pending:
-    """An allocated, unsealed put; ``owner`` is its connection (``None`` over HTTP)."""
+    """An allocated, unsealed put; ``owner`` is its connection (``None`` over HTTP).
+
+    A ``spare`` was handed out by ``seal_next`` for the client's next put;
+    the client may never use it.
+    """
 
     segment: Segment
     kind: str
     owner: int | None
     touched: float
+    spare: bool = False
 
 
 class EntrySource(Protocol):

@@ -69,6 +69,8 @@ class SharedMemory:
         self.directory = os.path.join(self.root, f"{_PREFIX}{os.getpid()}-{secrets.token_hex(6)}")
         os.mkdir(self.directory, 0o700)
         self._used = 0
+        self._spare: set[str] = set()  # segments handed to a client for its next put
+        self._spare_bytes = 0
         self._segments: dict[str, Segment] = {}
         self._lock = threading.Lock()
         self._closed = False
@@ -79,21 +81,27 @@ class SharedMemory:
         """Bytes allocated now."""
         return self._used
 
+    @property
+    def spare(self) -> int:
+        """Bytes of segments handed out in advance for clients' next puts (not yet written)."""
+        return self._spare_bytes
+
     def check(self, size: int) -> None:
         """Raise ``OutOfMemory`` / ``InvalidRequest`` unless ``size`` could be allocated now."""
         if size < 0:
             raise InvalidRequest(f"an object size cannot be negative ({size})")
-        if size > self.limit - self._used:
+        if size > self.limit - self._used - self._spare_bytes:
             raise OutOfMemory(
                 f"cannot allocate {human(size)}: the memory limit is {human(self.limit)} "
-                f"and {human(self._used)} are in use"
+                f"and {human(self._used + self._spare_bytes)} are in use"
             )
 
-    def allocate(self, size: int, *, recycle: bool = False) -> Segment:
+    def allocate(self, size: int, *, recycle: bool = False, spare: bool = False) -> Segment:
         """A file of ``size`` bytes: zero-filled, or with ``recycle`` maybe a warm one.
 
         A warm file holds a deleted object's old bytes; only take one when
-        every byte will be written before anyone reads it.
+        every byte will be written before anyone reads it. A ``spare`` is
+        counted apart until ``claim`` (it is a client's next put, not in use yet).
 
         Raises:
             OutOfMemory: It would exceed the limit, or the file system has no room.
@@ -102,10 +110,11 @@ class SharedMemory:
             if self._closed:
                 raise OutOfMemory("the server is shutting down")
             self.check(size)
-            path = os.path.join(self.directory, secrets.token_hex(8))
+            path = os.path.join(self.directory, ("spare-" if spare else "") + secrets.token_hex(8))
             if recycle and self.warm.take(size, path):
-                return self._add_locked(path, size)
-            self.warm.shrink(self.limit - self._used - size)  # warm files count in the limit
+                return self._add_locked(path, size, spare)
+            # warm files count in the limit
+            self.warm.shrink(self.limit - self._used - self._spare_bytes - size)
             free = _free_bytes(self.directory)
             if size > free and self.warm.held:
                 self.warm.shrink(0)
@@ -122,13 +131,25 @@ class SharedMemory:
                 raise
             finally:
                 os.close(fd)
-            return self._add_locked(path, size)
+            return self._add_locked(path, size, spare)
 
-    def _add_locked(self, path: str, size: int) -> Segment:
+    def _add_locked(self, path: str, size: int, spare: bool) -> Segment:
         segment = Segment(path, size)
         self._segments[path] = segment
-        self._used += size
+        if spare:
+            self._spare.add(path)
+            self._spare_bytes += size
+        else:
+            self._used += size
         return segment
+
+    def claim(self, segment: Segment) -> None:
+        """Count a spare segment as in use (its put was sealed)."""
+        with self._lock:
+            if segment.path in self._spare:
+                self._spare.discard(segment.path)
+                self._spare_bytes -= segment.size
+                self._used += segment.size
 
     def reserve(self, size: int) -> None:
         """Count ``size`` bytes held outside any file (small objects kept inline)."""
@@ -150,7 +171,11 @@ class SharedMemory:
         with self._lock:
             if self._segments.pop(segment.path, None) is None:
                 return
-            self._used -= segment.size
+            if segment.path in self._spare:
+                self._spare.discard(segment.path)
+                self._spare_bytes -= segment.size
+            else:
+                self._used -= segment.size
         self.warm.offer(segment.path)
 
     def close(self) -> None:
@@ -158,7 +183,8 @@ class SharedMemory:
         with self._lock:
             self._closed = True
             self._segments.clear()
-            self._used = 0
+            self._spare.clear()
+            self._used = self._spare_bytes = 0
         self.warm.close()
         shutil.rmtree(self.directory, ignore_errors=True)
 

@@ -23,9 +23,9 @@ import pyarrow as pa
 from typing_extensions import Buffer
 
 from vgi_rpc import RpcError, tcp_connect, unix_connect
-from vgi_rpc.services.objectstore._codec import decode, encode
+from vgi_rpc.services.objectstore._codec import Encoded, decode, encode
 from vgi_rpc.services.objectstore._entries import map_file
-from vgi_rpc.services.objectstore._errors import BlobSealed, ObjectNotFound, typed
+from vgi_rpc.services.objectstore._errors import BlobSealed, ObjectNotFound, PutAborted, typed
 from vgi_rpc.services.objectstore._ids import ObjectID
 from vgi_rpc.services.objectstore._receive import ReceiveBuffers
 from vgi_rpc.services.objectstore.protocol import (
@@ -59,6 +59,15 @@ def _typed_errors() -> Iterator[None]:
         if error is exc:
             raise
         raise error from None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Spare:
+    """A pending put the server handed this thread's connection for its next put."""
+
+    put_id: int
+    size: int
+    path: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -301,22 +310,72 @@ class ObjectStoreClient:
                 return ObjectID(
                     self.proxy.put_inline(data, VALUE, encoded.typename, name, persist, props)
                 )
+            if self.local:
+                return self._put_local(encoded, size, name, persist, props)
             allocation = self.proxy.allocate(size, VALUE)
             try:
-                if self.local:
-                    # write(2) into the file: faster than faulting pages into a mapping; no
-                    # O_TRUNC, so a warm file's pages are overwritten rather than freed
-                    with pa.PythonFile(_FileWriter(allocation.path), mode="w") as target:
-                        encoded.write_to(target)
-                else:
-                    with pa.PythonFile(_ChunkSender(self, allocation.put_id), mode="w") as sink:
-                        encoded.write_to(sink)
+                with pa.PythonFile(_ChunkSender(self, allocation.put_id), mode="w") as sink:
+                    encoded.write_to(sink)
                 oid = self.proxy.seal(allocation.put_id, encoded.typename, name, persist, props)
             except BaseException:
                 with contextlib.suppress(Exception):
                     self.proxy.abort(allocation.put_id)
                 raise
         return ObjectID(oid)
+
+    def _put_local(
+        self, encoded: Encoded, size: int, name: str | None, persist: bool, props: dict[str, str]
+    ) -> ObjectID:
+        """Write into the spare the server handed out with the last put (or a new allocation).
+
+        One round trip when the size repeats: ``seal_next`` seals this put and
+        hands out the file for the next one, sized like this one.
+        """
+        spare: _Spare | None = getattr(self._tls, "spare", None)
+        self._tls.spare = None
+        drop = 0
+        if spare is not None and spare.size == size:
+            try:
+                return self._write_and_seal(
+                    encoded, size, spare.put_id, spare.path, 0, name, persist, props
+                )
+            except (FileNotFoundError, PutAborted):
+                pass  # the server took the spare back to make room: allocate instead
+        elif spare is not None:
+            drop = spare.put_id
+        allocation = self.proxy.allocate(size, VALUE)
+        return self._write_and_seal(
+            encoded, size, allocation.put_id, allocation.path, drop, name, persist, props
+        )
+
+    def _write_and_seal(
+        self,
+        encoded: Encoded,
+        size: int,
+        put_id: int,
+        path: str,
+        drop: int,
+        name: str | None,
+        persist: bool,
+        props: dict[str, str],
+    ) -> ObjectID:
+        try:
+            # write(2) into the file: faster than faulting pages into a mapping; no
+            # O_TRUNC, so a warm file's pages are overwritten rather than freed
+            with pa.PythonFile(_FileWriter(path), mode="w") as target:
+                encoded.write_to(target)
+            with _typed_errors():
+                wire = self.proxy.seal_next(
+                    put_id, encoded.typename, name, persist, props, size, drop
+                )
+        except BaseException as exc:
+            if not isinstance(exc, (FileNotFoundError, PutAborted)):
+                with contextlib.suppress(Exception):
+                    self.proxy.abort(put_id)
+            raise
+        if "put_id" in wire:
+            self._tls.spare = _Spare(int(wire["put_id"]), int(wire["size"]), wire["path"].decode())
+        return ObjectID(int(wire["id"]))
 
     def upload(self, put_id: int, data: memoryview, offset: int = 0) -> None:
         """Send bytes of a pending put (at ``offset``) in bounded chunks."""

@@ -32,6 +32,7 @@ from vgi_rpc.services.objectstore._ids import ObjectID
 from vgi_rpc.services.objectstore._memory import Segment, SharedMemory
 from vgi_rpc.services.objectstore._names import NameTable
 from vgi_rpc.services.objectstore._store import Store
+from vgi_rpc.services.objectstore._warm import unused
 from vgi_rpc.services.objectstore.protocol import (
     CHUNK_SCHEMA,
     VALUE,
@@ -89,6 +90,8 @@ class ObjectStoreServer:
         self._sealed: OrderedDict[int, int] = OrderedDict()
         self._lock = threading.RLock()
         self._connection = threading.local()
+        self._spare_idle = warm_idle
+        self._spare_timer: threading.Timer | None = None
         SERVERS[self.instance_id] = self
 
     # connections and lifecycle
@@ -113,6 +116,9 @@ class ObjectStoreServer:
         with self._lock:
             self._objects.clear()
             self._pending.clear()
+            timer, self._spare_timer = self._spare_timer, None
+        if timer is not None:
+            timer.cancel()
         self.memory.close()
         SERVERS.pop(self.instance_id, None)
 
@@ -127,6 +133,7 @@ class ObjectStoreServer:
             memory_limit=self.memory.limit,
             memory_used=self.memory.used,
             memory_warm=self.memory.warm.held,
+            memory_spare=self.memory.spare,
             max_inline=MAX_INLINE,
             max_chunk=MAX_CHUNK,
         )
@@ -197,13 +204,47 @@ class ObjectStoreServer:
             self._pending[put_id] = Pending(segment, kind, owner, time.monotonic())
         return Allocation(put_id=put_id, size=size, path=segment.path)
 
-    def _allocate(self, size: int, *, recycle: bool = False) -> Segment:
+    def _allocate(self, size: int, *, recycle: bool = False, spare: bool = False) -> Segment:
         try:
-            return self.memory.allocate(size, recycle=recycle)
+            return self.memory.allocate(size, recycle=recycle, spare=spare)
         except OutOfMemory:
-            if not self._spill(size):
+            if spare:
                 raise
+        if self._reclaim_spares():
+            try:
+                return self.memory.allocate(size, recycle=recycle)
+            except OutOfMemory:
+                pass
+        if not self._spill(size):
+            self.memory.check(size)  # the error names the limit and what is in use
         return self.memory.allocate(size, recycle=recycle)
+
+    def _expire_spares(self) -> None:
+        """Free spares unused for ``warm_idle`` seconds (an idle client holds no memory)."""
+        now = time.monotonic()
+        with self._lock:
+            self._spare_timer = None
+            old = [
+                pid
+                for pid, p in self._pending.items()
+                if p.spare and now - p.touched >= self._spare_idle and unused(p.segment.path)
+            ]
+            segments = [self._pending.pop(pid).segment for pid in old]
+            if any(p.spare for p in self._pending.values()):
+                self._spare_timer = threading.Timer(self._spare_idle, self._expire_spares)
+                self._spare_timer.daemon = True
+                self._spare_timer.start()
+        for segment in segments:
+            self.memory.free(segment)
+
+    def _reclaim_spares(self) -> bool:
+        """Free the spares no client has opened; a client finds its spare gone and allocates."""
+        with self._lock:
+            idle = [pid for pid, p in self._pending.items() if p.spare and unused(p.segment.path)]
+            segments = [self._pending.pop(pid).segment for pid in idle]
+        for segment in segments:
+            self.memory.free(segment)
+        return bool(segments)
 
     def _spill(self, size: int) -> bool:
         """Drop persisted objects from memory (they stay in the store) until ``size`` fits."""
@@ -286,6 +327,7 @@ class ObjectStoreServer:
         except BaseException:
             self.memory.free(pending.segment)
             raise
+        self.memory.claim(pending.segment)
         entry = Entry(
             ObjectID.generate(),
             pending.kind,
@@ -299,6 +341,41 @@ class ObjectStoreServer:
             while len(self._sealed) > 4096:
                 self._sealed.popitem(last=False)
         return self._commit(entry, name, persist)
+
+    def seal_next(
+        self,
+        put_id: int,
+        typename: str,
+        name: str | None,
+        persist: bool,
+        properties: dict[str, str],
+        next_size: int,
+        drop: int,
+    ) -> dict[str, bytes]:
+        """``seal``, then hand this connection a spare segment of ``next_size`` bytes for its next put.
+
+        ``drop``: a spare (or pending put) of this connection to abort first (0: none).
+        """
+        if drop:
+            self.abort(drop)
+        oid = self.seal(put_id, typename, name, persist, properties)
+        wire = {"id": b"%d" % oid}
+        owner = getattr(self._connection, "id", None)
+        if owner is None or next_size <= 0 or not self.memory.warm.limit:
+            return wire  # no connection (HTTP) to tie a spare to, or nothing may be kept warm
+        try:
+            segment = self._allocate(next_size, recycle=True, spare=True)
+        except OutOfMemory:
+            return wire  # no room to spare: the next put allocates as usual
+        spare_id = secrets.randbits(62) + 1
+        with self._lock:
+            self._pending[spare_id] = Pending(segment, VALUE, owner, time.monotonic(), spare=True)
+            if self._spare_timer is None:
+                self._spare_timer = threading.Timer(self._spare_idle, self._expire_spares)
+                self._spare_timer.daemon = True
+                self._spare_timer.start()
+        wire.update(put_id=b"%d" % spare_id, size=b"%d" % next_size, path=segment.path.encode())
+        return wire
 
     def abort(self, put_id: int) -> None:
         """Drop a pending put (nothing if it is already gone)."""
