@@ -302,14 +302,19 @@ class ObjectStoreClient:
     ) -> ObjectID:
         """Store ``value`` (immutable from now on) and return its id."""
         encoded = encode(value)
-        size = encoded.ipc_size()
         props = dict(properties or {})
         with _typed_errors():
-            if size <= self.max_inline:
-                data = encoded.to_buffer().to_pybytes()
-                return ObjectID(
-                    self.proxy.put_inline(data, VALUE, encoded.typename, name, persist, props)
-                )
+            if encoded.data_size() < self.max_inline:  # likely small: write the IPC only once
+                data = encoded.to_buffer()
+                size = data.size
+                if size <= self.max_inline:
+                    return ObjectID(
+                        self.proxy.put_inline(
+                            data.to_pybytes(), VALUE, encoded.typename, name, persist, props
+                        )
+                    )
+            else:
+                size = encoded.ipc_size()
             if self.local:
                 return self._put_local(encoded, size, name, persist, props)
             allocation = self.proxy.allocate(size, VALUE)
