@@ -19,10 +19,12 @@ from vgi_rpc.services.objectstore._errors import (
 )
 from vgi_rpc.services.objectstore._ids import ObjectID
 from vgi_rpc.services.objectstore._store import Store
+from vgi_rpc.services.objectstore._watch import watch
 
-STORE_POLL_SECONDS = (
-    0.1  # a wait also looks at a shared store this often, for other instances' names
-)
+# A wait also looks at a shared store this often, for other instances' names: a
+# local store wakes waiters at once (inotify), and is looked at only as a safety net.
+STORE_POLL_SECONDS = 0.1
+WATCHED_STORE_POLL_SECONDS = 5.0
 MAX_WAIT_SECONDS = 86400.0
 
 
@@ -48,12 +50,31 @@ class NameTable:
         self._changed = threading.Condition()
         self._closing = False
         self.waiting = 0  # threads blocked in get(wait=True) right now
+        self._watch = None
+        self.poll_seconds = MAX_WAIT_SECONDS
+        if store is not None:
+            self.poll_seconds = STORE_POLL_SECONDS
+            if store.local:
+                self._watch = watch(f"{store.root}/names", self._wake)
+                if self._watch is not None:
+                    self.poll_seconds = WATCHED_STORE_POLL_SECONDS
+
+    @property
+    def watching(self) -> bool:
+        """Whether the store's names wake waiters without polling."""
+        return self._watch is not None
+
+    def _wake(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
 
     def close(self) -> None:
         """Wake every waiter; later waits fail at once."""
         with self._changed:
             self._closing = True
             self._changed.notify_all()
+        if self._watch is not None:
+            self._watch.close()
 
     def of(self, oid: int) -> list[str]:
         """Local names bound to ``oid``."""
@@ -112,7 +133,7 @@ class NameTable:
                 if remaining is not None and remaining <= 0:
                     raise NameTimeout(f"no object was named {name!r} within {timeout} s")
                 if name not in self._names:  # checked under the lock: no lost wake-up
-                    poll = STORE_POLL_SECONDS if self.store is not None else MAX_WAIT_SECONDS
+                    poll = self.poll_seconds
                     self.waiting += 1
                     try:
                         self._changed.wait(poll if remaining is None else min(remaining, poll))
