@@ -31,8 +31,8 @@ from vgi_rpc.services.objectstore._errors import (
 from vgi_rpc.services.objectstore._ids import ObjectID
 from vgi_rpc.services.objectstore._memory import Segment, SharedMemory
 from vgi_rpc.services.objectstore._names import NameTable
+from vgi_rpc.services.objectstore._spares import Spares
 from vgi_rpc.services.objectstore._store import Store
-from vgi_rpc.services.objectstore._warm import unused
 from vgi_rpc.services.objectstore.protocol import (
     CHUNK_SCHEMA,
     VALUE,
@@ -90,8 +90,7 @@ class ObjectStoreServer:
         self._sealed: OrderedDict[int, int] = OrderedDict()
         self._lock = threading.RLock()
         self._connection = threading.local()
-        self._spare_idle = warm_idle
-        self._spare_timer: threading.Timer | None = None
+        self.spares = Spares(self._pending, self._lock, self.memory, warm_idle)
         SERVERS[self.instance_id] = self
 
     # connections and lifecycle
@@ -116,9 +115,7 @@ class ObjectStoreServer:
         with self._lock:
             self._objects.clear()
             self._pending.clear()
-            timer, self._spare_timer = self._spare_timer, None
-        if timer is not None:
-            timer.cancel()
+        self.spares.close()
         self.memory.close()
         SERVERS.pop(self.instance_id, None)
 
@@ -210,7 +207,7 @@ class ObjectStoreServer:
         except OutOfMemory:
             if spare:
                 raise
-        if self._reclaim_spares():
+        if self.spares.reclaim():
             try:
                 return self.memory.allocate(size, recycle=recycle)
             except OutOfMemory:
@@ -218,33 +215,6 @@ class ObjectStoreServer:
         if not self._spill(size):
             self.memory.check(size)  # the error names the limit and what is in use
         return self.memory.allocate(size, recycle=recycle)
-
-    def _expire_spares(self) -> None:
-        """Free spares unused for ``warm_idle`` seconds (an idle client holds no memory)."""
-        now = time.monotonic()
-        with self._lock:
-            self._spare_timer = None
-            old = [
-                pid
-                for pid, p in self._pending.items()
-                if p.spare and now - p.touched >= self._spare_idle and unused(p.segment.path)
-            ]
-            segments = [self._pending.pop(pid).segment for pid in old]
-            if any(p.spare for p in self._pending.values()):
-                self._spare_timer = threading.Timer(self._spare_idle, self._expire_spares)
-                self._spare_timer.daemon = True
-                self._spare_timer.start()
-        for segment in segments:
-            self.memory.free(segment)
-
-    def _reclaim_spares(self) -> bool:
-        """Free the spares no client has opened; a client finds its spare gone and allocates."""
-        with self._lock:
-            idle = [pid for pid, p in self._pending.items() if p.spare and unused(p.segment.path)]
-            segments = [self._pending.pop(pid).segment for pid in idle]
-        for segment in segments:
-            self.memory.free(segment)
-        return bool(segments)
 
     def _spill(self, size: int) -> bool:
         """Drop persisted objects from memory (they stay in the store) until ``size`` fits."""
@@ -367,13 +337,7 @@ class ObjectStoreServer:
             segment = self._allocate(next_size, recycle=True, spare=True)
         except OutOfMemory:
             return wire  # no room to spare: the next put allocates as usual
-        spare_id = secrets.randbits(62) + 1
-        with self._lock:
-            self._pending[spare_id] = Pending(segment, VALUE, owner, time.monotonic(), spare=True)
-            if self._spare_timer is None:
-                self._spare_timer = threading.Timer(self._spare_idle, self._expire_spares)
-                self._spare_timer.daemon = True
-                self._spare_timer.start()
+        spare_id = self.spares.hand_out(segment, owner)
         wire.update(put_id=b"%d" % spare_id, size=b"%d" % next_size, path=segment.path.encode())
         return wire
 
