@@ -90,7 +90,11 @@ def test_unused_sees_a_mapping_kept_after_its_descriptor_is_closed(short_dir: st
 
 
 def test_a_deleted_objects_file_is_reused_when_nobody_maps_it(warm_store: RunningStore) -> None:
-    with _client(warm_store) as writer, _client(warm_store) as client:
+    assert warm_store.socket is not None
+    with (
+        objectstore.connect(warm_store.socket, warm=0) as writer,  # keeps no mapping
+        _client(warm_store) as client,
+    ):
         first = writer.put(np.full(MiB // 8, 1.0))
         inode = _inode(client, first)
         client.delete(first)
@@ -135,11 +139,14 @@ def test_a_segment_still_mapped_by_another_process_is_never_reused(
         assert child.stdin is not None
         try:
             assert child.stdout.readline().strip() == "holding"
-            client.delete(old)
-            assert client.proxy.info().memory_warm == 0  # mapped elsewhere: not kept
+            client.delete(old)  # mapped elsewhere: parked at most, never handed out
             with _client(warm_store) as fresh:  # no spare: it allocates, warm memory first
                 new = fresh.put(np.full(MiB // 8, 9.0))
             assert _inode(client, new) != inode
+            for _ in range(3):  # its writer keeps it mapped, but cannot claim it back
+                again = client.put(np.full(MiB // 8, 8.0))
+                assert _inode(client, again) != inode
+                client.delete(again)
             child.stdin.write("\n")
             child.stdin.flush()
             assert child.stdout.readline().split() == ["7.0", "7.0"]  # the view is intact
@@ -152,11 +159,13 @@ def test_a_segment_still_mapped_by_another_process_is_never_reused(
 def test_a_view_held_in_this_process_keeps_its_bytes(warm_store: RunningStore) -> None:
     with _client(warm_store) as client:
         old = client.put(np.full(MiB // 8, 3.0))
+        inode = _inode(client, old)
         view = client.get(old)
         client.delete(old)
-        assert client.proxy.info().memory_warm == 0
-        for _ in range(3):
-            client.delete(client.put(np.full(MiB // 8, 4.0)))
+        for _ in range(4):  # the writer would claim its file back: the view forbids it
+            new = client.put(np.full(MiB // 8, 4.0))
+            assert _inode(client, new) != inode
+            client.delete(new)
         assert isinstance(view, np.ndarray)
         assert np.all(view == 3.0)
         del view
@@ -272,3 +281,21 @@ def test_spares_make_room_for_other_clients_puts(warm_store: RunningStore) -> No
         got = holder.get(again)
         assert isinstance(got, np.ndarray)
         assert np.all(got == 7.0)
+
+
+def test_a_writer_writes_its_deleted_objects_file_again_through_the_mapping_it_kept(
+    warm_store: RunningStore,
+) -> None:
+    with _client(warm_store) as client:
+        inodes = []
+        for i in range(6):
+            oid = client.put(np.full(MiB // 8, float(i)))
+            inodes.append(_inode(client, oid))
+            got = client.get(oid)
+            assert isinstance(got, np.ndarray)
+            assert np.all(got == float(i))
+            del got
+            client.delete(oid)
+        # two files take turns: each is written again once its object is deleted
+        assert len(set(inodes[2:])) == 2
+        assert set(inodes[2:]) <= set(inodes[:2])

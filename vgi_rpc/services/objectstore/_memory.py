@@ -96,12 +96,15 @@ class SharedMemory:
                 f"and {human(self._used + self._spare_bytes)} are in use"
             )
 
-    def allocate(self, size: int, *, recycle: bool = False, spare: bool = False) -> Segment:
+    def allocate(
+        self, size: int, *, recycle: bool = False, spare: bool = False, inode: int = 0
+    ) -> Segment:
         """A file of ``size`` bytes: zero-filled, or with ``recycle`` maybe a warm one.
 
         A warm file holds a deleted object's old bytes; only take one when
         every byte will be written before anyone reads it. A ``spare`` is
         counted apart until ``claim`` (it is a client's next put, not in use yet).
+        ``inode``: the warm file its client asks back (see ``WarmPool.claim``).
 
         Raises:
             OutOfMemory: It would exceed the limit, or the file system has no room.
@@ -111,6 +114,8 @@ class SharedMemory:
                 raise OutOfMemory("the server is shutting down")
             self.check(size)
             path = os.path.join(self.directory, ("spare-" if spare else "") + secrets.token_hex(8))
+            if recycle and inode and self.warm.claim(inode, size, path):
+                return self._add_locked(path, size, spare)
             if recycle and self.warm.take(size, path):
                 return self._add_locked(path, size, spare)
             # warm files count in the limit

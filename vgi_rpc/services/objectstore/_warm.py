@@ -8,9 +8,11 @@ it from now on), then kept only if a write lease can be taken on it: Linux
 grants ``F_SETLEASE F_WRLCK`` only while no other open file refers to the
 inode, and a mapping holds its file open even after its descriptor is
 closed. A client that still holds a zero-copy view of the deleted object
-therefore makes the lease fail, and the file is unlinked as before: its
-pages go when the last view is dropped. Where leases are not available the
-pool keeps nothing.
+therefore makes the lease fail: the file is then kept *busy*, and no put
+gets it until a later lease succeeds, except its own writer, which may
+``claim`` it back after proving the same thing with a lease on the
+descriptor behind its own mapping (see ``_mappings``). Where leases are not
+available the pool keeps nothing.
 
 The pool holds at most ``limit`` bytes, and gives a file back when it has
 gone unused for ``idle`` seconds, so an idle server returns to its baseline.
@@ -77,6 +79,8 @@ class _Warm:
     path: str
     size: int
     since: float
+    inode: int
+    busy: bool  # someone still had it open or mapped: only its writer may claim it back
 
 
 class WarmPool:
@@ -104,25 +108,31 @@ class WarmPool:
         return self._bytes
 
     def offer(self, path: str) -> None:
-        """Take the file of a deleted object (keep it warm if provably unused, else unlink it)."""
-        size = 0
+        """Take the file of a deleted object and keep it warm, else unlink it.
+
+        A file someone still has open or mapped is kept *busy*: no put gets it
+        until a later lease shows it unused, except its writer's (``claim``).
+        """
+        size = inode = 0
         if self.limit:
             warm_path = os.path.join(self.directory, WARM_PREFIX + secrets.token_hex(8))
             try:
                 os.rename(path, warm_path)  # the object's path is gone: nobody opens it again
-                size = os.stat(warm_path).st_size
+                stat = os.stat(warm_path)
+                size, inode = stat.st_size, stat.st_ino
             except OSError:
-                warm_path, size = path, 0
+                warm_path = path
             else:
                 path = warm_path
-        if not size or size > self.limit or not unused(path):
+        if not size or size > self.limit:
             _unlink(path)
             return
+        busy = not unused(path)
         with self._lock:
             if self._closed:
                 _unlink(path)
                 return
-            self._files.append(_Warm(path, size, time.monotonic()))
+            self._files.append(_Warm(path, size, time.monotonic(), inode, busy))
             self._bytes += size
             dropped = self._shrink_locked(self.limit)
             self._schedule_locked()
@@ -130,16 +140,37 @@ class WarmPool:
             _unlink(old)
 
     def take(self, size: int, path: str) -> bool:
-        """Move a warm file to ``path``, resized to ``size``; False if there is none."""
+        """Move an unused warm file to ``path``, resized to ``size``; False if there is none."""
         with self._lock:
-            if not self._files:
+            for w in self._files:
+                if w.busy and unused(w.path):
+                    w.busy = False
+            free = [w for w in self._files if not w.busy]
+            if not free:
                 return False
-            fits = [w for w in self._files if w.size >= size]
-            chosen = (
-                min(fits, key=lambda w: w.size) if fits else max(self._files, key=lambda w: w.size)
-            )
+            fits = [w for w in free if w.size >= size]
+            chosen = min(fits, key=lambda w: w.size) if fits else max(free, key=lambda w: w.size)
             self._files.remove(chosen)
             self._bytes -= chosen.size
+        return self._move(chosen, size, path)
+
+    def claim(self, inode: int, size: int, path: str) -> bool:
+        """Move the file with ``inode`` (``size`` bytes, busy or not) to ``path``.
+
+        For the client that wrote it and kept it mapped: it has proved with a
+        lease of its own that nobody else has the file open, so it may write
+        it again through that mapping (no page faults at all).
+        """
+        with self._lock:
+            found = [w for w in self._files if w.inode == inode and w.size == size]
+            if not found:
+                return False
+            chosen = found[0]
+            self._files.remove(chosen)
+            self._bytes -= chosen.size
+        return self._move(chosen, size, path)
+
+    def _move(self, chosen: _Warm, size: int, path: str) -> bool:
         try:
             os.rename(chosen.path, path)
             if chosen.size != size:

@@ -27,6 +27,7 @@ from vgi_rpc.services.objectstore._codec import Encoded, decode, encode
 from vgi_rpc.services.objectstore._entries import map_file
 from vgi_rpc.services.objectstore._errors import BlobSealed, ObjectNotFound, PutAborted, typed
 from vgi_rpc.services.objectstore._ids import ObjectID
+from vgi_rpc.services.objectstore._mappings import WriterMappings
 from vgi_rpc.services.objectstore._receive import ReceiveBuffers
 from vgi_rpc.services.objectstore.protocol import (
     BLOB,
@@ -240,6 +241,9 @@ class ObjectStoreClient:
 
     ``warm``: bytes of buffers of remote gets whose values were dropped, kept
     for 10 s to receive the next ones (fresh pages cost more than the copy).
+    On the server's host, ``warm`` (non-zero) also keeps the last two files
+    this client wrote mapped, so that it writes them again at memcpy speed
+    once their objects are deleted (see ``_mappings``).
     """
 
     def __init__(
@@ -258,6 +262,9 @@ class ObjectStoreClient:
         self._closed = False
         self.server: ServerInfo = self.proxy.info()
         self.local = local and os.path.isdir(self.server.shm_dir)
+        # the files this client wrote stay mapped only while the server may keep them warm
+        keep = 2 if self.local and warm and self.server.warm_limit else 0
+        self._mappings = WriterMappings(keep=keep, idle=self.server.warm_idle)
         self.max_inline = min(self.server.max_inline, 64 << 10)
         self.chunk = min(self.server.max_chunk, _CHUNK)
 
@@ -365,13 +372,22 @@ class ObjectStoreClient:
         props: dict[str, str],
     ) -> ObjectID:
         try:
-            # write(2) into the file: faster than faulting pages into a mapping; no
-            # O_TRUNC, so a warm file's pages are overwritten rather than freed
-            with pa.PythonFile(_FileWriter(path), mode="w") as target:
-                encoded.write_to(target)
+            if self._mappings.keep:
+                # through a mapping this client keeps: no faults once the file comes back
+                inode, buffer = self._mappings.target(path)
+                with pa.FixedSizeBufferWriter(buffer) as target:
+                    encoded.write_to(target)
+                del buffer
+                reuse = self._mappings.reusable(size, exclude=inode)
+            else:
+                # write(2) into the file: faster than faulting pages into a fresh mapping;
+                # no O_TRUNC, so a warm file's pages are overwritten rather than freed
+                with pa.PythonFile(_FileWriter(path), mode="w") as sink:
+                    encoded.write_to(sink)
+                reuse = 0
             with _typed_errors():
                 wire = self.proxy.seal_next(
-                    put_id, encoded.typename, name, persist, props, size, drop
+                    put_id, encoded.typename, name, persist, props, size, drop, reuse
                 )
         except BaseException as exc:
             if not isinstance(exc, (FileNotFoundError, PutAborted)):
@@ -491,6 +507,7 @@ class ObjectStoreClient:
             connected.__exit__(None, None, None)
         self._tls = threading.local()
         self._receive.clear()
+        self._mappings.clear()
 
     def __enter__(self) -> ObjectStoreClient:
         return self
@@ -533,7 +550,7 @@ def connect(
             lambda: tcp_connect(ObjectStore, host, port), local=False, warm=warm
         )
     path = socket or default_socket()
-    return ObjectStoreClient(lambda: unix_connect(ObjectStore, path), local=True)
+    return ObjectStoreClient(lambda: unix_connect(ObjectStore, path), local=True, warm=warm)
 
 
 __all__ = ["Blob", "BlobWriter", "ObjectStoreClient", "connect", "default_socket"]

@@ -30,7 +30,8 @@ class ServerInfo(ArrowSerializableDataclass):
     ``memory_warm``: bytes of deleted objects' memory kept for later puts
     (given back when unused for a while, and at shutdown). ``memory_spare``:
     bytes handed to connected local clients for their next put (``seal_next``;
-    given back when the client disconnects, or to make room).
+    given back when the client disconnects, or to make room). ``warm_limit``
+    and ``warm_idle``: the server's ``--warm`` and ``--warm-idle``.
     """
 
     instance_id: str
@@ -42,6 +43,8 @@ class ServerInfo(ArrowSerializableDataclass):
     memory_used: int
     memory_warm: int
     memory_spare: int
+    warm_limit: int
+    warm_idle: float
     max_inline: int
     max_chunk: int
 
@@ -174,12 +177,17 @@ class ObjectStore(Protocol):
         properties: dict[str, str],
         next_size: int,
         drop: int,
+        reuse: int,
     ) -> dict[str, bytes]:
         """``seal``; then reserve ``next_size`` bytes for this connection's next put.
 
         Answers ``id`` (decimal ASCII) and, when the reservation was made,
         ``put_id``, ``size`` and ``path`` of the new pending put, so that put
         takes one round trip. ``drop``: a pending put to abort first (0: none).
+        ``reuse``: the inode of a deleted object's file this client wrote and
+        still maps, and has shown (with a write lease on the descriptor behind
+        its mapping) that nobody else has open; the reservation is that file
+        when the server still keeps it (0: any file).
         """
         ...
 

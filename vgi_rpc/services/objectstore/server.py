@@ -131,6 +131,8 @@ class ObjectStoreServer:
             memory_used=self.memory.used,
             memory_warm=self.memory.warm.held,
             memory_spare=self.memory.spare,
+            warm_limit=self.memory.warm.limit,
+            warm_idle=self.memory.warm.idle,
             max_inline=MAX_INLINE,
             max_chunk=MAX_CHUNK,
         )
@@ -201,9 +203,11 @@ class ObjectStoreServer:
             self._pending[put_id] = Pending(segment, kind, owner, time.monotonic())
         return Allocation(put_id=put_id, size=size, path=segment.path)
 
-    def _allocate(self, size: int, *, recycle: bool = False, spare: bool = False) -> Segment:
+    def _allocate(
+        self, size: int, *, recycle: bool = False, spare: bool = False, inode: int = 0
+    ) -> Segment:
         try:
-            return self.memory.allocate(size, recycle=recycle, spare=spare)
+            return self.memory.allocate(size, recycle=recycle, spare=spare, inode=inode)
         except OutOfMemory:
             if spare:
                 raise
@@ -321,10 +325,13 @@ class ObjectStoreServer:
         properties: dict[str, str],
         next_size: int,
         drop: int,
+        reuse: int,
     ) -> dict[str, bytes]:
         """``seal``, then hand this connection a spare segment of ``next_size`` bytes for its next put.
 
         ``drop``: a spare (or pending put) of this connection to abort first (0: none).
+        ``reuse``: the inode of a deleted object's file the client wrote and still
+        maps alone, to be handed back as the spare (0: any).
         """
         if drop:
             self.abort(drop)
@@ -334,7 +341,7 @@ class ObjectStoreServer:
         if owner is None or next_size <= 0 or not self.memory.warm.limit:
             return wire  # no connection (HTTP) to tie a spare to, or nothing may be kept warm
         try:
-            segment = self._allocate(next_size, recycle=True, spare=True)
+            segment = self._allocate(next_size, recycle=True, spare=True, inode=reuse)
         except OutOfMemory:
             return wire  # no room to spare: the next put allocates as usual
         spare_id = self.spares.hand_out(segment, owner)
