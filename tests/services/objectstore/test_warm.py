@@ -299,3 +299,22 @@ def test_a_writer_writes_its_deleted_objects_file_again_through_the_mapping_it_k
         # two files take turns: each is written again once its object is deleted
         assert len(set(inodes[2:])) == 2
         assert set(inodes[2:]) <= set(inodes[:2])
+
+
+def _mapped_here(directory: str) -> list[str]:
+    with open("/proc/self/maps") as maps:
+        return [line for line in maps if f" {directory}/" in line]
+
+
+def test_a_writer_keeps_no_mapping_of_a_file_too_large_to_be_kept_warm(
+    warm_store: RunningStore,
+) -> None:
+    with _client(warm_store) as client:
+        shm_dir = client.server.shm_dir
+        oid = client.put(np.ones(50 * MiB // 8))  # over the 40 MiB of warm memory
+        assert _mapped_here(shm_dir) == []
+        client.delete(oid)
+        small = client.put(np.ones(MiB // 8))
+        assert len(_mapped_here(shm_dir)) == 1  # this one it keeps, to write it again
+        client.delete(small)
+    assert _mapped_here(shm_dir) == []  # and lets go when it closes

@@ -37,17 +37,26 @@ class _Held:
 
 
 class WriterMappings:
-    """At most ``keep`` files this client wrote, mapped writable, each kept ``idle`` seconds."""
+    """At most ``keep`` files this client wrote, mapped writable, each kept ``idle`` seconds.
 
-    def __init__(self, keep: int = 2, idle: float = 10.0) -> None:
+    Files larger than ``largest`` (the server's ``--warm``: it never parks
+    them) are not kept.
+    """
+
+    def __init__(self, keep: int = 2, idle: float = 10.0, largest: int = 1 << 62) -> None:
         self.keep = keep if _LEASE is not None else 0
         self.idle = idle
+        self.largest = largest
         self._held: dict[int, _Held] = {}  # by inode
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
 
-    def target(self, path: str) -> tuple[int, pa.Buffer]:
-        """The file's inode and a writable buffer over all of it (its kept mapping, if any)."""
+    def target(self, path: str) -> tuple[int, pa.Buffer] | None:
+        """The file's inode and a writable buffer over all of it, from the mapping kept of it.
+
+        ``None`` when this file is not to be kept (write it with ``write(2)``:
+        faster than faulting its pages into a mapping used once).
+        """
         fd = os.open(path, os.O_RDWR)
         try:
             stat = os.fstat(fd)
@@ -60,13 +69,13 @@ class WriterMappings:
                     held.path, held.used = path, time.monotonic()
                     os.close(fd)  # the kept descriptor is the one behind the mapping
                     return stat.st_ino, pa.py_buffer(held.map)
+            if not self.keep or not 0 < stat.st_size <= self.largest:
+                os.close(fd)
+                return None
             mapping = mmap.mmap(fd, stat.st_size)
         except BaseException:
             os.close(fd)
             raise
-        if not self.keep:
-            os.close(fd)
-            return stat.st_ino, pa.py_buffer(mapping)
         with self._lock:
             self._held[stat.st_ino] = _Held(fd, mapping, stat.st_size, path, time.monotonic())
             while len(self._held) > self.keep:

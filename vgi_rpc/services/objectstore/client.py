@@ -264,7 +264,9 @@ class ObjectStoreClient:
         self.local = local and os.path.isdir(self.server.shm_dir)
         # the files this client wrote stay mapped only while the server may keep them warm
         keep = 2 if self.local and warm and self.server.warm_limit else 0
-        self._mappings = WriterMappings(keep=keep, idle=self.server.warm_idle)
+        self._mappings = WriterMappings(
+            keep=keep, idle=self.server.warm_idle, largest=self.server.warm_limit
+        )
         self.max_inline = min(self.server.max_inline, 64 << 10)
         self.chunk = min(self.server.max_chunk, _CHUNK)
 
@@ -372,12 +374,13 @@ class ObjectStoreClient:
         props: dict[str, str],
     ) -> ObjectID:
         try:
-            if self._mappings.keep:
+            kept = self._mappings.target(path) if self._mappings.keep else None
+            if kept is not None:
                 # through a mapping this client keeps: no faults once the file comes back
-                inode, buffer = self._mappings.target(path)
+                inode, buffer = kept
                 with pa.FixedSizeBufferWriter(buffer) as target:
                     encoded.write_to(target)
-                del buffer
+                del buffer, kept
                 reuse = self._mappings.reusable(size, exclude=inode)
             else:
                 # write(2) into the file: faster than faulting pages into a fresh mapping;
