@@ -50,6 +50,9 @@ class NameTable:
         self._changed = threading.Condition()
         self._closing = False
         self.waiting = 0  # threads blocked in get(wait=True) right now
+        self._generation = (
+            0  # bumped on every change, so a change between a look and a wait is seen
+        )
         self._watch = None
         self.poll_seconds = MAX_WAIT_SECONDS
         if store is not None:
@@ -66,6 +69,7 @@ class NameTable:
 
     def _wake(self) -> None:
         with self._changed:
+            self._generation += 1
             self._changed.notify_all()
 
     def close(self) -> None:
@@ -103,6 +107,7 @@ class NameTable:
             self.store.drop_name(name)  # the old binding was global; the new one is local only
         with self._changed:
             self._names[name] = oid
+            self._generation += 1
             self._changed.notify_all()
 
     def persist(self, oid: int) -> None:
@@ -119,6 +124,8 @@ class NameTable:
             )
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            with self._changed:
+                seen = self._generation
             oid = self.find(name)
             if oid is not None:
                 if not self._exists(oid):
@@ -132,7 +139,8 @@ class NameTable:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise NameTimeout(f"no object was named {name!r} within {timeout} s")
-                if name not in self._names:  # checked under the lock: no lost wake-up
+                # checked under the lock, against what changed since the look: no lost wake-up
+                if name not in self._names and self._generation == seen:
                     poll = self.poll_seconds
                     self.waiting += 1
                     try:
@@ -155,6 +163,7 @@ class NameTable:
         with self._changed:
             for name in [n for n, i in self._names.items() if i == oid]:
                 del self._names[name]
+            self._generation += 1
             self._changed.notify_all()
         if self.store is not None:
             for name, bound in self.store.names().items():

@@ -19,7 +19,6 @@ from collections.abc import Callable
 
 _IN_CLOSE_WRITE = 0x008
 _IN_MOVED_TO = 0x080
-_IN_CREATE = 0x100
 _IN_DELETE = 0x200
 _IN_NONBLOCK = 0o4000
 _IN_CLOEXEC = 0o2000000
@@ -59,7 +58,7 @@ class DirectoryWatch:
 
 
 def watch(path: str, on_change: Callable[[], None]) -> DirectoryWatch | None:
-    """Watch ``path`` for files created, renamed in, written or deleted; ``None`` if unsupported."""
+    """Watch ``path`` for files renamed in, written or deleted; ``None`` if unsupported."""
     if not sys.platform.startswith("linux"):
         return None
     try:
@@ -69,7 +68,7 @@ def watch(path: str, on_change: Callable[[], None]) -> DirectoryWatch | None:
         return None
     if fd < 0:
         return None
-    mask = _IN_CLOSE_WRITE | _IN_MOVED_TO | _IN_CREATE | _IN_DELETE
+    mask = _IN_CLOSE_WRITE | _IN_MOVED_TO | _IN_DELETE
     if libc.inotify_add_watch(fd, os.fsencode(path), mask) < 0:
         os.close(fd)
         return None
