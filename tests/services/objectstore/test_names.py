@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -123,3 +124,35 @@ def test_list_objects_pages_through_everything(client: ObjectStoreClient) -> Non
     floats = client.list_objects("py.float", page_size=100).objects
     assert len(floats) == 5
     assert all(m.typename == "py.float" for m in floats)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux-only")
+def test_a_name_bound_on_another_instance_wakes_waiters_without_polling(short_dir: str) -> None:
+    store = os.path.join(short_dir, "store")
+    with (
+        objectstore.start(socket=os.path.join(short_dir, "a.sock"), store=store) as a,
+        objectstore.start(socket=os.path.join(short_dir, "b.sock"), store=store) as b,
+        objectstore.connect(a.socket) as on_a,
+        objectstore.connect(b.socket) as on_b,
+    ):
+        assert b.server.names.watching
+        assert b.server.names.poll_seconds >= 5.0  # a safety net, far slower than the wake-up
+        oid = on_a.put("value", persist=True)
+        woke: list[float] = []
+
+        def wait() -> None:
+            assert on_b.get_name("cross", wait=True, timeout=30) == oid
+            woke.append(time.monotonic())
+
+        threads = [threading.Thread(target=wait) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        _wait_for(lambda: b.server.names.waiting == 4)
+        time.sleep(0.05)  # all four are blocked in the wait, not between checks
+        bound = time.monotonic()
+        on_a.put_name(oid, "cross")
+        for thread in threads:
+            thread.join(timeout=30)
+        assert len(woke) == 4
+        latency = max(woke) - bound
+        assert latency < 2.0, f"waiters on the other instance woke {latency * 1000:.0f} ms later"

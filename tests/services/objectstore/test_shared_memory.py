@@ -6,6 +6,7 @@ import gc
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pyarrow as pa
@@ -17,12 +18,18 @@ from vgi_rpc.services import objectstore
 from vgi_rpc.services.objectstore import ObjectStoreClient, RunningStore
 
 
-def _mappings(directory: str) -> list[tuple[int, int, str]]:
-    """This process's mappings of files in ``directory``: (start, end, path)."""
+def _mappings(directory: str, *, read_only: bool = False) -> list[tuple[int, int, str]]:
+    """This process's mappings of files in ``directory``: (start, end, path).
+
+    ``read_only``: only views (``get``), not the writable mappings a client keeps
+    of the files it wrote.
+    """
     found = []
     with open("/proc/self/maps") as maps:
         for line in maps:
             parts = line.split()
+            if read_only and len(parts) >= 2 and parts[1].startswith("rw"):
+                continue
             if len(parts) >= 6 and parts[5].startswith(directory + "/"):
                 start, end = (int(x, 16) for x in parts[0].split("-"))
                 found.append((start, end, parts[5]))
@@ -60,12 +67,21 @@ def test_get_returns_views_of_the_shared_segment(running: RunningStore) -> None:
             assert _inside(data.address, data.size, table_maps)
 
         client.delete([array_id, table_id])
-        assert os.listdir(shm_dir) == []  # the files are gone at once
+        # the objects' paths are gone at once. What is left: the spare for this client's
+        # next put, and the two files parked (warm, but busy: the views above map them,
+        # so no put may have them; test_warm.py), all counted in the server's info
+        left = os.listdir(shm_dir)
+        info = client.proxy.info()
+        assert info.memory_used == 0
+        assert len([n for n in left if n.startswith("spare-")]) <= 1
+        parked = [n for n in left if n.startswith("warm-")]
+        assert len(parked) + len([n for n in left if n.startswith("spare-")]) == len(left)
+        assert sum(os.stat(os.path.join(shm_dir, n)).st_size for n in parked) == info.memory_warm
         # a view the caller still holds stays valid after delete, until it is dropped
         assert got[12345] == 12345.0
         del got, got_table, buffers, data
         gc.collect()
-        assert _mappings(shm_dir) == []
+        assert _mappings(shm_dir, read_only=True) == []
 
 
 def _rss_kib(pid: int) -> int:
@@ -86,9 +102,19 @@ def _cycle(client: ObjectStoreClient, remote: ObjectStoreClient, size: int) -> N
     client.delete(oid)
 
 
-def test_memory_and_dev_shm_return_to_baseline_after_delete_and_shutdown(short_dir: str) -> None:
+def _dev_shm_bytes(directory: str) -> int:
+    """Bytes of tmpfs pages held by the files in ``directory``."""
+    return sum(os.stat(os.path.join(directory, n)).st_blocks * 512 for n in os.listdir(directory))
+
+
+@pytest.mark.parametrize("warm", ["0", "200MiB"])
+def test_memory_and_dev_shm_return_to_baseline_after_delete_and_shutdown(
+    short_dir: str, warm: str
+) -> None:
+    """``--warm 0``: baseline at once; with warm memory, baseline once it has been idle."""
     socket = os.path.join(short_dir, "s.sock")
-    with server_process(socket, os.path.join(short_dir, "store"), "--tcp", "127.0.0.1:0") as server:
+    extra = ("--tcp", "127.0.0.1:0", "--warm", warm, "--warm-idle", "1")
+    with server_process(socket, os.path.join(short_dir, "store"), *extra) as server:
         host, port = server.lines["TCP"].rsplit(":", 1)
         with (
             objectstore.connect(socket) as client,
@@ -101,11 +127,27 @@ def test_memory_and_dev_shm_return_to_baseline_after_delete_and_shutdown(short_d
             for _ in range(3):
                 _cycle(client, remote, 64 << 20)
             gc.collect()
-            assert os.listdir(shm_dir) == []
-            assert client.server.memory_used == 0 or client.proxy.info().memory_used == 0
+            info = client.proxy.info()
+            assert info.memory_used == 0
+            kept = ("warm-", "spare-")
+            assert [n for n in os.listdir(shm_dir) if not n.startswith(kept)] == []
+            if warm == "0":
+                assert os.listdir(shm_dir) == []
+                assert info.memory_warm == info.memory_spare == 0
+            else:  # 64 MiB files kept warm or as the client's next put, counted as such
+                held = info.memory_warm + info.memory_spare
+                assert 64 << 20 <= _dev_shm_bytes(shm_dir) <= held + (1 << 20)
+                assert info.memory_warm <= 200 << 20
+                deadline = time.monotonic() + 15
+                while (os.listdir(shm_dir) or _mappings(shm_dir)) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                assert os.listdir(shm_dir) == []
+                info = client.proxy.info()
+                assert info.memory_warm == info.memory_spare == 0
             grown = _rss_kib(server.proc.pid) - baseline
             assert grown < 16 << 10, f"server RSS grew by {grown} KiB after delete"
             assert _mappings(shm_dir) == []
+            client.delete(client.put(np.ones(1 << 20)))  # warm again, until shutdown
         server.stop()
     assert not os.path.exists(shm_dir)
 
@@ -131,7 +173,13 @@ def test_memory_is_given_back_when_the_client_that_put_it_has_exited(running: Ru
         assert client.proxy.info().memory_used > 8 << 20
         client.delete(oid)
         assert client.proxy.info().memory_used == 0
-        assert os.listdir(client.server.shm_dir) == []
+        # nothing left but files kept warm for later puts (test_warm.py): the object's,
+        # and the spare the exited client held for its next put
+        shm_dir = client.server.shm_dir
+        left = os.listdir(shm_dir)
+        assert all(n.startswith("warm-") for n in left)
+        sizes = sum(os.stat(os.path.join(shm_dir, n)).st_size for n in left)
+        assert sizes == client.proxy.info().memory_warm
 
 
 def test_blobs_are_written_in_place_and_read_zero_copy(running: RunningStore) -> None:

@@ -7,6 +7,7 @@ import sys
 
 from vgi_rpc.services.objectstore._serve import parse_size, serve
 from vgi_rpc.services.objectstore.client import default_socket
+from vgi_rpc.services.objectstore.server import WARM_IDLE
 
 
 def _address(text: str) -> tuple[str, int]:
@@ -39,6 +40,19 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--memory", type=_size, default=2 << 30, help="shared-memory limit (default 2GiB)"
     )
     serve_parser.add_argument(
+        "--warm",
+        type=_size,
+        help="deleted objects' memory kept for later puts, given back after --warm-idle "
+        "(default: a quarter of --memory, at most 1GiB; 0: give it back at once)",
+    )
+    serve_parser.add_argument(
+        "--warm-idle",
+        type=float,
+        default=WARM_IDLE,
+        metavar="SECONDS",
+        help=f"unused warm memory is given back after this long (default {WARM_IDLE:g})",
+    )
+    serve_parser.add_argument(
         "--store",
         metavar="DIR|URI",
         help="where persisted objects live (default ~/.local/share/vgi-objectstore)",
@@ -49,7 +63,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def _run(args: argparse.Namespace) -> int:
     try:
         serve(
-            socket=args.socket, tcp=args.tcp, http=args.http, memory=args.memory, store=args.store
+            socket=args.socket,
+            tcp=args.tcp,
+            http=args.http,
+            memory=args.memory,
+            store=args.store,
+            warm=args.warm,
+            warm_idle=args.warm_idle,
         )
     except (OSError, ValueError) as exc:
         sys.stderr.write(f"vgi-rpc objectstore serve: {exc}\n")

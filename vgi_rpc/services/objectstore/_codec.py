@@ -33,6 +33,10 @@ class Encoded:
     schema: pa.Schema
     batches: Sequence[pa.RecordBatch]
 
+    def data_size(self) -> int:
+        """Bytes of the batches' buffers: a lower bound of ``ipc_size``, with no IPC written."""
+        return sum(batch.nbytes for batch in self.batches)
+
     def ipc_size(self) -> int:
         """Bytes of the IPC stream ``write_to`` produces (measured, nothing copied)."""
         sink = pa.MockOutputStream()
@@ -210,11 +214,16 @@ class _Nodes:
             )
 
 
+_PYTHON_SCHEMAS: dict[str, pa.Schema] = {}  # one per Python type the store holds
+
+
 def _encode_python(value: object) -> Encoded:
     nodes = _Nodes()
     nodes.walk(value, 0)
     typename = f"py.{type(value).__name__}"
-    schema = _tag(_NODE_SCHEMA, "python", typename)
+    schema = _PYTHON_SCHEMAS.get(typename)
+    if schema is None:
+        schema = _PYTHON_SCHEMAS[typename] = _tag(_NODE_SCHEMA, "python", typename)
     columns = [
         pa.array(nodes.tags, pa.int8()),
         pa.array(nodes.ints, pa.int64()),

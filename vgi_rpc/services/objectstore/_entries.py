@@ -36,6 +36,7 @@ class Entry:
     segment: Segment | None
     persisted: bool = False
     data: bytes | None = None
+    view: pa.Buffer | None = None  # the segment mapped once, for streaming it out
 
     @property
     def held(self) -> bool:
@@ -43,21 +44,33 @@ class Entry:
         return self.segment is not None or self.data is not None
 
     def buffer(self) -> pa.Buffer:
-        """The object's bytes (zero-copy)."""
+        """The object's bytes (zero-copy; the segment stays mapped until ``unmap``)."""
         if self.data is not None:
             return pa.py_buffer(self.data)
-        assert self.segment is not None
-        return mapped(self.segment)
+        view = self.view
+        if view is None:
+            assert self.segment is not None
+            view = self.view = mapped(self.segment)
+        return view
+
+    def unmap(self) -> None:
+        """Drop this server's own mapping (slices still being sent keep theirs alive)."""
+        self.view = None
 
 
 @dataclasses.dataclass
 class Pending:
-    """An allocated, unsealed put; ``owner`` is its connection (``None`` over HTTP)."""
+    """An allocated, unsealed put; ``owner`` is its connection (``None`` over HTTP).
+
+    A ``spare`` was handed out by ``seal_next`` for the client's next put;
+    the client may never use it.
+    """
 
     segment: Segment
     kind: str
     owner: int | None
     touched: float
+    spare: bool = False
 
 
 class EntrySource(Protocol):

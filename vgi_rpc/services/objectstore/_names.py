@@ -19,10 +19,12 @@ from vgi_rpc.services.objectstore._errors import (
 )
 from vgi_rpc.services.objectstore._ids import ObjectID
 from vgi_rpc.services.objectstore._store import Store
+from vgi_rpc.services.objectstore._watch import watch
 
-STORE_POLL_SECONDS = (
-    0.1  # a wait also looks at a shared store this often, for other instances' names
-)
+# A wait also looks at a shared store this often, for other instances' names: a
+# local store wakes waiters at once (inotify), and is looked at only as a safety net.
+STORE_POLL_SECONDS = 0.1
+WATCHED_STORE_POLL_SECONDS = 5.0
 MAX_WAIT_SECONDS = 86400.0
 
 
@@ -48,12 +50,35 @@ class NameTable:
         self._changed = threading.Condition()
         self._closing = False
         self.waiting = 0  # threads blocked in get(wait=True) right now
+        self._generation = (
+            0  # bumped on every change, so a change between a look and a wait is seen
+        )
+        self._watch = None
+        self.poll_seconds = MAX_WAIT_SECONDS
+        if store is not None:
+            self.poll_seconds = STORE_POLL_SECONDS
+            if store.local:
+                self._watch = watch(f"{store.root}/names", self._wake)
+                if self._watch is not None:
+                    self.poll_seconds = WATCHED_STORE_POLL_SECONDS
+
+    @property
+    def watching(self) -> bool:
+        """Whether the store's names wake waiters without polling."""
+        return self._watch is not None
+
+    def _wake(self) -> None:
+        with self._changed:
+            self._generation += 1
+            self._changed.notify_all()
 
     def close(self) -> None:
         """Wake every waiter; later waits fail at once."""
         with self._changed:
             self._closing = True
             self._changed.notify_all()
+        if self._watch is not None:
+            self._watch.close()
 
     def of(self, oid: int) -> list[str]:
         """Local names bound to ``oid``."""
@@ -82,6 +107,7 @@ class NameTable:
             self.store.drop_name(name)  # the old binding was global; the new one is local only
         with self._changed:
             self._names[name] = oid
+            self._generation += 1
             self._changed.notify_all()
 
     def persist(self, oid: int) -> None:
@@ -98,6 +124,8 @@ class NameTable:
             )
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            with self._changed:
+                seen = self._generation
             oid = self.find(name)
             if oid is not None:
                 if not self._exists(oid):
@@ -111,8 +139,9 @@ class NameTable:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise NameTimeout(f"no object was named {name!r} within {timeout} s")
-                if name not in self._names:  # checked under the lock: no lost wake-up
-                    poll = STORE_POLL_SECONDS if self.store is not None else MAX_WAIT_SECONDS
+                # checked under the lock, against what changed since the look: no lost wake-up
+                if name not in self._names and self._generation == seen:
+                    poll = self.poll_seconds
                     self.waiting += 1
                     try:
                         self._changed.wait(poll if remaining is None else min(remaining, poll))
@@ -134,6 +163,7 @@ class NameTable:
         with self._changed:
             for name in [n for n, i in self._names.items() if i == oid]:
                 del self._names[name]
+            self._generation += 1
             self._changed.notify_all()
         if self.store is not None:
             for name, bound in self.store.names().items():

@@ -17,7 +17,7 @@ from vgi_rpc.rpc import Channel
 from vgi_rpc.services.objectstore._store import Store
 from vgi_rpc.services.objectstore.client import default_socket
 from vgi_rpc.services.objectstore.protocol import ObjectStore
-from vgi_rpc.services.objectstore.server import MAX_CHUNK, ObjectStoreServer
+from vgi_rpc.services.objectstore.server import MAX_CHUNK, WARM_IDLE, ObjectStoreServer
 
 MAX_CONNECTIONS = 1024
 
@@ -75,9 +75,16 @@ def start(
     memory: int = 2 << 30,
     store: str | Store | tuple[pafs.FileSystem, str] | None = None,
     signing_key: bytes | None = None,
+    warm: int | None = None,
+    warm_idle: float = WARM_IDLE,
 ) -> Iterator[RunningStore]:
-    """Serve an object store on background threads; everything stops when the block ends."""
-    implementation = ObjectStoreServer(memory_limit=memory, store=_store(store))
+    """Serve an object store on background threads; everything stops when the block ends.
+
+    ``warm`` / ``warm_idle``: see ``ObjectStoreServer``.
+    """
+    implementation = ObjectStoreServer(
+        memory_limit=memory, store=_store(store), warm=warm, warm_idle=warm_idle
+    )
     rpc = TrackingRpcServer(implementation)
     listeners: list[SocketServer] = []
     threads: list[threading.Thread] = []
@@ -129,6 +136,8 @@ def serve(
     memory: int = 2 << 30,
     store: str | Store | None = None,
     announce: bool = True,
+    warm: int | None = None,
+    warm_idle: float = WARM_IDLE,
 ) -> None:
     """Serve until interrupted or SIGTERM (the default: the default socket, a local store)."""
     if socket is None and tcp is None and http is None:
@@ -146,6 +155,8 @@ def serve(
             memory=memory,
             store=store,
             signing_key=key.encode() if key else None,
+            warm=warm,
+            warm_idle=warm_idle,
         ) as running:
             if announce:
                 if running.socket:

@@ -3,7 +3,8 @@
 Objects are bytes on the server: an Arrow IPC stream for a value (see
 ``_codec``) or the raw bytes of a blob. A put is ``put_inline`` (small), or
 ``allocate`` + (a local client writes the file it is given, a remote one calls
-``write``) + ``seal``. A get is ``open`` (small objects come back inline, a
+``write``) + ``seal``; ``seal_next`` seals and hands a local client the file of
+its next put at once, so a stream of puts takes one round trip each. A get is ``open`` (small objects come back inline, a
 local client maps the file it names) and, for a large remote object, the
 ``read`` producer stream of bounded chunks.
 """
@@ -24,7 +25,14 @@ CHUNK_SCHEMA = pa.schema([pa.field("chunk", pa.binary(), nullable=False)])
 
 @dataclass(frozen=True)
 class ServerInfo(ArrowSerializableDataclass):
-    """Who the server is and what its limits are."""
+    """Who the server is and what its limits are.
+
+    ``memory_warm``: bytes of deleted objects' memory kept for later puts
+    (given back when unused for a while, and at shutdown). ``memory_spare``:
+    bytes handed to connected local clients for their next put (``seal_next``;
+    given back when the client disconnects, or to make room). ``warm_limit``
+    and ``warm_idle``: the server's ``--warm`` and ``--warm-idle``.
+    """
 
     instance_id: str
     hostname: str
@@ -33,6 +41,10 @@ class ServerInfo(ArrowSerializableDataclass):
     store: str
     memory_limit: int
     memory_used: int
+    memory_warm: int
+    memory_spare: int
+    warm_limit: int
+    warm_idle: float
     max_inline: int
     max_chunk: int
 
@@ -154,6 +166,29 @@ class ObjectStore(Protocol):
         properties: dict[str, str],
     ) -> int:
         """Make a pending put an immutable object (validated first); return its id."""
+        ...
+
+    def seal_next(
+        self,
+        put_id: int,
+        typename: str,
+        name: str | None,
+        persist: bool,
+        properties: dict[str, str],
+        next_size: int,
+        drop: int,
+        reuse: int,
+    ) -> dict[str, bytes]:
+        """``seal``; then reserve ``next_size`` bytes for this connection's next put.
+
+        Answers ``id`` (decimal ASCII) and, when the reservation was made,
+        ``put_id``, ``size`` and ``path`` of the new pending put, so that put
+        takes one round trip. ``drop``: a pending put to abort first (0: none).
+        ``reuse``: the inode of a deleted object's file this client wrote and
+        still maps, and has shown (with a write lease on the descriptor behind
+        its mapping) that nobody else has open; the reservation is that file
+        when the server still keeps it (0: any file).
+        """
         ...
 
     def abort(self, put_id: int) -> None:

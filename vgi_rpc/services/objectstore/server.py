@@ -31,6 +31,7 @@ from vgi_rpc.services.objectstore._errors import (
 from vgi_rpc.services.objectstore._ids import ObjectID
 from vgi_rpc.services.objectstore._memory import Segment, SharedMemory
 from vgi_rpc.services.objectstore._names import NameTable
+from vgi_rpc.services.objectstore._spares import Spares
 from vgi_rpc.services.objectstore._store import Store
 from vgi_rpc.services.objectstore.protocol import (
     CHUNK_SCHEMA,
@@ -45,6 +46,12 @@ from vgi_rpc.services.objectstore.protocol import (
 MAX_INLINE = 256 << 10
 MAX_CHUNK = 8 << 20
 LEASE_SECONDS = 600.0  # a pending put with no connection (HTTP) untouched this long is freed
+WARM_IDLE = 10.0
+
+
+def default_warm(memory_limit: int) -> int:
+    """Bytes of deleted objects' memory kept warm by default: a quarter of the limit, at most 1 GiB."""
+    return min(memory_limit // 4, 1 << 30)
 
 
 class ObjectStoreServer:
@@ -54,6 +61,9 @@ class ObjectStoreServer:
         memory_limit: Most bytes of objects (and pending puts) held in shared memory.
         store: Where persisted objects and names live (``None``: persistence off).
         shm_root: Directory for the shared-memory files (``/dev/shm``).
+        warm: Most bytes of deleted objects' memory kept for later puts
+            (``None``: ``default_warm(memory_limit)``; 0: give it all back at once).
+        warm_idle: Seconds before unused warm memory is given back.
     """
 
     def __init__(
@@ -62,10 +72,17 @@ class ObjectStoreServer:
         memory_limit: int = 2 << 30,
         store: Store | None = None,
         shm_root: str | None = None,
+        warm: int | None = None,
+        warm_idle: float = WARM_IDLE,
     ) -> None:
         self.instance_id = secrets.token_hex(8)
         self.hostname = socket.gethostname()
-        self.memory = SharedMemory(memory_limit, shm_root)
+        self.memory = SharedMemory(
+            memory_limit,
+            shm_root,
+            warm=default_warm(memory_limit) if warm is None else warm,
+            warm_idle=warm_idle,
+        )
         self.store = store
         self._objects: dict[int, Entry] = {}
         self.names = NameTable(store, self._exists, self._persisted)
@@ -73,6 +90,7 @@ class ObjectStoreServer:
         self._sealed: OrderedDict[int, int] = OrderedDict()
         self._lock = threading.RLock()
         self._connection = threading.local()
+        self.spares = Spares(self._pending, self._lock, self.memory, warm_idle)
         SERVERS[self.instance_id] = self
 
     # connections and lifecycle
@@ -97,6 +115,7 @@ class ObjectStoreServer:
         with self._lock:
             self._objects.clear()
             self._pending.clear()
+        self.spares.close()
         self.memory.close()
         SERVERS.pop(self.instance_id, None)
 
@@ -110,6 +129,10 @@ class ObjectStoreServer:
             store=self.store.uri if self.store else "",
             memory_limit=self.memory.limit,
             memory_used=self.memory.used,
+            memory_warm=self.memory.warm.held,
+            memory_spare=self.memory.spare,
+            warm_limit=self.memory.warm.limit,
+            warm_idle=self.memory.warm.idle,
             max_inline=MAX_INLINE,
             max_chunk=MAX_CHUNK,
         )
@@ -161,6 +184,7 @@ class ObjectStoreServer:
             self.memory.reserve(size)
 
     def _release(self, entry: Entry) -> None:
+        entry.unmap()
         if entry.segment is not None:
             self.memory.free(entry.segment)
             entry.segment = None
@@ -172,20 +196,29 @@ class ObjectStoreServer:
         """Reserve a shared-memory file for a put."""
         check.kind(kind)
         self._expire_leases()
-        segment = self._allocate(size)
+        segment = self._allocate(size, recycle=kind == VALUE)  # a value put writes every byte
         put_id = secrets.randbits(62) + 1
         with self._lock:
             owner = getattr(self._connection, "id", None)
             self._pending[put_id] = Pending(segment, kind, owner, time.monotonic())
         return Allocation(put_id=put_id, size=size, path=segment.path)
 
-    def _allocate(self, size: int) -> Segment:
+    def _allocate(
+        self, size: int, *, recycle: bool = False, spare: bool = False, inode: int = 0
+    ) -> Segment:
         try:
-            return self.memory.allocate(size)
+            return self.memory.allocate(size, recycle=recycle, spare=spare, inode=inode)
         except OutOfMemory:
-            if not self._spill(size):
+            if spare:
                 raise
-        return self.memory.allocate(size)
+        if self.spares.reclaim():
+            try:
+                return self.memory.allocate(size, recycle=recycle)
+            except OutOfMemory:
+                pass
+        if not self._spill(size):
+            self.memory.check(size)  # the error names the limit and what is in use
+        return self.memory.allocate(size, recycle=recycle)
 
     def _spill(self, size: int) -> bool:
         """Drop persisted objects from memory (they stay in the store) until ``size`` fits."""
@@ -200,6 +233,7 @@ class ObjectStoreServer:
                 assert entry.segment is not None
                 freed.append(entry.segment)
                 entry.segment = None
+                entry.unmap()
         for segment in freed:
             self.memory.free(segment)
         return self.memory.limit - self.memory.used >= size
@@ -267,6 +301,7 @@ class ObjectStoreServer:
         except BaseException:
             self.memory.free(pending.segment)
             raise
+        self.memory.claim(pending.segment)
         entry = Entry(
             ObjectID.generate(),
             pending.kind,
@@ -280,6 +315,38 @@ class ObjectStoreServer:
             while len(self._sealed) > 4096:
                 self._sealed.popitem(last=False)
         return self._commit(entry, name, persist)
+
+    def seal_next(
+        self,
+        put_id: int,
+        typename: str,
+        name: str | None,
+        persist: bool,
+        properties: dict[str, str],
+        next_size: int,
+        drop: int,
+        reuse: int,
+    ) -> dict[str, bytes]:
+        """``seal``, then hand this connection a spare segment of ``next_size`` bytes for its next put.
+
+        ``drop``: a spare (or pending put) of this connection to abort first (0: none).
+        ``reuse``: the inode of a deleted object's file the client wrote and still
+        maps alone, to be handed back as the spare (0: any).
+        """
+        if drop:
+            self.abort(drop)
+        oid = self.seal(put_id, typename, name, persist, properties)
+        wire = {"id": b"%d" % oid}
+        owner = getattr(self._connection, "id", None)
+        if owner is None or next_size <= 0 or not self.memory.warm.limit:
+            return wire  # no connection (HTTP) to tie a spare to, or nothing may be kept warm
+        try:
+            segment = self._allocate(next_size, recycle=True, spare=True, inode=reuse)
+        except OutOfMemory:
+            return wire  # no room to spare: the next put allocates as usual
+        spare_id = self.spares.hand_out(segment, owner)
+        wire.update(put_id=b"%d" % spare_id, size=b"%d" % next_size, path=segment.path.encode())
+        return wire
 
     def abort(self, put_id: int) -> None:
         """Drop a pending put (nothing if it is already gone)."""
@@ -317,7 +384,7 @@ class ObjectStoreServer:
         nbytes = meta.get("nbytes")
         if not isinstance(nbytes, int):
             raise ObjectNotFound(f"object {oid} has malformed metadata in the store")
-        segment = self._allocate(nbytes)
+        segment = self._allocate(nbytes, recycle=True)  # read_object writes every byte
         try:
             with pa.memory_map(segment.path, "r+") as target:
                 self.store.read_object(oid, nbytes, target)

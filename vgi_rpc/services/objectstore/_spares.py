@@ -1,0 +1,88 @@
+"""Spares: pending puts handed to a connected local client in advance, for its next put.
+
+A spare is a pending put like any other (it lives in the server's pending
+table, belongs to the connection and goes when the connection ends); this
+module hands them out, frees those left unused for ``idle`` seconds, and
+takes back those no client has opened when another put needs the room.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+
+from vgi_rpc.services.objectstore._entries import Pending
+from vgi_rpc.services.objectstore._memory import Segment, SharedMemory
+from vgi_rpc.services.objectstore._warm import unused
+from vgi_rpc.services.objectstore.protocol import VALUE
+
+
+class Spares:
+    """Hands out, expires and reclaims spares in the server's ``pending`` table (under ``lock``)."""
+
+    def __init__(
+        self,
+        pending: dict[int, Pending],
+        lock: threading.RLock,
+        memory: SharedMemory,
+        idle: float,
+    ) -> None:
+        self._pending = pending
+        self._lock = lock
+        self._memory = memory
+        self.idle = idle
+        self._timer: threading.Timer | None = None
+
+    def hand_out(self, segment: Segment, owner: int) -> int:
+        """Record ``segment`` as ``owner``'s spare; return its put id."""
+        spare_id = secrets.randbits(62) + 1
+        with self._lock:
+            self._pending[spare_id] = Pending(segment, VALUE, owner, time.monotonic(), spare=True)
+            self._schedule_locked()
+        return spare_id
+
+    def _schedule_locked(self) -> None:
+        if self._timer is None:
+            self._timer = threading.Timer(self.idle, self._expire)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _take_locked(self, idle_for: float | None) -> list[Segment]:
+        """Pop the spares nobody has opened (and, with ``idle_for``, that old)."""
+        now = time.monotonic()
+        chosen = [
+            pid
+            for pid, p in self._pending.items()
+            if p.spare
+            and (idle_for is None or now - p.touched >= idle_for)
+            and unused(p.segment.path)
+        ]
+        return [self._pending.pop(pid).segment for pid in chosen]
+
+    def _expire(self) -> None:
+        with self._lock:
+            self._timer = None
+            segments = self._take_locked(self.idle)
+            if any(p.spare for p in self._pending.values()):
+                self._schedule_locked()
+        for segment in segments:
+            self._memory.free(segment)
+
+    def reclaim(self) -> bool:
+        """Free every spare no client has opened (to make room); whether any was."""
+        with self._lock:
+            segments = self._take_locked(None)
+        for segment in segments:
+            self._memory.free(segment)
+        return bool(segments)
+
+    def close(self) -> None:
+        """Stop the expiry timer."""
+        with self._lock:
+            timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+
+
+__all__ = ["Spares"]
