@@ -20,6 +20,8 @@ otel           ``instrument_server`` with the SDK: a span per call into an
 otel-batch     as ``otel`` with a ``BatchSpanProcessor`` (what production uses)
 otel+parent    as ``otel``, inside an active client span: the client sends
                ``traceparent`` (to both servers) and the server span is its child
+otel-1%        as ``otel-batch`` with ``ParentBased(TraceIdRatioBased(0.01))``:
+               1% of calls traced, every call counted (a high-rate setup)
 =============  ==============================================================
 
 The plain server of each pair runs with the SDK imported and a global tracer
@@ -51,7 +53,7 @@ import time
 from typing import Any, Protocol
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VARIANTS = ("otel", "otel-batch", "otel+parent")
+VARIANTS = ("otel", "otel-batch", "otel+parent", "otel-1%")
 WORKER_MODES = ("plain", *VARIANTS, "no-sdk")
 BUDGET = 1.10  # the "instrumented costs <= 10% more than plain"
 
@@ -80,10 +82,12 @@ def _sdk(mode: str) -> tuple[Any, Any, Any]:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
     spans = InMemorySpanExporter()
-    tracer_provider = TracerProvider()
-    processor = BatchSpanProcessor if mode == "otel-batch" else SimpleSpanProcessor
+    sampler = ParentBased(TraceIdRatioBased(0.01)) if mode == "otel-1%" else None
+    tracer_provider = TracerProvider(sampler=sampler)
+    processor = BatchSpanProcessor if mode in ("otel-batch", "otel-1%") else SimpleSpanProcessor
     tracer_provider.add_span_processor(processor(spans))
     if not isinstance(trace.get_tracer_provider(), TracerProvider):
         trace.set_tracer_provider(tracer_provider)
