@@ -121,7 +121,9 @@ def _worker(mode: str) -> None:
     run_server(server)
 
 
-def _connect(transport: str, mode: str, server: Any, stack: contextlib.ExitStack) -> Any:
+def _connect(
+    transport: str, mode: str, server: Any, stack: contextlib.ExitStack, pin: bool = True
+) -> Any:
     """The proxy of ``Bench`` over ``transport`` (closed with ``stack``)."""
     if transport == "pipe":
         from vgi_rpc import serve_pipe
@@ -130,7 +132,8 @@ def _connect(transport: str, mode: str, server: Any, stack: contextlib.ExitStack
     if transport == "subprocess":
         from vgi_rpc import connect
 
-        cmd = [*_pin(), sys.executable, os.path.abspath(__file__), "--worker", mode]
+        cmd = [*(_pin() if pin else []), sys.executable, os.path.abspath(__file__)]
+        cmd += ["--worker", mode]
         return stack.enter_context(connect(Bench, cmd))
     from vgi_rpc.http import http_connect, make_wsgi_app, serve_in_thread
 
@@ -238,8 +241,8 @@ def _checks(calls: int) -> dict[str, float]:
     return out
 
 
-def _floor(calls: int, repeats: int) -> dict[str, float]:
-    """us per call, outside any transport: the SDK's floors vs one observed call (best of repeats)."""
+def _floor_cases() -> dict[str, Any]:
+    """The SDK's floor, the SDK doing our observer's work, and an observed call (no transport)."""
     import pyarrow as pa
     from opentelemetry import context as otel_context
     from opentelemetry import trace
@@ -303,16 +306,103 @@ def _floor(calls: int, repeats: int) -> dict[str, float]:
         record.stats.record_output(request)
         record.finish()
 
-    cases = {"sdk_floor_us": bare, "sdk_same_work_us": same_work, "observed_call_us": observed}
-    best = dict.fromkeys(cases, float("inf"))
+    def clear() -> None:
+        spans.clear()
+
+    return {"bare": bare, "same_work": same_work, "observed": observed, "clear": clear}
+
+
+def _floor(calls: int, repeats: int) -> dict[str, float]:
+    """us per call, outside any transport: the SDK's floors vs one observed call (best of repeats)."""
+    cases = _floor_cases()
+    names = {
+        "sdk_floor_us": "bare",
+        "sdk_same_work_us": "same_work",
+        "observed_call_us": "observed",
+    }
+    best = dict.fromkeys(names, float("inf"))
     for _ in range(repeats):  # interleaved, best of each
-        for name, fn in cases.items():
-            spans.clear()
+        for name, case in names.items():
+            fn = cases[case]
+            cases["clear"]()
             start = time.perf_counter()
             for _ in range(calls):
                 fn()
             best[name] = min(best[name], (time.perf_counter() - start) / calls * 1e6)
     return best
+
+
+def _count_child(what: str, calls: int) -> None:
+    """``calls`` calls of ``transport:mode`` or of a floor case, for ``--instructions``."""
+    if what.startswith("floor:"):
+        cases = _floor_cases()
+        case = cases[what.split(":", 1)[1]]
+        for _ in range(20):
+            case()
+        for _ in range(calls):
+            case()
+        return
+    transport, mode = what.split(":")
+    server, _ = _server(mode)
+    with contextlib.ExitStack() as stack:
+        proxy = _connect(transport, mode, server, stack, pin=False)
+        for _ in range(20 + calls):
+            proxy.add(a=1.0, b=2.0)
+
+
+def _instructions(what: str, low: int, high: int) -> float:
+    """User-space instructions per call (callgrind; every process of the run, summed)."""
+    counts = []
+    for calls in (low, high):
+        cmd = [
+            "valgrind",
+            "--tool=callgrind",
+            "--trace-children=yes",
+            "--callgrind-out-file=/dev/null",
+            sys.executable,
+            os.path.abspath(__file__),
+            "--count",
+            what,
+            "--calls",
+            str(calls),
+        ]
+        env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+        refs = [
+            int(line.split("refs:")[1].replace(",", ""))
+            for line in done.stderr.splitlines()
+            if "I   refs:" in line
+        ]
+        counts.append(sum(refs))
+    return (counts[1] - counts[0]) / (high - low)
+
+
+def _instruction_table(transports: list[str]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    print(
+        "\nuser-space instructions per call (callgrind, all processes; load-independent; "
+        "kernel time, syscalls and waits not counted)"
+    )
+    for case in ("bare", "same_work", "observed"):
+        out[f"floor:{case}"] = _instructions(f"floor:{case}", 200, 2200)
+    print(
+        f"outside any transport: SDK floor {out['floor:bare'] / 1e3:.0f}k; the SDK doing our "
+        f"observer's work {out['floor:same_work'] / 1e3:.0f}k; our observed call "
+        f"{out['floor:observed'] / 1e3:.0f}k"
+    )
+    print(f"{'transport':<11}{'plain':>9}{'otel':>9}{'ratio':>7}{'otel-1%':>9}{'ratio':>7}")
+    for transport in transports:
+        low, high = (50, 550) if transport != "subprocess" else (50, 300)
+        row = {
+            m: _instructions(f"{transport}:{m}", low, high) for m in ("plain", "otel", "otel-1%")
+        }
+        out.update({f"{transport}:{m}": v for m, v in row.items()})
+        print(
+            f"{transport:<11}{row['plain'] / 1e3:>8.0f}k{row['otel'] / 1e3:>8.0f}k"
+            f"{row['otel'] / row['plain']:>7.3f}{row['otel-1%'] / 1e3:>8.0f}k"
+            f"{row['otel-1%'] / row['plain']:>7.3f}"
+        )
+    return out
 
 
 def _pin() -> list[str]:
@@ -345,22 +435,36 @@ def main() -> None:
     parser.add_argument("--child", choices=[*VARIANTS, "plain", "no-sdk", "checks", "floor"])
     parser.add_argument("--transport", default="pipe")
     parser.add_argument("--worker", choices=WORKER_MODES)
+    parser.add_argument("--count", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--instructions", action="store_true", help="also count instructions (valgrind, ~10 min)"
+    )
     args = parser.parse_args()
+    if not _as_child(args):
+        _drive(args)
+
+
+def _as_child(args: argparse.Namespace) -> bool:
+    """Run the child, worker or counter ``args`` asks for; ``False`` for the driver."""
     if args.worker:
         _worker(args.worker)
-        return
-    if args.child == "checks":
+    elif args.count:
+        _count_child(args.count, args.calls)
+    elif args.child == "checks":
         print(json.dumps(_checks(args.calls * 100)))
-        return
-    if args.child == "floor":
+    elif args.child == "floor":
         print(json.dumps(_floor(args.calls, args.pairs)))
-        return
-    if args.child in ("plain", "no-sdk"):
+    elif args.child in ("plain", "no-sdk"):
         print(json.dumps(_child(args.transport, args.child, args.calls, args.pairs)))
-        return
-    if args.child:
+    elif args.child:
         print(json.dumps(_paired(args.transport, args.child, args.calls, args.pairs)))
-        return
+    else:
+        return False
+    return True
+
+
+def _drive(args: argparse.Namespace) -> None:
+    """Run every child and print the tables."""
     pin = " ".join(_pin()) or "no (taskset not found)"
     print(f"pinned: {pin}; python {sys.version.split()[0]}; load average {_load()}")
     results: dict[str, Any] = {"load_before": _load(), "rows": []}
@@ -420,6 +524,8 @@ def main() -> None:
         f"with_trace_context {checks['with_trace_context_ns']:.0f} ns + server start_record "
         f"{checks['start_record_ns']:.0f} ns = {total / 1000:.2f} us"
     )
+    if args.instructions:
+        results["instructions"] = _instruction_table(args.transports.split(","))
     results["load_after"] = _load()
     print(f"load average after: {results['load_after']}")
     if args.json:
