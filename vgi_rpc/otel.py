@@ -96,14 +96,35 @@ def trace_context() -> dict[bytes, bytes]:
     return {key.encode(): value.encode() for key, value in carrier.items()}
 
 
-def _parent(metadata: Metadata | None) -> Context | None:
-    """The caller's context from a request's ``traceparent`` (``None``: the current context)."""
-    if not metadata or k.TRACEPARENT_KEY not in metadata:
-        return None
+def _parent(metadata: Metadata) -> Context:
+    """The caller's context from a request's ``traceparent`` (the caller checks it is there)."""
     carrier = {
         name: metadata[key].decode("latin-1") for key, name in _TRACE_KEYS if key in metadata
     }
     return _PROPAGATOR.extract(carrier)
+
+
+class _Method:
+    """What every call of one method shares: span attributes, span name, metric attributes, counts."""
+
+    __slots__ = ("counts", "metric_error", "metric_ok", "name", "span_attributes")
+
+    def __init__(self, call: CallRecord, custom: Mapping[str, str]) -> None:
+        self.name = call.method
+        base = {
+            "rpc.system": "vgi_rpc",
+            "rpc.service": call.protocol,
+            "rpc.method": call.method,
+            "rpc.vgi_rpc.method_type": call.method_type,
+        }
+        self.span_attributes: dict[str, str | bool] = {
+            **base,
+            "rpc.vgi_rpc.server_id": call.server_id,
+            **custom,
+        }
+        self.metric_ok = {**base, "status": "ok", **custom}
+        self.metric_error = {**base, "status": "error", **custom}
+        self.counts = [0, 0]  # ok, error: summed here, observed at collection
 
 
 class OtelObserver:
@@ -118,10 +139,10 @@ class OtelObserver:
             if config.enable_tracing
             else None
         )
+        self.metrics = config.enable_metrics
         meter = (config.meter_provider or get_meter_provider()).get_meter(_SCOPE, __version__)
-        # The request counter is summed here and observed at collection: a dict increment
-        # per call instead of a pass through the SDK's aggregation (same data exported).
-        self._counts: dict[tuple[str, str, str, str], int] = {}
+        # The request counter is summed here and observed at collection: an integer
+        # increment per call instead of a pass through the SDK's aggregation (same data).
         self._lock = threading.Lock()
         self.requests = meter.create_observable_counter(
             "rpc.server.requests",
@@ -132,92 +153,94 @@ class OtelObserver:
         self.duration = meter.create_histogram(
             "rpc.server.duration", unit="s", description="Duration of RPC calls"
         )
-        self._span_attributes: dict[tuple[str, str, str], dict[str, str | bool]] = {}
-        self._metric_attributes: dict[tuple[str, str, str, str], dict[str, str]] = {}
+        self._methods: dict[tuple[str, str, str], _Method] = {}
 
-    def count(self, call: CallRecord, status: str, duration: float) -> None:
-        """Record one finished call in ``rpc.server.requests`` and ``rpc.server.duration``."""
-        key = (call.protocol, call.method, call.method_type, status)
-        attributes = self._metric_attributes.get(key)
-        if attributes is None:
-            attributes = {
-                "rpc.system": "vgi_rpc",
-                "rpc.service": call.protocol,
-                "rpc.method": call.method,
-                "rpc.vgi_rpc.method_type": call.method_type,
-                "status": status,
-                **self.config.custom_attributes,
-            }
-            self._metric_attributes[key] = attributes
-        with self._lock:
-            self._counts[key] = self._counts.get(key, 0) + 1
-        self.duration.record(duration, attributes)
+    def _method(self, call: CallRecord) -> _Method:
+        key = (call.protocol, call.method, call.method_type)
+        method = self._methods.get(key)
+        if method is None:
+            with self._lock:
+                method = self._methods.setdefault(key, _Method(call, self.config.custom_attributes))
+        return method
 
     def _observe_requests(self, options: CallbackOptions) -> list[Observation]:
         with self._lock:
-            counts = list(self._counts.items())
-        return [Observation(n, self._metric_attributes[key]) for key, n in counts]
+            counts = [(m, m.counts[0], m.counts[1]) for m in self._methods.values()]
+        observations = []
+        for method, ok, error in counts:
+            if ok:
+                observations.append(Observation(ok, method.metric_ok))
+            if error:
+                observations.append(Observation(error, method.metric_error))
+        return observations
 
     def start(
         self, call: CallRecord, metadata: Metadata | None, auth: AuthContext | None
-    ) -> _Scope:
+    ) -> _Scope | None:
         """Open the call's span (child of the request's trace context) and make it current."""
-        if self.tracer is None:
-            return _Scope(self, None, None)
-        attributes = self._attributes_for(call)
+        tracer = self.tracer
+        if tracer is None:
+            return _Scope(self, self._method(call), None, None) if self.metrics else None
+        method = self._method(call)
+        attributes = method.span_attributes
         if auth is not None and (auth.principal or auth.authenticated):
-            attributes = {**attributes, "rpc.vgi_rpc.auth.authenticated": auth.authenticated}
-            if auth.principal:
-                attributes["rpc.vgi_rpc.auth.principal"] = auth.principal
-            if auth.domain:
-                attributes["rpc.vgi_rpc.auth.domain"] = auth.domain
-            for claim, name in self.config.claim_attributes.items():
-                value = auth.claims.get(claim)
-                if value is not None:
-                    attributes[name] = value if isinstance(value, str | bool) else str(value)
-        span = self.tracer.start_span(
-            call.method, context=_parent(metadata), kind=SpanKind.SERVER, attributes=attributes
+            attributes = self._with_auth(attributes, auth)
+        parent = (
+            _parent(metadata) if metadata is not None and k.TRACEPARENT_KEY in metadata else None
+        )
+        span = tracer.start_span(
+            method.name, context=parent, kind=SpanKind.SERVER, attributes=attributes
         )
         token = otel_context.attach(trace.set_span_in_context(span))
-        return _Scope(self, span, token)
+        # A span the sampler dropped is still current (children inherit the decision) but
+        # gets no attributes at the end.
+        return _Scope(self, method, span if span.is_recording() else None, token)
 
-    def _attributes_for(self, call: CallRecord) -> dict[str, str | bool]:
-        key = (call.protocol, call.method, call.method_type)
-        attributes = self._span_attributes.get(key)
-        if attributes is None:
-            attributes = {
-                "rpc.system": "vgi_rpc",
-                "rpc.service": call.protocol,
-                "rpc.method": call.method,
-                "rpc.vgi_rpc.method_type": call.method_type,
-                "rpc.vgi_rpc.server_id": call.server_id,
-                **self.config.custom_attributes,
-            }
-            self._span_attributes[key] = attributes
+    def _with_auth(
+        self, attributes: dict[str, str | bool], auth: AuthContext
+    ) -> dict[str, str | bool]:
+        attributes = {**attributes, "rpc.vgi_rpc.auth.authenticated": auth.authenticated}
+        if auth.principal:
+            attributes["rpc.vgi_rpc.auth.principal"] = auth.principal
+        if auth.domain:
+            attributes["rpc.vgi_rpc.auth.domain"] = auth.domain
+        for claim, name in self.config.claim_attributes.items():
+            value = auth.claims.get(claim)
+            if value is not None:
+                attributes[name] = value if isinstance(value, str | bool) else str(value)
         return attributes
+
+
+_OK = Status(StatusCode.OK)
 
 
 class _Scope:
     """One call's span, the context token that made it current, and where that happened."""
 
-    __slots__ = ("observer", "span", "thread", "token")
+    __slots__ = ("method", "observer", "span", "thread", "token")
 
     def __init__(
-        self, observer: OtelObserver, span: trace.Span | None, token: Token[Context] | None
+        self,
+        observer: OtelObserver,
+        method: _Method,
+        span: trace.Span | None,
+        token: Token[Context] | None,
     ) -> None:
         self.observer = observer
+        self.method = method
         self.span = span
         self.token = token
-        self.thread = threading.get_ident()
+        self.thread = threading.get_ident() if token is not None else 0
 
     def finish(self, call: CallRecord, error: BaseException | None, duration: float) -> None:
         """Put the statistics and outcome on the span, end it, and record the metrics."""
         observer = self.observer
         span = self.span
-        if span is not None:
-            stats = call.stats
-            span.set_attributes(
-                {
+        token = self.token
+        try:
+            if span is not None:
+                stats = call.stats
+                attributes: dict[str, str | int | bool] = {
                     "rpc.vgi_rpc.request_id": call.request_id,
                     "rpc.vgi_rpc.input_batches": stats.input_batches,
                     "rpc.vgi_rpc.output_batches": stats.output_batches,
@@ -226,24 +249,34 @@ class _Scope:
                     "rpc.vgi_rpc.input_bytes": stats.input_bytes,
                     "rpc.vgi_rpc.output_bytes": stats.output_bytes,
                 }
-            )
-            if call.stream_id:
-                span.set_attribute("rpc.vgi_rpc.stream_id", call.stream_id)
-            if call.cancelled:
-                span.set_attribute("rpc.vgi_rpc.cancelled", True)
-            if error is not None:
-                span.set_attribute("rpc.vgi_rpc.error_type", type(error).__name__)
-                if observer.config.record_exceptions:
-                    span.record_exception(error)
-                span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+                if call.stream_id:
+                    attributes["rpc.vgi_rpc.stream_id"] = call.stream_id
+                if call.cancelled:
+                    attributes["rpc.vgi_rpc.cancelled"] = True
+                if error is None:
+                    span.set_attributes(attributes)
+                    span.set_status(_OK)
+                else:
+                    attributes["rpc.vgi_rpc.error_type"] = type(error).__name__
+                    span.set_attributes(attributes)
+                    if observer.config.record_exceptions:
+                        span.record_exception(error)
+                    span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+                span.end()
+        finally:
+            # A call ends on the thread that started it; anywhere else the token is not ours.
+            if token is not None and self.thread == threading.get_ident():
+                otel_context.detach(token)
+        if observer.metrics:
+            method = self.method
+            if error is None:
+                with observer._lock:
+                    method.counts[0] += 1
+                observer.duration.record(duration, method.metric_ok)
             else:
-                span.set_status(Status(StatusCode.OK))
-            span.end()
-        # A call ends on the thread that started it; anywhere else the token is not ours to reset.
-        if self.token is not None and self.thread == threading.get_ident():
-            otel_context.detach(self.token)
-        if observer.config.enable_metrics:
-            observer.count(call, "error" if error is not None else "ok", duration)
+                with observer._lock:
+                    method.counts[1] += 1
+                observer.duration.record(duration, method.metric_error)
 
 
 __all__ = ["OtelConfig", "OtelObserver", "instrument_server", "trace_context"]

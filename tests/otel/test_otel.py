@@ -280,6 +280,40 @@ def test_spans_made_by_the_implementation_nest_under_the_server_span(tmp_path: A
     assert outer2["parent_span_id"] is None  # nothing leaks from one call into the next
 
 
+def test_a_call_the_sampler_drops_is_counted_and_its_children_are_dropped_too() -> None:
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
+
+    telemetry = Telemetry.create()
+    dropping = TracerProvider(sampler=ParentBased(ALWAYS_OFF))
+    dropping.add_span_processor(SimpleSpanProcessor(telemetry.spans))
+    # The implementation's tracer samples every root span: only a dropped parent drops it.
+    tracer = telemetry.tracer_provider.get_tracer("tests.impl")
+    seen: list[tuple[bool, bool]] = []
+
+    class Traced(ServiceImpl):
+        def add(self, a: float, b: float) -> float:
+            with tracer.start_as_current_span("inner") as inner:
+                context = inner.get_span_context()
+                seen.append((context.is_valid, inner.is_recording()))
+                return a + b
+
+    config = OtelConfig(tracer_provider=dropping, meter_provider=telemetry.meter_provider)
+    server = instrument_server(RpcServer(Service, Traced()), config)
+    with serve_pipe(Service, server) as svc:
+        assert svc.add(a=1.0, b=2.0) == 3.0
+        with pytest.raises(RpcError):
+            svc.fail(message="x")
+    assert telemetry.span_dicts() == []  # nothing sampled, nothing exported
+    assert seen == [(True, False)]  # the implementation's span joined the dropped server span
+    counts = {
+        p["attributes"]["status"]: p["value"]
+        for p in telemetry.metric_points()
+        if p["name"] == "rpc.server.requests"
+    }
+    assert counts == {"ok": 1, "error": 1}
+
+
 def test_config_switches_and_custom_attributes(tmp_path: Any) -> None:
     telemetry = Telemetry.create()
     config = OtelConfig(
