@@ -116,7 +116,27 @@ def _parse_header(meta: bytes) -> Header:
 class _Message(NamedTuple):
     header: Header
     metadata: bytes
-    buffer: pa.Buffer
+    data: bytes | pa.Buffer  # the whole message: prefix, header, body
+
+    @property
+    def buffer(self) -> pa.Buffer:
+        data = self.data
+        return data if isinstance(data, pa.Buffer) else pa.py_buffer(data)
+
+
+def _read(source: io.BufferedReader, count: int, what: str) -> bytes:
+    """Exactly ``count`` bytes (a buffered ``read`` loops until it has them or the peer is gone)."""
+    try:
+        data = source.read(count)
+    except ValueError as exc:  # the channel was closed under us (shutdown from another thread)
+        raise TransportError(f"the channel was closed: {exc}") from exc
+    except OSError as exc:
+        if isinstance(exc, TransportError):
+            raise
+        raise TransportError(f"reading from the peer failed: {exc}") from exc
+    if len(data) != count:
+        raise TransportError(f"peer closed the channel in the middle of an IPC {what}")
+    return data
 
 
 def read_message(
@@ -130,8 +150,7 @@ def read_message(
         IPCError: The bytes cannot be an IPC message, or it exceeds ``limits``.
         TransportError: The channel ended or failed mid-message.
     """
-    prefix = bytearray(8)
-    _read_exact(source, memoryview(prefix), "message")
+    prefix = _read(source, 8, "message")
     marker, length = _PREFIX.unpack(prefix)
     if marker != CONTINUATION:
         raise IPCError(
@@ -144,16 +163,12 @@ def read_message(
             f"IPC message header of {length} bytes is outside 1..{limits.max_metadata_bytes} "
             "(ResourceLimits.max_metadata_bytes)"
         )
-    try:
-        metadata = source.read(length)
-    except (OSError, ValueError) as exc:
-        raise TransportError(f"reading from the peer failed: {exc}") from exc
-    if len(metadata) != length:
-        raise TransportError("peer closed the channel in the middle of an IPC message")
+    metadata = _read(source, length, "message")
     header = _parse_header(metadata)
-    if not header.body_length:
-        return _Message(header, metadata, pa.py_buffer(prefix + metadata))
-    total = 8 + length + header.body_length
+    body_length = header.body_length
+    if not body_length:
+        return _Message(header, metadata, prefix + metadata)
+    total = 8 + length + body_length
     if total > limits.max_message_bytes:
         problem = MessageTooLargeError(
             f"IPC message of {total} bytes exceeds the limit of {limits.max_message_bytes} "
@@ -164,14 +179,19 @@ def read_message(
             # Skip a plausible body without keeping it: the stream stays framed and the
             # connection usable. A wildly larger claim is not waited for.
             try:
-                _discard(source, header.body_length)
+                _discard(source, body_length)
             except TransportError:
                 raise problem from None
         raise problem
-    return _Message(header, metadata, _read_body(source, prefix + metadata, header.body_length))
+    if total < _POOL_THRESHOLD and not isinstance(source, MemorySource):
+        # Small: one more buffered read and one small copy beat a preallocated target.
+        return _Message(
+            header, metadata, prefix + metadata + _read(source, body_length, "message body")
+        )
+    return _Message(header, metadata, _read_body(source, prefix + metadata, body_length))
 
 
-def _read_body(source: io.BufferedReader, head: bytes | bytearray, body_length: int) -> pa.Buffer:
+def _read_body(source: io.BufferedReader, head: bytes, body_length: int) -> pa.Buffer:
     """The whole message (``head`` already read, then its body) as one buffer."""
     if isinstance(source, MemorySource):
         in_place = source.take_back(len(head), body_length)
@@ -213,19 +233,19 @@ class SchemaCache:
     """
 
     def __init__(self, max_bytes: int) -> None:
-        self._items: OrderedDict[bytes, tuple[pa.Schema, bool, int]] = OrderedDict()
+        self._items: OrderedDict[bytes, tuple[pa.Schema, bool, bool, int]] = OrderedDict()
         self._max_bytes = max_bytes
         self.size = 0
         self._lock = threading.Lock()
 
-    def get(self, message: _Message, limits: ResourceLimits) -> tuple[pa.Schema, bool]:
-        """The schema and whether it has dictionary columns; bounds are checked first."""
+    def get(self, message: _Message, limits: ResourceLimits) -> tuple[pa.Schema, bool, bool]:
+        """The schema, whether it has dictionary columns and whether it nests; bounds are checked first."""
         key = message.metadata
         with self._lock:
             entry = self._items.get(key)
             if entry is not None:
                 self._items.move_to_end(key)
-                return entry[0], entry[1]
+                return entry[0], entry[1], entry[2]
         try:
             fields, depth = schema_shape(key, limits.max_columns, limits.max_nesting_depth)
         except FlatbufferError as exc:
@@ -245,16 +265,17 @@ class SchemaCache:
             check_types(schema)
         cost = len(key) + _SCHEMA_BYTES_PER_FIELD * fields
         dictionaries = has_dictionary(schema)
+        nested = dictionaries or has_nested(schema)
         if cost > self._max_bytes:
-            return schema, dictionaries
+            return schema, dictionaries, nested
         with self._lock:
             if key not in self._items:
-                self._items[key] = (schema, dictionaries, cost)
+                self._items[key] = (schema, dictionaries, nested, cost)
                 self.size += cost
             while self.size > self._max_bytes:
-                _, (_, _, dropped) = self._items.popitem(last=False)
+                _, (_, _, _, dropped) = self._items.popitem(last=False)
                 self.size -= dropped
-        return schema, dictionaries
+        return schema, dictionaries, nested
 
 
 _CLIENT_SCHEMAS = SchemaCache(CLIENT_LIMITS.schema_cache_bytes)
@@ -305,13 +326,17 @@ _BODYLESS_MAX_FIELDS = 64
 
 
 def _bodyless_batch(schema: pa.Schema, message: _Message) -> pa.RecordBatch:
-    """Decode a message without body or metadata once (ticks, void results), then reuse it."""
+    """Decode a message without body once (ticks, void results, parameterless requests), then reuse it.
+
+    The decoded batch depends only on the schema and the header (the custom
+    metadata travels beside it), so byte-identical headers share one batch.
+    """
     key = (id(schema), message.metadata)
     entry = _BODYLESS.get(key)
     if entry is not None and entry[0] is schema:
         return entry[1]
     batch = pa.ipc.read_record_batch(pa.ipc.read_message(message.buffer), schema)
-    if len(schema) <= _BODYLESS_MAX_FIELDS:
+    if len(schema) <= _BODYLESS_MAX_FIELDS and len(key[1]) <= _CACHEABLE_METADATA_BYTES:
         if len(_BODYLESS) >= 256:
             _BODYLESS.clear()
         _BODYLESS[key] = (schema, batch)  # the entry keeps the schema alive, so its id stays unique
@@ -334,8 +359,7 @@ class IpcStreamReader:
             )
         self._source = source
         self._limits = limits
-        self.schema, dictionaries = schemas.get(first, limits)
-        self._nested = dictionaries or has_nested(self.schema)
+        self.schema, dictionaries, self._nested = schemas.get(first, limits)
         self._done = False
         # The custom metadata of the last batch message read, even when it failed to decode.
         self.last_metadata: Metadata | None = None
@@ -419,8 +443,8 @@ class IpcStreamReader:
     def _decode(self, message: _Message) -> tuple[pa.RecordBatch, Metadata | None]:
         if self._replay is None:
             header = message.header
-            if not header.body_length and header.custom_metadata is None:
-                return _bodyless_batch(self.schema, message), None
+            if not header.body_length:
+                return _bodyless_batch(self.schema, message), header.custom_metadata
             batch = pa.ipc.read_record_batch(pa.ipc.read_message(message.buffer), self.schema)
             return batch, header.custom_metadata
         parts = [*self._replay, message.buffer, pa.py_buffer(EOS_MARKER)]

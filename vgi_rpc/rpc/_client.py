@@ -23,7 +23,7 @@ from vgi_rpc._errors import (
     RpcError,
     TransportError,
 )
-from vgi_rpc._ipc import IpcValidation, Metadata, StreamWriter
+from vgi_rpc._ipc import IpcValidation, Metadata, StreamWriter, encode_stream
 from vgi_rpc._ipc_reader import IpcStreamReader, ReadPolicy, open_stream_reader
 from vgi_rpc._limits import CLIENT_LIMITS
 from vgi_rpc._logs import WIRE_STREAM_LOGGER, WIRE_TRANSPORT_LOGGER, Message
@@ -108,7 +108,7 @@ class RpcConnection(Generic[P]):
         # servers ignore it); dropped for good if the server does not host the name.
         self.routing: str | None = wire_name(protocol) if self.methods else None
         self.open_session: StreamSession | None = None
-        self._request_metadata: dict[str, Metadata] = {}
+        self._request_metadata: dict[str, _RequestHead] = {}
         # The client's shared-memory segment, once the server has agreed to use it,
         # or at once when the channel carries one both ends were given (ShmPipeTransport).
         capabilities = capabilities_of(channel)
@@ -147,17 +147,27 @@ class RpcConnection(Generic[P]):
         if auto is not None and auto.before_request(batch, self._probe_shm):
             self.use_shm(auto.client)
         shm = self.shm
-        metadata = self._request_metadata.get(method) if extra is None else None
-        if metadata is None:
+        cached = self._request_metadata.get(method) if extra is None else None
+        if cached is None:
             merged = {**shm.advert, **(extra or {})} if shm is not None else dict(extra or {})
             if self.routing is not None:
                 merged.setdefault(k.PROTOCOL_KEY, self.routing.encode())
-            metadata = request_metadata(method, None, self.protocol_version, merged)
+            cached = _RequestHead(request_metadata(method, None, self.protocol_version, merged))
             if extra is None:
-                self._request_metadata[method] = metadata
-        metadata = with_trace_context(metadata)  # the caller's active span, if any
+                self._request_metadata[method] = cached
+        metadata: Metadata | None = with_trace_context(cached.metadata)  # the active span, if any
+        plain = (
+            metadata is cached.metadata
+            and self.external is None
+            and shm is None
+            and (auto is None or auto.client is None)
+            and not wire_request_log.isEnabledFor(logging.DEBUG)
+        )
+        if plain and batch is ONE_EMPTY_ROW:
+            self._write(cached.whole_request())  # a parameterless call: the same bytes every time
+            return
         if self.external is not None:
-            batch, metadata = self.external.externalize_request(batch, metadata)
+            batch, metadata = self.external.externalize_request(batch, metadata or {})
         if auto is not None and auto.client is not None:
             batch, metadata = auto.outgoing_request(batch, metadata)
         elif shm is not None:
@@ -165,7 +175,7 @@ class RpcConnection(Generic[P]):
         if wire_request_log.isEnabledFor(logging.DEBUG):
             wire_request_log.debug("sending %s(): %s", method, describe_batch(batch, metadata))
         writer = StreamWriter(self.channel, schema if schema is not None else batch.schema)
-        writer.write(batch, metadata)
+        writer.write(batch, cached.encoded if plain else metadata)
         try:
             writer.close()
         except TransportError:
@@ -173,6 +183,13 @@ class RpcConnection(Generic[P]):
             raise
         if auto is not None and auto.client is not None:
             auto.request_sent(method)
+
+    def _write(self, data: bytes) -> None:
+        try:
+            self.channel.write_chunks((data,))
+        except TransportError:
+            self.healthy = False
+            raise
 
     def _probe_shm(self, advert: Metadata) -> bool:
         return server_takes_shm(self, advert)
@@ -420,6 +437,27 @@ class RpcConnection(Generic[P]):
                 if self.external is not None:
                     self.external.close()
                 self.channel.close()
+
+
+class _RequestHead:
+    """One method's request metadata, also as pyarrow metadata and (parameterless) whole bytes.
+
+    Converting a dict to pyarrow's metadata costs as much as writing a small
+    batch, and a parameterless request is the same stream every time.
+    """
+
+    __slots__ = ("_whole", "encoded", "metadata")
+
+    def __init__(self, metadata: Metadata) -> None:
+        self.metadata = metadata
+        self.encoded = pa.KeyValueMetadata(metadata)
+        self._whole: bytes | None = None
+
+    def whole_request(self) -> bytes:
+        if self._whole is None:
+            stream = encode_stream(ONE_EMPTY_ROW.schema, [(ONE_EMPTY_ROW, self.metadata)])
+            self._whole = stream.to_pybytes()
+        return self._whole
 
 
 class StreamSession:
