@@ -16,13 +16,14 @@ import struct
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple, NoReturn
 
 import pyarrow as pa
 
 from vgi_rpc._errors import IPCError, MessageTooLargeError, TransportError, VgiRpcError
 from vgi_rpc._flatbuf import FlatbufferError, Header, decode_header, schema_shape
 from vgi_rpc._limits import CLIENT_LIMITS, DEFAULT_LIMITS, ResourceLimits
+from vgi_rpc._memory_source import MemorySource, memory_source
 
 CONTINUATION = b"\xff\xff\xff\xff"
 EOS_MARKER = CONTINUATION + b"\0\0\0\0"
@@ -124,16 +125,21 @@ class _Message(NamedTuple):
         return data if isinstance(data, pa.Buffer) else pa.py_buffer(data)
 
 
+def _read_failed(exc: OSError | ValueError) -> NoReturn:
+    """Raise the ``TransportError`` a failed read means (``ValueError``: closed under us)."""
+    if isinstance(exc, ValueError):
+        raise TransportError(f"the channel was closed: {exc}") from exc
+    if isinstance(exc, TransportError):
+        raise exc
+    raise TransportError(f"reading from the peer failed: {exc}") from exc
+
+
 def _read(source: io.BufferedReader, count: int, what: str) -> bytes:
     """Exactly ``count`` bytes (a buffered ``read`` loops until it has them or the peer is gone)."""
     try:
         data = source.read(count)
-    except ValueError as exc:  # the channel was closed under us (shutdown from another thread)
-        raise TransportError(f"the channel was closed: {exc}") from exc
-    except OSError as exc:
-        if isinstance(exc, TransportError):
-            raise
-        raise TransportError(f"reading from the peer failed: {exc}") from exc
+    except (OSError, ValueError) as exc:
+        _read_failed(exc)
     if len(data) != count:
         raise TransportError(f"peer closed the channel in the middle of an IPC {what}")
     return data
@@ -150,7 +156,12 @@ def read_message(
         IPCError: The bytes cannot be an IPC message, or it exceeds ``limits``.
         TransportError: The channel ended or failed mid-message.
     """
-    prefix = _read(source, 8, "message")
+    try:
+        prefix = source.read(8)
+    except (OSError, ValueError) as exc:
+        _read_failed(exc)
+    if len(prefix) != 8:
+        raise TransportError("peer closed the channel in the middle of an IPC message")
     marker, length = _PREFIX.unpack(prefix)
     if marker != CONTINUATION:
         raise IPCError(
@@ -393,8 +404,13 @@ class IpcStreamReader:
                     raise IPCError(
                         f"malformed Arrow IPC record batch: {type(exc).__name__}: {exc}"
                     ) from exc
-                self._check_rows(batch, message, nested=False)
-                validate_batch(batch, validation)
+                limits = self._limits
+                if batch.num_rows > limits.min_free_rows + limits.max_rows_per_byte * (
+                    message.header.body_length
+                ):
+                    self._check_rows(batch, message, nested=False)  # raises
+                if validation is not IpcValidation.NONE:
+                    validate_batch(batch, validation)
                 # Children are only safe to walk once valid; flat schemas have none.
                 if self._nested and validation is not IpcValidation.NONE:
                     self._check_rows(batch, message, nested=True)
@@ -445,7 +461,7 @@ class IpcStreamReader:
             header = message.header
             if not header.body_length:
                 return _bodyless_batch(self.schema, message), header.custom_metadata
-            batch = pa.ipc.read_record_batch(pa.ipc.read_message(message.buffer), self.schema)
+            batch = pa.ipc.read_record_batch(pa.ipc.read_message(message.data), self.schema)
             return batch, header.custom_metadata
         parts = [*self._replay, message.buffer, pa.py_buffer(EOS_MARKER)]
         stream = pa.ipc.open_stream(b"".join(memoryview(part) for part in parts))
@@ -510,61 +526,6 @@ def _children(array: pa.Array[Any]) -> list[pa.Array[Any]]:
     if pa.types.is_run_end_encoded(t):
         return [array.run_ends, array.values]  # type: ignore[attr-defined]
     return []
-
-
-class MemorySource(io.BufferedIOBase):
-    """A reader over bytes already in memory (an HTTP body, an embedded value).
-
-    Messages read from it are slices of those bytes, not copies (``take_back``).
-    """
-
-    def __init__(self, data: bytes | bytearray | memoryview | pa.Buffer) -> None:
-        super().__init__()
-        self._data = data  # keeps the memory alive for the slices handed out
-        self._view = memoryview(data).cast("B")
-        self._position = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def peek(self, size: int = 0) -> bytes:
-        return bytes(self._view[self._position : self._position + max(size, 1)])
-
-    def read(self, size: int | None = -1) -> bytes:
-        end = len(self._view) if size is None or size < 0 else self._position + size
-        chunk = bytes(self._view[self._position : end])
-        self._position += len(chunk)
-        return chunk
-
-    read1 = read
-
-    def readinto(self, buffer: Any) -> int:
-        target = memoryview(buffer).cast("B")
-        end = min(self._position + len(target), len(self._view))
-        count = end - self._position
-        target[:count] = self._view[self._position : end]
-        self._position = end
-        return count
-
-    def take_back(self, behind: int, ahead: int) -> pa.Buffer | None:
-        """The ``behind`` bytes just read and the ``ahead`` next ones, in place; ``None`` if misaligned.
-
-        Arrow wants its buffers 8-byte aligned; a slice that is not is copied by the caller.
-        """
-        start = self._position - behind
-        end = self._position + ahead
-        if start < 0 or end > len(self._view):
-            raise TransportError("the body ends in the middle of an IPC message")
-        whole = pa.py_buffer(self._view[start:end])
-        if whole.address % 8:
-            return None
-        self._position = end
-        return whole
-
-
-def memory_source(data: bytes | bytearray | memoryview | pa.Buffer) -> io.BufferedReader:
-    """A reader over bytes already in memory; messages read from it are not copied."""
-    return cast(io.BufferedReader, MemorySource(data))
 
 
 def read_embedded_batch(data: bytes | pa.Buffer, what: str) -> pa.RecordBatch:
