@@ -28,7 +28,7 @@ class _Capture:
 
     def __init__(self) -> None:
         self.sent = bytearray()
-        self._reader = io.BufferedReader(io.BytesIO(b""))
+        self._reader = memory_source(b"")
 
     @property
     def reader(self) -> io.BufferedReader:
