@@ -99,7 +99,9 @@ class _BatchEncoder:
         self._collector.take()
         self._lock = threading.Lock()
 
-    def encode(self, batch: pa.RecordBatch, metadata: Metadata | None) -> list[Chunk]:
+    def encode(
+        self, batch: pa.RecordBatch, metadata: Metadata | pa.KeyValueMetadata | None
+    ) -> list[Chunk]:
         with self._lock:
             if metadata:
                 self._writer.write_batch(batch, custom_metadata=metadata)
@@ -144,10 +146,31 @@ def _encoder(schema: pa.Schema) -> _BatchEncoder | None:
     return encoder
 
 
+_ZERO_ROWS: dict[int, tuple[pa.RecordBatch, pa.Buffer]] = {}
+
+
+def _serialized(batch: pa.RecordBatch) -> pa.Buffer:
+    """``batch.serialize()``, kept for zero-row batches (void results and log carriers are reused)."""
+    if batch.num_rows:
+        return batch.serialize()
+    entry = _ZERO_ROWS.get(id(batch))
+    if entry is not None and entry[0] is batch:
+        return entry[1]
+    message = batch.serialize()
+    if len(_ZERO_ROWS) >= 256:
+        _ZERO_ROWS.clear()
+    _ZERO_ROWS[id(batch)] = (batch, message)  # keeps the batch alive: its id stays unique
+    return message
+
+
+# Custom metadata as given to a writer: a dict, or one converted once and reused.
+WriteMetadata = Metadata | pa.KeyValueMetadata
+
+
 class StreamWriter:
     """An IPC stream written to a channel batch by batch."""
 
-    __slots__ = ("_collector", "_encoder", "_pending", "_sink", "_writer")
+    __slots__ = ("_collector", "_encoder", "_joinable", "_pending", "_sink", "_writer")
 
     def __init__(self, sink: ByteSink, schema: pa.Schema) -> None:
         self._sink = sink
@@ -155,6 +178,8 @@ class StreamWriter:
         self._pending: list[Chunk] = []
         self._collector: _ChunkCollector | None = None
         self._writer: pa.ipc.RecordBatchStreamWriter | None = None
+        # Every pending chunk is a small message: joined, they leave in one plain write.
+        self._joinable = True
         if self._encoder is not None:
             self._pending.append(self._encoder.schema_message)
         else:
@@ -164,17 +189,19 @@ class StreamWriter:
             )
 
     def write(
-        self, batch: pa.RecordBatch, metadata: Metadata | None = None, *, flush: bool = False
+        self, batch: pa.RecordBatch, metadata: WriteMetadata | None = None, *, flush: bool = False
     ) -> None:
         """Append one batch; with ``flush`` it is sent immediately."""
         if self._encoder is not None:
             if not metadata and batch.get_total_buffer_size() < _SERIALIZE_LIMIT:
                 # Same bytes as the writer produces, at a fraction of the cost for small batches.
-                self._pending.append(batch.serialize())
+                self._pending.append(_serialized(batch))
             else:
+                self._joinable = False
                 self._pending.extend(self._encoder.encode(batch, metadata))
         else:
             assert self._writer is not None
+            self._joinable = False
             if metadata:
                 self._writer.write_batch(batch, custom_metadata=metadata)
             else:
@@ -183,12 +210,15 @@ class StreamWriter:
             self.flush()
 
     def flush(self) -> None:
-        """Send everything written so far in one vectored write."""
+        """Send everything written so far in one write."""
         chunks = self._pending
         if self._collector is not None:
             chunks.extend(self._collector.take())
         if chunks:
             self._pending = []
+            if self._joinable and len(chunks) > 1:
+                chunks = [b"".join(chunks)]  # small: a copy costs less than a vectored write
+            self._joinable = True
             self._sink.write_chunks(chunks)
 
     def close(self) -> None:
@@ -256,6 +286,7 @@ __all__ = [
     "IpcValidation",
     "Metadata",
     "StreamWriter",
+    "WriteMetadata",
     "buffered_reader",
     "encode_stream",
     "validate_batch",

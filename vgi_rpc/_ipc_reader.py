@@ -16,13 +16,14 @@ import struct
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple, NoReturn
 
 import pyarrow as pa
 
 from vgi_rpc._errors import IPCError, MessageTooLargeError, TransportError, VgiRpcError
 from vgi_rpc._flatbuf import FlatbufferError, Header, decode_header, schema_shape
 from vgi_rpc._limits import CLIENT_LIMITS, DEFAULT_LIMITS, ResourceLimits
+from vgi_rpc._memory_source import MemorySource, memory_source
 
 CONTINUATION = b"\xff\xff\xff\xff"
 EOS_MARKER = CONTINUATION + b"\0\0\0\0"
@@ -116,7 +117,32 @@ def _parse_header(meta: bytes) -> Header:
 class _Message(NamedTuple):
     header: Header
     metadata: bytes
-    buffer: pa.Buffer
+    data: bytes | pa.Buffer  # the whole message: prefix, header, body
+
+    @property
+    def buffer(self) -> pa.Buffer:
+        data = self.data
+        return data if isinstance(data, pa.Buffer) else pa.py_buffer(data)
+
+
+def _read_failed(exc: OSError | ValueError) -> NoReturn:
+    """Raise the ``TransportError`` a failed read means (``ValueError``: closed under us)."""
+    if isinstance(exc, ValueError):
+        raise TransportError(f"the channel was closed: {exc}") from exc
+    if isinstance(exc, TransportError):
+        raise exc
+    raise TransportError(f"reading from the peer failed: {exc}") from exc
+
+
+def _read(source: io.BufferedReader, count: int, what: str) -> bytes:
+    """Exactly ``count`` bytes (a buffered ``read`` loops until it has them or the peer is gone)."""
+    try:
+        data = source.read(count)
+    except (OSError, ValueError) as exc:
+        _read_failed(exc)
+    if len(data) != count:
+        raise TransportError(f"peer closed the channel in the middle of an IPC {what}")
+    return data
 
 
 def read_message(
@@ -130,8 +156,12 @@ def read_message(
         IPCError: The bytes cannot be an IPC message, or it exceeds ``limits``.
         TransportError: The channel ended or failed mid-message.
     """
-    prefix = bytearray(8)
-    _read_exact(source, memoryview(prefix), "message")
+    try:
+        prefix = source.read(8)
+    except (OSError, ValueError) as exc:
+        _read_failed(exc)
+    if len(prefix) != 8:
+        raise TransportError("peer closed the channel in the middle of an IPC message")
     marker, length = _PREFIX.unpack(prefix)
     if marker != CONTINUATION:
         raise IPCError(
@@ -144,16 +174,12 @@ def read_message(
             f"IPC message header of {length} bytes is outside 1..{limits.max_metadata_bytes} "
             "(ResourceLimits.max_metadata_bytes)"
         )
-    try:
-        metadata = source.read(length)
-    except (OSError, ValueError) as exc:
-        raise TransportError(f"reading from the peer failed: {exc}") from exc
-    if len(metadata) != length:
-        raise TransportError("peer closed the channel in the middle of an IPC message")
+    metadata = _read(source, length, "message")
     header = _parse_header(metadata)
-    if not header.body_length:
-        return _Message(header, metadata, pa.py_buffer(prefix + metadata))
-    total = 8 + length + header.body_length
+    body_length = header.body_length
+    if not body_length:
+        return _Message(header, metadata, prefix + metadata)
+    total = 8 + length + body_length
     if total > limits.max_message_bytes:
         problem = MessageTooLargeError(
             f"IPC message of {total} bytes exceeds the limit of {limits.max_message_bytes} "
@@ -164,14 +190,19 @@ def read_message(
             # Skip a plausible body without keeping it: the stream stays framed and the
             # connection usable. A wildly larger claim is not waited for.
             try:
-                _discard(source, header.body_length)
+                _discard(source, body_length)
             except TransportError:
                 raise problem from None
         raise problem
-    return _Message(header, metadata, _read_body(source, prefix + metadata, header.body_length))
+    if total < _POOL_THRESHOLD and not isinstance(source, MemorySource):
+        # Small: one more buffered read and one small copy beat a preallocated target.
+        return _Message(
+            header, metadata, prefix + metadata + _read(source, body_length, "message body")
+        )
+    return _Message(header, metadata, _read_body(source, prefix + metadata, body_length))
 
 
-def _read_body(source: io.BufferedReader, head: bytes | bytearray, body_length: int) -> pa.Buffer:
+def _read_body(source: io.BufferedReader, head: bytes, body_length: int) -> pa.Buffer:
     """The whole message (``head`` already read, then its body) as one buffer."""
     if isinstance(source, MemorySource):
         in_place = source.take_back(len(head), body_length)
@@ -213,19 +244,19 @@ class SchemaCache:
     """
 
     def __init__(self, max_bytes: int) -> None:
-        self._items: OrderedDict[bytes, tuple[pa.Schema, bool, int]] = OrderedDict()
+        self._items: OrderedDict[bytes, tuple[pa.Schema, bool, bool, int]] = OrderedDict()
         self._max_bytes = max_bytes
         self.size = 0
         self._lock = threading.Lock()
 
-    def get(self, message: _Message, limits: ResourceLimits) -> tuple[pa.Schema, bool]:
-        """The schema and whether it has dictionary columns; bounds are checked first."""
+    def get(self, message: _Message, limits: ResourceLimits) -> tuple[pa.Schema, bool, bool]:
+        """The schema, whether it has dictionary columns and whether it nests; bounds are checked first."""
         key = message.metadata
         with self._lock:
             entry = self._items.get(key)
             if entry is not None:
                 self._items.move_to_end(key)
-                return entry[0], entry[1]
+                return entry[0], entry[1], entry[2]
         try:
             fields, depth = schema_shape(key, limits.max_columns, limits.max_nesting_depth)
         except FlatbufferError as exc:
@@ -245,16 +276,17 @@ class SchemaCache:
             check_types(schema)
         cost = len(key) + _SCHEMA_BYTES_PER_FIELD * fields
         dictionaries = has_dictionary(schema)
+        nested = dictionaries or has_nested(schema)
         if cost > self._max_bytes:
-            return schema, dictionaries
+            return schema, dictionaries, nested
         with self._lock:
             if key not in self._items:
-                self._items[key] = (schema, dictionaries, cost)
+                self._items[key] = (schema, dictionaries, nested, cost)
                 self.size += cost
             while self.size > self._max_bytes:
-                _, (_, _, dropped) = self._items.popitem(last=False)
+                _, (_, _, _, dropped) = self._items.popitem(last=False)
                 self.size -= dropped
-        return schema, dictionaries
+        return schema, dictionaries, nested
 
 
 _CLIENT_SCHEMAS = SchemaCache(CLIENT_LIMITS.schema_cache_bytes)
@@ -305,13 +337,17 @@ _BODYLESS_MAX_FIELDS = 64
 
 
 def _bodyless_batch(schema: pa.Schema, message: _Message) -> pa.RecordBatch:
-    """Decode a message without body or metadata once (ticks, void results), then reuse it."""
+    """Decode a message without body once (ticks, void results, parameterless requests), then reuse it.
+
+    The decoded batch depends only on the schema and the header (the custom
+    metadata travels beside it), so byte-identical headers share one batch.
+    """
     key = (id(schema), message.metadata)
     entry = _BODYLESS.get(key)
     if entry is not None and entry[0] is schema:
         return entry[1]
     batch = pa.ipc.read_record_batch(pa.ipc.read_message(message.buffer), schema)
-    if len(schema) <= _BODYLESS_MAX_FIELDS:
+    if len(schema) <= _BODYLESS_MAX_FIELDS and len(key[1]) <= _CACHEABLE_METADATA_BYTES:
         if len(_BODYLESS) >= 256:
             _BODYLESS.clear()
         _BODYLESS[key] = (schema, batch)  # the entry keeps the schema alive, so its id stays unique
@@ -334,8 +370,7 @@ class IpcStreamReader:
             )
         self._source = source
         self._limits = limits
-        self.schema, dictionaries = schemas.get(first, limits)
-        self._nested = dictionaries or has_nested(self.schema)
+        self.schema, dictionaries, self._nested = schemas.get(first, limits)
         self._done = False
         # The custom metadata of the last batch message read, even when it failed to decode.
         self.last_metadata: Metadata | None = None
@@ -369,8 +404,13 @@ class IpcStreamReader:
                     raise IPCError(
                         f"malformed Arrow IPC record batch: {type(exc).__name__}: {exc}"
                     ) from exc
-                self._check_rows(batch, message, nested=False)
-                validate_batch(batch, validation)
+                limits = self._limits
+                if batch.num_rows > limits.min_free_rows + limits.max_rows_per_byte * (
+                    message.header.body_length
+                ):
+                    self._check_rows(batch, message, nested=False)  # raises
+                if validation is not IpcValidation.NONE:
+                    validate_batch(batch, validation)
                 # Children are only safe to walk once valid; flat schemas have none.
                 if self._nested and validation is not IpcValidation.NONE:
                     self._check_rows(batch, message, nested=True)
@@ -419,9 +459,9 @@ class IpcStreamReader:
     def _decode(self, message: _Message) -> tuple[pa.RecordBatch, Metadata | None]:
         if self._replay is None:
             header = message.header
-            if not header.body_length and header.custom_metadata is None:
-                return _bodyless_batch(self.schema, message), None
-            batch = pa.ipc.read_record_batch(pa.ipc.read_message(message.buffer), self.schema)
+            if not header.body_length:
+                return _bodyless_batch(self.schema, message), header.custom_metadata
+            batch = pa.ipc.read_record_batch(pa.ipc.read_message(message.data), self.schema)
             return batch, header.custom_metadata
         parts = [*self._replay, message.buffer, pa.py_buffer(EOS_MARKER)]
         stream = pa.ipc.open_stream(b"".join(memoryview(part) for part in parts))
@@ -486,61 +526,6 @@ def _children(array: pa.Array[Any]) -> list[pa.Array[Any]]:
     if pa.types.is_run_end_encoded(t):
         return [array.run_ends, array.values]  # type: ignore[attr-defined]
     return []
-
-
-class MemorySource(io.BufferedIOBase):
-    """A reader over bytes already in memory (an HTTP body, an embedded value).
-
-    Messages read from it are slices of those bytes, not copies (``take_back``).
-    """
-
-    def __init__(self, data: bytes | bytearray | memoryview | pa.Buffer) -> None:
-        super().__init__()
-        self._data = data  # keeps the memory alive for the slices handed out
-        self._view = memoryview(data).cast("B")
-        self._position = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def peek(self, size: int = 0) -> bytes:
-        return bytes(self._view[self._position : self._position + max(size, 1)])
-
-    def read(self, size: int | None = -1) -> bytes:
-        end = len(self._view) if size is None or size < 0 else self._position + size
-        chunk = bytes(self._view[self._position : end])
-        self._position += len(chunk)
-        return chunk
-
-    read1 = read
-
-    def readinto(self, buffer: Any) -> int:
-        target = memoryview(buffer).cast("B")
-        end = min(self._position + len(target), len(self._view))
-        count = end - self._position
-        target[:count] = self._view[self._position : end]
-        self._position = end
-        return count
-
-    def take_back(self, behind: int, ahead: int) -> pa.Buffer | None:
-        """The ``behind`` bytes just read and the ``ahead`` next ones, in place; ``None`` if misaligned.
-
-        Arrow wants its buffers 8-byte aligned; a slice that is not is copied by the caller.
-        """
-        start = self._position - behind
-        end = self._position + ahead
-        if start < 0 or end > len(self._view):
-            raise TransportError("the body ends in the middle of an IPC message")
-        whole = pa.py_buffer(self._view[start:end])
-        if whole.address % 8:
-            return None
-        self._position = end
-        return whole
-
-
-def memory_source(data: bytes | bytearray | memoryview | pa.Buffer) -> io.BufferedReader:
-    """A reader over bytes already in memory; messages read from it are not copied."""
-    return cast(io.BufferedReader, MemorySource(data))
 
 
 def read_embedded_batch(data: bytes | pa.Buffer, what: str) -> pa.RecordBatch:

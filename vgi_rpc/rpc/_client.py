@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, cast
 
@@ -23,7 +23,7 @@ from vgi_rpc._errors import (
     RpcError,
     TransportError,
 )
-from vgi_rpc._ipc import IpcValidation, Metadata, StreamWriter
+from vgi_rpc._ipc import IpcValidation, Metadata, StreamWriter, encode_stream
 from vgi_rpc._ipc_reader import IpcStreamReader, ReadPolicy, open_stream_reader
 from vgi_rpc._limits import CLIENT_LIMITS
 from vgi_rpc._logs import WIRE_STREAM_LOGGER, WIRE_TRANSPORT_LOGGER, Message
@@ -34,13 +34,13 @@ from vgi_rpc.rpc._describe import ServiceDescription, parse_describe_batch
 from vgi_rpc.rpc._hosting import wire_name
 from vgi_rpc.rpc._observe import with_trace_context
 from vgi_rpc.rpc._request import ONE_EMPTY_ROW, encode_arguments
+from vgi_rpc.rpc._session import UNKNOWN_CALL, StreamSession
 from vgi_rpc.rpc._shm_auto import AutoShm
 from vgi_rpc.rpc._shm_client import ClientShm
-from vgi_rpc.rpc._streams import EMPTY_SCHEMA, AnnotatedBatch
+from vgi_rpc.rpc._streams import EMPTY_SCHEMA
 from vgi_rpc.wire import (
     BatchKind,
     classify,
-    empty_batch,
     message_from_metadata,
     request_metadata,
     rpc_error_from_metadata,
@@ -54,13 +54,7 @@ if TYPE_CHECKING:
 P = TypeVar("P", default=Any)  # a bare ``RpcConnection`` annotation means any Protocol
 OnLog = Callable[[Message], None]
 
-_TICK = empty_batch(EMPTY_SCHEMA)
 _NOT_OURS = ("protocol_not_supported", "protocol_version_mismatch")
-# Refusals made before the server knows which method was called: it cannot know a
-# stream's input follows, so it reads that input as the next request and answers it.
-_UNKNOWN_CALL = frozenset(
-    {"method_not_implemented", "protocol_not_supported", "protocol_not_specified"}
-)
 _log = logging.getLogger(WIRE_TRANSPORT_LOGGER)
 _transport_log = _log
 _stream_log = logging.getLogger(WIRE_STREAM_LOGGER)
@@ -108,7 +102,7 @@ class RpcConnection(Generic[P]):
         # servers ignore it); dropped for good if the server does not host the name.
         self.routing: str | None = wire_name(protocol) if self.methods else None
         self.open_session: StreamSession | None = None
-        self._request_metadata: dict[str, Metadata] = {}
+        self._request_metadata: dict[str, _RequestHead] = {}
         # The client's shared-memory segment, once the server has agreed to use it,
         # or at once when the channel carries one both ends were given (ShmPipeTransport).
         capabilities = capabilities_of(channel)
@@ -147,17 +141,27 @@ class RpcConnection(Generic[P]):
         if auto is not None and auto.before_request(batch, self._probe_shm):
             self.use_shm(auto.client)
         shm = self.shm
-        metadata = self._request_metadata.get(method) if extra is None else None
-        if metadata is None:
+        cached = self._request_metadata.get(method) if extra is None else None
+        if cached is None:
             merged = {**shm.advert, **(extra or {})} if shm is not None else dict(extra or {})
             if self.routing is not None:
                 merged.setdefault(k.PROTOCOL_KEY, self.routing.encode())
-            metadata = request_metadata(method, None, self.protocol_version, merged)
+            cached = _RequestHead(request_metadata(method, None, self.protocol_version, merged))
             if extra is None:
-                self._request_metadata[method] = metadata
-        metadata = with_trace_context(metadata)  # the caller's active span, if any
+                self._request_metadata[method] = cached
+        metadata: Metadata | None = with_trace_context(cached.metadata)  # the active span, if any
+        plain = (
+            metadata is cached.metadata
+            and self.external is None
+            and shm is None
+            and (auto is None or auto.client is None)
+            and not wire_request_log.isEnabledFor(logging.DEBUG)
+        )
+        if plain and batch is ONE_EMPTY_ROW:
+            self._write(cached.whole_request())  # a parameterless call: the same bytes every time
+            return
         if self.external is not None:
-            batch, metadata = self.external.externalize_request(batch, metadata)
+            batch, metadata = self.external.externalize_request(batch, metadata or {})
         if auto is not None and auto.client is not None:
             batch, metadata = auto.outgoing_request(batch, metadata)
         elif shm is not None:
@@ -165,7 +169,7 @@ class RpcConnection(Generic[P]):
         if wire_request_log.isEnabledFor(logging.DEBUG):
             wire_request_log.debug("sending %s(): %s", method, describe_batch(batch, metadata))
         writer = StreamWriter(self.channel, schema if schema is not None else batch.schema)
-        writer.write(batch, metadata)
+        writer.write(batch, cached.encoded if plain else metadata)
         try:
             writer.close()
         except TransportError:
@@ -173,6 +177,13 @@ class RpcConnection(Generic[P]):
             raise
         if auto is not None and auto.client is not None:
             auto.request_sent(method)
+
+    def _write(self, data: bytes) -> None:
+        try:
+            self.channel.write_chunks((data,))
+        except TransportError:
+            self.healthy = False
+            raise
 
     def _probe_shm(self, advert: Metadata) -> bool:
         return server_takes_shm(self, advert)
@@ -291,6 +302,10 @@ class RpcConnection(Generic[P]):
             if item is None:
                 return None
             batch, metadata = item
+            if not metadata and not wire_batch_log.isEnabledFor(logging.DEBUG):
+                if auto is not None:
+                    auto.received(batch, False)
+                return BatchKind.DATA, batch, metadata
             kind = classify(batch, metadata)
             if wire_batch_log.isEnabledFor(logging.DEBUG):
                 wire_batch_log.debug(
@@ -302,16 +317,22 @@ class RpcConnection(Generic[P]):
                 continue
             if auto is not None:
                 auto.received(batch, kind is BatchKind.ERROR)
-            if kind is BatchKind.SHM_POINTER and self.shm is not None and metadata is not None:
-                batch, metadata = self.shm.incoming(batch, metadata)
-                return BatchKind.DATA, batch, metadata
-            if kind is BatchKind.EXTERNAL_POINTER and metadata is not None:
-                return self.resolve_pointer(batch, metadata, method)
-            if kind in (BatchKind.SHM_POINTER, BatchKind.EXTERNAL_POINTER, BatchKind.STATE_TOKEN):
-                raise IPCError(
-                    f"{method}(): received a {kind.value} batch, which this connection cannot resolve"
-                )
-            return kind, batch, metadata
+            return self._resolve(kind, batch, metadata, method)
+
+    def _resolve(
+        self, kind: BatchKind, batch: pa.RecordBatch, metadata: Metadata | None, method: str
+    ) -> tuple[BatchKind, pa.RecordBatch, Metadata | None]:
+        """A data or error batch as it arrived; a pointer batch replaced by what it names."""
+        if kind is BatchKind.SHM_POINTER and self.shm is not None and metadata is not None:
+            batch, metadata = self.shm.incoming(batch, metadata)
+            return BatchKind.DATA, batch, metadata
+        if kind is BatchKind.EXTERNAL_POINTER and metadata is not None:
+            return self.resolve_pointer(batch, metadata, method)
+        if kind in (BatchKind.SHM_POINTER, BatchKind.EXTERNAL_POINTER, BatchKind.STATE_TOKEN):
+            raise IPCError(
+                f"{method}(): received a {kind.value} batch, which this connection cannot resolve"
+            )
+        return kind, batch, metadata
 
     def resolve_pointer(
         self, batch: pa.RecordBatch, metadata: Metadata, method: str
@@ -354,7 +375,7 @@ class RpcConnection(Generic[P]):
             error is not None
             and routed
             and error.error_code
-            and error.error_kind not in _UNKNOWN_CALL
+            and error.error_kind not in UNKNOWN_CALL
         ):
             # A second-generation server reads (and discards) the input stream
             # of a routed stream that failed to start: send it an empty one.
@@ -422,220 +443,25 @@ class RpcConnection(Generic[P]):
                 self.channel.close()
 
 
-class StreamSession:
-    """A client's view of one open stream.
+class _RequestHead:
+    """One method's request metadata, also as pyarrow metadata and (parameterless) whole bytes.
 
-    Iterate it for a producer stream; call ``exchange`` for an exchange
-    stream. Leaving a ``for`` loop or ``with`` block early cancels it.
+    Converting a dict to pyarrow's metadata costs as much as writing a small
+    batch, and a parameterless request is the same stream every time.
     """
 
-    def __init__(
-        self,
-        connection: RpcConnection,
-        info: RpcMethodInfo,
-        header: object,
-        request: tuple[pa.RecordBatch, pa.Schema | None],
-    ) -> None:
-        self._connection = connection
-        self._info = info
-        self.header = header
-        self._request = request
-        self._answered = False  # an output batch has arrived: the stream is running
-        self._input: StreamWriter | None = None
-        self._input_schema: pa.Schema | None = None
-        self._output: IpcStreamReader | None = None
-        self._closed = False
-        self._finished = False
+    __slots__ = ("_whole", "encoded", "metadata")
 
-    @property
-    def closed(self) -> bool:
-        """Whether the session has ended (finished, closed, cancelled or failed)."""
-        return self._closed
+    def __init__(self, metadata: Metadata) -> None:
+        self.metadata = metadata
+        self.encoded = pa.KeyValueMetadata(metadata)
+        self._whole: bytes | None = None
 
-    def _send(self, batch: pa.RecordBatch, metadata: Metadata | None = None) -> None:
-        if self._input is None:
-            self._input = StreamWriter(self._connection.channel, batch.schema)
-            self._input_schema = batch.schema
-        elif self._input_schema is not None and not batch.schema.equals(self._input_schema):
-            raise TypeError(
-                f"{self._info.name}(): every input batch of a stream must have the same schema; "
-                f"first was {self._input_schema}, this one is {batch.schema}"
-            )
-        connection = self._connection
-        external = connection.external
-        if external is not None:
-            batch, metadata = external.externalize_request(batch, metadata or {})
-        shm = connection.shm
-        if shm is not None:
-            batch, metadata = shm.outgoing(batch, metadata)
-        auto = connection.auto_shm
-        if auto is not None:
-            auto.saw(batch)  # went inline (or is a pointer): a large one sets up or grows
-        self._input.write(batch, metadata, flush=True)
-
-    def _receive(self) -> AnnotatedBatch:
-        conn = self._connection
-        name = self._info.name
-        if self._output is None:
-            try:
-                self._output = open_stream_reader(conn.channel.reader)
-            except TransportError as exc:
-                raise conn.channel.peer_failure(f"{name}(): {exc}") from exc
-            if self._output is None:
-                raise conn.channel.peer_failure(f"{name}(): the server closed the connection")
-        item = conn.read_batch(self._output, name)
-        if item is None:
-            self._finished = True
-            raise StopIteration
-        kind, batch, metadata = item
-        if kind is BatchKind.ERROR:
-            error = rpc_error_from_metadata(metadata or {})
-            self._finished = self._drain_output()
-            raise error
-        return AnnotatedBatch(batch, metadata)
-
-    def _drain_output(self) -> bool:
-        assert self._output is not None
-        while self._connection.read_batch(self._output, self._info.name) is not None:
-            pass
-        return True
-
-    def _turn(self, batch: pa.RecordBatch, metadata: Metadata | None = None) -> AnnotatedBatch:
-        if self._closed:
-            raise ProtocolError(f"{self._info.name}(): the stream is closed")
-        self._send(batch, metadata)
-        try:
-            received = self._receive()
-        except StopIteration:
-            if _stream_log.isEnabledFor(logging.DEBUG):
-                _stream_log.debug("%s(): the server finished the stream", self._info.name)
-            self.close()
-            raise
-        except ExternalStorageError:
-            self.cancel()  # an output could not be fetched: end the stream in step
-            raise
-        except (TransportError, IPCError):  # before RpcError: a dead worker is both
-            self._closed = True
-            self._connection.healthy = False
-            raise
-        except RpcError as error:
-            self.close()
-            if self._answered:
-                raise
-            if error.error_kind in _UNKNOWN_CALL:
-                self._connection.read_response(self._info.name)  # its answer to our input
-            if not self._connection._falls_back(error):
-                raise
-            return self._start_unrouted(batch, metadata, error)
-        self._answered = True
-        if _stream_log.isEnabledFor(logging.DEBUG):
-            _stream_log.debug(
-                "%s(): %s -> %s",
-                self._info.name,
-                "tick" if batch is _TICK else "exchange",
-                describe_batch(received.batch, received.metadata_dict() or None),
-            )
-        return received
-
-    def _start_unrouted(
-        self, batch: pa.RecordBatch, metadata: Metadata | None, error: RpcError
-    ) -> AnnotatedBatch:
-        """Open the stream again as a first-generation call, then replay its first turn."""
-        conn = self._connection
-        conn._set_routing(None)
-        request, schema = self._request
-        conn.send_request(self._info.name, request, schema=schema)
-        self._input = self._output = None
-        self._input_schema = None
-        self._closed = self._finished = False
-        try:
-            return self._turn(batch, metadata)
-        except RpcError as second:
-            if second.error_kind != "protocol_not_specified":
-                raise
-            conn._set_routing(wire_name(conn.protocol))
-            raise error from None
-
-    def tick(self) -> AnnotatedBatch:
-        """Ask a producer for its next batch; ``StopIteration`` when it has finished."""
-        return self._turn(_TICK)
-
-    def exchange(self, input: AnnotatedBatch | pa.RecordBatch) -> AnnotatedBatch:
-        """Send one input batch to an exchange stream and return its answer."""
-        if isinstance(input, pa.RecordBatch):
-            return self._turn(input)
-        return self._turn(input.batch, input.metadata_dict())
-
-    def __iter__(self) -> Iterator[AnnotatedBatch]:
-        try:
-            while True:
-                try:
-                    yield self.tick()
-                except StopIteration:
-                    return
-        finally:
-            if not self._closed:
-                self.cancel()
-
-    def close(self) -> None:
-        """End the input stream and read the output to its end."""
-        if self._closed:
-            return
-        self._closed = True
-        _stream_log.debug("%s(): stream closed by the client", self._info.name)
-        try:
-            self._finish_input()
-            if not self._finished:
-                self._finish_output()
-        except TransportError:
-            raise
-        except (RpcError, StopIteration):
-            pass
-
-    def cancel(self) -> None:
-        """Cancel the stream (spec section 9); idempotent and best effort."""
-        if self._closed:
-            return
-        self._closed = True
-        _stream_log.debug("%s(): stream cancelled by the client", self._info.name)
-        try:
-            if self._input is None:
-                self._input = StreamWriter(self._connection.channel, EMPTY_SCHEMA)
-                self._input_schema = EMPTY_SCHEMA
-            assert self._input_schema is not None
-            self._input.write(empty_batch(self._input_schema), {k.CANCEL_KEY: b"1"})
-            self._input.close()
-            if not self._finished:
-                self._finish_output()
-        except (RpcError, TransportError, IPCError, StopIteration):
-            pass
-
-    def _finish_input(self) -> None:
-        if self._input is None:
-            self._input = StreamWriter(self._connection.channel, EMPTY_SCHEMA)
-        self._input.close()
-
-    def _finish_output(self) -> None:
-        if self._output is None:
-            self._output = open_stream_reader(self._connection.channel.reader)
-            if self._output is None:
-                return
-        self._drain_output()
-        self._finished = True
-
-    def __enter__(self) -> StreamSession:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.cancel()
+    def whole_request(self) -> bytes:
+        if self._whole is None:
+            stream = encode_stream(ONE_EMPTY_ROW.schema, [(ONE_EMPTY_ROW, self.metadata)])
+            self._whole = stream.to_pybytes()
+        return self._whole
 
 
 def _binder(

@@ -129,6 +129,8 @@ def decode_arguments(info: RpcMethodInfo, batch: pa.RecordBatch) -> dict[str, ob
         TypeError: A column is missing, has an incompatible type, is null for a
             non-Optional parameter, or is not a parameter of the method.
     """
+    if not info.params and not batch.num_columns:
+        return {}  # a parameterless call (its one empty row is not counted, as below)
     if batch.num_columns and batch.num_rows != 1:
         raise ProtocolError(
             f"{info.name}(): a request batch must have exactly 1 row, got {batch.num_rows}"

@@ -68,6 +68,7 @@ if TYPE_CHECKING:
 _log = logging.getLogger(RPC_LOGGER)
 
 PendingLog = tuple[Level, str, dict[str, object] | None]
+_MAX_ROUTES = 1024
 
 
 class Builtin(NamedTuple):
@@ -167,6 +168,8 @@ class RpcServer:
         self.expose_tracebacks = expose_tracebacks
         self.observers: list[CallObserver] = []
         self._hashes: dict[int, str] = {}
+        # (method, protocol) as they arrive -> the hosted method they reach.
+        self._routes: dict[tuple[bytes, bytes | None], Handler] = {}
 
     def add_observer(self, observer: CallObserver) -> RpcServer:
         """Tell ``observer`` about every call from now on (``vgi_rpc.otel`` uses this); chainable."""
@@ -262,6 +265,10 @@ class RpcServer:
             raise ProtocolError(
                 f"a request stream carries exactly one batch, got {1 + request.extra_batches}"
             )
+        raw_protocol = metadata.get(k.PROTOCOL_KEY)
+        known = self._routes.get((method, raw_protocol))
+        if known is not None:
+            return known
         name = _text(method)
         if name == k.TRANSPORT_OPTIONS_METHOD:
             return Builtin(self._answer_transport_options)
@@ -277,6 +284,8 @@ class RpcServer:
             raise MethodNotImplementedError(
                 f"Unknown method: {name!r}. Available methods: {sorted(hosted.handlers)}"
             )
+        if len(self._routes) < _MAX_ROUTES:  # names a peer invents cannot grow it without bound
+            self._routes[(method, raw_protocol)] = handler
         return handler
 
     def _hosted_for(self, metadata: Metadata) -> Hosted:
@@ -327,7 +336,8 @@ class RpcServer:
             return self._reject(routed, request.rejected, request_id, second_generation)
         if isinstance(routed, Builtin):
             return CallStart([routed.answer(request, request_id)])
-        routed = self._version_alternative(routed, metadata)
+        if routed.hosted is not self._default:
+            routed = self._version_alternative(routed, metadata)
         info = routed.info
         if wire_request_log.isEnabledFor(logging.DEBUG):
             wire_request_log.debug(

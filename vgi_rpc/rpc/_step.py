@@ -271,7 +271,7 @@ class ServerStream:
         self._out = out
         try:
             batch, metadata = self.server.resolve_input(batch, metadata)
-            self._run(AnnotatedBatch(batch, metadata), out)
+            self._run(batch, metadata, out)
         except Exception as exc:
             self.server.log_method_error(self.info.name, exc)
             logs = self._logs(out)
@@ -296,20 +296,20 @@ class ServerStream:
                 return self.fail(exc)
         return Turn(logs, data=data, finished=out.finished)
 
-    def _run(self, received: AnnotatedBatch, out: OutputCollector) -> None:
+    def _run(self, batch: pa.RecordBatch, metadata: Metadata | None, out: OutputCollector) -> None:
         state = self.state
         if isinstance(state, ExchangeState):
-            batch = conform_input(received.batch, self.input_schema, self.info.name)
+            batch = conform_input(batch, self.input_schema, self.info.name)
             if self.record is not None:
                 self.record.stats.record_input(batch)
-            state.exchange(AnnotatedBatch(batch, received.custom_metadata), out, self._ctx)
+            state.exchange(AnnotatedBatch(batch, metadata), out, self._ctx)
             if out.batch is None:
                 raise ValueError(
                     f"{self.info.name}(): exchange() must emit exactly one batch per input"
                 )
             return
         assert isinstance(state, ProducerState)
-        self._ctx.tick_metadata = received.metadata_dict() if received.custom_metadata else None
+        self._ctx.tick_metadata = dict(metadata) if metadata else None
         state.produce(out, self._ctx)
         if out.batch is None and not out.finished:
             raise ValueError(f"{self.info.name}(): produce() must emit a batch or call finish()")

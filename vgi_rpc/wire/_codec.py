@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import os
+import random
 from types import TracebackType
 
 import pyarrow as pa
@@ -25,9 +26,15 @@ _TRUNCATED = "\n… <traceback truncated>"
 EMPTY_SCHEMA = pa.schema([])
 
 
+# Request ids correlate log lines, they guard nothing: a generator seeded from the OS
+# costs no system call per id (``os.urandom`` does); a forked child is reseeded.
+_IDS = random.Random()
+os.register_at_fork(after_in_child=_IDS.seed)
+
+
 def new_request_id() -> str:
     """A fresh 16-character hex correlation id."""
-    return os.urandom(8).hex()
+    return f"{_IDS.getrandbits(64):016x}"
 
 
 def new_server_id() -> str:
@@ -278,11 +285,25 @@ def message_from_metadata(metadata: Metadata) -> Message:
     )
 
 
+_EMPTY: dict[int, tuple[pa.Schema, pa.RecordBatch]] = {}
+
+
 def empty_batch(schema: pa.Schema) -> pa.RecordBatch:
-    """A zero-row batch on ``schema`` (carrier for logs, errors and void results)."""
-    return pa.RecordBatch.from_arrays(
+    """A zero-row batch on ``schema`` (carrier for logs, errors and void results).
+
+    Built once per schema object (methods and streams keep theirs for life), so
+    a void result or a log carrier is the same immutable batch every time.
+    """
+    entry = _EMPTY.get(id(schema))
+    if entry is not None and entry[0] is schema:
+        return entry[1]
+    batch = pa.RecordBatch.from_arrays(
         [pa.array([], type=field.type) for field in schema], schema=schema
     )
+    if len(_EMPTY) >= 256:
+        _EMPTY.clear()
+    _EMPTY[id(schema)] = (schema, batch)  # the entry keeps the schema alive: its id stays unique
+    return batch
 
 
 __all__ = [
