@@ -46,4 +46,4 @@ for name in "${names[@]}"; do
             --json "$HERE/results/$name-$version.json" "$@"
     done
 done
-"${PY[@]}" "$HERE/plot.py"
+"$HERE/.venv-plot/bin/python" -E -s "$HERE/plot.py"

@@ -3,7 +3,7 @@
 #   benchmarks/.venv-ours  our package, installed editable from this repository
 #   benchmarks/.venv-ref   the reference implementation, vgi-rpc 0.42.3 from PyPI
 #   benchmarks/.venv-ref52 the second protocol generation, vgi-rpc 0.52.2 from PyPI
-#   matplotlib goes into .venv-ours for plot.py (the drivers need only the standard library)
+#   benchmarks/.venv-plot  matplotlib, for plot.py (kept out of .venv-ours: see below)
 # Idempotent: a venv that already has the right package is left alone.
 #
 # Environment:
@@ -99,7 +99,12 @@ setup_ref "$REF" 0.42.3 "${VGI_BENCH_REF_VENV:-}"
 setup_ref "$HERE/.venv-ref52" 0.52.2 "${VGI_BENCH_REF52_VENV:-}"
 
 # --- the plot ----------------------------------------------------------------
-if ! "$OURS/bin/python" -E -s -c 'import matplotlib' >/dev/null 2>&1; then
-    echo "setup.sh: installing matplotlib into $OURS (for plot.py)"
-    "$OURS/bin/python" -m pip install --quiet --disable-pip-version-check matplotlib
+# Its own venv: matplotlib pulls in numpy, and pyarrow imports numpy at start-up when it
+# can, which would add ~50 ms to every start-up figure of .venv-ours.
+PLOT="$HERE/.venv-plot"
+if ! "$PLOT/bin/python" -E -s -c 'import matplotlib' >/dev/null 2>&1; then
+    echo "setup.sh: creating $PLOT (matplotlib, for plot.py)"
+    rm -rf "$PLOT"
+    "$PY313" -m venv "$PLOT"
+    "$PLOT/bin/python" -m pip install --quiet --disable-pip-version-check matplotlib
 fi
