@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import os
 import random
 import socket
 import threading
@@ -58,7 +60,8 @@ def scripted(
             except TimeoutError:
                 continue
             connections.append(1)
-            with conn:
+            # a client that gives up on a malformed answer may close first
+            with conn, contextlib.suppress(ConnectionError):
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 while (request := _read_request(conn)) is not None:
                     requests.append(request)
@@ -215,15 +218,18 @@ def test_header_injection_and_bad_paths_are_refused_before_sending() -> None:
 
 
 def test_fuzzed_answers_give_a_response_or_an_http_error() -> None:
-    """Mutated real answers: never another exception, never a hang (a small budget; see scripts/)."""
-    rng = random.Random(1234)
+    """Mutated real answers: never another exception, never a hang.
+
+    120 cases in CI; ``VGI_HTTP1_FUZZ_CASES=100000`` runs a longer search.
+    """
+    rng = random.Random(int(os.environ.get("VGI_FUZZ_SEED", "1234")))
     seeds = [
         _ok(b"arrow body"),
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n",
         b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 404 Not Found\r\nContent-Length: 3\r\n\r\nno!",
     ]
     cases = []
-    for _ in range(120):
+    for _ in range(int(os.environ.get("VGI_HTTP1_FUZZ_CASES", "120"))):
         data = bytearray(rng.choice(seeds))
         for _ in range(rng.randint(1, 4)):
             op = rng.randrange(3)

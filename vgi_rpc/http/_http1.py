@@ -291,7 +291,7 @@ def _content_length(text: str) -> int:
     if len(values) != 1:
         raise http.client.HTTPException(f"conflicting Content-Length {text!r}")
     (value,) = values
-    if not value.isdigit() or len(value) > 18:
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
         raise http.client.HTTPException(f"bad Content-Length {text!r}")
     return int(value)
 
@@ -301,7 +301,13 @@ def _parse_head(head: bytes) -> tuple[int, str, dict[str, str]]:
     status_line = lines[0].decode("latin-1")
     version, _, rest = status_line.partition(" ")
     code = rest[:3]
-    if version not in ("HTTP/1.1", "HTTP/1.0") or not code.isdigit() or rest[3:4] not in ("", " "):
+    if (
+        version not in ("HTTP/1.1", "HTTP/1.0")
+        or not (code.isascii() and code.isdigit())
+        or len(code) != 3
+        or code[0] == "0"
+        or rest[3:4] not in ("", " ")
+    ):
         raise http.client.BadStatusLine(status_line[:200])
     if len(lines) - 1 > MAX_HEADERS:
         raise http.client.HTTPException(f"more than {MAX_HEADERS} response headers")
