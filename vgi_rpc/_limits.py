@@ -9,6 +9,7 @@ decompressed. Imports nothing from vgi_rpc.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 MiB = 1 << 20
 
@@ -52,11 +53,17 @@ class ResourceLimits:
         """These limits, with no message larger than a body of ``size`` bytes."""
         if size >= self.max_message_bytes:
             return self
-        return dataclasses.replace(self, max_message_bytes=size)
+        return _for_body(self, size)
 
     def max_rows(self, body_bytes: int) -> int:
         """Most rows a batch whose message body has ``body_bytes`` bytes may claim."""
         return self.min_free_rows + self.max_rows_per_byte * body_bytes
+
+
+@functools.lru_cache(maxsize=256)
+def _for_body(limits: ResourceLimits, size: int) -> ResourceLimits:
+    # per HTTP request; small requests of one method repeat their body size
+    return dataclasses.replace(limits, max_message_bytes=size)
 
 
 DEFAULT_LIMITS = ResourceLimits()
