@@ -53,9 +53,17 @@ class StateCodec:
         digest = hashlib.sha256(self.schema.serialize().to_pybytes()).hexdigest()[:16]
         # The digest makes a token minted by a different version of the class unreadable.
         self.key = f"{cls.__module__}.{cls.__qualname__}#{digest}"
+        self._empty: bytes | None = None
 
     def encode(self, state: StreamState) -> bytes:
         """The state's field values as one serialized record batch (no schema)."""
+        if not self.codecs:  # a stateless stream's cursor carries the same batch every turn
+            if self._empty is None:
+                self._empty = self._encode(state)
+            return self._empty
+        return self._encode(state)
+
+    def _encode(self, state: StreamState) -> bytes:
         name = self.cls.__name__
         arrays = []
         for (field_name, codec), field in zip(self.codecs, self.schema, strict=True):
