@@ -61,10 +61,12 @@ NOT_IN_A_WORKER = (
     "vgi_rpc.transports._subprocess",
     "vgi_rpc.transports._pipe",
     "vgi_rpc.transports._shm",
-    # standard modules: request ids use the C generator, debug logs base64, segments mmap
+    # standard modules: request ids use the C generator, debug logs base64, segments
+    # mmap, the spawning side fcntl (to widen its pipes)
     "random",
     "base64",
     "mmap",
+    "fcntl",
     "json",
     "asyncio",
     "concurrent",
