@@ -207,3 +207,39 @@ def test_a_workers_own_imports_cost_a_fraction_of_pyarrows(
         beyond_us = sum(own for name, own in worker.items() if name not in base)
         ratios.append(beyond_us / max(pyarrow_us, 1))
     assert min(ratios) < 1.5, ratios
+
+
+# What a client connecting to a worker and making one call never needs: the server side,
+# describe (hashlib, json), reflection, and the other transports.
+NOT_IN_A_CLIENT = (
+    "json",
+    "vgi_rpc.rpc._server",
+    "vgi_rpc.rpc._step",
+    "vgi_rpc.rpc._stream_loop",
+    "vgi_rpc.rpc._describe",
+    "vgi_rpc.rpc._reflection",
+    "vgi_rpc.rpc._fingerprint",
+    "vgi_rpc.transports._stdio",
+    "vgi_rpc.transports._pool",
+    "vgi_rpc.transports._socket",
+    "vgi_rpc.transports._pipe",
+)
+if sys.version_info >= (3, 13):
+    NOT_IN_A_CLIENT += ("typing_extensions",)
+
+# The Protocol is declared here: importing the worker's module would import its server side.
+CLIENT = """
+from typing import Protocol
+from vgi_rpc import connect
+class Calc(Protocol):
+    def add(self, a: float, b: float) -> float: ...
+with connect(Calc, [sys.executable, "-m", "tests._startup_worker"]) as calc:
+    assert calc.add(a=1.0, b=2.0) == 3.0
+"""
+
+
+def test_a_client_making_a_first_call_loads_only_what_calling_needs() -> None:
+    base = set(importtime(PYARROW_BASELINE))
+    client = set(importtime(CLIENT))
+    assert "vgi_rpc.rpc._client" in client  # the output really is the client's imports
+    assert _named(client - base, HEAVY + NOT_IN_A_CLIENT) == []
