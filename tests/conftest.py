@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 
 from tests._services import SERVICES
+from tests._shm_leaks import left_behind as shm_left_behind
+from tests._shm_leaks import snapshot as shm_snapshot
 from vgi_rpc import (
     RpcServer,
     StderrMode,
@@ -138,10 +140,6 @@ def open_fds() -> Callable[[], set[str]]:
     return snapshot
 
 
-def _shm_entries() -> set[str]:
-    return set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
-
-
 def _live_children() -> set[int]:
     """Child processes of this test process that have not exited (Linux /proc)."""
     children: set[int] = set()
@@ -174,13 +172,14 @@ def _collect_garbage_after_each_test() -> Iterator[None]:
 @pytest.fixture(scope="session", autouse=True)
 def _nothing_left_behind() -> Iterator[None]:
     """After the whole session: no shared-memory segment, child process or thread remains."""
-    shm, children = _shm_entries(), _live_children()
+    shm, children = shm_snapshot(), _live_children()
     threads = {t.ident for t in threading.enumerate()}
     yield
 
     def leftovers() -> dict[str, list[str]]:
         return {
-            "shared-memory segments": sorted(_shm_entries() - shm),
+            # only what this run could have made: other suites' segments come and go meanwhile
+            "shared-memory segments": shm_left_behind(shm),
             "child processes": [
                 line
                 for line in map(_cmdline, sorted(_live_children() - children))

@@ -23,7 +23,15 @@ from vgi_rpc._arrow_types import (
 )
 from vgi_rpc._errors import SchemaError
 
-_SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
+_SEMVER_PATTERN = r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$"
+_semver: re.Pattern[str] | None = None  # compiled on first use: most protocols declare no version
+
+
+def _semver_match(text: str) -> re.Match[str] | None:
+    global _semver
+    if _semver is None:
+        _semver = re.compile(_SEMVER_PATTERN)
+    return _semver.match(text)
 
 
 class MethodType(enum.Enum):
@@ -199,7 +207,7 @@ def protocol_version_of(protocol: type) -> str | None:
     version = getattr(protocol, "protocol_version", None)
     if version is None:
         return None
-    if not isinstance(version, str) or not _SEMVER.match(version):
+    if not isinstance(version, str) or not _semver_match(version):
         raise SchemaError(
             f"{protocol.__name__}.protocol_version must be MAJOR.MINOR.PATCH, got {version!r}"
         )
@@ -213,7 +221,7 @@ def parse_semver(text: str) -> tuple[int, int, int] | None:
     """Parse canonical semver; ``None`` when malformed (or absurdly long: it may come off the wire)."""
     if len(text) > _MAX_SEMVER_CHARS:
         return None
-    match = _SEMVER.match(text)
+    match = _semver_match(text)
     if match is None:
         return None
     major, minor, patch = match.groups()

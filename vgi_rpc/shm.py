@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
-import mmap
 import os
 import re
 import stat
@@ -254,6 +253,8 @@ class _Mapping:
     def __init__(self, name: str, fd: int, size: int) -> None:
         self.name = name
         self.size = size
+        import mmap  # here: a worker that is never offered a segment does not need it
+
         self._mmap: mmap.mmap | None = mmap.mmap(fd, size)
         self.buf: memoryview | None = memoryview(self._mmap)
 

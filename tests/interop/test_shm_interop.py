@@ -20,6 +20,8 @@ import pyarrow as pa
 import pytest
 
 from conformance.protocol import ConformanceService
+from tests._shm_leaks import left_behind as shm_left_behind
+from tests._shm_leaks import snapshot as shm_snapshot
 from tests.conftest import ROOT
 from tests.interop.test_reference import (
     OUR_WORKER,
@@ -85,7 +87,7 @@ def test_reference_client_sends_large_inputs_through_shared_memory(tmp_path: obj
         "sys.argv = ['worker.py']; "
         f"runpy.run_path({os.path.join(ROOT, 'conformance', 'worker.py')!r}, run_name='__main__')",
     ]
-    before = set(os.listdir("/dev/shm"))
+    before = shm_snapshot()
     proc = subprocess.run(
         [str(python), "-c", CLIENT, *worker],
         capture_output=True,
@@ -102,7 +104,7 @@ def test_reference_client_sends_large_inputs_through_shared_memory(tmp_path: obj
     assert (
         text.count("resolved a 200000-row batch from shared memory") == 3
     )  # every input came by pointer
-    assert set(os.listdir("/dev/shm")) == before
+    assert shm_left_behind(before) == []
 
 
 def _reference(tool: Path) -> Path:
@@ -116,7 +118,7 @@ def _reference(tool: Path) -> Path:
 @pytest.mark.timeout(600)
 def test_our_client_uses_shared_memory_with_the_reference_worker() -> None:
     worker = [str(_reference(REFERENCE_WORKER))]
-    before = set(os.listdir("/dev/shm"))
+    before = shm_snapshot()
     data = os.urandom(8 << 20)
     rows = 200_000
     values = pa.array(np.arange(rows, dtype=np.float64))
@@ -146,14 +148,14 @@ def test_our_client_uses_shared_memory_with_the_reference_worker() -> None:
         left = shm.segment.allocations()
         assert len(left) <= 1, left
         assert all(length < 2 << 20 for _, length in left), left
-    assert set(os.listdir("/dev/shm")) == before
+    assert shm_left_behind(before) == []
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
 def test_reference_runner_passes_with_shared_memory_against_our_worker() -> None:
     runner = _reference(REFERENCE_RUNNER)
-    before = set(os.listdir("/dev/shm"))
+    before = shm_snapshot()
     proc = subprocess.run(
         [
             str(runner),
@@ -179,7 +181,7 @@ def test_reference_runner_passes_with_shared_memory_against_our_worker() -> None
     assert all(name.startswith("http_response_cap.") for name in skipped), skipped
     assert report["passed"] >= 100
     assert proc.returncode == 0
-    assert set(os.listdir("/dev/shm")) == before
+    assert shm_left_behind(before) == []
 
 
 @pytest.mark.slow
@@ -188,7 +190,7 @@ def test_reference_runner_passes_with_shared_memory_against_our_worker() -> None
 def test_our_runner_passes_with_shared_memory(worker: str) -> None:
     """Mirror of the reference runner's ``--shm`` mode: every scenario, each worker given a segment."""
     cmd = str(_reference(REFERENCE_WORKER)) if worker == "reference" else OUR_WORKER
-    before = set(os.listdir("/dev/shm"))
+    before = shm_snapshot()
     proc = subprocess.run(
         [
             sys.executable,
@@ -213,4 +215,4 @@ def test_our_runner_passes_with_shared_memory(worker: str) -> None:
     assert not failed, failed
     assert sum(r["status"] == "PASS" for r in report["results"]) >= 127
     assert proc.returncode == 0
-    assert set(os.listdir("/dev/shm")) == before
+    assert shm_left_behind(before) == []

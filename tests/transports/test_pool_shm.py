@@ -12,6 +12,8 @@ import pyarrow as pa
 import pytest
 
 from tests._services import BULK, Bulk
+from tests._shm_leaks import left_behind as shm_left_behind
+from tests._shm_leaks import snapshot as shm_snapshot
 from tests.conftest import WORKER, worker_env
 from vgi_rpc import StderrMode, WorkerPool
 from vgi_rpc._errors import PeerExitedError
@@ -23,9 +25,9 @@ BULK_WORKER = [*WORKER, "bulk"]
 
 @pytest.fixture(autouse=True)
 def _no_segment_left() -> Iterator[None]:
-    before = set(os.listdir("/dev/shm"))
+    before = shm_snapshot()
     yield
-    assert set(os.listdir("/dev/shm")) - before == set()
+    assert shm_left_behind(before) == []
 
 
 @pytest.fixture

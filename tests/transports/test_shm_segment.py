@@ -11,6 +11,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from tests._shm_leaks import left_behind as shm_left_behind
+from tests._shm_leaks import snapshot as shm_snapshot
 from tests.conftest import ROOT, worker_env
 from tests.interop.test_reference import REFERENCE_VENV
 from vgi_rpc import IPCError
@@ -20,12 +22,8 @@ REFERENCE_PYTHON = REFERENCE_VENV / "bin" / "python"
 BATCH = pa.RecordBatch.from_pydict({"x": list(range(1000)), "s": [f"r{i}" for i in range(1000)]})
 
 
-def _shm_files() -> set[str]:
-    return set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
-
-
 def test_header_layout_and_round_trip() -> None:
-    before = _shm_files()
+    before = shm_snapshot()
     with ShmSegment.create(1 << 20) as seg:
         header = bytes(seg._buf[:24])
         assert header[:4] == b"VGIS"
@@ -37,7 +35,7 @@ def test_header_layout_and_round_trip() -> None:
         assert offset == HEADER_SIZE
         assert seg.allocations() == [(offset, length)]
         assert seg.read_batch(offset, length).equals(BATCH)
-    assert _shm_files() == before  # the owner unlinks on exit
+    assert shm_left_behind(before) == []  # the owner unlinks on exit
 
 
 def test_first_fit_reuses_freed_space_and_reports_full() -> None:

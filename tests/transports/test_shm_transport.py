@@ -17,6 +17,8 @@ import pyarrow as pa
 import pytest
 
 from tests._services import BULK, SHM_SOURCE, Bulk, BulkImpl
+from tests._shm_leaks import left_behind as shm_left_behind
+from tests._shm_leaks import snapshot as shm_snapshot
 from tests.conftest import WORKER, worker_env
 from vgi_rpc import (
     RpcConnection,
@@ -44,9 +46,9 @@ BULK_WORKER = [*WORKER, "bulk"]
 
 @pytest.fixture(autouse=True)
 def _no_segment_left() -> Iterator[None]:
-    before = set(os.listdir("/dev/shm"))
+    before = shm_snapshot()
     yield
-    assert set(os.listdir("/dev/shm")) - before == set()
+    assert shm_left_behind(before) == []
 
 
 def _bulk(shm_size: int | None) -> Any:

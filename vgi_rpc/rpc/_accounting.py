@@ -11,7 +11,6 @@ the reference's access-log schema (``docs/access-log-spec.md``) where they apply
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import datetime as dt
 import logging
@@ -202,6 +201,8 @@ def start_record(
     if method_type == "stream":
         record.stream_id = stream_id or uuid.uuid4().hex
     if logged and access_log.isEnabledFor(logging.DEBUG):
+        import base64  # only for debug-level access logs
+
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, request.schema) as writer:
             writer.write_batch(request)

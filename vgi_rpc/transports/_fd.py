@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import io
 import logging
 import os
@@ -99,6 +98,8 @@ def widen_pipe(fd: int) -> None:
 
     Best effort: other systems, or a lower ``pipe-max-size``, keep the default.
     """
+    import fcntl  # the spawning side's: a worker serving on stdin/stdout never widens
+
     set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
     if set_size is None:
         return

@@ -7,9 +7,9 @@ are imported where logs and errors are built: a call without either needs neithe
 
 from __future__ import annotations
 
+import _random
 import enum
 import os
-import random
 from types import TracebackType
 
 import pyarrow as pa
@@ -27,8 +27,10 @@ EMPTY_SCHEMA = pa.schema([])
 
 
 # Request ids correlate log lines, they guard nothing: a generator seeded from the OS
-# costs no system call per id (``os.urandom`` does); a forked child is reseeded.
-_IDS = random.Random()
+# costs no system call per id (``os.urandom`` does); a forked child is reseeded. The C
+# generator ``random.Random`` builds on: the ``random`` module itself costs a worker about
+# a millisecond to import, for distributions it never draws from.
+_IDS = _random.Random()
 os.register_at_fork(after_in_child=_IDS.seed)
 
 
