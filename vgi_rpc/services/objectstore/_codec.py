@@ -19,6 +19,8 @@ from typing import Literal
 import numpy as np
 import pyarrow as pa
 
+from vgi_rpc.services.objectstore._scalars import Scalars
+
 KIND_KEY = b"vgi_objectstore.kind"
 _META_KEY = b"vgi_objectstore.meta"
 _MAX_DEPTH = 200
@@ -32,6 +34,7 @@ class Encoded:
     typename: str
     schema: pa.Schema
     batches: Sequence[pa.RecordBatch]
+    plain: bool = False  # the node table of a plain Python value (no dictionaries)
 
     def data_size(self) -> int:
         """Bytes of the batches' buffers: a lower bound of ``ipc_size``, with no IPC written."""
@@ -49,11 +52,32 @@ class Encoded:
             for batch in self.batches:
                 writer.write_batch(batch)
 
+    def to_bytes(self) -> bytes:
+        """The IPC stream as bytes (for plain Python values the schema message is cached)."""
+        if not self.plain:  # dictionaries need the writer: it sends them before the batches
+            sink = pa.BufferOutputStream()
+            self.write_to(sink)
+            return sink.getvalue().to_pybytes()
+        schema = _schema_message(self.schema)
+        return b"".join([schema, *(b.serialize().to_pybytes() for b in self.batches), _EOS])
+
     def to_buffer(self) -> pa.Buffer:
         """The IPC stream in one new buffer."""
-        sink = pa.BufferOutputStream()
-        self.write_to(sink)
-        return sink.getvalue()
+        return pa.py_buffer(self.to_bytes())
+
+
+_EOS = b"\xff\xff\xff\xff\x00\x00\x00\x00"
+_SCHEMA_MESSAGES: dict[int, tuple[pa.Schema, bytes]] = {}
+
+
+def _schema_message(schema: pa.Schema) -> bytes:
+    """``schema.serialize()``, kept for the schemas of plain Python values (one per type)."""
+    entry = _SCHEMA_MESSAGES.get(id(schema))
+    if entry is None or entry[0] is not schema:
+        entry = (schema, schema.serialize().to_pybytes())
+        if len(_SCHEMA_MESSAGES) < 64:
+            _SCHEMA_MESSAGES[id(schema)] = entry  # keeps the schema alive: its id stays unique
+    return entry[1]
 
 
 def _tag(
@@ -69,6 +93,22 @@ def _pandas_frame_type() -> type | None:
     module = sys.modules.get("pandas")
     frame = getattr(module, "DataFrame", None)
     return frame if isinstance(frame, type) else None
+
+
+_SCALARS: Scalars | None = None
+
+
+def scalars() -> Scalars:
+    """The prebuilt streams of single scalars (built on first use)."""
+    global _SCALARS
+    if _SCALARS is None:
+        _SCALARS = Scalars(lambda v: _encode_python(v).to_bytes())
+    return _SCALARS
+
+
+def encode_small(value: object) -> tuple[str, bytes] | None:
+    """``(typename, stream)`` of a None, bool, int64 or float without building Arrow arrays."""
+    return scalars().encode(value)
 
 
 def encode(value: object) -> Encoded:
@@ -231,7 +271,7 @@ def _encode_python(value: object) -> Encoded:
         pa.array(nodes.texts, pa.large_string()),
         pa.array(nodes.blobs, pa.large_binary()),
     ]
-    return Encoded(typename, schema, [pa.record_batch(columns, schema=schema)])
+    return Encoded(typename, schema, [pa.record_batch(columns, schema=schema)], plain=True)
 
 
 def kind_of(schema: pa.Schema) -> str:
@@ -242,16 +282,30 @@ def kind_of(schema: pa.Schema) -> str:
     return raw.decode()
 
 
+def typename_of(schema: pa.Schema) -> str:
+    """The type name recorded in ``schema`` (``""`` when absent or malformed)."""
+    try:
+        name = _info(schema).get("typename")
+    except ValueError:
+        return ""
+    return name if isinstance(name, str) else ""
+
+
 def _strip(schema: pa.Schema) -> pa.Schema:
     metadata = {k: v for k, v in (schema.metadata or {}).items() if k not in (KIND_KEY, _META_KEY)}
     return schema.with_metadata(metadata) if metadata else schema.remove_metadata()
 
 
 def _info(schema: pa.Schema) -> dict[str, object]:
-    info = json.loads((schema.metadata or {}).get(_META_KEY, b"{}"))
+    info = json.loads((schema.metadata or {}).get(_META_KEY, b"{}"))  # ValueError if malformed
     if not isinstance(info, dict):
         raise ValueError("malformed vgi_objectstore.meta")
     return info
+
+
+def decode_small(data: bytes) -> tuple[bool, object]:
+    """``(True, value)`` when ``data`` is a single scalar's stream (no parsing), else ``(False, None)``."""
+    return scalars().decode(data)
 
 
 def decode(buffer: pa.Buffer) -> object:
@@ -361,4 +415,15 @@ def load_pandas() -> object:
         return None
 
 
-__all__ = ["KIND_KEY", "Encoded", "decode", "decode_batches", "encode", "kind_of"]
+__all__ = [
+    "KIND_KEY",
+    "Encoded",
+    "decode",
+    "decode_batches",
+    "decode_small",
+    "encode",
+    "encode_small",
+    "kind_of",
+    "scalars",
+    "typename_of",
+]

@@ -8,7 +8,6 @@ takes back those no client has opened when another put needs the room.
 
 from __future__ import annotations
 
-import secrets
 import threading
 import time
 
@@ -33,14 +32,31 @@ class Spares:
         self._memory = memory
         self.idle = idle
         self._timer: threading.Timer | None = None
+        self._latest: dict[int, int] = {}  # each connection's last spare
 
-    def hand_out(self, segment: Segment, owner: int) -> int:
-        """Record ``segment`` as ``owner``'s spare; return its put id."""
-        spare_id = secrets.randbits(62) + 1
+    def hand_out(self, segment: Segment, owner: int, spare_id: int) -> tuple[bool, Segment | None]:
+        """Record ``segment`` as ``owner``'s spare ``spare_id``, in place of its last one.
+
+        Returns whether it was (not when the id is taken) and the segment of
+        the owner's previous spare if that was still unused (the caller frees it).
+        """
         with self._lock:
+            if spare_id in self._pending:
+                return False, None
+            previous = self._latest.pop(owner, 0)
+            old = self._pending.get(previous)
+            replaced = None
+            if old is not None and old.spare and old.owner == owner:
+                replaced = self._pending.pop(previous).segment
             self._pending[spare_id] = Pending(segment, VALUE, owner, time.monotonic(), spare=True)
+            self._latest[owner] = spare_id
             self._schedule_locked()
-        return spare_id
+        return True, replaced
+
+    def forget(self, owner: int) -> None:
+        """The connection ``owner`` ended (its pending puts are freed by the server)."""
+        with self._lock:
+            self._latest.pop(owner, None)
 
     def _schedule_locked(self) -> None:
         if self._timer is None:
