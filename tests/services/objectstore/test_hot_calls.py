@@ -45,7 +45,8 @@ def test_a_prebuilt_scalar_stream_is_the_general_encoders_byte_for_byte(value: o
     assert data == _general_stream(value)
     assert typename == encode(value).typename
     known, back = decode_small(data)
-    assert known and type(back) is type(value)
+    assert known
+    assert type(back) is type(value)
     assert back == value or (isinstance(value, float) and math.isnan(value))
     assert decode(pa.py_buffer(data)) == back
 
@@ -54,7 +55,9 @@ def test_nan_and_values_without_a_template() -> None:
     small = encode_small(math.nan)
     assert small is not None
     known, back = decode_small(small[1])
-    assert known and isinstance(back, float) and math.isnan(back)
+    assert known
+    assert isinstance(back, float)
+    assert math.isnan(back)
     for value in (2**63, "text", b"bytes", [1], {"a": 1}, np.int64(3)):
         assert encode_small(value) is None
     assert decode_small(_general_stream("text")) == (False, None)
@@ -132,13 +135,18 @@ def test_open_answers_small_objects_whole_and_large_ones_as_a_file(
         blob.write(b"0123456789")
         blob_id = blob.seal()
         opened = Opened.from_wire(client.proxy.open(str(small)))
-        assert opened.id == small and opened.kind == "value" and opened.path == ""
-        assert opened.data is not None and len(opened.data) == opened.nbytes
+        assert opened.id == small
+        assert opened.kind == "value"
+        assert opened.path == ""
+        assert opened.data is not None
+        assert len(opened.data) == opened.nbytes
         opened = Opened.from_wire(client.proxy.open(str(large)))
-        assert opened.data is None and os.path.exists(opened.path)
+        assert opened.data is None
+        assert os.path.exists(opened.path)
         assert opened.nbytes == os.stat(opened.path).st_size
         opened = Opened.from_wire(client.proxy.open(str(blob_id)))
-        assert opened.kind == "blob" and opened.data == b"0123456789"
+        assert opened.kind == "blob"
+        assert opened.data == b"0123456789"
 
 
 @pytest.mark.parametrize(
@@ -153,7 +161,7 @@ def test_open_answers_small_objects_whole_and_large_ones_as_a_file(
     ],
 )
 def test_a_malformed_open_answer_is_refused(wire: bytes) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="malformed open"):
         Opened.from_wire(wire)
 
 
@@ -162,7 +170,8 @@ def test_a_spare_belongs_to_its_connection(running: RunningStore) -> None:
         size = MiB
         client.put(np.ones(size // 8))
         spare = client._tls.spare
-        assert spare is not None and os.path.exists(spare.path)
+        assert spare is not None
+        assert os.path.exists(spare.path)
         assert os.path.basename(spare.path) == f"spare-{spare.put_id:016x}"
         errors: list[BaseException] = []
 
@@ -214,6 +223,8 @@ def test_a_new_spare_replaces_the_connections_last_one(running: RunningStore) ->
         first = client._tls.spare
         client.put(np.ones(3 * MiB // 8))  # another size: allocated; its spare replaces the first
         second = client._tls.spare
-        assert first is not None and second is not None
-        assert not os.path.exists(first.path) and os.path.exists(second.path)
+        assert first is not None
+        assert second is not None
+        assert not os.path.exists(first.path)
+        assert os.path.exists(second.path)
         assert client.proxy.info().memory_spare == second.size
