@@ -19,6 +19,7 @@ from typing import Literal
 import numpy as np
 import pyarrow as pa
 
+from vgi_rpc.services.objectstore._layout import Layout, layout
 from vgi_rpc.services.objectstore._scalars import Scalars
 
 KIND_KEY = b"vgi_objectstore.kind"
@@ -35,6 +36,13 @@ class Encoded:
     schema: pa.Schema
     batches: Sequence[pa.RecordBatch]
     plain: bool = False  # the node table of a plain Python value (no dictionaries)
+    body: memoryview | None = None  # a large array's bytes, the stream's one data buffer
+
+    def layout(self) -> Layout | None:
+        """The stream around ``body`` (see ``_layout``), for a large numpy array."""
+        if self.body is None:
+            return None
+        return layout(self.schema, self.body.nbytes, self.write_to)
 
     def data_size(self) -> int:
         """Bytes of the batches' buffers: a lower bound of ``ipc_size``, with no IPC written."""
@@ -42,6 +50,9 @@ class Encoded:
 
     def ipc_size(self) -> int:
         """Bytes of the IPC stream ``write_to`` produces (measured, nothing copied)."""
+        found = self.layout()
+        if found is not None and self.body is not None:
+            return found.size(self.body.nbytes)
         sink = pa.MockOutputStream()
         self.write_to(sink)
         return int(sink.size())
@@ -172,9 +183,23 @@ def _encode_ndarray(array: np.ndarray, kind: str, typename: str) -> Encoded:
     arrow_type = pa.from_numpy_dtype(dtype) if native else pa.uint8()
     length = flat.size if native else array.nbytes
     column = pa.Array.from_buffers(arrow_type, length, [None, data])
-    extra: dict[str, object] = {"dtype": dtype.str, "shape": list(array.shape), "order": order}
-    schema = _tag(pa.schema([pa.field("data", arrow_type, nullable=False)]), kind, typename, extra)
-    return Encoded(typename, schema, [pa.record_batch([column], schema=schema)])
+    key = (kind, typename, dtype.str, array.shape, order)
+    schema = _NDARRAY_SCHEMAS.get(key)
+    if schema is None:
+        extra: dict[str, object] = {"dtype": dtype.str, "shape": list(array.shape), "order": order}
+        field = pa.field("data", arrow_type, nullable=False)
+        schema = _tag(pa.schema([field]), kind, typename, extra)
+        if len(_NDARRAY_SCHEMAS) >= 64:
+            _NDARRAY_SCHEMAS.clear()
+        _NDARRAY_SCHEMAS[key] = schema
+    body = memoryview(data).cast("B") if array.nbytes >= _LAYOUT_SMALLEST else None
+    return Encoded(typename, schema, [pa.record_batch([column], schema=schema)], body=body)
+
+
+# (kind, typename, dtype, shape, order) -> schema: the same object for arrays alike, so
+# their stream layout is found by identity (see ``_layout``)
+_NDARRAY_SCHEMAS: dict[tuple[str, str, str, tuple[int, ...], str], pa.Schema] = {}
+_LAYOUT_SMALLEST = 64 << 10  # below this a value goes inline: no file to write
 
 
 # Tags of the Python value node table.

@@ -31,6 +31,7 @@ from vgi_rpc.services.objectstore._errors import BlobSealed, ObjectNotFound, Put
 from vgi_rpc.services.objectstore._ids import ObjectID
 from vgi_rpc.services.objectstore._mappings import WriterMappings
 from vgi_rpc.services.objectstore._receive import ReceiveBuffers
+from vgi_rpc.services.objectstore._write import write_file, write_into
 from vgi_rpc.services.objectstore.protocol import (
     BLOB,
     VALUE,
@@ -165,31 +166,6 @@ class BlobWriter:
             self.seal()
 
     close = seal
-
-
-class _FileWriter(io.RawIOBase):
-    """Writes an existing file from its start with ``pwrite`` (no truncation, no mapping)."""
-
-    def __init__(self, path: str) -> None:
-        super().__init__()
-        self._fd = os.open(path, os.O_WRONLY)
-        self._position = 0
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: Buffer) -> int:
-        view = memoryview(data).cast("B")
-        size = len(view)
-        while view:
-            written = os.pwrite(self._fd, view, self._position)
-            view, self._position = view[written:], self._position + written
-        return size
-
-    def close(self) -> None:
-        if not self.closed:
-            os.close(self._fd)
-        super().close()
 
 
 class _ChunkSender(io.RawIOBase):
@@ -386,15 +362,11 @@ class ObjectStoreClient:
             if kept is not None:
                 # through a mapping this client keeps: no faults once the file comes back
                 inode, buffer = kept
-                with pa.FixedSizeBufferWriter(buffer) as target:
-                    encoded.write_to(target)
+                write_into(encoded, buffer)
                 del buffer, kept
                 reuse = self._mappings.reusable(size, exclude=inode)
             else:
-                # write(2) into the file: faster than faulting pages into a fresh mapping;
-                # no O_TRUNC, so a warm file's pages are overwritten rather than freed
-                with pa.PythonFile(_FileWriter(path), mode="w") as sink:
-                    encoded.write_to(sink)
+                write_file(encoded, path)
                 reuse = 0
             with _typed_errors():
                 if plain:  # and reserve the file of the next put
