@@ -228,3 +228,46 @@ def test_a_new_spare_replaces_the_connections_last_one(running: RunningStore) ->
         assert not os.path.exists(first.path)
         assert os.path.exists(second.path)
         assert client.proxy.info().memory_spare == second.size
+
+
+def _put_raw(client: objectstore.ObjectStoreClient, data: bytes) -> int:
+    """A put of exactly these bytes through allocate / write the file / seal."""
+    allocation = client.proxy.allocate(len(data), "value")
+    with open(allocation.path, "r+b") as f:
+        f.write(data)
+    oid = _typed_call(lambda: client.proxy.seal(allocation.put_id, None, False, ""))
+    assert isinstance(oid, int)
+    return oid
+
+
+def test_a_put_shaped_like_a_checked_one_is_checked_by_its_edges(running: RunningStore) -> None:
+    shapes = running.server.shapes
+    with open_client(running, "unix") as client:
+        first = _general_stream(np.zeros(MiB // 8))
+        assert shapes.known_sizes() == []
+        oid = _put_raw(client, first)
+        assert shapes.known_sizes() == [len(first)]  # learned once checked in full
+        second = _general_stream(np.full(MiB // 8, 7.0))  # same head and tail, another body
+        assert second[:400] == first[:400]
+        assert second[-8:] == first[-8:]
+        again = _put_raw(client, second)
+        assert float(client.get(objectstore.ObjectID(again))[5]) == 7.0  # type: ignore[index]
+        assert client.get_meta(again).typename == "numpy.ndarray"
+        # the same size with a head that is not a known one is checked in full, and refused
+        broken = bytearray(second)
+        broken[8:16] = b"\xff" * 8
+        with pytest.raises(objectstore.InvalidRequest):
+            _put_raw(client, bytes(broken))
+        client.delete([oid, again])
+
+
+def test_only_streams_whose_body_cannot_break_them_are_learned(running: RunningStore) -> None:
+    shapes = running.server.shapes
+    with open_client(running, "unix") as client:
+        texts = pa.table({"s": pa.array(["x" * 100] * 2000)})  # offsets in the body
+        with_nulls = pa.array([1.0, None] * 40000)
+        for value in (texts, with_nulls, pa.array([True, False] * 400000)):
+            client.put(value)
+        assert shapes.known_sizes() == []
+        client.put(np.ones(MiB // 4, dtype=np.int32))
+        assert len(shapes.known_sizes()) == 1

@@ -12,6 +12,7 @@ import threading
 import time
 
 from vgi_rpc.services.objectstore._entries import Pending
+from vgi_rpc.services.objectstore._idle import IdleTimer
 from vgi_rpc.services.objectstore._memory import Segment, SharedMemory
 from vgi_rpc.services.objectstore._warm import unused
 from vgi_rpc.services.objectstore.protocol import VALUE
@@ -31,7 +32,7 @@ class Spares:
         self._lock = lock
         self._memory = memory
         self.idle = idle
-        self._timer: threading.Timer | None = None
+        self._idle = IdleTimer(lock, self._expire)
         self._latest: dict[int, int] = {}  # each connection's last spare
 
     def hand_out(self, segment: Segment, owner: int, spare_id: int) -> tuple[bool, Segment | None]:
@@ -50,19 +51,13 @@ class Spares:
                 replaced = self._pending.pop(previous).segment
             self._pending[spare_id] = Pending(segment, VALUE, owner, time.monotonic(), spare=True)
             self._latest[owner] = spare_id
-            self._schedule_locked()
+            self._idle.arm(self.idle)
         return True, replaced
 
     def forget(self, owner: int) -> None:
         """The connection ``owner`` ended (its pending puts are freed by the server)."""
         with self._lock:
             self._latest.pop(owner, None)
-
-    def _schedule_locked(self) -> None:
-        if self._timer is None:
-            self._timer = threading.Timer(self.idle, self._expire)
-            self._timer.daemon = True
-            self._timer.start()
 
     def _take_locked(self, idle_for: float | None) -> list[Segment]:
         """Pop the spares nobody has opened (and, with ``idle_for``, that old)."""
@@ -78,10 +73,9 @@ class Spares:
 
     def _expire(self) -> None:
         with self._lock:
-            self._timer = None
             segments = self._take_locked(self.idle)
             if any(p.spare for p in self._pending.values()):
-                self._schedule_locked()
+                self._idle.arm(self.idle)
         for segment in segments:
             self._memory.free(segment)
 
@@ -95,10 +89,7 @@ class Spares:
 
     def close(self) -> None:
         """Stop the expiry timer."""
-        with self._lock:
-            timer, self._timer = self._timer, None
-        if timer is not None:
-            timer.cancel()
+        self._idle.cancel()
 
 
 __all__ = ["Spares"]

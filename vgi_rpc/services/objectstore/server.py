@@ -32,6 +32,7 @@ from vgi_rpc.services.objectstore._errors import (
 from vgi_rpc.services.objectstore._ids import ObjectID
 from vgi_rpc.services.objectstore._memory import Segment, SharedMemory
 from vgi_rpc.services.objectstore._names import NameTable
+from vgi_rpc.services.objectstore._shapes import StreamShapes
 from vgi_rpc.services.objectstore._spares import Spares
 from vgi_rpc.services.objectstore._store import Store
 from vgi_rpc.services.objectstore.protocol import (
@@ -101,6 +102,7 @@ class ObjectStoreServer:
         self._lock = threading.RLock()
         self._connection = threading.local()
         self.spares = Spares(self._pending, self._lock, self.memory, warm_idle)
+        self.shapes = StreamShapes()
         SERVERS[self.instance_id] = self
 
     # connections and lifecycle
@@ -330,7 +332,7 @@ class ObjectStoreServer:
             self._check_name_free(name)
             typename = pending.kind
             if pending.kind == VALUE:
-                typename = check.value_stream(mapped(pending.segment))[:200] or VALUE
+                typename = self._checked_value(pending.segment)[:200] or VALUE
         except BaseException:
             self.memory.free(pending.segment)
             raise
@@ -341,6 +343,15 @@ class ObjectStoreServer:
             while len(self._sealed) > 4096:
                 self._sealed.popitem(last=False)
         return self._commit(entry, name, persist)
+
+    def _checked_value(self, segment: Segment) -> str:
+        """Check the stream in a put's file (by its edges when its shape is known); its type name."""
+        typename = self.shapes.known(segment.path, segment.size)
+        if typename is None:
+            data = mapped(segment)
+            typename = check.value_stream(data)
+            self.shapes.learn(data, typename)
+        return typename
 
     def seal_next(self, put_id: int, next_put_id: int, next_size: int, reuse: int) -> int:
         """Seal a plain put, then reserve ``next_size`` bytes as this connection's spare ``next_put_id``.
