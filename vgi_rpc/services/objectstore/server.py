@@ -7,7 +7,6 @@ the connection that made it and is freed when that connection ends.
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import secrets
 import socket
@@ -31,6 +30,7 @@ from vgi_rpc.services.objectstore._errors import (
 )
 from vgi_rpc.services.objectstore._ids import ObjectID
 from vgi_rpc.services.objectstore._memory import Segment, SharedMemory
+from vgi_rpc.services.objectstore._meta import held_meta, page, stored_meta
 from vgi_rpc.services.objectstore._names import NameTable
 from vgi_rpc.services.objectstore._shapes import StreamShapes
 from vgi_rpc.services.objectstore._spares import Spares
@@ -477,38 +477,10 @@ class ObjectStoreServer:
         stored = self.store.object_meta(oid) if self.store else None
         if stored is None:
             raise ObjectNotFound(f"no object {oid}")
-        return self._stored_meta(oid, stored)
+        return stored_meta(oid, stored, self.names.of(oid))
 
     def _meta(self, entry: Entry) -> ObjectMeta:
-        return ObjectMeta(
-            id=entry.id,
-            typename=entry.typename,
-            nbytes=entry.nbytes,
-            kind=entry.kind,
-            isglobal=entry.persisted,
-            islocal=entry.held,
-            instance_id=self.instance_id,
-            hostname=self.hostname,
-            properties=entry.properties,
-            names=self.names.of(entry.id),
-            path=entry.segment.path if entry.segment else "",
-        )
-
-    def _stored_meta(self, oid: int, stored: dict[str, object]) -> ObjectMeta:
-        props = stored.get("properties")
-        nbytes = stored.get("nbytes")
-        return ObjectMeta(
-            id=oid,
-            typename=str(stored.get("typename", "")),
-            nbytes=nbytes if isinstance(nbytes, int) else 0,
-            kind=str(stored.get("kind", VALUE)),
-            isglobal=True,
-            islocal=False,
-            instance_id=str(stored.get("instance_id", "")),
-            hostname=str(stored.get("hostname", "")),
-            properties=dict(props) if isinstance(props, dict) else {},
-            names=self.names.of(oid),
-        )
+        return held_meta(entry, self.instance_id, self.hostname, self.names.of(entry.id))
 
     # delete and persist
 
@@ -600,14 +572,4 @@ class ObjectStoreServer:
             ids = set(self._objects)
         if self.store is not None:
             ids.update(self.store.object_ids())
-        page: list[ObjectMeta] = []
-        for oid in sorted(i for i in ids if i > after):
-            if len(page) == page_size:
-                return ObjectPage(objects=page, next_page_token=str(ObjectID(page[-1].id)))
-            try:
-                meta = self.get_meta(oid)
-            except ObjectNotFound:  # deleted meanwhile
-                continue
-            if pattern is None or fnmatch.fnmatchcase(meta.typename, pattern):
-                page.append(meta)
-        return ObjectPage(objects=page, next_page_token=None)
+        return page(ids, after, page_size, pattern, self.get_meta)
