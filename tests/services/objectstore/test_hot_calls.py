@@ -123,6 +123,8 @@ def test_properties_given_to_put_are_kept(running: RunningStore) -> None:
         assert client.get_meta(small).properties == {"unit": "m"}
         assert client.get_meta(large).properties == {"unit": "s"}
         assert client.get_meta(large).typename == "numpy.ndarray"
+        with pytest.raises(TypeError, match="str to str"):
+            client.put(5, properties={"n": 1})  # type: ignore[dict-item]
 
 
 def test_open_answers_small_objects_whole_and_large_ones_as_a_file(

@@ -13,8 +13,8 @@ import dataclasses
 import importlib
 import json
 import sys
-from collections.abc import Callable, Iterable, Sequence
-from typing import Literal
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Literal, overload
 
 import numpy as np
 import pyarrow as pa
@@ -46,6 +46,8 @@ class Encoded:
 
     def data_size(self) -> int:
         """Bytes of the batches' buffers: a lower bound of ``ipc_size``, with no IPC written."""
+        if self.body is not None:
+            return self.body.nbytes
         return sum(batch.nbytes for batch in self.batches)
 
     def ipc_size(self) -> int:
@@ -178,11 +180,8 @@ def _encode_ndarray(array: np.ndarray, kind: str, typename: str) -> Encoded:
     if order == "C" and not array.flags.c_contiguous:
         array = np.ascontiguousarray(array)
     flat = array.ravel(order=order)  # a view: the array is contiguous in this order
-    data = pa.py_buffer(flat.view(np.uint8).data) if flat.size else pa.py_buffer(b"")
     native = dtype.byteorder in "=|" and dtype.kind in "iuf" and dtype.itemsize <= 8
     arrow_type = pa.from_numpy_dtype(dtype) if native else pa.uint8()
-    length = flat.size if native else array.nbytes
-    column = pa.Array.from_buffers(arrow_type, length, [None, data])
     key = (kind, typename, dtype.str, array.shape, order)
     schema = _NDARRAY_SCHEMAS.get(key)
     if schema is None:
@@ -192,8 +191,43 @@ def _encode_ndarray(array: np.ndarray, kind: str, typename: str) -> Encoded:
         if len(_NDARRAY_SCHEMAS) >= 64:
             _NDARRAY_SCHEMAS.clear()
         _NDARRAY_SCHEMAS[key] = schema
-    body = memoryview(data).cast("B") if array.nbytes >= _LAYOUT_SMALLEST else None
-    return Encoded(typename, schema, [pa.record_batch([column], schema=schema)], body=body)
+    raw = flat.view(np.uint8).data if flat.size else memoryview(b"")
+    length = flat.size if native else array.nbytes
+
+    def batches() -> list[pa.RecordBatch]:
+        column = pa.Array.from_buffers(arrow_type, length, [None, pa.py_buffer(raw)])
+        return [pa.record_batch([column], schema=schema)]
+
+    body = raw.cast("B") if array.nbytes >= _LAYOUT_SMALLEST else None
+    return Encoded(typename, schema, _Lazy(batches), body=body)
+
+
+class _Lazy(Sequence[pa.RecordBatch]):
+    """Batches built on first use (a local put of a large array writes its bytes without them)."""
+
+    def __init__(self, build: Callable[[], list[pa.RecordBatch]]) -> None:
+        self._build: Callable[[], list[pa.RecordBatch]] | None = build
+        self._batches: list[pa.RecordBatch] = []
+
+    def _get(self) -> list[pa.RecordBatch]:
+        if self._build is not None:
+            self._batches, self._build = self._build(), None
+        return self._batches
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    @overload
+    def __getitem__(self, index: int) -> pa.RecordBatch: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[pa.RecordBatch]: ...
+
+    def __getitem__(self, index: int | slice) -> pa.RecordBatch | Sequence[pa.RecordBatch]:
+        return self._get()[index]
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        return iter(self._get())
 
 
 # (kind, typename, dtype, shape, order) -> schema: the same object for arrays alike, so

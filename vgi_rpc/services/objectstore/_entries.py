@@ -37,7 +37,7 @@ class Entry:
     persisted: bool = False
     data: bytes | None = None
     view: pa.Buffer | None = None  # the segment mapped once, for streaming it out
-    opened: bytes | None = None  # open()'s answer, kept while the bytes stay where they are
+    opened: bytes | None = None  # open()'s answer naming the file, kept while it stays there
 
     @property
     def held(self) -> bool:

@@ -65,6 +65,16 @@ def _typed_errors() -> Iterator[None]:
         raise error from None
 
 
+def _properties(properties: dict[str, str]) -> str:
+    """Extra metadata as it travels: a JSON object of strings."""
+    pairs: list[tuple[object, object]] = list(
+        properties.items()
+    )  # checked: callers may not be typed
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in pairs):
+        raise TypeError("properties must map str to str")
+    return json.dumps(properties)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Spare:
     """A pending put the server handed this thread's connection for its next put."""
@@ -290,7 +300,7 @@ class ObjectStoreClient:
         properties: dict[str, str] | None = None,
     ) -> ObjectID:
         """Store ``value`` (immutable from now on) and return its id."""
-        props = json.dumps(properties) if properties else ""
+        props = _properties(properties) if properties else ""
         small = encode_small(value)
         if small is not None:
             return self._put_inline(small[1], name, persist, props)
@@ -381,7 +391,7 @@ class ObjectStoreClient:
             raise
         if spare is not None:  # made, unless its file turns out to be missing
             path = os.path.join(self.server.shm_dir, f"spare-{spare.put_id:016x}")
-            self._tls.spare = dataclasses.replace(spare, path=path)
+            self._tls.spare = _Spare(spare.put_id, size, path)
         return ObjectID(oid)
 
     def upload(self, put_id: int, data: memoryview, offset: int = 0) -> None:

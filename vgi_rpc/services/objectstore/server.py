@@ -451,14 +451,14 @@ class ObjectStoreServer:
         target = check.reference(ref)
         oid = target if isinstance(target, ObjectID) else self.get_name(target, False, None)
         entry = self.local_entry(oid)
-        wire = entry.opened
-        if wire is None:
-            data = None
-            if entry.nbytes <= GET_INLINE:
-                data = entry.data if entry.data is not None else entry.buffer().to_pybytes()
-            path = entry.segment.path if entry.segment is not None else ""
-            wire = entry.opened = Opened(entry.id, entry.kind, entry.nbytes, path, data).to_wire()
-        return wire
+        if entry.opened is not None:
+            return entry.opened
+        path = entry.segment.path if entry.segment is not None else ""
+        if entry.nbytes <= GET_INLINE:  # the bytes themselves: not kept twice
+            data = entry.data if entry.data is not None else entry.buffer().to_pybytes()
+            return Opened(entry.id, entry.kind, entry.nbytes, path, data).to_wire()
+        entry.opened = Opened(entry.id, entry.kind, entry.nbytes, path, None).to_wire()
+        return entry.opened
 
     def read(self, object_id: int, chunk: int) -> Stream[ReadState]:
         """Stream an object's bytes in bounded chunks."""
