@@ -59,6 +59,12 @@ class WriterMappings:
         ``None`` when this file is not to be kept (write it with ``write(2)``:
         faster than faulting its pages into a mapping used once).
         """
+        found = os.stat(path)  # the usual case, a file kept mapped: no descriptor to open
+        with self._lock:
+            held = self._held.get(found.st_ino)
+            if held is not None and held.size == found.st_size:
+                held.path, held.used = path, time.monotonic()
+                return found.st_ino, pa.py_buffer(held.map)
         fd = os.open(path, os.O_RDWR)
         try:
             stat = os.fstat(fd)

@@ -47,21 +47,15 @@ class StreamShapes:
         self._count = 0
         self._lock = threading.Lock()
 
-    def known(self, path: str, size: int) -> str | None:
-        """The type name when the file holds a stream of a known shape, else ``None``."""
+    def known(self, fd: int, size: int) -> str | None:
+        """The type name when the open file ``fd`` (``size`` bytes) holds a stream of a known shape."""
         with self._lock:
             shapes = self._shapes.get(size)
-        if not shapes:
-            return None
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            for shape in shapes:
-                head = os.pread(fd, len(shape.head), 0)
-                tail = os.pread(fd, len(shape.tail), size - len(shape.tail))
-                if head == shape.head and tail == shape.tail:
-                    return shape.typename
-        finally:
-            os.close(fd)
+        for shape in shapes or ():
+            head = os.pread(fd, len(shape.head), 0)
+            tail = os.pread(fd, len(shape.tail), size - len(shape.tail))
+            if head == shape.head and tail == shape.tail:
+                return shape.typename
         return None
 
     def known_sizes(self) -> list[int]:

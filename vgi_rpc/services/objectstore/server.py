@@ -324,29 +324,44 @@ class ObjectStoreServer:
         props: dict[str, str],
     ) -> int:
         try:
-            size = os.stat(pending.segment.path).st_size
-            if size != pending.segment.size:
-                raise InvalidRequest(
-                    f"put {put_id} holds {size} bytes, not the {pending.segment.size} allocated"
-                )
             self._check_name_free(name)
-            typename = pending.kind
-            if pending.kind == VALUE:
-                typename = self._checked_value(pending.segment)[:200] or VALUE
+            typename = self._checked(put_id, pending)[:200] or pending.kind
         except BaseException:
             self.memory.free(pending.segment)
             raise
         self.memory.claim(pending.segment)
-        entry = Entry(ObjectID.generate(), pending.kind, typename, size, props, pending.segment)
+        entry = Entry(
+            ObjectID.generate(),
+            pending.kind,
+            typename,
+            pending.segment.size,
+            props,
+            pending.segment,
+        )
         with self._lock:
             self._sealed[put_id] = entry.id
             while len(self._sealed) > 4096:
                 self._sealed.popitem(last=False)
         return self._commit(entry, name, persist)
 
-    def _checked_value(self, segment: Segment) -> str:
-        """Check the stream in a put's file (by its edges when its shape is known); its type name."""
-        typename = self.shapes.known(segment.path, segment.size)
+    def _checked(self, put_id: int, pending: Pending) -> str:
+        """Check a put's file: its size, and a value's stream (by its edges when its shape is known).
+
+        Returns the value's type name (``""`` for a blob).
+        """
+        segment = pending.segment
+        fd = os.open(segment.path, os.O_RDONLY)
+        try:
+            size = os.fstat(fd).st_size
+            if size != segment.size:
+                raise InvalidRequest(
+                    f"put {put_id} holds {size} bytes, not the {segment.size} allocated"
+                )
+            if pending.kind != VALUE:
+                return ""
+            typename = self.shapes.known(fd, size)
+        finally:
+            os.close(fd)
         if typename is None:
             data = mapped(segment)
             typename = check.value_stream(data)
