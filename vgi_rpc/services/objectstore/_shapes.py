@@ -18,6 +18,7 @@ import threading
 
 import pyarrow as pa
 
+_EOS = b"\xff\xff\xff\xff\x00\x00\x00\x00"
 _MAX_SHAPES = 64
 _MAX_HEAD = 64 << 10
 
@@ -70,15 +71,15 @@ class StreamShapes:
             schema_message = pa.ipc.read_message(reader)
             batch_message = pa.ipc.read_message(reader)
             body_end = reader.tell()
+            if data.size - body_end != len(_EOS):
+                return  # not exactly one batch then the end of the stream
             tail = data.slice(body_end).to_pybytes()
             schema = pa.ipc.read_schema(schema_message)
             batch = pa.ipc.read_record_batch(batch_message, schema)
         except (pa.ArrowException, OSError, ValueError):
             return
         body_start = body_end - (batch_message.body.size if batch_message.body else 0)
-        if tail != b"\xff\xff\xff\xff\x00\x00\x00\x00" or body_start > _MAX_HEAD:
-            return  # not exactly one batch then end of stream
-        if not _free_body(schema, batch):
+        if tail != _EOS or body_start > _MAX_HEAD or not _free_body(schema, batch):
             return
         shape = _Shape(data.slice(0, body_start).to_pybytes(), tail, typename)
         with self._lock:
