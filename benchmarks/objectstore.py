@@ -3,6 +3,8 @@
     python benchmarks/objectstore.py            # driver (our .venv); needs benchmarks/.venv-vineyard
     python benchmarks/objectstore.py --quick    # fewer repetitions, no 512 MiB remote get
     python benchmarks/objectstore.py --rounds 3 --only local   # best of 3 alternating rounds
+    python benchmarks/objectstore.py --only local --baseline ../main
+        # also ours as another checkout (with its own .venv) has it: before / after
 
 Each side runs in its own child process under its own interpreter (ours:
 this one; Vineyard: ``benchmarks/.venv-vineyard``, Python 3.12), started with
@@ -71,8 +73,11 @@ class Ours(Side):
         command = [sys.executable, "-m", "vgi_rpc.cli", "objectstore", "serve", "--socket", socket]
         command += ["--tcp", "127.0.0.1:0", "--http", "127.0.0.1:0", "--memory", "6GiB"]
         command += ["--store", os.path.join(directory, "store")]
-        env = {**os.environ, "PYTHONPATH": ROOT}
-        server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
+        # the server runs the same checkout as this child (``--baseline`` may be another one)
+        root = os.path.dirname(os.path.dirname(os.path.abspath(objectstore.__file__)))
+        root = os.path.dirname(os.path.dirname(root))
+        env = {**os.environ, "PYTHONPATH": root}
+        server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env, cwd=root)
         assert server.stdout is not None
         lines = {}
         for line in server.stdout:
@@ -182,8 +187,13 @@ def _remote_get(side: Side, client: Any, value: Any, nbytes: int, repeat: int) -
         del got
     seconds = statistics.median(times)
     side.delete(side.local, oid)
-    put_s, oid = _timed(lambda: client.put(value), 1)
-    side.delete(side.local, oid)
+    put_times = []
+    for _ in range(repeat):  # a single put is at the mercy of one scheduling hiccup
+        start = time.perf_counter()
+        oid = client.put(value)
+        put_times.append(time.perf_counter() - start)
+        side.delete(side.local, oid)
+    put_s = statistics.median(put_times)
     return {
         "get_gbps": nbytes / seconds / 1e9,
         "get_ms": seconds * 1e3,
@@ -260,14 +270,25 @@ def _remote(side: Side, results: dict[str, Any], quick: bool, kind: str) -> None
 
 
 def _run_child(
-    python: str, kind: str, quick: bool, pin: bool, only: str | None = None
+    python: str,
+    kind: str,
+    quick: bool,
+    pin: bool,
+    only: str | None = None,
+    root: str = ROOT,
 ) -> dict[str, Any]:
+    """Run one side's child; ``root``: the checkout whose code it imports."""
     command = [python, os.path.abspath(__file__), "--child", kind] + (["--quick"] if quick else [])
     command += ["--only", only] if only else []
     if pin and shutil.which("taskset"):
         command = ["taskset", "-c", "0", *command]
     out = subprocess.run(
-        command, capture_output=True, text=True, check=False, env={**os.environ, "PYTHONPATH": ROOT}
+        command,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONPATH": root},
+        cwd=root,
     )
     if out.returncode != 0:
         raise SystemExit(f"{kind} child failed:\n{out.stderr}")
@@ -322,19 +343,43 @@ def _fmt(value: float | None) -> str:
     return f"{value:.3g}" if value < 100 else f"{value:,.0f}"
 
 
-def report(ours: dict[str, Any], vineyard: dict[str, Any]) -> str:
-    lines = ["| workload | ours | Vineyard 0.24.2 | ours vs Vineyard |", "|---|---|---|---|"]
+def _ratio(a: float | None, b: float | None, higher: bool) -> str:
+    if not a or not b:
+        return "-"
+    return f"{a / b:.2f}x" if higher else f"{b / a:.2f}x faster"
+
+
+def report(
+    ours: dict[str, Any], vineyard: dict[str, Any], before: dict[str, Any] | None = None
+) -> str:
+    if before is None:
+        lines = ["| workload | ours | Vineyard 0.24.2 | ours vs Vineyard |", "|---|---|---|---|"]
+    else:
+        lines = [
+            "| workload | ours before | ours | Vineyard 0.24.2 | before vs Vineyard "
+            "| ours vs Vineyard |",
+            "|---|---|---|---|---|---|",
+        ]
     for label, key, metric, unit, higher in ROWS:
+        if not any(_value(r, key, metric) is not None for r in (ours, vineyard)):
+            continue  # a half not run (--only)
         a, b = _value(ours, key, metric), _value(vineyard, key, metric)
-        ratio = "-"
-        if a and b:
-            ratio = f"{a / b:.2f}x" if higher else f"{b / a:.2f}x faster"
-        lines.append(f"| {label} | {_fmt(a)} {unit} | {_fmt(b)} {unit} | {ratio} |")
+        if before is None:
+            lines.append(
+                f"| {label} | {_fmt(a)} {unit} | {_fmt(b)} {unit} | {_ratio(a, b, higher)} |"
+            )
+            continue
+        c = _value(before, key, metric)
+        lines.append(
+            f"| {label} | {_fmt(c)} {unit} | {_fmt(a)} {unit} | {_fmt(b)} {unit} "
+            f"| {_ratio(c, b, higher)} | {_ratio(a, b, higher)} |"
+        )
     lines.append("")
     lines.append("| ours over HTTP (Vineyard has no HTTP) | |")
     lines.append("|---|---|")
     for label, key, metric, unit in HTTP_ROWS:
-        lines.append(f"| {label} | {_fmt(_value(ours, key, metric))} {unit} |")
+        if _value(ours, key, metric) is not None:
+            lines.append(f"| {label} | {_fmt(_value(ours, key, metric))} {unit} |")
     return "\n".join(lines)
 
 
@@ -354,6 +399,11 @@ def main() -> None:
         help="run the two sides alternately this many times; report each figure's best round "
         "(steadier on a shared machine)",
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="CHECKOUT",
+        help="also run ours from this other checkout (with its .venv), shown as 'ours before'",
+    )
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(args.child, args.quick, args.only)))
@@ -366,15 +416,21 @@ def main() -> None:
         )
     ours: dict[str, Any] = {}
     vineyard: dict[str, Any] = {}
+    before: dict[str, Any] = {}
     for _ in range(max(1, args.rounds)):
+        if args.baseline:
+            base = os.path.abspath(args.baseline)
+            python = os.path.join(base, ".venv", "bin", "python")
+            got = _run_child(python, "ours", args.quick, not args.no_pin, args.only, base)
+            before = _best(before, got) if before else got
         got = _run_child(sys.executable, "ours", args.quick, not args.no_pin, args.only)
         ours = _best(ours, got) if ours else got
         got = _run_child(VINEYARD_PYTHON, "vineyard", args.quick, not args.no_pin, args.only)
         vineyard = _best(vineyard, got) if vineyard else got
-    print(report(ours, vineyard))
+    print(report(ours, vineyard, before or None))
     if args.json:
         with open(args.json, "w") as out:
-            json.dump({"ours": ours, "vineyard": vineyard}, out, indent=2)
+            json.dump({"ours": ours, "vineyard": vineyard, "before": before}, out, indent=2)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ def test_serve_command_listens_everywhere_and_describes_its_methods(short_dir: s
         assert main(["describe", "--url", url], out=out) == 0
         for method in [
             "put_inline",
+            "put_small",
+            "seal_next",
             "allocate",
             "seal",
             "open",

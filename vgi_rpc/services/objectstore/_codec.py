@@ -13,11 +13,14 @@ import dataclasses
 import importlib
 import json
 import sys
-from collections.abc import Callable, Iterable, Sequence
-from typing import Literal
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Literal, overload
 
 import numpy as np
 import pyarrow as pa
+
+from vgi_rpc.services.objectstore._layout import Layout, layout
+from vgi_rpc.services.objectstore._scalars import Scalars
 
 KIND_KEY = b"vgi_objectstore.kind"
 _META_KEY = b"vgi_objectstore.meta"
@@ -32,13 +35,26 @@ class Encoded:
     typename: str
     schema: pa.Schema
     batches: Sequence[pa.RecordBatch]
+    plain: bool = False  # the node table of a plain Python value (no dictionaries)
+    body: memoryview | None = None  # a large array's bytes, the stream's one data buffer
+
+    def layout(self) -> Layout | None:
+        """The stream around ``body`` (see ``_layout``), for a large numpy array."""
+        if self.body is None:
+            return None
+        return layout(self.schema, self.body.nbytes, self.write_to)
 
     def data_size(self) -> int:
         """Bytes of the batches' buffers: a lower bound of ``ipc_size``, with no IPC written."""
+        if self.body is not None:
+            return self.body.nbytes
         return sum(batch.nbytes for batch in self.batches)
 
     def ipc_size(self) -> int:
         """Bytes of the IPC stream ``write_to`` produces (measured, nothing copied)."""
+        found = self.layout()
+        if found is not None and self.body is not None:
+            return found.size(self.body.nbytes)
         sink = pa.MockOutputStream()
         self.write_to(sink)
         return int(sink.size())
@@ -49,11 +65,32 @@ class Encoded:
             for batch in self.batches:
                 writer.write_batch(batch)
 
+    def to_bytes(self) -> bytes:
+        """The IPC stream as bytes (for plain Python values the schema message is cached)."""
+        if not self.plain:  # dictionaries need the writer: it sends them before the batches
+            sink = pa.BufferOutputStream()
+            self.write_to(sink)
+            return sink.getvalue().to_pybytes()
+        schema = _schema_message(self.schema)
+        return b"".join([schema, *(b.serialize().to_pybytes() for b in self.batches), _EOS])
+
     def to_buffer(self) -> pa.Buffer:
         """The IPC stream in one new buffer."""
-        sink = pa.BufferOutputStream()
-        self.write_to(sink)
-        return sink.getvalue()
+        return pa.py_buffer(self.to_bytes())
+
+
+_EOS = b"\xff\xff\xff\xff\x00\x00\x00\x00"
+_SCHEMA_MESSAGES: dict[int, tuple[pa.Schema, bytes]] = {}
+
+
+def _schema_message(schema: pa.Schema) -> bytes:
+    """``schema.serialize()``, kept for the schemas of plain Python values (one per type)."""
+    entry = _SCHEMA_MESSAGES.get(id(schema))
+    if entry is None or entry[0] is not schema:
+        entry = (schema, schema.serialize().to_pybytes())
+        if len(_SCHEMA_MESSAGES) < 64:
+            _SCHEMA_MESSAGES[id(schema)] = entry  # keeps the schema alive: its id stays unique
+    return entry[1]
 
 
 def _tag(
@@ -69,6 +106,22 @@ def _pandas_frame_type() -> type | None:
     module = sys.modules.get("pandas")
     frame = getattr(module, "DataFrame", None)
     return frame if isinstance(frame, type) else None
+
+
+_SCALARS: Scalars | None = None
+
+
+def scalars() -> Scalars:
+    """The prebuilt streams of single scalars (built on first use)."""
+    global _SCALARS
+    if _SCALARS is None:
+        _SCALARS = Scalars(lambda v: _encode_python(v).to_bytes())
+    return _SCALARS
+
+
+def encode_small(value: object) -> tuple[str, bytes] | None:
+    """``(typename, stream)`` of a None, bool, int64 or float without building Arrow arrays."""
+    return scalars().encode(value)
 
 
 def encode(value: object) -> Encoded:
@@ -127,14 +180,60 @@ def _encode_ndarray(array: np.ndarray, kind: str, typename: str) -> Encoded:
     if order == "C" and not array.flags.c_contiguous:
         array = np.ascontiguousarray(array)
     flat = array.ravel(order=order)  # a view: the array is contiguous in this order
-    data = pa.py_buffer(flat.view(np.uint8).data) if flat.size else pa.py_buffer(b"")
     native = dtype.byteorder in "=|" and dtype.kind in "iuf" and dtype.itemsize <= 8
     arrow_type = pa.from_numpy_dtype(dtype) if native else pa.uint8()
+    key = (kind, typename, dtype.str, array.shape, order)
+    schema = _NDARRAY_SCHEMAS.get(key)
+    if schema is None:
+        extra: dict[str, object] = {"dtype": dtype.str, "shape": list(array.shape), "order": order}
+        field = pa.field("data", arrow_type, nullable=False)
+        schema = _tag(pa.schema([field]), kind, typename, extra)
+        if len(_NDARRAY_SCHEMAS) >= 64:
+            _NDARRAY_SCHEMAS.clear()
+        _NDARRAY_SCHEMAS[key] = schema
+    raw = flat.view(np.uint8).data if flat.size else memoryview(b"")
     length = flat.size if native else array.nbytes
-    column = pa.Array.from_buffers(arrow_type, length, [None, data])
-    extra: dict[str, object] = {"dtype": dtype.str, "shape": list(array.shape), "order": order}
-    schema = _tag(pa.schema([pa.field("data", arrow_type, nullable=False)]), kind, typename, extra)
-    return Encoded(typename, schema, [pa.record_batch([column], schema=schema)])
+
+    def batches() -> list[pa.RecordBatch]:
+        column = pa.Array.from_buffers(arrow_type, length, [None, pa.py_buffer(raw)])
+        return [pa.record_batch([column], schema=schema)]
+
+    body = raw.cast("B") if array.nbytes >= _LAYOUT_SMALLEST else None
+    return Encoded(typename, schema, _Lazy(batches), body=body)
+
+
+class _Lazy(Sequence[pa.RecordBatch]):
+    """Batches built on first use (a local put of a large array writes its bytes without them)."""
+
+    def __init__(self, build: Callable[[], list[pa.RecordBatch]]) -> None:
+        self._build: Callable[[], list[pa.RecordBatch]] | None = build
+        self._batches: list[pa.RecordBatch] = []
+
+    def _get(self) -> list[pa.RecordBatch]:
+        if self._build is not None:
+            self._batches, self._build = self._build(), None
+        return self._batches
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    @overload
+    def __getitem__(self, index: int) -> pa.RecordBatch: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[pa.RecordBatch]: ...
+
+    def __getitem__(self, index: int | slice) -> pa.RecordBatch | Sequence[pa.RecordBatch]:
+        return self._get()[index]
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        return iter(self._get())
+
+
+# (kind, typename, dtype, shape, order) -> schema: the same object for arrays alike, so
+# their stream layout is found by identity (see ``_layout``)
+_NDARRAY_SCHEMAS: dict[tuple[str, str, str, tuple[int, ...], str], pa.Schema] = {}
+_LAYOUT_SMALLEST = 64 << 10  # below this a value goes inline: no file to write
 
 
 # Tags of the Python value node table.
@@ -231,7 +330,7 @@ def _encode_python(value: object) -> Encoded:
         pa.array(nodes.texts, pa.large_string()),
         pa.array(nodes.blobs, pa.large_binary()),
     ]
-    return Encoded(typename, schema, [pa.record_batch(columns, schema=schema)])
+    return Encoded(typename, schema, [pa.record_batch(columns, schema=schema)], plain=True)
 
 
 def kind_of(schema: pa.Schema) -> str:
@@ -242,16 +341,30 @@ def kind_of(schema: pa.Schema) -> str:
     return raw.decode()
 
 
+def typename_of(schema: pa.Schema) -> str:
+    """The type name recorded in ``schema`` (``""`` when absent or malformed)."""
+    try:
+        name = _info(schema).get("typename")
+    except ValueError:
+        return ""
+    return name if isinstance(name, str) else ""
+
+
 def _strip(schema: pa.Schema) -> pa.Schema:
     metadata = {k: v for k, v in (schema.metadata or {}).items() if k not in (KIND_KEY, _META_KEY)}
     return schema.with_metadata(metadata) if metadata else schema.remove_metadata()
 
 
 def _info(schema: pa.Schema) -> dict[str, object]:
-    info = json.loads((schema.metadata or {}).get(_META_KEY, b"{}"))
+    info = json.loads((schema.metadata or {}).get(_META_KEY, b"{}"))  # ValueError if malformed
     if not isinstance(info, dict):
         raise ValueError("malformed vgi_objectstore.meta")
     return info
+
+
+def decode_small(data: bytes) -> tuple[bool, object]:
+    """``(True, value)`` when ``data`` is a single scalar's stream (no parsing), else ``(False, None)``."""
+    return scalars().decode(data)
 
 
 def decode(buffer: pa.Buffer) -> object:
@@ -361,4 +474,15 @@ def load_pandas() -> object:
         return None
 
 
-__all__ = ["KIND_KEY", "Encoded", "decode", "decode_batches", "encode", "kind_of"]
+__all__ = [
+    "KIND_KEY",
+    "Encoded",
+    "decode",
+    "decode_batches",
+    "decode_small",
+    "encode",
+    "encode_small",
+    "kind_of",
+    "scalars",
+    "typename_of",
+]

@@ -37,6 +37,7 @@ class Entry:
     persisted: bool = False
     data: bytes | None = None
     view: pa.Buffer | None = None  # the segment mapped once, for streaming it out
+    opened: bytes | None = None  # open()'s answer naming the file, kept while it stays there
 
     @property
     def held(self) -> bool:
@@ -56,6 +57,7 @@ class Entry:
     def unmap(self) -> None:
         """Drop this server's own mapping (slices still being sent keep theirs alive)."""
         self.view = None
+        self.opened = None
 
 
 @dataclasses.dataclass

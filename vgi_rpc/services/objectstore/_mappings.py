@@ -24,6 +24,8 @@ import time
 
 import pyarrow as pa
 
+from vgi_rpc.services.objectstore._idle import IdleTimer
+
 _LEASE = getattr(fcntl, "F_SETLEASE", None)
 
 
@@ -49,7 +51,7 @@ class WriterMappings:
         self.largest = largest
         self._held: dict[int, _Held] = {}  # by inode
         self._lock = threading.Lock()
-        self._timer: threading.Timer | None = None
+        self._idle = IdleTimer(self._lock, self._expire)
 
     def target(self, path: str) -> tuple[int, pa.Buffer] | None:
         """The file's inode and a writable buffer over all of it, from the mapping kept of it.
@@ -57,6 +59,12 @@ class WriterMappings:
         ``None`` when this file is not to be kept (write it with ``write(2)``:
         faster than faulting its pages into a mapping used once).
         """
+        found = os.stat(path)  # the usual case, a file kept mapped: no descriptor to open
+        with self._lock:
+            held = self._held.get(found.st_ino)
+            if held is not None and held.size == found.st_size:
+                held.path, held.used = path, time.monotonic()
+                return found.st_ino, pa.py_buffer(held.map)
         fd = os.open(path, os.O_RDWR)
         try:
             stat = os.fstat(fd)
@@ -81,8 +89,7 @@ class WriterMappings:
             while len(self._held) > self.keep:
                 oldest = min(self._held, key=lambda i: self._held[i].used)
                 self._drop_locked(oldest)
-            if self._timer is None:
-                self._schedule_locked()
+            self._idle.arm(self.idle)
         return stat.st_ino, pa.py_buffer(mapping)
 
     def reusable(self, size: int, exclude: int) -> int:
@@ -104,28 +111,21 @@ class WriterMappings:
             held.map.close()
         os.close(held.fd)
 
-    def _schedule_locked(self) -> None:
-        self._timer = threading.Timer(self.idle, self._expire)
-        self._timer.daemon = True
-        self._timer.start()
-
     def _expire(self) -> None:
         now = time.monotonic()
         with self._lock:
-            self._timer = None
             for inode in [i for i, h in self._held.items() if now - h.used >= self.idle]:
                 self._drop_locked(inode)
             if self._held:
-                self._schedule_locked()
+                oldest = min(h.used for h in self._held.values())
+                self._idle.arm(self.idle - (now - oldest))
 
     def clear(self) -> None:
         """Let every kept mapping go."""
         with self._lock:
             for inode in list(self._held):
                 self._drop_locked(inode)
-            timer, self._timer = self._timer, None
-        if timer is not None:
-            timer.cancel()
+        self._idle.cancel()
 
 
 def _alone(fd: int) -> bool:

@@ -97,7 +97,13 @@ class SharedMemory:
             )
 
     def allocate(
-        self, size: int, *, recycle: bool = False, spare: bool = False, inode: int = 0
+        self,
+        size: int,
+        *,
+        recycle: bool = False,
+        spare: bool = False,
+        inode: int = 0,
+        name: str = "",
     ) -> Segment:
         """A file of ``size`` bytes: zero-filled, or with ``recycle`` maybe a warm one.
 
@@ -105,6 +111,7 @@ class SharedMemory:
         every byte will be written before anyone reads it. A ``spare`` is
         counted apart until ``claim`` (it is a client's next put, not in use yet).
         ``inode``: the warm file its client asks back (see ``WarmPool.claim``).
+        ``name``: the file's name (random when empty; ``FileExistsError`` if taken).
 
         Raises:
             OutOfMemory: It would exceed the limit, or the file system has no room.
@@ -113,7 +120,11 @@ class SharedMemory:
             if self._closed:
                 raise OutOfMemory("the server is shutting down")
             self.check(size)
-            path = os.path.join(self.directory, ("spare-" if spare else "") + secrets.token_hex(8))
+            if not name:
+                name = ("spare-" if spare else "") + secrets.token_hex(8)
+            path = os.path.join(self.directory, name)
+            if path in self._segments:
+                raise FileExistsError(path)
             if recycle and inode and self.warm.claim(inode, size, path):
                 return self._add_locked(path, size, spare)
             if recycle and self.warm.take(size, path):

@@ -158,14 +158,14 @@ class NameTable:
         if local is None and stored is None:
             raise NameNotFound(f"no name {name!r}")
 
-    def drop_object(self, oid: int) -> None:
-        """Unbind every name of ``oid`` (it is being deleted)."""
+    def drop_object(self, oid: int, *, stored: bool = True) -> None:
+        """Unbind every name of ``oid`` (it is being deleted); ``stored``: look in the store too."""
         with self._changed:
             for name in [n for n, i in self._names.items() if i == oid]:
                 del self._names[name]
             self._generation += 1
             self._changed.notify_all()
-        if self.store is not None:
+        if self.store is not None and stored:
             for name, bound in self.store.names().items():
                 if bound == oid:
                     self.store.drop_name(name)

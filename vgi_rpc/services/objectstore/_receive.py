@@ -16,6 +16,8 @@ import weakref
 import numpy as np
 import pyarrow as pa
 
+from vgi_rpc.services.objectstore._idle import IdleTimer
+
 
 class ReceiveBuffers:
     """Large byte buffers, handed out as views and taken back when the view dies.
@@ -32,7 +34,7 @@ class ReceiveBuffers:
         self.smallest = smallest
         self._free: list[tuple[float, np.ndarray]] = []
         self._lock = threading.Lock()
-        self._timer: threading.Timer | None = None
+        self._idle = IdleTimer(self._lock, self._expire)
 
     @property
     def kept(self) -> int:
@@ -62,31 +64,24 @@ class ReceiveBuffers:
             if base.nbytes + sum(b.nbytes for _, b in self._free) > self.limit:
                 return
             self._free.append((time.monotonic(), base))
-            if self._timer is None:
-                self._schedule_locked()
+            self._arm_locked()
 
-    def _schedule_locked(self) -> None:
+    def _arm_locked(self) -> None:
         oldest = min(t for t, _ in self._free)
-        delay = max(0.05, self.idle - (time.monotonic() - oldest))
-        self._timer = threading.Timer(delay, self._expire)
-        self._timer.daemon = True
-        self._timer.start()
+        self._idle.arm(self.idle - (time.monotonic() - oldest))
 
     def _expire(self) -> None:
         now = time.monotonic()
         with self._lock:
-            self._timer = None
             self._free = [(t, b) for t, b in self._free if now - t < self.idle]
             if self._free:
-                self._schedule_locked()
+                self._arm_locked()
 
     def clear(self) -> None:
         """Let every unused buffer go."""
         with self._lock:
             self._free.clear()
-            timer, self._timer = self._timer, None
-        if timer is not None:
-            timer.cancel()
+        self._idle.cancel()
 
 
 __all__ = ["ReceiveBuffers"]

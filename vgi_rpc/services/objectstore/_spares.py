@@ -8,11 +8,11 @@ takes back those no client has opened when another put needs the room.
 
 from __future__ import annotations
 
-import secrets
 import threading
 import time
 
 from vgi_rpc.services.objectstore._entries import Pending
+from vgi_rpc.services.objectstore._idle import IdleTimer
 from vgi_rpc.services.objectstore._memory import Segment, SharedMemory
 from vgi_rpc.services.objectstore._warm import unused
 from vgi_rpc.services.objectstore.protocol import VALUE
@@ -32,21 +32,32 @@ class Spares:
         self._lock = lock
         self._memory = memory
         self.idle = idle
-        self._timer: threading.Timer | None = None
+        self._idle = IdleTimer(lock, self._expire)
+        self._latest: dict[int, int] = {}  # each connection's last spare
 
-    def hand_out(self, segment: Segment, owner: int) -> int:
-        """Record ``segment`` as ``owner``'s spare; return its put id."""
-        spare_id = secrets.randbits(62) + 1
+    def hand_out(self, segment: Segment, owner: int, spare_id: int) -> tuple[bool, Segment | None]:
+        """Record ``segment`` as ``owner``'s spare ``spare_id``, in place of its last one.
+
+        Returns whether it was (not when the id is taken) and the segment of
+        the owner's previous spare if that was still unused (the caller frees it).
+        """
         with self._lock:
+            if spare_id in self._pending:
+                return False, None
+            previous = self._latest.pop(owner, 0)
+            old = self._pending.get(previous)
+            replaced = None
+            if old is not None and old.spare and old.owner == owner:
+                replaced = self._pending.pop(previous).segment
             self._pending[spare_id] = Pending(segment, VALUE, owner, time.monotonic(), spare=True)
-            self._schedule_locked()
-        return spare_id
+            self._latest[owner] = spare_id
+            self._idle.arm(self.idle)
+        return True, replaced
 
-    def _schedule_locked(self) -> None:
-        if self._timer is None:
-            self._timer = threading.Timer(self.idle, self._expire)
-            self._timer.daemon = True
-            self._timer.start()
+    def forget(self, owner: int) -> None:
+        """The connection ``owner`` ended (its pending puts are freed by the server)."""
+        with self._lock:
+            self._latest.pop(owner, None)
 
     def _take_locked(self, idle_for: float | None) -> list[Segment]:
         """Pop the spares nobody has opened (and, with ``idle_for``, that old)."""
@@ -62,10 +73,9 @@ class Spares:
 
     def _expire(self) -> None:
         with self._lock:
-            self._timer = None
             segments = self._take_locked(self.idle)
             if any(p.spare for p in self._pending.values()):
-                self._schedule_locked()
+                self._idle.arm(self.idle)
         for segment in segments:
             self._memory.free(segment)
 
@@ -79,10 +89,7 @@ class Spares:
 
     def close(self) -> None:
         """Stop the expiry timer."""
-        with self._lock:
-            timer, self._timer = self._timer, None
-        if timer is not None:
-            timer.cancel()
+        self._idle.cancel()
 
 
 __all__ = ["Spares"]

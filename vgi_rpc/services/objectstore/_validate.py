@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pyarrow as pa
 
-from vgi_rpc.services.objectstore._codec import kind_of
+from vgi_rpc.services.objectstore._codec import kind_of, typename_of
 from vgi_rpc.services.objectstore._errors import InvalidRequest
 from vgi_rpc.services.objectstore._ids import ObjectID
 from vgi_rpc.services.objectstore.protocol import BLOB, VALUE
@@ -62,6 +64,23 @@ def properties(props: dict[str, str]) -> dict[str, str]:
     return props
 
 
+def properties_text(text: str) -> dict[str, str]:
+    """Extra metadata as it travels: ``""``, or a JSON object of at most 64 small strings."""
+    if not text:
+        return {}
+    if len(text) > MAX_PROPERTIES * (MAX_PROPERTY_BYTES + 8):
+        raise InvalidRequest(f"properties of {len(text)} characters are too long")
+    try:
+        props = json.loads(text)
+    except ValueError as exc:
+        raise InvalidRequest(f"properties are not JSON: {exc}") from None
+    if not isinstance(props, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in props.items()
+    ):
+        raise InvalidRequest("properties must be a JSON object of strings")
+    return properties(props)
+
+
 def bounded(value: int, what: str, low: int, high: int) -> int:
     """``value`` within ``[low, high]``."""
     if not low <= value <= high:
@@ -69,8 +88,11 @@ def bounded(value: int, what: str, low: int, high: int) -> int:
     return value
 
 
-def value_stream(data: pa.Buffer) -> None:
-    """Check that ``data`` is a well-formed object store IPC stream (structure, not values)."""
+def value_stream(data: pa.Buffer) -> str:
+    """Check that ``data`` is a well-formed object store IPC stream (structure, not values).
+
+    Returns the type name it records (``""`` when it records none).
+    """
     try:
         reader = pa.ipc.open_stream(data)
         kind_of(reader.schema)
@@ -78,3 +100,4 @@ def value_stream(data: pa.Buffer) -> None:
             batch.validate()
     except (pa.ArrowException, ValueError, OSError) as exc:
         raise InvalidRequest(f"malformed object data: {exc}") from None
+    return typename_of(reader.schema)

@@ -29,6 +29,8 @@ import secrets
 import threading
 import time
 
+from vgi_rpc.services.objectstore._idle import IdleTimer
+
 WARM_PREFIX = "warm-"
 _LEASE = getattr(fcntl, "F_SETLEASE", None)
 
@@ -99,7 +101,7 @@ class WarmPool:
         self._files: list[_Warm] = []
         self._bytes = 0
         self._lock = threading.Lock()
-        self._timer: threading.Timer | None = None
+        self._idle = IdleTimer(self._lock, self._expire)
         self._closed = False
 
     @property
@@ -135,7 +137,7 @@ class WarmPool:
             self._files.append(_Warm(path, size, time.monotonic(), inode, busy))
             self._bytes += size
             dropped = self._shrink_locked(self.limit)
-            self._schedule_locked()
+            self._arm_locked()
         for old in dropped:
             _unlink(old)
 
@@ -196,23 +198,19 @@ class WarmPool:
             dropped.append(old.path)
         return dropped
 
-    def _schedule_locked(self) -> None:
-        if self._timer is None and self._files and not self._closed:
+    def _arm_locked(self) -> None:
+        if self._files and not self._closed:
             oldest = min(w.since for w in self._files)
-            delay = max(0.05, self.idle - (time.monotonic() - oldest))
-            self._timer = threading.Timer(delay, self._expire)
-            self._timer.daemon = True
-            self._timer.start()
+            self._idle.arm(self.idle - (time.monotonic() - oldest))
 
     def _expire(self) -> None:
         now = time.monotonic()
         with self._lock:
-            self._timer = None
             old = [w for w in self._files if now - w.since >= self.idle]
             for w in old:
                 self._files.remove(w)
                 self._bytes -= w.size
-            self._schedule_locked()
+            self._arm_locked()
         for w in old:
             _unlink(w.path)
 
@@ -220,10 +218,8 @@ class WarmPool:
         """Give every warm file back and stop the timer."""
         with self._lock:
             self._closed = True
-            timer, self._timer = self._timer, None
             dropped = self._shrink_locked(0)
-        if timer is not None:
-            timer.cancel()
+        self._idle.cancel()
         for path in dropped:
             _unlink(path)
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import json
 import mmap
 import os
+import secrets
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from types import TracebackType
 
@@ -23,12 +25,13 @@ import pyarrow as pa
 from typing_extensions import Buffer
 
 from vgi_rpc import RpcError, tcp_connect, unix_connect
-from vgi_rpc.services.objectstore._codec import Encoded, decode, encode
+from vgi_rpc.services.objectstore._codec import Encoded, decode, decode_small, encode, encode_small
 from vgi_rpc.services.objectstore._entries import map_file
 from vgi_rpc.services.objectstore._errors import BlobSealed, ObjectNotFound, PutAborted, typed
 from vgi_rpc.services.objectstore._ids import ObjectID
 from vgi_rpc.services.objectstore._mappings import WriterMappings
 from vgi_rpc.services.objectstore._receive import ReceiveBuffers
+from vgi_rpc.services.objectstore._write import write_file, write_into
 from vgi_rpc.services.objectstore.protocol import (
     BLOB,
     VALUE,
@@ -51,15 +54,41 @@ def default_socket() -> str:
     return os.path.join(tempfile.gettempdir(), f"vgi-objectstore-{os.getuid()}.sock")
 
 
-@contextlib.contextmanager
-def _typed_errors() -> Iterator[None]:
-    try:
-        yield
-    except RpcError as exc:
-        error = typed(exc)
-        if error is exc:
-            raise
-        raise error from None
+class _TypedErrors:
+    """Raises the store's typed error for an ``RpcError`` (a class: cheaper than a generator)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if isinstance(exc, RpcError):
+            error = typed(exc)
+            if error is not exc:
+                raise error from None
+
+
+_TYPED = _TypedErrors()
+
+
+def _typed_errors() -> _TypedErrors:
+    return _TYPED
+
+
+def _properties(properties: dict[str, str]) -> str:
+    """Extra metadata as it travels: a JSON object of strings."""
+    pairs: list[tuple[object, object]] = list(
+        properties.items()
+    )  # checked: callers may not be typed
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in pairs):
+        raise TypeError("properties must map str to str")
+    return json.dumps(properties)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -138,7 +167,7 @@ class BlobWriter:
             self._client.upload(put_id, memoryview(self._remote))
             self._remote = None
         with _typed_errors():
-            self.id = ObjectID(proxy.seal(put_id, BLOB, name, persist, {}))
+            self.id = ObjectID(proxy.seal(put_id, name, persist, ""))
         return self.id
 
     def abort(self) -> None:
@@ -163,31 +192,6 @@ class BlobWriter:
             self.seal()
 
     close = seal
-
-
-class _FileWriter(io.RawIOBase):
-    """Writes an existing file from its start with ``pwrite`` (no truncation, no mapping)."""
-
-    def __init__(self, path: str) -> None:
-        super().__init__()
-        self._fd = os.open(path, os.O_WRONLY)
-        self._position = 0
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: Buffer) -> int:
-        view = memoryview(data).cast("B")
-        size = len(view)
-        while view:
-            written = os.pwrite(self._fd, view, self._position)
-            view, self._position = view[written:], self._position + written
-        return size
-
-    def close(self) -> None:
-        if not self.closed:
-            os.close(self._fd)
-        super().close()
 
 
 class _ChunkSender(io.RawIOBase):
@@ -269,6 +273,8 @@ class ObjectStoreClient:
         )
         self.max_inline = min(self.server.max_inline, 64 << 10)
         self.chunk = min(self.server.max_chunk, _CHUNK)
+        # a local put asks for a spare (its next put's file) only where the server keeps any
+        self._spares = self.local and bool(self.server.warm_limit)
 
     @property
     def proxy(self) -> ObjectStore:
@@ -310,18 +316,17 @@ class ObjectStoreClient:
         properties: dict[str, str] | None = None,
     ) -> ObjectID:
         """Store ``value`` (immutable from now on) and return its id."""
+        props = _properties(properties) if properties else ""
+        small = encode_small(value)
+        if small is not None:
+            return self._put_inline(small[1], name, persist, props)
         encoded = encode(value)
-        props = dict(properties or {})
         with _typed_errors():
             if encoded.data_size() < self.max_inline:  # likely small: write the IPC only once
-                data = encoded.to_buffer()
-                size = data.size
+                data = encoded.to_bytes()
+                size = len(data)
                 if size <= self.max_inline:
-                    return ObjectID(
-                        self.proxy.put_inline(
-                            data.to_pybytes(), VALUE, encoded.typename, name, persist, props
-                        )
-                    )
+                    return self._put_inline(data, name, persist, props)
             else:
                 size = encoded.ipc_size()
             if self.local:
@@ -330,15 +335,21 @@ class ObjectStoreClient:
             try:
                 with pa.PythonFile(_ChunkSender(self, allocation.put_id), mode="w") as sink:
                     encoded.write_to(sink)
-                oid = self.proxy.seal(allocation.put_id, encoded.typename, name, persist, props)
+                oid = self.proxy.seal(allocation.put_id, name, persist, props)
             except BaseException:
                 with contextlib.suppress(Exception):
                     self.proxy.abort(allocation.put_id)
                 raise
         return ObjectID(oid)
 
+    def _put_inline(self, data: bytes, name: str | None, persist: bool, props: str) -> ObjectID:
+        with _typed_errors():
+            if name is None and not persist and not props:
+                return ObjectID(self.proxy.put_small(data))
+            return ObjectID(self.proxy.put_inline(data, name, persist, props))
+
     def _put_local(
-        self, encoded: Encoded, size: int, name: str | None, persist: bool, props: dict[str, str]
+        self, encoded: Encoded, size: int, name: str | None, persist: bool, props: str
     ) -> ObjectID:
         """Write into the spare the server handed out with the last put (or a new allocation).
 
@@ -347,19 +358,17 @@ class ObjectStoreClient:
         """
         spare: _Spare | None = getattr(self._tls, "spare", None)
         self._tls.spare = None
-        drop = 0
         if spare is not None and spare.size == size:
             try:
                 return self._write_and_seal(
-                    encoded, size, spare.put_id, spare.path, 0, name, persist, props
+                    encoded, size, spare.put_id, spare.path, name, persist, props
                 )
             except (FileNotFoundError, PutAborted):
                 pass  # the server took the spare back to make room: allocate instead
-        elif spare is not None:
-            drop = spare.put_id
+        # (a spare of another size is replaced by the next one the server hands out)
         allocation = self.proxy.allocate(size, VALUE)
         return self._write_and_seal(
-            encoded, size, allocation.put_id, allocation.path, drop, name, persist, props
+            encoded, size, allocation.put_id, allocation.path, name, persist, props
         )
 
     def _write_and_seal(
@@ -368,38 +377,38 @@ class ObjectStoreClient:
         size: int,
         put_id: int,
         path: str,
-        drop: int,
         name: str | None,
         persist: bool,
-        props: dict[str, str],
+        props: str,
     ) -> ObjectID:
+        plain = name is None and not persist and not props
+        spare = _Spare(secrets.randbits(62) + 1, size, "") if plain and self._spares else None
         try:
             kept = self._mappings.target(path) if self._mappings.keep else None
             if kept is not None:
                 # through a mapping this client keeps: no faults once the file comes back
                 inode, buffer = kept
-                with pa.FixedSizeBufferWriter(buffer) as target:
-                    encoded.write_to(target)
+                write_into(encoded, buffer)
                 del buffer, kept
                 reuse = self._mappings.reusable(size, exclude=inode)
             else:
-                # write(2) into the file: faster than faulting pages into a fresh mapping;
-                # no O_TRUNC, so a warm file's pages are overwritten rather than freed
-                with pa.PythonFile(_FileWriter(path), mode="w") as sink:
-                    encoded.write_to(sink)
+                write_file(encoded, path)
                 reuse = 0
             with _typed_errors():
-                wire = self.proxy.seal_next(
-                    put_id, encoded.typename, name, persist, props, size, drop, reuse
-                )
+                if plain:  # and reserve the file of the next put
+                    next_id = spare.put_id if spare else 0
+                    oid = self.proxy.seal_next(put_id, next_id, size, reuse)
+                else:
+                    oid = self.proxy.seal(put_id, name, persist, props)
         except BaseException as exc:
             if not isinstance(exc, (FileNotFoundError, PutAborted)):
                 with contextlib.suppress(Exception):
                     self.proxy.abort(put_id)
             raise
-        if "put_id" in wire:
-            self._tls.spare = _Spare(int(wire["put_id"]), int(wire["size"]), wire["path"].decode())
-        return ObjectID(int(wire["id"]))
+        if spare is not None:  # made, unless its file turns out to be missing
+            path = os.path.join(self.server.shm_dir, f"spare-{spare.put_id:016x}")
+            self._tls.spare = _Spare(spare.put_id, size, path)
+        return ObjectID(oid)
 
     def upload(self, put_id: int, data: memoryview, offset: int = 0) -> None:
         """Send bytes of a pending put (at ``offset``) in bounded chunks."""
@@ -432,11 +441,14 @@ class ObjectStoreClient:
     def get(self, ref: ObjectID | str) -> object:
         """The value (or ``Blob``) with this id or name; zero-copy on the server's host."""
         with _typed_errors():
-            meta = Opened.from_wire(self.proxy.open(str(ref), self.max_inline))
-        buffer = self._buffer(meta)
+            meta = Opened.from_wire(self.proxy.open(str(ref)))
         if meta.kind == BLOB:
-            return Blob(ObjectID(meta.id), buffer)
-        return decode(buffer)
+            return Blob(ObjectID(meta.id), self._buffer(meta))
+        if meta.data is not None:
+            known, value = decode_small(meta.data)
+            if known:
+                return value
+        return decode(self._buffer(meta))
 
     def get_blob(self, ref: ObjectID | str) -> Blob:
         """The blob with this id or name."""

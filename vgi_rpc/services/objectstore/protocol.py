@@ -3,14 +3,16 @@
 Objects are bytes on the server: an Arrow IPC stream for a value (see
 ``_codec``) or the raw bytes of a blob. A put is ``put_inline`` (small), or
 ``allocate`` + (a local client writes the file it is given, a remote one calls
-``write``) + ``seal``; ``seal_next`` seals and hands a local client the file of
-its next put at once, so a stream of puts takes one round trip each. A get is ``open`` (small objects come back inline, a
-local client maps the file it names) and, for a large remote object, the
-``read`` producer stream of bounded chunks.
+``write``) + ``seal``; ``seal_next`` seals and reserves a local client's next
+put at once, so a stream of puts takes one round trip each. A get is ``open``
+(small objects come back inline, a local client maps the file it names) and,
+for a large remote object, the ``read`` producer stream of bounded chunks.
+The hot calls take and return flat values only (ints, strings, bytes).
 """
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -32,6 +34,8 @@ class ServerInfo(ArrowSerializableDataclass):
     bytes handed to connected local clients for their next put (``seal_next``;
     given back when the client disconnects, or to make room). ``warm_limit``
     and ``warm_idle``: the server's ``--warm`` and ``--warm-idle``.
+    ``max_inline``: the largest ``put_inline``; ``get_inline``: the largest
+    object ``open`` answers with its bytes.
     """
 
     instance_id: str
@@ -47,6 +51,7 @@ class ServerInfo(ArrowSerializableDataclass):
     warm_idle: float
     max_inline: int
     max_chunk: int
+    get_inline: int
 
 
 @dataclass(frozen=True)
@@ -71,13 +76,17 @@ class ObjectMeta(ArrowSerializableDataclass):
     path: str = ""
 
 
+_OPENED = struct.Struct("<qqB")  # id, nbytes, flags
+_BLOB_FLAG = 1
+_INLINE_FLAG = 2
+
+
 @dataclass(frozen=True)
 class Opened:
     """What a get needs: the bytes of a small object, else its shared-memory file (if any).
 
-    On the wire ``open`` answers a ``map<utf8, binary>`` (see ``to_wire``): a
-    dataclass result costs the core a nested IPC stream per call, and this is
-    the hot path of every get.
+    On the wire ``open`` answers one ``binary`` (see ``to_wire``): a flat
+    result is the cheapest a call can carry, and this is every get's path.
     """
 
     id: int
@@ -86,30 +95,31 @@ class Opened:
     path: str
     data: bytes | None
 
-    def to_wire(self) -> dict[str, bytes]:
-        """``id`` and ``nbytes`` as decimal ASCII, ``kind`` and ``path`` as UTF-8, ``data`` if any."""
-        wire = {
-            "id": b"%d" % self.id,
-            "kind": self.kind.encode(),
-            "nbytes": b"%d" % self.nbytes,
-            "path": self.path.encode(),
-        }
-        if self.data is not None:
-            wire["data"] = self.data
-        return wire
+    def to_wire(self) -> bytes:
+        """``<q id><q nbytes><B flags>`` (1: a blob, 2: data follows), then the data or the UTF-8 path."""
+        flags = (_BLOB_FLAG if self.kind == BLOB else 0) | (
+            _INLINE_FLAG if self.data is not None else 0
+        )
+        head = _OPENED.pack(self.id, self.nbytes, flags)
+        return head + (self.data if self.data is not None else self.path.encode())
 
     @classmethod
-    def from_wire(cls, wire: dict[str, bytes]) -> Opened:
+    def from_wire(cls, wire: bytes) -> Opened:
         """Parse ``open``'s answer (``ValueError`` if malformed)."""
+        if len(wire) < _OPENED.size:
+            raise ValueError(f"malformed open() answer: {len(wire)} bytes")
+        oid, nbytes, flags = _OPENED.unpack_from(wire)
+        if flags & ~(_BLOB_FLAG | _INLINE_FLAG) or nbytes < 0:
+            raise ValueError(f"malformed open() answer: flags {flags}, nbytes {nbytes}")
+        rest = wire[_OPENED.size :]
+        kind = BLOB if flags & _BLOB_FLAG else VALUE
+        if flags & _INLINE_FLAG:
+            if len(rest) != nbytes:
+                raise ValueError(f"malformed open() answer: {len(rest)} of {nbytes} bytes")
+            return cls(oid, kind, nbytes, "", rest)
         try:
-            return cls(
-                int(wire["id"]),
-                wire["kind"].decode(),
-                int(wire["nbytes"]),
-                wire["path"].decode(),
-                wire.get("data"),
-            )
-        except (KeyError, UnicodeDecodeError) as exc:
+            return cls(oid, kind, nbytes, rest.decode(), None)
+        except UnicodeDecodeError as exc:
             raise ValueError(f"malformed open() answer: {exc}") from None
 
 
@@ -137,16 +147,19 @@ class ObjectStore(Protocol):
         """The server's identity and limits."""
         ...
 
-    def put_inline(
-        self,
-        data: bytes,
-        kind: str,
-        typename: str,
-        name: str | None,
-        persist: bool,
-        properties: dict[str, str],
-    ) -> int:
-        """Store a small object sent whole; optionally name and persist it; return its id."""
+    def put_small(self, data: bytes) -> int:
+        """Store a small value (its IPC stream) sent whole; return its id.
+
+        ``put_inline`` without a name, persistence or properties: the common
+        put, so it carries nothing else.
+        """
+        ...
+
+    def put_inline(self, data: bytes, name: str | None, persist: bool, properties: str) -> int:
+        """Store a small value (its IPC stream) sent whole; optionally name and persist it; return its id.
+
+        ``properties``: extra metadata as a JSON object of strings (``""``: none).
+        """
         ...
 
     def allocate(self, size: int, kind: str) -> Allocation:
@@ -157,37 +170,27 @@ class ObjectStore(Protocol):
         """Write ``data`` at ``offset`` of a pending put; return the bytes written so far."""
         ...
 
-    def seal(
-        self,
-        put_id: int,
-        typename: str,
-        name: str | None,
-        persist: bool,
-        properties: dict[str, str],
-    ) -> int:
-        """Make a pending put an immutable object (validated first); return its id."""
+    def seal(self, put_id: int, name: str | None, persist: bool, properties: str) -> int:
+        """Make a pending put an immutable object (validated first); return its id.
+
+        ``properties`` as for ``put_inline``; a value's type name is the one its stream records.
+        """
         ...
 
-    def seal_next(
-        self,
-        put_id: int,
-        typename: str,
-        name: str | None,
-        persist: bool,
-        properties: dict[str, str],
-        next_size: int,
-        drop: int,
-        reuse: int,
-    ) -> dict[str, bytes]:
-        """``seal``; then reserve ``next_size`` bytes for this connection's next put.
+    def seal_next(self, put_id: int, next_put_id: int, next_size: int, reuse: int) -> int:
+        """``seal`` (no name, persistence or properties); then reserve this connection's next put.
 
-        Answers ``id`` (decimal ASCII) and, when the reservation was made,
-        ``put_id``, ``size`` and ``path`` of the new pending put, so that put
-        takes one round trip. ``drop``: a pending put to abort first (0: none).
+        The reservation (the connection's *spare*, replacing any it had) is
+        ``next_size`` bytes as pending put ``next_put_id``, in the file
+        ``spare-`` + ``next_put_id`` as 16 hex digits in the server's
+        ``shm_dir``. The caller picks the id (at random, from 1 to 2**62) and
+        finds the file there, so its next put of that size takes one round
+        trip; when the file is missing (no room, or the id was taken) it calls
+        ``allocate``. Only this connection may write, seal or abort a spare.
         ``reuse``: the inode of a deleted object's file this client wrote and
         still maps, and has shown (with a write lease on the descriptor behind
-        its mapping) that nobody else has open; the reservation is that file
-        when the server still keeps it (0: any file).
+        its mapping) that nobody else has open; the spare is that file when the
+        server still keeps it (0: any file).
         """
         ...
 
@@ -195,8 +198,13 @@ class ObjectStore(Protocol):
         """Drop a pending put and free its memory."""
         ...
 
-    def open(self, ref: str, max_inline: int) -> dict[str, bytes]:
-        """Resolve an id (``o`` + hex) or a name, loading it from the store if needed (``Opened.to_wire``)."""
+    def open(self, ref: str) -> bytes:
+        """Resolve an id (``o`` + hex) or a name, loading it from the store if needed.
+
+        Answers ``Opened.to_wire``: an object of at most ``get_inline`` bytes
+        (see ``info``) comes back whole, a larger one as its shared-memory
+        file, to map on this host or to ``read`` from elsewhere.
+        """
         ...
 
     def read(self, object_id: int, chunk: int) -> Stream[StreamState]:

@@ -7,7 +7,6 @@ the connection that made it and is freed when that connection ends.
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import secrets
 import socket
@@ -19,6 +18,7 @@ import pyarrow as pa
 
 from vgi_rpc import Stream
 from vgi_rpc.services.objectstore import _validate as check
+from vgi_rpc.services.objectstore._codec import scalars
 from vgi_rpc.services.objectstore._entries import SERVERS, Entry, Pending, ReadState, mapped
 from vgi_rpc.services.objectstore._errors import (
     BlobSealed,
@@ -30,7 +30,9 @@ from vgi_rpc.services.objectstore._errors import (
 )
 from vgi_rpc.services.objectstore._ids import ObjectID
 from vgi_rpc.services.objectstore._memory import Segment, SharedMemory
+from vgi_rpc.services.objectstore._meta import held_meta, page, stored_meta
 from vgi_rpc.services.objectstore._names import NameTable
+from vgi_rpc.services.objectstore._shapes import StreamShapes
 from vgi_rpc.services.objectstore._spares import Spares
 from vgi_rpc.services.objectstore._store import Store
 from vgi_rpc.services.objectstore.protocol import (
@@ -44,9 +46,18 @@ from vgi_rpc.services.objectstore.protocol import (
 )
 
 MAX_INLINE = 256 << 10
+GET_INLINE = 64 << 10  # open() answers objects this small with their bytes
 MAX_CHUNK = 8 << 20
 LEASE_SECONDS = 600.0  # a pending put with no connection (HTTP) untouched this long is freed
 WARM_IDLE = 10.0
+
+
+MAX_PUT_ID = 1 << 62
+
+
+def spare_name(put_id: int) -> str:
+    """The file name of spare ``put_id`` (see ``seal_next``)."""
+    return f"spare-{put_id:016x}"
 
 
 def default_warm(memory_limit: int) -> int:
@@ -91,6 +102,7 @@ class ObjectStoreServer:
         self._lock = threading.RLock()
         self._connection = threading.local()
         self.spares = Spares(self._pending, self._lock, self.memory, warm_idle)
+        self.shapes = StreamShapes()
         SERVERS[self.instance_id] = self
 
     # connections and lifecycle
@@ -103,6 +115,7 @@ class ObjectStoreServer:
     def connection_closed(self, connection: int) -> None:
         """Free the pending puts of a connection that ended (its client may have died)."""
         self._connection.id = None
+        self.spares.forget(connection)
         with self._lock:
             dead = [pid for pid, p in self._pending.items() if p.owner == connection]
             segments = [self._pending.pop(pid).segment for pid in dead]
@@ -135,34 +148,33 @@ class ObjectStoreServer:
             warm_idle=self.memory.warm.idle,
             max_inline=MAX_INLINE,
             max_chunk=MAX_CHUNK,
+            get_inline=GET_INLINE,
         )
 
     # puts
 
-    def put_inline(
-        self,
-        data: bytes,
-        kind: str,
-        typename: str,
-        name: str | None,
-        persist: bool,
-        properties: dict[str, str],
+    def put_small(self, data: bytes) -> int:
+        """Store a small value sent whole, with no name, persistence or properties."""
+        return self._put_inline(data, None, False, {})
+
+    def put_inline(self, data: bytes, name: str | None, persist: bool, properties: str) -> int:
+        """Store a small value sent whole (kept in the server's memory, no file)."""
+        return self._put_inline(data, name, persist, check.properties_text(properties))
+
+    def _put_inline(
+        self, data: bytes, name: str | None, persist: bool, props: dict[str, str]
     ) -> int:
-        """Store a small object sent whole (kept in the server's memory, no file)."""
         check.bounded(len(data), "inline data size", 0, MAX_INLINE)
-        check.kind(kind)
-        self._check_new(name, properties)
-        if kind == VALUE:
-            check.value_stream(pa.py_buffer(data))
+        self._check_name_free(name)
+        data = bytes(data)
+        template = scalars().match(data)  # a prebuilt scalar stream: well-formed as it is
+        typename = template.typename if template else check.value_stream(pa.py_buffer(data))
         self._reserve(len(data))
-        entry = Entry(
-            ObjectID.generate(), kind, typename[:200] or kind, len(data), dict(properties), None
-        )
-        entry.data = bytes(data)
+        entry = Entry(ObjectID.generate(), VALUE, typename[:200] or VALUE, len(data), props, None)
+        entry.data = data
         return self._commit(entry, name, persist)
 
-    def _check_new(self, name: str | None, properties: dict[str, str]) -> None:
-        check.properties(properties)
+    def _check_name_free(self, name: str | None) -> None:
         if name is not None and self.names.find(check.name(name)) is not None:
             raise NameTaken(f"the name {name!r} is taken")
 
@@ -199,15 +211,23 @@ class ObjectStoreServer:
         segment = self._allocate(size, recycle=kind == VALUE)  # a value put writes every byte
         put_id = secrets.randbits(62) + 1
         with self._lock:
+            while put_id in self._pending:  # a client's spare may have taken it
+                put_id = secrets.randbits(62) + 1
             owner = getattr(self._connection, "id", None)
             self._pending[put_id] = Pending(segment, kind, owner, time.monotonic())
         return Allocation(put_id=put_id, size=size, path=segment.path)
 
     def _allocate(
-        self, size: int, *, recycle: bool = False, spare: bool = False, inode: int = 0
+        self,
+        size: int,
+        *,
+        recycle: bool = False,
+        spare: bool = False,
+        inode: int = 0,
+        name: str = "",
     ) -> Segment:
         try:
-            return self.memory.allocate(size, recycle=recycle, spare=spare, inode=inode)
+            return self.memory.allocate(size, recycle=recycle, spare=spare, inode=inode, name=name)
         except OutOfMemory:
             if spare:
                 raise
@@ -256,13 +276,19 @@ class ObjectStoreServer:
                 raise BlobSealed(
                     f"put {put_id} was sealed as {ObjectID(self._sealed[put_id])}; objects are immutable"
                 )
-            pending = self._pending.pop(put_id, None) if pop else self._pending.get(put_id)
-            if pending is None:
+            pending = self._pending.get(put_id)
+            if pending is None or not self._mine(pending):
                 raise PutAborted(
                     f"no pending put {put_id}: never allocated, aborted, expired or its client left"
                 )
+            if pop:
+                del self._pending[put_id]
             pending.touched = time.monotonic()
             return pending
+
+    def _mine(self, pending: Pending) -> bool:
+        """A spare is its connection's alone (its id is in its file name)."""
+        return not pending.spare or pending.owner == getattr(self._connection, "id", None)
 
     def write(self, put_id: int, offset: int, data: bytes) -> int:
         """Write into a pending put."""
@@ -279,25 +305,27 @@ class ObjectStoreServer:
             os.close(fd)
         return offset + len(data)
 
-    def seal(
-        self,
-        put_id: int,
-        typename: str,
-        name: str | None,
-        persist: bool,
-        properties: dict[str, str],
-    ) -> int:
+    def seal(self, put_id: int, name: str | None, persist: bool, properties: str) -> int:
         """Validate a pending put and make it an immutable object; return its id."""
         pending = self._take_pending(put_id, pop=True)
         try:
-            size = os.stat(pending.segment.path).st_size
-            if size != pending.segment.size:
-                raise InvalidRequest(
-                    f"put {put_id} holds {size} bytes, not the {pending.segment.size} allocated"
-                )
-            self._check_new(name, properties)
-            if pending.kind == VALUE:
-                check.value_stream(mapped(pending.segment))
+            props = check.properties_text(properties)
+        except BaseException:
+            self.memory.free(pending.segment)
+            raise
+        return self._seal(put_id, pending, name, persist, props)
+
+    def _seal(
+        self,
+        put_id: int,
+        pending: Pending,
+        name: str | None,
+        persist: bool,
+        props: dict[str, str],
+    ) -> int:
+        try:
+            self._check_name_free(name)
+            typename = self._checked(put_id, pending)[:200] or pending.kind
         except BaseException:
             self.memory.free(pending.segment)
             raise
@@ -305,9 +333,9 @@ class ObjectStoreServer:
         entry = Entry(
             ObjectID.generate(),
             pending.kind,
-            typename[:200] or pending.kind,
-            size,
-            dict(properties),
+            typename,
+            pending.segment.size,
+            props,
             pending.segment,
         )
         with self._lock:
@@ -316,44 +344,68 @@ class ObjectStoreServer:
                 self._sealed.popitem(last=False)
         return self._commit(entry, name, persist)
 
-    def seal_next(
-        self,
-        put_id: int,
-        typename: str,
-        name: str | None,
-        persist: bool,
-        properties: dict[str, str],
-        next_size: int,
-        drop: int,
-        reuse: int,
-    ) -> dict[str, bytes]:
-        """``seal``, then hand this connection a spare segment of ``next_size`` bytes for its next put.
+    def _checked(self, put_id: int, pending: Pending) -> str:
+        """Check a put's file: its size, and a value's stream (by its edges when its shape is known).
 
-        ``drop``: a spare (or pending put) of this connection to abort first (0: none).
-        ``reuse``: the inode of a deleted object's file the client wrote and still
-        maps alone, to be handed back as the spare (0: any).
+        Returns the value's type name (``""`` for a blob).
         """
-        if drop:
-            self.abort(drop)
-        oid = self.seal(put_id, typename, name, persist, properties)
-        wire = {"id": b"%d" % oid}
+        segment = pending.segment
+        fd = os.open(segment.path, os.O_RDONLY)
+        try:
+            size = os.fstat(fd).st_size
+            if size != segment.size:
+                raise InvalidRequest(
+                    f"put {put_id} holds {size} bytes, not the {segment.size} allocated"
+                )
+            if pending.kind != VALUE:
+                return ""
+            typename = self.shapes.known(fd, size)
+        finally:
+            os.close(fd)
+        if typename is None:
+            data = mapped(segment)
+            typename = check.value_stream(data)
+            self.shapes.learn(data, typename)
+        return typename
+
+    def seal_next(self, put_id: int, next_put_id: int, next_size: int, reuse: int) -> int:
+        """Seal a plain put, then reserve ``next_size`` bytes as this connection's spare ``next_put_id``.
+
+        The spare's file is named ``spare_name(next_put_id)``; none is made
+        when there is no room, no warm memory, no connection (HTTP) or the id
+        is taken. It replaces the connection's previous spare, if unused.
+        ``reuse``: the inode of a deleted object's file the client wrote and
+        still maps alone, to be handed back as the spare (0: any).
+        """
+        oid = self._seal(put_id, self._take_pending(put_id, pop=True), None, False, {})
         owner = getattr(self._connection, "id", None)
         if owner is None or next_size <= 0 or not self.memory.warm.limit:
-            return wire  # no connection (HTTP) to tie a spare to, or nothing may be kept warm
+            return oid  # no connection (HTTP) to tie a spare to, or nothing may be kept warm
+        if not 0 < next_put_id <= MAX_PUT_ID or not 0 < next_size <= self.memory.limit:
+            return oid
+        with self._lock:
+            if next_put_id in self._pending or next_put_id in self._sealed:
+                return oid  # taken: the client finds no file and allocates
         try:
-            segment = self._allocate(next_size, recycle=True, spare=True, inode=reuse)
-        except OutOfMemory:
-            return wire  # no room to spare: the next put allocates as usual
-        spare_id = self.spares.hand_out(segment, owner)
-        wire.update(put_id=b"%d" % spare_id, size=b"%d" % next_size, path=segment.path.encode())
-        return wire
+            segment = self._allocate(
+                next_size, recycle=True, spare=True, inode=reuse, name=spare_name(next_put_id)
+            )
+        except (OutOfMemory, FileExistsError):
+            return oid  # no room to spare: the next put allocates as usual
+        taken, replaced = self.spares.hand_out(segment, owner, next_put_id)
+        for unused_segment in (None if taken else segment, replaced):
+            if unused_segment is not None:  # the id was taken meanwhile / the old spare
+                self.memory.free(unused_segment)
+        return oid
 
     def abort(self, put_id: int) -> None:
-        """Drop a pending put (nothing if it is already gone)."""
+        """Drop a pending put (nothing if it is already gone, or is another connection's spare)."""
         with self._lock:
-            pending = self._pending.pop(put_id, None)
-        if pending is not None:
-            self.memory.free(pending.segment)
+            pending = self._pending.get(put_id)
+            if pending is None or not self._mine(pending):
+                return
+            del self._pending[put_id]
+        self.memory.free(pending.segment)
 
     # gets and metadata
 
@@ -409,16 +461,19 @@ class ObjectStoreServer:
             self._objects[oid] = entry
         return entry
 
-    def open(self, ref: str, max_inline: int) -> dict[str, bytes]:
+    def open(self, ref: str) -> bytes:
         """Resolve an id or a name to a local object (loading it from the store if needed)."""
         target = check.reference(ref)
         oid = target if isinstance(target, ObjectID) else self.get_name(target, False, None)
         entry = self.local_entry(oid)
-        data = None
-        if entry.nbytes <= min(max_inline, MAX_INLINE):
-            data = entry.data if entry.data is not None else entry.buffer().to_pybytes()
+        if entry.opened is not None:
+            return entry.opened
         path = entry.segment.path if entry.segment is not None else ""
-        return Opened(entry.id, entry.kind, entry.nbytes, path, data).to_wire()
+        if entry.nbytes <= GET_INLINE:  # the bytes themselves: not kept twice
+            data = entry.data if entry.data is not None else entry.buffer().to_pybytes()
+            return Opened(entry.id, entry.kind, entry.nbytes, path, data).to_wire()
+        entry.opened = Opened(entry.id, entry.kind, entry.nbytes, path, None).to_wire()
+        return entry.opened
 
     def read(self, object_id: int, chunk: int) -> Stream[ReadState]:
         """Stream an object's bytes in bounded chunks."""
@@ -437,38 +492,10 @@ class ObjectStoreServer:
         stored = self.store.object_meta(oid) if self.store else None
         if stored is None:
             raise ObjectNotFound(f"no object {oid}")
-        return self._stored_meta(oid, stored)
+        return stored_meta(oid, stored, self.names.of(oid))
 
     def _meta(self, entry: Entry) -> ObjectMeta:
-        return ObjectMeta(
-            id=entry.id,
-            typename=entry.typename,
-            nbytes=entry.nbytes,
-            kind=entry.kind,
-            isglobal=entry.persisted,
-            islocal=entry.held,
-            instance_id=self.instance_id,
-            hostname=self.hostname,
-            properties=entry.properties,
-            names=self.names.of(entry.id),
-            path=entry.segment.path if entry.segment else "",
-        )
-
-    def _stored_meta(self, oid: int, stored: dict[str, object]) -> ObjectMeta:
-        props = stored.get("properties")
-        nbytes = stored.get("nbytes")
-        return ObjectMeta(
-            id=oid,
-            typename=str(stored.get("typename", "")),
-            nbytes=nbytes if isinstance(nbytes, int) else 0,
-            kind=str(stored.get("kind", VALUE)),
-            isglobal=True,
-            islocal=False,
-            instance_id=str(stored.get("instance_id", "")),
-            hostname=str(stored.get("hostname", "")),
-            properties=dict(props) if isinstance(props, dict) else {},
-            names=self.names.of(oid),
-        )
+        return held_meta(entry, self.instance_id, self.hostname, self.names.of(entry.id))
 
     # delete and persist
 
@@ -481,8 +508,10 @@ class ObjectStoreServer:
         for oid in oids:
             with self._lock:
                 entry = self._objects.pop(oid, None)
-            self.names.drop_object(oid)
-            if self.store is not None:
+            # an object held here and never persisted has no store copy, nor names there
+            stored = entry is None or entry.persisted
+            self.names.drop_object(oid, stored=stored)
+            if self.store is not None and stored:
                 self.store.delete_object(oid)
             if entry is not None:
                 self._release(entry)
@@ -558,14 +587,4 @@ class ObjectStoreServer:
             ids = set(self._objects)
         if self.store is not None:
             ids.update(self.store.object_ids())
-        page: list[ObjectMeta] = []
-        for oid in sorted(i for i in ids if i > after):
-            if len(page) == page_size:
-                return ObjectPage(objects=page, next_page_token=str(ObjectID(page[-1].id)))
-            try:
-                meta = self.get_meta(oid)
-            except ObjectNotFound:  # deleted meanwhile
-                continue
-            if pattern is None or fnmatch.fnmatchcase(meta.typename, pattern):
-                page.append(meta)
-        return ObjectPage(objects=page, next_page_token=None)
+        return page(ids, after, page_size, pattern, self.get_meta)
