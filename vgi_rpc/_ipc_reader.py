@@ -21,6 +21,7 @@ from typing import Any, NamedTuple, NoReturn
 import pyarrow as pa
 
 from vgi_rpc._errors import IPCError, MessageTooLargeError, TransportError, VgiRpcError
+from vgi_rpc._flat_row import FlatLayout, FlatRow, flat_layout
 from vgi_rpc._flatbuf import FlatbufferError, Header, decode_header, schema_shape
 from vgi_rpc._limits import CLIENT_LIMITS, DEFAULT_LIMITS, ResourceLimits
 from vgi_rpc._memory_source import MemorySource, memory_source
@@ -371,6 +372,8 @@ class IpcStreamReader:
         self._source = source
         self._limits = limits
         self.schema, dictionaries, self._nested = schemas.get(first, limits)
+        # One-row batches of this schema may be read without pyarrow (``read_row``).
+        self._layout: FlatLayout | None = None if self._nested else flat_layout(self.schema)
         self._done = False
         # The custom metadata of the last batch message read, even when it failed to decode.
         self.last_metadata: Metadata | None = None
@@ -390,12 +393,32 @@ class IpcStreamReader:
             IPCError: The message is malformed, over a limit, or fails ``validation``.
             TransportError: The channel ended or failed.
         """
+        item = self._read(validation, None)
+        assert item is None or not isinstance(item[0], FlatRow)
+        return item  # type: ignore[return-value]  # no layout given: never a FlatRow
+
+    def read_row(
+        self, validation: IpcValidation = IpcValidation.NONE
+    ) -> tuple[pa.RecordBatch | FlatRow, Metadata | None] | None:
+        """Like ``read``, but a canonical one-row batch of flat columns comes back as a ``FlatRow``.
+
+        Its values were read and checked without pyarrow; anything else
+        (including a row that is not canonical) is read by ``read``'s path.
+        """
+        return self._read(validation, self._layout)
+
+    def _read(
+        self, validation: IpcValidation, layout: FlatLayout | None
+    ) -> tuple[pa.RecordBatch | FlatRow, Metadata | None] | None:
         while True:
             message = self._next()
             if message is None:
                 return None
             if message.header.header_type == _RECORD_BATCH:
                 self.last_metadata = message.header.custom_metadata
+                row = self._row(message, layout) if layout is not None else None
+                if row is not None:
+                    return row, self.last_metadata
                 try:  # the decode boundary, inline: this is the hot path of every call
                     batch, metadata = self._decode(message)
                 except VgiRpcError:
@@ -421,6 +444,18 @@ class IpcStreamReader:
             raise IPCError(
                 f"unexpected IPC message type {message.header.header_type} inside a stream"
             )
+
+    def _row(self, message: _Message, layout: FlatLayout) -> FlatRow | None:
+        """The message as a row read without pyarrow, when it is a canonical small one."""
+        data = message.data
+        limits = self._limits
+        if (
+            type(data) is not bytes
+            or limits.min_free_rows + limits.max_rows_per_byte * (message.header.body_length) < 1
+        ):
+            return None
+        values = layout.decode(message.metadata, data)
+        return FlatRow(values, layout, data) if values is not None else None
 
     def _next(self) -> _Message | None:
         if self._done:
