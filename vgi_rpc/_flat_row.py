@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 import pyarrow as pa
 
 from vgi_rpc._errors import IPCError
-from vgi_rpc._flatbuf import FlatbufferError, batch_header
+from vgi_rpc._flatbuf import BatchHeader, FlatbufferError, batch_header
 
 _FIXED, _BOOL, _UTF8, _BINARY = range(4)
 _FORMATS = {
@@ -77,7 +77,16 @@ class FlatLayout:
     the same signature read and write the same values.
     """
 
-    __slots__ = ("_lock", "_plans", "_writers", "buffer_count", "columns", "schema", "signature")
+    __slots__ = (
+        "_lock",
+        "_plans",
+        "_seen",
+        "_writers",
+        "buffer_count",
+        "columns",
+        "schema",
+        "signature",
+    )
 
     def __init__(self, schema: pa.Schema, columns: list[_Column]) -> None:
         self.schema = schema
@@ -88,6 +97,7 @@ class FlatLayout:
         )
         self.buffer_count = sum(3 if c.kind >= _UTF8 else 2 for c in columns)
         self._plans: dict[bytes, tuple[tuple[Any, ...], ...] | None] = {}
+        self._seen: set[tuple[tuple[bytes, bytes], ...]] = set()
         self._writers: dict[tuple[tuple[bytes, bytes], ...] | None, RowWriter | None] = {}
         self._lock = threading.Lock()
 
@@ -180,7 +190,9 @@ class FlatLayout:
 
     # -- reading ----------------------------------------------------------------
 
-    def plan(self, meta: bytes) -> tuple[tuple[Any, ...], ...] | None:
+    def plan(
+        self, meta: bytes, metadata: dict[bytes, bytes] | None
+    ) -> tuple[tuple[Any, ...], ...] | None:
         """How to read the values of a message with header ``meta``; ``None``: not canonical.
 
         Positions in the plan are absolute in the whole message (prefix,
@@ -189,7 +201,10 @@ class FlatLayout:
         found = self._plans.get(meta, _MISSING)
         if found is not _MISSING:
             return found  # type: ignore[no-any-return]  # a plan or None
-        plan = self._make_plan(meta)
+        writer = self._known_writer(metadata)
+        if writer is None:
+            return None  # first sight of this metadata: pyarrow reads it (a peer's unique ids stay cheap)
+        plan = self._make_plan(meta, writer)
         if len(meta) <= 4096:
             with self._lock:
                 if len(self._plans) >= _MAX_PLANS:
@@ -197,21 +212,39 @@ class FlatLayout:
                 self._plans[meta] = plan
         return plan
 
-    def _make_plan(self, meta: bytes) -> tuple[tuple[Any, ...], ...] | None:
+    def _known_writer(self, metadata: dict[bytes, bytes] | None) -> RowWriter | None:
+        """The writer for ``metadata`` once it has been seen twice (no metadata: at once)."""
+        key = tuple(metadata.items()) if metadata else None
+        if key is not None and key not in self._writers and key not in self._seen:
+            with self._lock:
+                if len(self._seen) >= _MAX_PLANS:
+                    self._seen.clear()
+                self._seen.add(key)
+            return None
+        return self.writer(metadata)
+
+    def _header(self, meta: bytes) -> BatchHeader | None:
+        """The header's sizes when it describes one row of this layout, uncompressed."""
         try:
             head = batch_header(meta)
         except FlatbufferError:
             return None
-        body_length = head.body_length
         if (
             head.version != _V5
             or not head.plain
             or head.length != 1
             or head.node_count != len(self.columns)
             or head.buffer_count != self.buffer_count
-            or body_length <= 0
+            or head.body_length <= 0
         ):
             return None
+        return head
+
+    def _make_plan(self, meta: bytes, writer: RowWriter) -> tuple[tuple[Any, ...], ...] | None:
+        head = self._header(meta)
+        if head is None:
+            return None
+        body_length = head.body_length
         buffers = _buffers(meta, head.buffers_at, head.buffer_count, body_length)
         if buffers is None:
             return None
@@ -242,15 +275,25 @@ class FlatLayout:
                     return None
                 steps.append((kind, nulls, valid_at, None, values_at, data_at, data_len))
                 index += 3
+        # Only a header byte for byte as pyarrow writes it is read here: the flatbuffer
+        # verifier then has nothing to object to, whatever a lenient parse accepted.
+        if not _canonical(meta, head.nodes_at, buffers, body_length, writer):
+            return None
+        steps.append((8 + len(meta) + body_length,))  # the whole message's size, checked last
         return tuple(steps)
 
-    def decode(self, meta: bytes, data: bytes) -> tuple[object, ...] | None:
-        """The values of the one-row batch in ``data`` (the whole message); ``None``: use pyarrow."""
-        plan = self.plan(meta)
-        if plan is None:
+    def decode(
+        self, meta: bytes, data: bytes, metadata: dict[bytes, bytes] | None = None
+    ) -> tuple[object, ...] | None:
+        """The values of the one-row batch in ``data`` (the whole message); ``None``: use pyarrow.
+
+        ``metadata`` is the custom metadata the header carries (as framing decoded it).
+        """
+        plan = self.plan(meta, metadata)
+        if plan is None or len(data) != plan[-1][0]:
             return None
         values: list[object] = []
-        for kind, nulls, valid_at, unpack, values_at, data_at, data_len in plan:
+        for kind, nulls, valid_at, unpack, values_at, data_at, data_len in plan[:-1]:
             if nulls and data[valid_at] & 1:
                 return None  # the bitmap disagrees with the null count
             if kind == _FIXED:
@@ -276,6 +319,19 @@ class FlatLayout:
 
 
 _MISSING: Any = object()
+
+
+def _canonical(
+    meta: bytes, nodes_at: int, buffers: list[tuple[int, int]], body_length: int, writer: RowWriter
+) -> bool:
+    """Whether ``meta`` is byte for byte the header pyarrow writes for these sizes."""
+    numbers: list[int] = []
+    for i in range(len(writer.layout.columns)):
+        numbers += (1, struct.unpack_from("<q", meta, nodes_at + 16 * i + 8)[0])
+    start = 8 + len(meta)
+    numbers += [n for at, length in buffers for n in (at - start, length)]
+    numbers.append(body_length)
+    return writer.header(numbers)[8:] == meta
 
 
 def _buffers(meta: bytes, at: int, count: int, body_length: int) -> list[tuple[int, int]] | None:
@@ -363,10 +419,14 @@ class RowWriter:
         if encoded is None:
             return None
         parts, numbers = encoded
+        return [self.header(numbers), *parts]
+
+    def header(self, numbers: list[int]) -> bytes:
+        """Prefix and header of a row: node (length, null count) pairs, buffer (offset, length) pairs, body length."""
         shape = tuple(numbers)  # fixed-width rows without nulls always have the same header
         known = self.heads.get(shape)
         if known is not None:
-            return [known, *parts]
+            return known
         head = bytearray(self.template)
         node_struct, nodes_at = self.nodes
         node_count = len(self.layout.columns) * 2
@@ -377,7 +437,7 @@ class RowWriter:
         whole = bytes(head)
         if len(self.heads) < 64:
             self.heads[shape] = whole
-        return [whole, *parts]
+        return whole
 
     def stream(self, values: list[object] | tuple[object, ...]) -> bytes | None:
         """A whole IPC stream (schema, the row, end of stream) in one buffer."""

@@ -454,7 +454,7 @@ class IpcStreamReader:
             or limits.min_free_rows + limits.max_rows_per_byte * (message.header.body_length) < 1
         ):
             return None
-        values = layout.decode(message.metadata, data)
+        values = layout.decode(message.metadata, data, message.header.custom_metadata)
         return FlatRow(values, layout, data) if values is not None else None
 
     def _next(self) -> _Message | None:
