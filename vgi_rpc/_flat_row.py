@@ -457,11 +457,12 @@ def flat_layout(schema: pa.Schema) -> FlatLayout | None:
     if entry is not None and entry[0] is schema:
         return entry[1]
     columns = [_column(field.type) for field in schema]
-    layout = (
-        FlatLayout(schema, [c for c in columns if c is not None])
-        if columns and None not in columns
-        else None
-    )
+    layout = None
+    if columns and None not in columns:
+        try:
+            layout = FlatLayout(schema, [c for c in columns if c is not None])
+        except UnicodeDecodeError:  # a peer's field name that is not UTF-8: pyarrow's path
+            layout = None
     with _LAYOUTS_LOCK:
         if len(_LAYOUTS) >= 1024:
             _LAYOUTS.clear()
