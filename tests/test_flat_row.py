@@ -7,6 +7,7 @@ codec and by pyarrow and must agree on accept/reject and on the values.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import struct
@@ -15,7 +16,7 @@ from typing import Annotated, Any, Protocol
 import pyarrow as pa
 import pytest
 
-from vgi_rpc import ArrowType, IPCError, serve_pipe
+from vgi_rpc import ArrowSerializableDataclass, ArrowType, IPCError, serve_pipe
 from vgi_rpc._flat_row import EOS, FlatLayout, FlatRow, flat_layout
 from vgi_rpc._flatbuf import FlatbufferError, decode_header
 from vgi_rpc._ipc_reader import IpcValidation, memory_source, open_stream_reader
@@ -310,3 +311,38 @@ def test_a_row_whose_lazy_batch_pyarrow_refuses_is_an_ipc_error() -> None:
     assert layout is not None
     with pytest.raises(IPCError):
         FlatRow((1,), layout, b"\xff\xff\xff\xff\x08\0\0\0garbage!").batch()
+
+
+@dataclasses.dataclass
+class _Info(ArrowSerializableDataclass):
+    count: int
+    ratio: float
+    name: str
+    blob: bytes
+    on: bool
+    note: str | None = None
+    small: Annotated[int, ArrowType(pa.uint8())] = 0
+
+
+def test_flat_dataclasses_serialize_as_pyarrow_does_and_read_back() -> None:
+    rng = random.Random(7)
+    for _ in range(50):
+        value = _Info(
+            rng.randint(-(1 << 63), (1 << 63) - 1),
+            rng.uniform(-1e9, 1e9),
+            "".join(rng.choice("ab€ ") for _ in range(rng.randint(0, 9))),
+            rng.randbytes(rng.randint(0, 12)),
+            rng.random() < 0.5,
+            rng.choice([None, "n"]),
+            rng.randint(0, 255),
+        )
+        data = value.serialize_to_bytes()
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, _Info.ARROW_SCHEMA) as writer:
+            writer.write_batch(value.to_record_batch())
+        assert data == sink.getvalue().to_pybytes()
+        assert _Info.deserialize_from_bytes(data) == value
+    with pytest.raises(TypeError, match=r"_Info.name is not Optional but is None"):
+        _Info(1, 1.0, None, b"", True).serialize_to_bytes()  # type: ignore[arg-type]
+    with pytest.raises(pa.ArrowInvalid):  # out of uint8: pyarrow's path reports it, as before
+        _Info(1, 1.0, "", b"", True, small=300).serialize_to_bytes()

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple, NoReturn
 import pyarrow as pa
 
 from vgi_rpc._errors import IPCError, MessageTooLargeError, TransportError, VgiRpcError
-from vgi_rpc._flat_row import FlatLayout, FlatRow, flat_layout
+from vgi_rpc._flat_row import MAX_ROW_BYTES, FlatLayout, FlatRow, flat_layout
 from vgi_rpc._flatbuf import FlatbufferError, Header, decode_header, schema_shape
 from vgi_rpc._limits import CLIENT_LIMITS, DEFAULT_LIMITS, ResourceLimits
 from vgi_rpc._memory_source import MemorySource, memory_source
@@ -449,11 +449,14 @@ class IpcStreamReader:
         """The message as a row read without pyarrow, when it is a canonical small one."""
         data = message.data
         limits = self._limits
+        body_length = message.header.body_length
         if (
-            type(data) is not bytes
-            or limits.min_free_rows + limits.max_rows_per_byte * (message.header.body_length) < 1
+            body_length > MAX_ROW_BYTES
+            or limits.min_free_rows + (limits.max_rows_per_byte * body_length) < 1
         ):
             return None
+        if type(data) is not bytes:  # a view of an in-memory source: small, so copied
+            data = bytes(memoryview(data))
         values = layout.decode(message.metadata, data, message.header.custom_metadata)
         return FlatRow(values, layout, data) if values is not None else None
 
@@ -583,6 +586,20 @@ def read_embedded_batch(data: bytes | pa.Buffer, what: str) -> pa.RecordBatch:
     return item[0]
 
 
+def read_embedded_row(data: bytes | pa.Buffer, what: str) -> pa.RecordBatch | FlatRow:
+    """``read_embedded_batch``, but a canonical flat one-row batch comes back as a ``FlatRow``."""
+    source = memory_source(data)
+    limits = DEFAULT_LIMITS.for_body(len(memoryview(data)))
+    try:
+        reader = open_stream_reader(source, limits, _EMBEDDED_SCHEMAS)
+        item = reader.read_row(IpcValidation.FULL) if reader is not None else None
+    except (IPCError, TransportError) as exc:
+        raise IPCError(f"{what}: payload is not a valid Arrow IPC stream: {exc}") from None
+    if item is None:
+        raise IPCError(f"{what}: payload is not a valid Arrow IPC stream: it holds no batch")
+    return item[0]
+
+
 def read_embedded_schema(data: bytes, what: str) -> pa.Schema:
     """A schema carried as an IPC schema message inside a value, bounded like a request's."""
     source = memory_source(data)
@@ -630,6 +647,7 @@ __all__ = [
     "memory_source",
     "open_stream_reader",
     "read_embedded_batch",
+    "read_embedded_row",
     "read_embedded_schema",
     "read_message",
     "untrusted",
