@@ -346,3 +346,27 @@ def test_flat_dataclasses_serialize_as_pyarrow_does_and_read_back() -> None:
         _Info(1, 1.0, None, b"", True).serialize_to_bytes()  # type: ignore[arg-type]
     with pytest.raises(pa.ArrowInvalid):  # out of uint8: pyarrow's path reports it, as before
         _Info(1, 1.0, "", b"", True, small=300).serialize_to_bytes()
+
+
+def test_what_peers_make_the_reader_remember_stays_bounded() -> None:
+    """Distinct metadata and string lengths, each sent twice: caches stay small, values right."""
+    schema = _with_text(pa.int64())
+    layout = flat_layout(schema)
+    assert layout is not None
+    accepted = 0
+    for i in range(300):
+        metadata = {b"vgi_rpc.request_id": b"%d" % i}
+        meta, message = _batch_message(_pyarrow_stream(schema, [i, "x" * i], metadata))
+        for _ in range(2):  # the first sight of new metadata is left to pyarrow
+            decoded = layout.decode(meta, message, metadata)
+            assert decoded is None or decoded == (i, "x" * i)
+            accepted += decoded is not None
+        assert len(layout._plans) <= 32
+        assert len(layout._writers) <= 8
+        assert len(layout._seen) <= 8
+    assert accepted >= 250
+    big = {b"k": b"v" * 2000}  # a header over 1 KiB is not a small call's: pyarrow reads it
+    layout.writer(big)
+    meta, message = _batch_message(_pyarrow_stream(schema, [1, "a"], big))
+    assert layout.decode(meta, message, big) is None
+    assert flat_layout(pa.schema([pa.field(f"c{i}", pa.int8()) for i in range(65)])) is None

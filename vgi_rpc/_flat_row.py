@@ -47,7 +47,13 @@ _PAD = [b"\0" * ((8 - n % 8) % 8) for n in range(9)]
 _CONTINUATION = b"\xff\xff\xff\xff"
 EOS = _CONTINUATION + b"\0\0\0\0"
 _V5 = 4  # MetadataVersion.V5, what pyarrow writes
-_MAX_PLANS = 256
+# Bounds on what peers can make these caches hold (each entry is at most about
+# _MAX_HEADER bytes): per layout plans, writers and metadata seen once; layouts in all.
+_MAX_HEADER = 1024
+_MAX_PLANS = 32
+_MAX_WRITERS = 8
+_MAX_LAYOUTS = 256
+_MAX_COLUMNS = 64
 # Rows beyond this size go through pyarrow (and its zero-copy writer).
 MAX_ROW_BYTES = 32 << 10
 
@@ -112,7 +118,7 @@ class FlatLayout:
             return found
         writer = RowWriter.build(self, metadata)
         with self._lock:
-            if len(self._writers) >= _MAX_PLANS:
+            if len(self._writers) >= _MAX_WRITERS:
                 self._writers.clear()
             self._writers[key] = writer
         return writer
@@ -201,15 +207,16 @@ class FlatLayout:
         found = self._plans.get(meta, _MISSING)
         if found is not _MISSING:
             return found  # type: ignore[no-any-return]  # a plan or None
+        if len(meta) > _MAX_HEADER:
+            return None  # not a small call's header: pyarrow reads it
         writer = self._known_writer(metadata)
         if writer is None:
             return None  # first sight of this metadata: pyarrow reads it (a peer's unique ids stay cheap)
         plan = self._make_plan(meta, writer)
-        if len(meta) <= 4096:
-            with self._lock:
-                if len(self._plans) >= _MAX_PLANS:
-                    self._plans.clear()
-                self._plans[meta] = plan
+        with self._lock:
+            if len(self._plans) >= _MAX_PLANS:
+                self._plans.clear()
+            self._plans[meta] = plan
         return plan
 
     def _known_writer(self, metadata: dict[bytes, bytes] | None) -> RowWriter | None:
@@ -217,7 +224,7 @@ class FlatLayout:
         key = tuple(metadata.items()) if metadata else None
         if key is not None and key not in self._writers and key not in self._seen:
             with self._lock:
-                if len(self._seen) >= _MAX_PLANS:
+                if len(self._seen) >= _MAX_WRITERS:
                     self._seen.clear()
                 self._seen.add(key)
             return None
@@ -331,7 +338,7 @@ def _canonical(
     start = 8 + len(meta)
     numbers += [n for at, length in buffers for n in (at - start, length)]
     numbers.append(body_length)
-    return writer.header(numbers)[8:] == meta
+    return writer.header(numbers, keep=False)[8:] == meta
 
 
 def _buffers(meta: bytes, at: int, count: int, body_length: int) -> list[tuple[int, int]] | None:
@@ -421,7 +428,7 @@ class RowWriter:
         parts, numbers = encoded
         return [self.header(numbers), *parts]
 
-    def header(self, numbers: list[int]) -> bytes:
+    def header(self, numbers: list[int], *, keep: bool = True) -> bytes:
         """Prefix and header of a row: node (length, null count) pairs, buffer (offset, length) pairs, body length."""
         shape = tuple(numbers)  # fixed-width rows without nulls always have the same header
         known = self.heads.get(shape)
@@ -435,7 +442,7 @@ class RowWriter:
         buffer_struct.pack_into(head, buffers_at, *numbers[node_count:-1])
         _I64.pack_into(head, self.body_length_at, numbers[-1])
         whole = bytes(head)
-        if len(self.heads) < 64:
+        if keep and len(self.heads) < 16:
             self.heads[shape] = whole
         return whole
 
@@ -453,6 +460,8 @@ _LAYOUTS_LOCK = threading.Lock()
 
 def flat_layout(schema: pa.Schema) -> FlatLayout | None:
     """The layout of ``schema`` when every column is flat, else ``None`` (cached by identity)."""
+    if len(schema) > _MAX_COLUMNS:
+        return None  # not a small call's row (and not worth keeping alive here)
     entry = _LAYOUTS.get(id(schema))
     if entry is not None and entry[0] is schema:
         return entry[1]
@@ -464,7 +473,7 @@ def flat_layout(schema: pa.Schema) -> FlatLayout | None:
         except UnicodeDecodeError:  # a peer's field name that is not UTF-8: pyarrow's path
             layout = None
     with _LAYOUTS_LOCK:
-        if len(_LAYOUTS) >= 1024:
+        if len(_LAYOUTS) >= _MAX_LAYOUTS:
             _LAYOUTS.clear()
         _LAYOUTS[id(schema)] = (schema, layout)  # keeps the schema alive: its id stays unique
     return layout
