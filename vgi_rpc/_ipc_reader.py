@@ -586,10 +586,16 @@ def read_embedded_batch(data: bytes | pa.Buffer, what: str) -> pa.RecordBatch:
     return item[0]
 
 
+_SMALL = 64 << 10
+_SMALL_EMBEDDED = DEFAULT_LIMITS.for_body(_SMALL)
+
+
 def read_embedded_row(data: bytes | pa.Buffer, what: str) -> pa.RecordBatch | FlatRow:
     """``read_embedded_batch``, but a canonical flat one-row batch comes back as a ``FlatRow``."""
     source = memory_source(data)
-    limits = DEFAULT_LIMITS.for_body(len(memoryview(data)))
+    size = len(memoryview(data))
+    # Nothing is read past ``data``: a small value shares one bound instead of its own.
+    limits = _SMALL_EMBEDDED if size <= _SMALL else DEFAULT_LIMITS.for_body(size)
     try:
         reader = open_stream_reader(source, limits, _EMBEDDED_SCHEMAS)
         item = reader.read_row(IpcValidation.FULL) if reader is not None else None
