@@ -154,7 +154,7 @@ def _row_read(stream: bytes) -> tuple[str, Any]:
     try:
         reader = open_stream_reader(memory_source(stream))
         assert reader is not None
-        item = reader.read_row(IpcValidation.FULL)
+        item = reader.read(IpcValidation.FULL, True)
     except Exception as exc:
         return "error", type(exc)
     if item is None:

@@ -16,7 +16,7 @@ import struct
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
-from typing import Any, NamedTuple, NoReturn
+from typing import Any, Literal, NamedTuple, NoReturn, overload
 
 import pyarrow as pa
 
@@ -372,7 +372,7 @@ class IpcStreamReader:
         self._source = source
         self._limits = limits
         self.schema, dictionaries, self._nested = schemas.get(first, limits)
-        # One-row batches of this schema may be read without pyarrow (``read_row``).
+        # One-row batches of this schema may be read without pyarrow (``read(rows=True)``).
         self._layout: FlatLayout | None = None if self._nested else flat_layout(self.schema)
         self._done = False
         # The custom metadata of the last batch message read, even when it failed to decode.
@@ -384,32 +384,30 @@ class IpcStreamReader:
         if dictionaries:
             self._replay = [first.buffer]
 
+    @overload
     def read(
-        self, validation: IpcValidation = IpcValidation.NONE
-    ) -> tuple[pa.RecordBatch, Metadata | None] | None:
+        self, validation: IpcValidation = ..., rows: Literal[False] = ...
+    ) -> tuple[pa.RecordBatch, Metadata | None] | None: ...
+
+    @overload
+    def read(
+        self, validation: IpcValidation, rows: bool
+    ) -> tuple[pa.RecordBatch | FlatRow, Metadata | None] | None: ...
+
+    def read(
+        self, validation: IpcValidation = IpcValidation.NONE, rows: bool = False
+    ) -> tuple[pa.RecordBatch | FlatRow, Metadata | None] | None:
         """The next batch and its custom metadata; ``None`` once the stream's EOS is read.
+
+        With ``rows``, a canonical one-row batch of flat columns comes back as
+        a ``FlatRow``: its values read and checked without pyarrow. Anything
+        else (a row that is not canonical too) is read by pyarrow.
 
         Raises:
             IPCError: The message is malformed, over a limit, or fails ``validation``.
             TransportError: The channel ended or failed.
         """
-        item = self._read(validation, None)
-        assert item is None or not isinstance(item[0], FlatRow)
-        return item  # type: ignore[return-value]  # no layout given: never a FlatRow
-
-    def read_row(
-        self, validation: IpcValidation = IpcValidation.NONE
-    ) -> tuple[pa.RecordBatch | FlatRow, Metadata | None] | None:
-        """Like ``read``, but a canonical one-row batch of flat columns comes back as a ``FlatRow``.
-
-        Its values were read and checked without pyarrow; anything else
-        (including a row that is not canonical) is read by ``read``'s path.
-        """
-        return self._read(validation, self._layout)
-
-    def _read(
-        self, validation: IpcValidation, layout: FlatLayout | None
-    ) -> tuple[pa.RecordBatch | FlatRow, Metadata | None] | None:
+        layout = self._layout if rows else None
         while True:
             message = self._next()
             if message is None:
@@ -598,7 +596,7 @@ def read_embedded_row(data: bytes | pa.Buffer, what: str) -> pa.RecordBatch | Fl
     limits = _SMALL_EMBEDDED if size <= _SMALL else DEFAULT_LIMITS.for_body(size)
     try:
         reader = open_stream_reader(source, limits, _EMBEDDED_SCHEMAS)
-        item = reader.read_row(IpcValidation.FULL) if reader is not None else None
+        item = reader.read(IpcValidation.FULL, True) if reader is not None else None
     except (IPCError, TransportError) as exc:
         raise IPCError(f"{what}: payload is not a valid Arrow IPC stream: {exc}") from None
     if item is None:

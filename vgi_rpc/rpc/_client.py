@@ -11,7 +11,7 @@ import logging
 import weakref
 from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, cast
+from typing import TYPE_CHECKING, Any, Generic, Literal, cast, overload
 
 import pyarrow as pa
 from typing_extensions import TypeVar
@@ -254,7 +254,7 @@ class RpcConnection(Generic[P]):
         if not (info.params and self._send_row(info, arguments)):
             batch = encode_arguments(info, arguments)
             self.send_request(info.name, batch, schema=schema)
-        data, _, error = self._read_response(info.name, rows=info.result_codec is not None)
+        data, _, error = self.read_response(info.name, info.result_codec is not None)
         result = data.batch() if isinstance(data, FlatRow) and error is not None else data
         if error is not None and self._falls_back(error):
             if batch is None:
@@ -316,18 +316,23 @@ class RpcConnection(Generic[P]):
         data, _, error = self.read_response(method)
         return data, error
 
+    @overload
     def read_response(
-        self, method: str
-    ) -> tuple[pa.RecordBatch | None, Metadata | None, RpcError | None]:
-        """Like ``read_response_stream``, also returning the data batch's custom metadata."""
-        data, metadata, error = self._read_response(method)
-        assert not isinstance(data, FlatRow)  # only asked for with ``rows``
-        return data, metadata, error
+        self, method: str, rows: Literal[False] = ...
+    ) -> tuple[pa.RecordBatch | None, Metadata | None, RpcError | None]: ...
 
-    def _read_response(
-        self, method: str, *, rows: bool = False
+    @overload
+    def read_response(
+        self, method: str, rows: bool
+    ) -> tuple[pa.RecordBatch | FlatRow | None, Metadata | None, RpcError | None]: ...
+
+    def read_response(
+        self, method: str, rows: bool = False
     ) -> tuple[pa.RecordBatch | FlatRow | None, Metadata | None, RpcError | None]:
-        """``read_response``; with ``rows`` a flat one-row data batch may come back as a ``FlatRow``."""
+        """Like ``read_response_stream``, also returning the data batch's custom metadata.
+
+        With ``rows`` a flat one-row data batch may come back as a ``FlatRow``.
+        """
         try:
             reader = open_stream_reader(self.channel.reader)
         except (TransportError, IPCError) as exc:
@@ -343,7 +348,7 @@ class RpcConnection(Generic[P]):
         error: RpcError | None = None
         while True:
             try:
-                item = self._read_item(reader, method, rows)
+                item = self.read_batch(reader, method, rows)
             except ExternalStorageError:
                 reader.drain()  # the rest of this response, so the channel stays in step
                 raise
@@ -355,59 +360,63 @@ class RpcConnection(Generic[P]):
             elif kind is BatchKind.DATA and data is None:
                 data, data_metadata = batch, metadata
 
+    @overload
     def read_batch(
-        self, reader: IpcStreamReader, method: str
-    ) -> tuple[BatchKind, pa.RecordBatch, Metadata | None] | None:
-        """Read the next non-log batch of a response stream; ``None`` at its EOS."""
-        item = self._read_item(reader, method, False)
-        assert item is None or not isinstance(item[1], FlatRow)
-        return item  # type: ignore[return-value]  # rows not asked for
+        self, reader: IpcStreamReader, method: str, rows: Literal[False] = ...
+    ) -> tuple[BatchKind, pa.RecordBatch, Metadata | None] | None: ...
 
-    def _next_item(
+    @overload
+    def read_batch(
         self, reader: IpcStreamReader, method: str, rows: bool
-    ) -> tuple[pa.RecordBatch | FlatRow, Metadata | None] | None:
-        try:
-            return (
-                reader.read_row(self.ipc_validation) if rows else reader.read(self.ipc_validation)
-            )
-        except TransportError as exc:
-            self.healthy = False
-            raise self.channel.peer_failure(f"{method}(): {exc}") from exc
-        except IPCError:
-            self.healthy = False
-            raise
+    ) -> tuple[BatchKind, pa.RecordBatch | FlatRow, Metadata | None] | None: ...
 
-    def _read_item(
-        self, reader: IpcStreamReader, method: str, rows: bool
+    def read_batch(
+        self, reader: IpcStreamReader, method: str, rows: bool = False
     ) -> tuple[BatchKind, pa.RecordBatch | FlatRow, Metadata | None] | None:
+        """Read the next non-log batch of a response stream; ``None`` at its EOS.
+
+        With ``rows`` a flat one-row data batch may come back as a ``FlatRow``.
+        """
         auto = self.auto_shm
         rows = rows and (auto is None or auto.client is None)
         while True:
-            item = self._next_item(reader, method, rows)
+            try:
+                item = reader.read(self.ipc_validation, rows)
+            except TransportError as exc:
+                self.healthy = False
+                raise self.channel.peer_failure(f"{method}(): {exc}") from exc
+            except IPCError:
+                self.healthy = False
+                raise
             if item is None:
                 return None
-            raw, metadata = item
-            if isinstance(raw, FlatRow):
-                if not metadata and not wire_batch_log.isEnabledFor(logging.DEBUG):
-                    return BatchKind.DATA, raw, metadata  # small: nothing for automatic shm to see
-                raw = raw.batch()
-            batch = raw
+            batch, metadata = item
             if not metadata and not wire_batch_log.isEnabledFor(logging.DEBUG):
-                if auto is not None:
+                if auto is not None and not isinstance(batch, FlatRow):  # a row is small
                     auto.received(batch, False)
                 return BatchKind.DATA, batch, metadata
-            kind = classify(batch, metadata)
-            if wire_batch_log.isEnabledFor(logging.DEBUG):
-                wire_batch_log.debug(
-                    "%s(): %s batch: %s", method, kind.value, describe_batch(batch, metadata)
-                )
-            if kind is BatchKind.LOG:
-                if self.on_log is not None:
-                    self.on_log(message_from_metadata(metadata or {}))
-                continue
-            if auto is not None:
-                auto.received(batch, kind is BatchKind.ERROR)
-            return self._resolve(kind, batch, metadata, method)
+            found = self._classified(
+                batch.batch() if isinstance(batch, FlatRow) else batch, metadata, method
+            )
+            if found is not None:
+                return found
+
+    def _classified(
+        self, batch: pa.RecordBatch, metadata: Metadata | None, method: str
+    ) -> tuple[BatchKind, pa.RecordBatch, Metadata | None] | None:
+        """A batch with metadata, classified and resolved; ``None`` for a log (delivered here)."""
+        kind = classify(batch, metadata)
+        if wire_batch_log.isEnabledFor(logging.DEBUG):
+            wire_batch_log.debug(
+                "%s(): %s batch: %s", method, kind.value, describe_batch(batch, metadata)
+            )
+        if kind is BatchKind.LOG:
+            if self.on_log is not None:
+                self.on_log(message_from_metadata(metadata or {}))
+            return None
+        if self.auto_shm is not None:
+            self.auto_shm.received(batch, kind is BatchKind.ERROR)
+        return self._resolve(kind, batch, metadata, method)
 
     def _resolve(
         self, kind: BatchKind, batch: pa.RecordBatch, metadata: Metadata | None, method: str

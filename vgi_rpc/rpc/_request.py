@@ -75,7 +75,7 @@ def read_request(channel: Channel, policy: ReadPolicy) -> Request | None:
     if reader is None:
         return None
     try:
-        first = reader.read_row(policy.validation)
+        first = reader.read(policy.validation, True)
     except IPCError as exc:
         try:
             reader.drain()
