@@ -373,7 +373,8 @@ class IpcStreamReader:
         self._limits = limits
         self.schema, dictionaries, self._nested = schemas.get(first, limits)
         # One-row batches of this schema may be read without pyarrow (``read(rows=True)``).
-        self._layout: FlatLayout | None = None if self._nested else flat_layout(self.schema)
+        self._layout: FlatLayout | None = None
+        self._layout_known = self._nested  # looked up on the first ``read(rows=True)``
         self._done = False
         # The custom metadata of the last batch message read, even when it failed to decode.
         self.last_metadata: Metadata | None = None
@@ -407,14 +408,13 @@ class IpcStreamReader:
             IPCError: The message is malformed, over a limit, or fails ``validation``.
             TransportError: The channel ended or failed.
         """
-        layout = self._layout if rows else None
         while True:
             message = self._next()
             if message is None:
                 return None
             if message.header.header_type == _RECORD_BATCH:
                 self.last_metadata = message.header.custom_metadata
-                row = self._row(message, layout) if layout is not None else None
+                row = self._row(message) if rows and message.header.body_length else None
                 if row is not None:
                     return row, self.last_metadata
                 try:  # the decode boundary, inline: this is the hot path of every call
@@ -443,8 +443,13 @@ class IpcStreamReader:
                 f"unexpected IPC message type {message.header.header_type} inside a stream"
             )
 
-    def _row(self, message: _Message, layout: FlatLayout) -> FlatRow | None:
+    def _row(self, message: _Message) -> FlatRow | None:
         """The message as a row read without pyarrow, when it is a canonical small one."""
+        if not self._layout_known:
+            self._layout, self._layout_known = flat_layout(self.schema), True
+        layout = self._layout
+        if layout is None:
+            return None
         data = message.data
         limits = self._limits
         body_length = message.header.body_length

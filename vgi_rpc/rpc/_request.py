@@ -31,7 +31,9 @@ class Request:
     (by pyarrow) when something asks for it.
     """
 
-    __slots__ = ("_batch", "extra_batches", "metadata", "rejected", "row")
+    __slots__ = ("batch", "extra_batches", "metadata", "rejected", "row")
+
+    batch: pa.RecordBatch  # a row's is built on first access (``__getattr__``)
 
     def __init__(
         self,
@@ -40,21 +42,23 @@ class Request:
         extra_batches: int,
         rejected: IPCError | None = None,
     ) -> None:
-        self.row = batch if isinstance(batch, FlatRow) else None
-        self._batch = None if isinstance(batch, FlatRow) else batch
+        if isinstance(batch, FlatRow):
+            self.row: FlatRow | None = batch
+        else:
+            self.row = None
+            self.batch = batch
         self.metadata = metadata
         self.extra_batches = extra_batches
         # Set when the batch failed the read policy; the stream was still consumed to its
         # end, so the connection stays usable and the server answers with an error.
         self.rejected = rejected
 
-    @property
-    def batch(self) -> pa.RecordBatch:
-        """The request batch as a ``pa.RecordBatch``."""
-        if self._batch is None:
-            assert self.row is not None
-            self._batch = self.row.batch()
-        return self._batch
+    def __getattr__(self, name: str) -> pa.RecordBatch:
+        # Only reached while a row's ``batch`` slot is still empty: a plain slot read otherwise.
+        if name != "batch" or self.row is None:
+            raise AttributeError(name)
+        self.batch = self.row.batch()
+        return self.batch
 
 
 def read_request(channel: Channel, policy: ReadPolicy) -> Request | None:

@@ -94,31 +94,32 @@ class Reply:
     whole stream); its ``batches`` are then built only when asked for.
     """
 
-    __slots__ = ("_batches", "_build", "error", "schema", "wire")
+    __slots__ = ("_build", "batches", "error", "schema", "wire")
+
+    batches: list[Batch]  # an encoded reply's are built on first access (``__getattr__``)
 
     def __init__(
         self, schema: pa.Schema, batches: list[Batch], error: BaseException | None = None
     ) -> None:
         self.schema = schema
-        self._batches: list[Batch] | None = batches
-        self._build: Callable[[], list[Batch]] | None = None
+        self.batches = batches
         self.error = error
         self.wire: bytes | None = None
+        self._build: Callable[[], list[Batch]] | None = None
 
     @classmethod
     def encoded(cls, schema: pa.Schema, wire: bytes, build: Callable[[], list[Batch]]) -> Reply:
         """A reply already encoded as ``wire``; ``build`` makes its batches on demand."""
-        reply = cls(schema, [])
-        reply._batches, reply._build, reply.wire = None, build, wire
+        reply = cls.__new__(cls)
+        reply.schema, reply.error, reply.wire, reply._build = schema, None, wire, build
         return reply
 
-    @property
-    def batches(self) -> list[Batch]:
-        """The stream's batches, logs first."""
-        if self._batches is None:
-            assert self._build is not None
-            self._batches = self._build()
-        return self._batches
+    def __getattr__(self, name: str) -> list[Batch]:
+        # Only reached while an encoded reply's ``batches`` slot is still empty.
+        if name != "batches" or self._build is None:
+            raise AttributeError(name)
+        self.batches = self._build()
+        return self.batches
 
 
 @dataclasses.dataclass(slots=True)
@@ -406,7 +407,7 @@ def run_unary(
             value = handler.call(**kwargs, ctx=ctx)
         else:
             value = handler.call(**kwargs)
-        if not logs and record is None and budget is None:
+        if info.result_codec is not None and not logs and record is None and budget is None:
             fast = _encoded_result(server, info, value)
             if fast is not None:
                 return CallStart([fast])
