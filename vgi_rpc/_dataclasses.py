@@ -18,7 +18,8 @@ from vgi_rpc._arrow_types import (
     fields_schema,
 )
 from vgi_rpc._errors import IPCError
-from vgi_rpc._ipc_reader import read_embedded_batch
+from vgi_rpc._flat_row import FlatRow, flat_layout
+from vgi_rpc._ipc_reader import read_embedded_row
 
 
 class _SchemaDescriptor:
@@ -65,6 +66,21 @@ class ArrowSerializableDataclass:
 
     def serialize_to_bytes(self) -> bytes:
         """Serialize to an Arrow IPC stream: schema, one row, end-of-stream."""
+        layout = flat_layout(type(self).ARROW_SCHEMA)
+        rows = layout.writer() if layout is not None else None
+        if rows is not None:  # flat fields: the same bytes, without building arrays
+            cls_name = type(self).__name__
+            values = []
+            for name, codec in dataclass_field_codecs(type(self)):
+                value = getattr(self, name)
+                if value is None and not codec.nullable:
+                    raise TypeError(f"{cls_name}.{name} is not Optional but is None")
+                values.append(
+                    None if value is None else codec.to_arrow(value, f"{cls_name}.{name}")
+                )
+            stream = rows.stream(values)
+            if stream is not None:
+                return stream
         batch = self.to_record_batch()
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, batch.schema) as writer:
@@ -83,7 +99,11 @@ class ArrowSerializableDataclass:
     @classmethod
     def deserialize_from_bytes(cls, data: bytes | pa.Buffer) -> Self:
         """Rebuild a value from ``serialize_to_bytes`` output (or any equivalent stream)."""
-        return cls.from_record_batch(read_embedded_batch(data, cls.__name__))
+        found = read_embedded_row(data, cls.__name__)
+        if isinstance(found, FlatRow):
+            row = dict(zip(found.layout.schema.names, found.values, strict=True))
+            return build_dataclass(cls, dataclass_field_codecs(cls), row)  # type: ignore[return-value]  # cls(...)
+        return cls.from_record_batch(found)
 
 
 __all__ = ["ArrowSerializableDataclass"]

@@ -14,6 +14,7 @@ from typing import NamedTuple
 from vgi_rpc._errors import FlatbufferError
 
 _U16 = struct.Struct("<H")
+_I16 = struct.Struct("<h")
 _I32 = struct.Struct("<i")
 _U32 = struct.Struct("<I")
 _I64 = struct.Struct("<q")
@@ -107,6 +108,53 @@ def decode_header(meta: bytes) -> Header:
     return Header(header_type, body_length, custom)
 
 
+class BatchHeader(NamedTuple):
+    """Where a RecordBatch message keeps its sizes (positions are offsets into the header)."""
+
+    version: int
+    body_length: int
+    body_length_at: int
+    length: int
+    nodes_at: int  # first FieldNode struct (length, null_count: two int64)
+    node_count: int
+    buffers_at: int  # first Buffer struct (offset, length: two int64)
+    buffer_count: int
+    plain: bool  # no compression, no variadic buffer counts
+
+
+def batch_header(meta: bytes) -> BatchHeader:
+    """The layout fields of a RecordBatch message header, every offset checked.
+
+    Raises:
+        FlatbufferError: An offset points outside ``meta``, a field is missing,
+            or the message is not a record batch.
+    """
+    buf = _Buf(meta)
+    table = buf.u32(0)
+    version_at, type_at, header_at, length_at = (buf.field(table, i) for i in range(4))
+    if not type_at or buf.byte(type_at) != 3 or not header_at or not length_at:
+        raise FlatbufferError("not a record batch message")
+    version = int(_I16.unpack_from(meta, buf._at(version_at, 2))[0]) if version_at else 0
+    batch = buf.indirect(header_at)
+    rows_at, nodes_field, buffers_field = (buf.field(batch, i) for i in range(3))
+    if not nodes_field or not buffers_field:
+        raise FlatbufferError("record batch without nodes or buffers")
+    nodes = buf.vector(nodes_field, 16)
+    buffers = buf.vector(buffers_field, 16)
+    compression, variadic = buf.field(batch, 3), buf.field(batch, 4)
+    return BatchHeader(
+        version,
+        buf.i64(length_at),
+        length_at,
+        buf.i64(rows_at) if rows_at else 0,
+        nodes.start,
+        len(nodes),
+        buffers.start,
+        len(buffers),
+        not compression and not variadic,
+    )
+
+
 def schema_shape(meta: bytes, max_columns: int, max_depth: int) -> tuple[int, int]:
     """``(fields, depth)`` of the schema a Schema message declares, nested fields included.
 
@@ -145,4 +193,12 @@ def schema_shape(meta: bytes, max_columns: int, max_depth: int) -> tuple[int, in
     return count + len(pending), deepest
 
 
-__all__ = ["FlatbufferError", "Header", "Metadata", "decode_header", "schema_shape"]
+__all__ = [
+    "BatchHeader",
+    "FlatbufferError",
+    "Header",
+    "Metadata",
+    "batch_header",
+    "decode_header",
+    "schema_shape",
+]

@@ -16,11 +16,12 @@ import struct
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
-from typing import Any, NamedTuple, NoReturn
+from typing import Any, Literal, NamedTuple, NoReturn, overload
 
 import pyarrow as pa
 
 from vgi_rpc._errors import IPCError, MessageTooLargeError, TransportError, VgiRpcError
+from vgi_rpc._flat_row import MAX_ROW_BYTES, FlatLayout, FlatRow, flat_layout
 from vgi_rpc._flatbuf import FlatbufferError, Header, decode_header, schema_shape
 from vgi_rpc._limits import CLIENT_LIMITS, DEFAULT_LIMITS, ResourceLimits
 from vgi_rpc._memory_source import MemorySource, memory_source
@@ -371,6 +372,9 @@ class IpcStreamReader:
         self._source = source
         self._limits = limits
         self.schema, dictionaries, self._nested = schemas.get(first, limits)
+        # One-row batches of this schema may be read without pyarrow (``read(rows=True)``).
+        self._layout: FlatLayout | None = None
+        self._layout_known = self._nested  # looked up on the first ``read(rows=True)``
         self._done = False
         # The custom metadata of the last batch message read, even when it failed to decode.
         self.last_metadata: Metadata | None = None
@@ -381,10 +385,24 @@ class IpcStreamReader:
         if dictionaries:
             self._replay = [first.buffer]
 
+    @overload
     def read(
-        self, validation: IpcValidation = IpcValidation.NONE
-    ) -> tuple[pa.RecordBatch, Metadata | None] | None:
+        self, validation: IpcValidation = ..., rows: Literal[False] = ...
+    ) -> tuple[pa.RecordBatch, Metadata | None] | None: ...
+
+    @overload
+    def read(
+        self, validation: IpcValidation, rows: bool
+    ) -> tuple[pa.RecordBatch | FlatRow, Metadata | None] | None: ...
+
+    def read(
+        self, validation: IpcValidation = IpcValidation.NONE, rows: bool = False
+    ) -> tuple[pa.RecordBatch | FlatRow, Metadata | None] | None:
         """The next batch and its custom metadata; ``None`` once the stream's EOS is read.
+
+        With ``rows``, a canonical one-row batch of flat columns comes back as
+        a ``FlatRow``: its values read and checked without pyarrow. Anything
+        else (a row that is not canonical too) is read by pyarrow.
 
         Raises:
             IPCError: The message is malformed, over a limit, or fails ``validation``.
@@ -396,6 +414,9 @@ class IpcStreamReader:
                 return None
             if message.header.header_type == _RECORD_BATCH:
                 self.last_metadata = message.header.custom_metadata
+                row = self._row(message) if rows and message.header.body_length else None
+                if row is not None:
+                    return row, self.last_metadata
                 try:  # the decode boundary, inline: this is the hot path of every call
                     batch, metadata = self._decode(message)
                 except VgiRpcError:
@@ -421,6 +442,26 @@ class IpcStreamReader:
             raise IPCError(
                 f"unexpected IPC message type {message.header.header_type} inside a stream"
             )
+
+    def _row(self, message: _Message) -> FlatRow | None:
+        """The message as a row read without pyarrow, when it is a canonical small one."""
+        if not self._layout_known:
+            self._layout, self._layout_known = flat_layout(self.schema), True
+        layout = self._layout
+        if layout is None:
+            return None
+        data = message.data
+        limits = self._limits
+        body_length = message.header.body_length
+        if (
+            body_length > MAX_ROW_BYTES
+            or limits.min_free_rows + (limits.max_rows_per_byte * body_length) < 1
+        ):
+            return None
+        if type(data) is not bytes:  # a view of an in-memory source: small, so copied
+            data = bytes(memoryview(data))
+        values = layout.decode(message.metadata, data, message.header.custom_metadata)
+        return FlatRow(values, layout, data) if values is not None else None
 
     def _next(self) -> _Message | None:
         if self._done:
@@ -548,6 +589,26 @@ def read_embedded_batch(data: bytes | pa.Buffer, what: str) -> pa.RecordBatch:
     return item[0]
 
 
+_SMALL = 64 << 10
+_SMALL_EMBEDDED = DEFAULT_LIMITS.for_body(_SMALL)
+
+
+def read_embedded_row(data: bytes | pa.Buffer, what: str) -> pa.RecordBatch | FlatRow:
+    """``read_embedded_batch``, but a canonical flat one-row batch comes back as a ``FlatRow``."""
+    source = memory_source(data)
+    size = len(memoryview(data))
+    # Nothing is read past ``data``: a small value shares one bound instead of its own.
+    limits = _SMALL_EMBEDDED if size <= _SMALL else DEFAULT_LIMITS.for_body(size)
+    try:
+        reader = open_stream_reader(source, limits, _EMBEDDED_SCHEMAS)
+        item = reader.read(IpcValidation.FULL, True) if reader is not None else None
+    except (IPCError, TransportError) as exc:
+        raise IPCError(f"{what}: payload is not a valid Arrow IPC stream: {exc}") from None
+    if item is None:
+        raise IPCError(f"{what}: payload is not a valid Arrow IPC stream: it holds no batch")
+    return item[0]
+
+
 def read_embedded_schema(data: bytes, what: str) -> pa.Schema:
     """A schema carried as an IPC schema message inside a value, bounded like a request's."""
     source = memory_source(data)
@@ -595,6 +656,7 @@ __all__ = [
     "memory_source",
     "open_stream_reader",
     "read_embedded_batch",
+    "read_embedded_row",
     "read_embedded_schema",
     "read_message",
     "untrusted",

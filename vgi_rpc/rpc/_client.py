@@ -12,7 +12,7 @@ import sys
 import weakref
 from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, cast
+from typing import TYPE_CHECKING, Any, Generic, Literal, cast, overload
 
 import pyarrow as pa
 
@@ -23,6 +23,7 @@ from vgi_rpc._errors import (
     RpcError,
     TransportError,
 )
+from vgi_rpc._flat_row import FlatRow, RowWriter, flat_layout
 from vgi_rpc._ipc import IpcValidation, Metadata, StreamWriter, encode_stream
 from vgi_rpc._ipc_reader import IpcStreamReader, ReadPolicy, open_stream_reader
 from vgi_rpc._limits import CLIENT_LIMITS
@@ -120,6 +121,9 @@ class RpcConnection(Generic[P]):
         self.auto_shm = AutoShm(offer) if automatic and static is None and offer else None
         # False once the byte stream may be out of step (a transport or framing failure).
         self.healthy = True
+        # Requests may be written without ``send_request`` (a subclass that routes
+        # each request through it, such as HTTP's, keeps the general path).
+        self._direct = type(self).send_request is RpcConnection.send_request
         with contextlib.suppress(TypeError):  # a channel that cannot be weakly referenced
             _OWNERS.setdefault(channel, weakref.ref(self))
         self.external: ExternalRoute | None = None
@@ -148,10 +152,7 @@ class RpcConnection(Generic[P]):
         shm = self.shm
         cached = self._request_metadata.get(method) if extra is None else None
         if cached is None:
-            merged = {**shm.advert, **(extra or {})} if shm is not None else dict(extra or {})
-            if self.routing is not None:
-                merged.setdefault(k.PROTOCOL_KEY, self.routing.encode())
-            cached = _RequestHead(request_metadata(method, None, self.protocol_version, merged))
+            cached = self._head(method, extra)
             if extra is None:
                 self._request_metadata[method] = cached
         metadata: Metadata | None = with_trace_context(cached.metadata)  # the active span, if any
@@ -183,6 +184,56 @@ class RpcConnection(Generic[P]):
         if auto is not None and auto.client is not None:
             auto.request_sent(method)
 
+    def _send_row(self, info: RpcMethodInfo, arguments: dict[str, object]) -> bool:
+        """Send a request of flat parameters encoded straight from the values, if it is one.
+
+        ``False`` (nothing sent) when anything asks for the general path: shared
+        memory, external storage, trace context, wire logging, a value that is
+        not exactly of its column's type. Arguments are checked as ``encode_arguments``
+        checks them, with the same errors.
+        """
+        auto = self.auto_shm
+        if (
+            not self._direct
+            or self.shm is not None
+            or self.external is not None
+            or (auto is not None and (auto.client is not None or auto.wanted))
+            or wire_request_log.isEnabledFor(logging.DEBUG)
+        ):
+            return False
+        self._check_idle(info.name)
+        head = self._request_metadata.get(info.name)
+        if head is None:
+            head = self._head(info.name, None)
+            self._request_metadata[info.name] = head
+        if with_trace_context(head.metadata) is not head.metadata:
+            return False
+        rows = head.rows(info)
+        if rows is None:
+            return False
+        writer, wheres = rows
+        values: list[object] = []
+        for param, where in zip(info.params, wheres, strict=True):
+            value = arguments[param.name]
+            if value is None:
+                if not param.codec.nullable:
+                    raise TypeError(f"{where} is not Optional but got None")
+                values.append(None)
+            else:
+                values.append(param.codec.to_arrow(value, where))
+        wire = writer.stream(values)
+        if wire is None:
+            return False
+        self._write(wire)
+        return True
+
+    def _head(self, method: str, extra: Metadata | None) -> _RequestHead:
+        shm = self.shm
+        merged = {**shm.advert, **(extra or {})} if shm is not None else dict(extra or {})
+        if self.routing is not None:
+            merged.setdefault(k.PROTOCOL_KEY, self.routing.encode())
+        return _RequestHead(request_metadata(method, None, self.protocol_version, merged))
+
     def _write(self, data: bytes) -> None:
         try:
             self.channel.write_chunks((data,))
@@ -203,17 +254,28 @@ class RpcConnection(Generic[P]):
 
     def call_unary(self, info: RpcMethodInfo, arguments: dict[str, object]) -> object:
         """Perform a unary call and return its decoded result."""
-        batch = encode_arguments(info, arguments)
         schema = info.params_schema if info.params else None
-        self.send_request(info.name, batch, schema=schema)
-        result, error = self.read_response_stream(info.name)
+        batch: pa.RecordBatch | None = None
+        if not (info.params and self._send_row(info, arguments)):
+            batch = encode_arguments(info, arguments)
+            self.send_request(info.name, batch, schema=schema)
+        data, _, error = self.read_response(info.name, info.result_codec is not None)
+        result = data.batch() if isinstance(data, FlatRow) and error is not None else data
         if error is not None and self._falls_back(error):
+            if batch is None:
+                batch = encode_arguments(info, arguments)
+            assert not isinstance(result, FlatRow)
             result, error = self._unrouted_retry(info.name, batch, schema, error, result)
         if error is not None:
             raise error
         codec = info.result_codec
         if codec is None:
             return None
+        if isinstance(result, FlatRow) and len(result.values) == 1:
+            value = result.values[0]
+            return None if value is None else codec.from_arrow(value)
+        if isinstance(result, FlatRow):
+            result = result.batch()
         if result is None or result.num_rows != 1 or result.num_columns != 1:
             shape = (
                 "no batch"
@@ -259,10 +321,23 @@ class RpcConnection(Generic[P]):
         data, _, error = self.read_response(method)
         return data, error
 
+    @overload
     def read_response(
-        self, method: str
-    ) -> tuple[pa.RecordBatch | None, Metadata | None, RpcError | None]:
-        """Like ``read_response_stream``, also returning the data batch's custom metadata."""
+        self, method: str, rows: Literal[False] = ...
+    ) -> tuple[pa.RecordBatch | None, Metadata | None, RpcError | None]: ...
+
+    @overload
+    def read_response(
+        self, method: str, rows: bool
+    ) -> tuple[pa.RecordBatch | FlatRow | None, Metadata | None, RpcError | None]: ...
+
+    def read_response(
+        self, method: str, rows: bool = False
+    ) -> tuple[pa.RecordBatch | FlatRow | None, Metadata | None, RpcError | None]:
+        """Like ``read_response_stream``, also returning the data batch's custom metadata.
+
+        With ``rows`` a flat one-row data batch may come back as a ``FlatRow``.
+        """
         try:
             reader = open_stream_reader(self.channel.reader)
         except (TransportError, IPCError) as exc:
@@ -273,12 +348,12 @@ class RpcConnection(Generic[P]):
         if reader is None:
             self.healthy = False
             raise self.channel.peer_failure(f"{method}(): the server closed the connection")
-        data: pa.RecordBatch | None = None
+        data: pa.RecordBatch | FlatRow | None = None
         data_metadata: Metadata | None = None
         error: RpcError | None = None
         while True:
             try:
-                item = self.read_batch(reader, method)
+                item = self.read_batch(reader, method, rows)
             except ExternalStorageError:
                 reader.drain()  # the rest of this response, so the channel stays in step
                 raise
@@ -290,14 +365,28 @@ class RpcConnection(Generic[P]):
             elif kind is BatchKind.DATA and data is None:
                 data, data_metadata = batch, metadata
 
+    @overload
     def read_batch(
-        self, reader: IpcStreamReader, method: str
-    ) -> tuple[BatchKind, pa.RecordBatch, Metadata | None] | None:
-        """Read the next non-log batch of a response stream; ``None`` at its EOS."""
+        self, reader: IpcStreamReader, method: str, rows: Literal[False] = ...
+    ) -> tuple[BatchKind, pa.RecordBatch, Metadata | None] | None: ...
+
+    @overload
+    def read_batch(
+        self, reader: IpcStreamReader, method: str, rows: bool
+    ) -> tuple[BatchKind, pa.RecordBatch | FlatRow, Metadata | None] | None: ...
+
+    def read_batch(
+        self, reader: IpcStreamReader, method: str, rows: bool = False
+    ) -> tuple[BatchKind, pa.RecordBatch | FlatRow, Metadata | None] | None:
+        """Read the next non-log batch of a response stream; ``None`` at its EOS.
+
+        With ``rows`` a flat one-row data batch may come back as a ``FlatRow``.
+        """
         auto = self.auto_shm
+        rows = rows and (auto is None or auto.client is None)
         while True:
             try:
-                item = reader.read(self.ipc_validation)
+                item = reader.read(self.ipc_validation, rows)
             except TransportError as exc:
                 self.healthy = False
                 raise self.channel.peer_failure(f"{method}(): {exc}") from exc
@@ -308,21 +397,31 @@ class RpcConnection(Generic[P]):
                 return None
             batch, metadata = item
             if not metadata and not wire_batch_log.isEnabledFor(logging.DEBUG):
-                if auto is not None:
+                if auto is not None and not isinstance(batch, FlatRow):  # a row is small
                     auto.received(batch, False)
                 return BatchKind.DATA, batch, metadata
-            kind = classify(batch, metadata)
-            if wire_batch_log.isEnabledFor(logging.DEBUG):
-                wire_batch_log.debug(
-                    "%s(): %s batch: %s", method, kind.value, describe_batch(batch, metadata)
-                )
-            if kind is BatchKind.LOG:
-                if self.on_log is not None:
-                    self.on_log(message_from_metadata(metadata or {}))
-                continue
-            if auto is not None:
-                auto.received(batch, kind is BatchKind.ERROR)
-            return self._resolve(kind, batch, metadata, method)
+            found = self._classified(
+                batch.batch() if isinstance(batch, FlatRow) else batch, metadata, method
+            )
+            if found is not None:
+                return found
+
+    def _classified(
+        self, batch: pa.RecordBatch, metadata: Metadata | None, method: str
+    ) -> tuple[BatchKind, pa.RecordBatch, Metadata | None] | None:
+        """A batch with metadata, classified and resolved; ``None`` for a log (delivered here)."""
+        kind = classify(batch, metadata)
+        if wire_batch_log.isEnabledFor(logging.DEBUG):
+            wire_batch_log.debug(
+                "%s(): %s batch: %s", method, kind.value, describe_batch(batch, metadata)
+            )
+        if kind is BatchKind.LOG:
+            if self.on_log is not None:
+                self.on_log(message_from_metadata(metadata or {}))
+            return None
+        if self.auto_shm is not None:
+            self.auto_shm.received(batch, kind is BatchKind.ERROR)
+        return self._resolve(kind, batch, metadata, method)
 
     def _resolve(
         self, kind: BatchKind, batch: pa.RecordBatch, metadata: Metadata | None, method: str
@@ -458,12 +557,23 @@ class _RequestHead:
     batch, and a parameterless request is the same stream every time.
     """
 
-    __slots__ = ("_whole", "encoded", "metadata")
+    __slots__ = ("_rows", "_whole", "encoded", "metadata")
 
     def __init__(self, metadata: Metadata) -> None:
         self.metadata = metadata
         self.encoded = pa.KeyValueMetadata(metadata)
         self._whole: bytes | None = None
+        self._rows: tuple[RowWriter, tuple[str, ...]] | bool | None = False
+
+    def rows(self, info: RpcMethodInfo) -> tuple[RowWriter, tuple[str, ...]] | None:
+        """The writer of this method's flat requests and each argument's error prefix, if flat."""
+        if self._rows is False:
+            layout = flat_layout(info.params_schema)
+            writer = layout.writer(self.metadata) if layout is not None else None
+            wheres = tuple(f"{info.name}(): argument {p.name!r}" for p in info.params)
+            self._rows = (writer, wheres) if writer is not None else None
+        assert self._rows is not True
+        return self._rows
 
     def whole_request(self) -> bytes:
         if self._whole is None:

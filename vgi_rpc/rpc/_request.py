@@ -6,12 +6,12 @@ dispatch decisions here.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, TypeAlias
 
 import pyarrow as pa
 
 from vgi_rpc._errors import IPCError, ProtocolError
+from vgi_rpc._flat_row import FlatRow, flat_layout
 from vgi_rpc._ipc import Metadata
 from vgi_rpc._ipc_reader import ReadPolicy
 from vgi_rpc._methods import RpcMethodInfo
@@ -23,16 +23,42 @@ ArrowArray: TypeAlias = "pa.Array[Any]"  # element type varies per column
 ONE_EMPTY_ROW = pa.RecordBatch.from_arrays([pa.nulls(1)], names=["_"]).select([])
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
 class Request:
-    """A request batch as read from the wire, before routing."""
+    """A request batch as read from the wire, before routing.
 
-    batch: pa.RecordBatch
-    metadata: Metadata
-    extra_batches: int
-    # Set when the batch failed the read policy; the stream was still consumed to its
-    # end, so the connection stays usable and the server answers with an error.
-    rejected: IPCError | None = None
+    A canonical one-row request of flat columns arrives as a ``FlatRow``
+    (``row``): its values are read already, and ``batch`` is only built
+    (by pyarrow) when something asks for it.
+    """
+
+    __slots__ = ("batch", "extra_batches", "metadata", "rejected", "row")
+
+    batch: pa.RecordBatch  # a row's is built on first access (``__getattr__``)
+
+    def __init__(
+        self,
+        batch: pa.RecordBatch | FlatRow,
+        metadata: Metadata,
+        extra_batches: int,
+        rejected: IPCError | None = None,
+    ) -> None:
+        if isinstance(batch, FlatRow):
+            self.row: FlatRow | None = batch
+        else:
+            self.row = None
+            self.batch = batch
+        self.metadata = metadata
+        self.extra_batches = extra_batches
+        # Set when the batch failed the read policy; the stream was still consumed to its
+        # end, so the connection stays usable and the server answers with an error.
+        self.rejected = rejected
+
+    def __getattr__(self, name: str) -> pa.RecordBatch:
+        # Only reached while a row's ``batch`` slot is still empty: a plain slot read otherwise.
+        if name != "batch" or self.row is None:
+            raise AttributeError(name)
+        self.batch = self.row.batch()
+        return self.batch
 
 
 def read_request(channel: Channel, policy: ReadPolicy) -> Request | None:
@@ -53,7 +79,7 @@ def read_request(channel: Channel, policy: ReadPolicy) -> Request | None:
     if reader is None:
         return None
     try:
-        first = reader.read(policy.validation)
+        first = reader.read(policy.validation, True)
     except IPCError as exc:
         try:
             reader.drain()
@@ -121,7 +147,25 @@ def _conform(column: ArrowArray, expected: pa.DataType, where: str) -> ArrowArra
         raise TypeError(f"{where} expects Arrow type {expected}, got {actual}") from exc
 
 
-def decode_arguments(info: RpcMethodInfo, batch: pa.RecordBatch) -> dict[str, object]:
+def _row_arguments(info: RpcMethodInfo, row: FlatRow) -> dict[str, object]:
+    """``decode_arguments`` for a row read without pyarrow: its values are the arguments."""
+    layout = flat_layout(info.params_schema)
+    if layout is None or row.layout.signature != layout.signature:
+        return decode_arguments(info, row.batch())  # other names or types: conform them
+    kwargs: dict[str, object] = {}
+    for param, value in zip(info.params, row.values, strict=True):
+        if value is None:
+            if not param.codec.nullable:
+                raise TypeError(
+                    f"{info.name}(): parameter {param.name!r} is not Optional but received null"
+                )
+            kwargs[param.name] = None
+        else:
+            kwargs[param.name] = param.codec.from_arrow(value)
+    return kwargs
+
+
+def decode_arguments(info: RpcMethodInfo, batch: pa.RecordBatch | FlatRow) -> dict[str, object]:
     """Turn a request batch into keyword arguments, applying Protocol defaults.
 
     Raises:
@@ -129,6 +173,8 @@ def decode_arguments(info: RpcMethodInfo, batch: pa.RecordBatch) -> dict[str, ob
         TypeError: A column is missing, has an incompatible type, is null for a
             non-Optional parameter, or is not a parameter of the method.
     """
+    if isinstance(batch, FlatRow):
+        return _row_arguments(info, batch)
     if not info.params and not batch.num_columns:
         return {}  # a parameterless call (its one empty row is not counted, as below)
     if batch.num_columns and batch.num_rows != 1:

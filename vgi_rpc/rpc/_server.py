@@ -343,10 +343,16 @@ class RpcServer:
             wire_request_log.debug(
                 "received %s(): %s", info.name, describe_batch(request.batch, metadata)
             )
-        record = self.start_record(routed, request_id, request.batch, metadata=metadata, auth=auth)
+        record = (
+            self.start_record(routed, request_id, request.batch, metadata=metadata, auth=auth)
+            if self.observers or access_log.isEnabledFor(logging.INFO)
+            else None  # what start_record returns then, without building a row's batch
+        )
         try:
             routed.hosted.check_version(metadata)
-            kwargs = decode_arguments(info, self.resolve_input(request.batch, metadata)[0])
+            # A one-row request is never an external pointer (those have no rows).
+            source = request.row or self.resolve_input(request.batch, metadata)[0]
+            kwargs = decode_arguments(info, source)
         except (
             Exception
         ) as exc:  # a version mismatch or anything the decoders raise: the caller's fault

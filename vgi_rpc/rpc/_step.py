@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from vgi_rpc._dataclasses import ArrowSerializableDataclass
 from vgi_rpc._errors import IPCError
+from vgi_rpc._flat_row import flat_layout
 from vgi_rpc._ipc import Metadata
 from vgi_rpc._logs import WIRE_STREAM_LOGGER, Level
 from vgi_rpc._methods import RpcMethodInfo
@@ -86,13 +87,39 @@ class CallHost(Protocol):
         ...
 
 
-@dataclasses.dataclass(slots=True)
 class Reply:
-    """One complete response IPC stream: its schema and batches, logs first."""
+    """One complete response IPC stream: its schema and batches, logs first.
 
-    schema: pa.Schema
-    batches: list[Batch]
-    error: BaseException | None = None
+    A flat one-row result is encoded straight from its value (``wire``, the
+    whole stream); its ``batches`` are then built only when asked for.
+    """
+
+    __slots__ = ("_build", "batches", "error", "schema", "wire")
+
+    batches: list[Batch]  # an encoded reply's are built on first access (``__getattr__``)
+
+    def __init__(
+        self, schema: pa.Schema, batches: list[Batch], error: BaseException | None = None
+    ) -> None:
+        self.schema = schema
+        self.batches = batches
+        self.error = error
+        self.wire: bytes | None = None
+        self._build: Callable[[], list[Batch]] | None = None
+
+    @classmethod
+    def encoded(cls, schema: pa.Schema, wire: bytes, build: Callable[[], list[Batch]]) -> Reply:
+        """A reply already encoded as ``wire``; ``build`` makes its batches on demand."""
+        reply = cls.__new__(cls)
+        reply.schema, reply.error, reply.wire, reply._build = schema, None, wire, build
+        return reply
+
+    def __getattr__(self, name: str) -> list[Batch]:
+        # Only reached while an encoded reply's ``batches`` slot is still empty.
+        if name != "batches" or self._build is None:
+            raise AttributeError(name)
+        self.batches = self._build()
+        return self.batches
 
 
 @dataclasses.dataclass(slots=True)
@@ -380,6 +407,10 @@ def run_unary(
             value = handler.call(**kwargs, ctx=ctx)
         else:
             value = handler.call(**kwargs)
+        if info.result_codec is not None and not logs and record is None and budget is None:
+            fast = _encoded_result(server, info, value)
+            if fast is not None:
+                return CallStart([fast])
         result = result_batch(info, value)
         batches = server.log_batches(logs, request_id, info.result_schema)
         batches.append((result, None))
@@ -472,6 +503,30 @@ def bind(handler: Handler, kwargs: dict[str, object]) -> Callable[[CallContext],
     if handler.wants_ctx:
         return lambda ctx: handler.call(**kwargs, ctx=ctx)
     return lambda ctx: handler.call(**kwargs)
+
+
+def _encoded_result(server: CallHost, info: RpcMethodInfo, value: object) -> Reply | None:
+    """A flat, non-null result encoded without pyarrow; ``None``: take the general path."""
+    codec = info.result_codec
+    if (
+        codec is None
+        or value is None
+        or getattr(server, "external", None) is not None
+        or wire_response_log.isEnabledFor(logging.DEBUG)
+    ):
+        return None
+    layout = flat_layout(info.result_schema)
+    writer = layout.writer() if layout is not None else None
+    if writer is None:
+        return None
+    try:
+        converted = codec.to_arrow(value, "result")
+    except TypeError:
+        return None  # the general path reports it with the method's name
+    wire = writer.stream((converted,))
+    if wire is None:
+        return None
+    return Reply.encoded(info.result_schema, wire, lambda: [(result_batch(info, value), None)])
 
 
 def result_batch(info: RpcMethodInfo, value: object) -> pa.RecordBatch:

@@ -79,18 +79,20 @@ def serve_one(server: ByteStreamServer, channel: Channel, shm: InboundShm) -> bo
         return False
     try:
         segment = shm.segment(request.metadata)
-        batch, metadata, release = shm.resolve(request.batch, request.metadata, segment)
+        release = None
+        if request.row is None:  # a one-row request is never a shared-memory pointer
+            batch, metadata, release = shm.resolve(request.batch, request.metadata, segment)
+            if batch is not request.batch:
+                request = Request(batch, metadata or {}, request.extra_batches, request.rejected)
     except IPCError as exc:  # the stream was read whole: answer and keep serving
         _serve(server, channel, _with(request, rejected=request.rejected or exc), None, None)
         return True
-    if batch is not request.batch:
-        request = Request(batch, metadata or {}, request.extra_batches, request.rejected)
     if segment is None:
         _serve(server, channel, request, None, shm)
         return True
     # Large results go to the client's segment; the request's allocation is
     # freed before the first response byte leaves.
-    guarded = ReleaseBeforeSend(channel, release)
+    guarded = ReleaseBeforeSend(channel, release or _no_release)
     try:
         _serve(server, channel=guarded, request=request, segment=segment, shm=shm)
     finally:
@@ -98,8 +100,12 @@ def serve_one(server: ByteStreamServer, channel: Channel, shm: InboundShm) -> bo
     return True
 
 
+def _no_release() -> None:
+    pass
+
+
 def _with(request: Request, *, rejected: IPCError) -> Request:
-    return Request(request.batch, request.metadata, request.extra_batches, rejected)
+    return Request(request.row or request.batch, request.metadata, request.extra_batches, rejected)
 
 
 def _serve(
@@ -119,6 +125,9 @@ def _serve(
 
 
 def _write_reply(channel: Channel, reply: Reply, segment: ShmSegment | None) -> None:
+    if reply.wire is not None:  # small: never worth a shared-memory pointer
+        channel.write_chunks((reply.wire,))
+        return
     writer = StreamWriter(channel, reply.schema)
     for batch, metadata in reply.batches:
         writer.write(*to_pointer(segment, batch, metadata))
