@@ -319,6 +319,12 @@ class HttpConnection(RpcConnection):
             from vgi_rpc.http._upload import VendedUploads
 
             self.external.uploader = VendedUploads(transport, self.prefix)
+        self._direct = True  # flat requests are encoded straight from their values (_send_row)
+
+    def _send_row(self, info: RpcMethodInfo, arguments: dict[str, object]) -> bool:
+        self.transport.route(self.prefix, self.routing)
+        self._post_channel.path = f"{self.prefix}/{info.name}"
+        return super()._send_row(info, arguments)
 
     def send_request(
         self,

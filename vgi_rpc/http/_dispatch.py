@@ -92,6 +92,9 @@ class _MemoryChannel:
             self.size += memoryview(chunk).nbytes
 
     def write_reply(self, reply: Reply) -> None:
+        if reply.wire is not None:  # a small flat result, encoded straight from its value
+            self.write_chunks((reply.wire,))
+            return
         writer = StreamWriter(self, reply.schema)
         _write(writer, reply.batches)
         writer.close()
