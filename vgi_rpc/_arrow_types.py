@@ -21,6 +21,7 @@ from typing import Annotated, Any, ClassVar, Union, get_args, get_origin, get_ty
 import pyarrow as pa
 
 from vgi_rpc._errors import SchemaError
+from vgi_rpc._flat_row import STRUCT_FORMATS
 from vgi_rpc._ipc_reader import read_embedded_batch, read_embedded_schema
 
 _NONE_TYPE = type(None)
@@ -418,18 +419,6 @@ def arrow_field(
 
 ArrayBuilder = Callable[[object], "pa.Array[Any]"]
 
-_FIXED_WIDTH = {
-    pa.int8(): "<b",
-    pa.int16(): "<h",
-    pa.int32(): "<i",
-    pa.int64(): "<q",
-    pa.uint8(): "<B",
-    pa.uint16(): "<H",
-    pa.uint32(): "<I",
-    pa.uint64(): "<Q",
-    pa.float32(): "<f",
-    pa.float64(): "<d",
-}
 _VARIABLE_WIDTH = {
     pa.utf8(): "<ii",
     pa.binary(): "<ii",
@@ -475,7 +464,7 @@ def single_value_builder(arrow_type: pa.DataType) -> ArrayBuilder:
     several times cheaper than ``pa.array`` for one value; everything else
     goes through ``pa.array``.
     """
-    fmt = _FIXED_WIDTH.get(arrow_type)
+    fmt = STRUCT_FORMATS.get(arrow_type)
     if fmt is not None:
         return _fixed_builder(arrow_type, fmt)
     fmt = _VARIABLE_WIDTH.get(arrow_type)

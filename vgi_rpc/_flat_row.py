@@ -27,7 +27,7 @@ from vgi_rpc._errors import IPCError
 from vgi_rpc._flatbuf import BatchHeader, FlatbufferError, batch_header
 
 _FIXED, _BOOL, _UTF8, _BINARY = range(4)
-_FORMATS = {
+STRUCT_FORMATS: dict[pa.DataType, str] = {  # fixed-width Arrow types -> struct format
     pa.int8(): "<b",
     pa.int16(): "<h",
     pa.int32(): "<i",
@@ -64,7 +64,7 @@ class _Column(NamedTuple):
 
 
 def _column(t: pa.DataType) -> _Column | None:
-    fmt = _FORMATS.get(t)
+    fmt = STRUCT_FORMATS.get(t)
     if fmt is not None:
         return _Column(_FIXED, struct.Struct(fmt))
     if t == pa.bool_():
@@ -511,4 +511,12 @@ class FlatRow:
         return self._batch
 
 
-__all__ = ["EOS", "MAX_ROW_BYTES", "FlatLayout", "FlatRow", "RowWriter", "flat_layout"]
+__all__ = [
+    "EOS",
+    "MAX_ROW_BYTES",
+    "STRUCT_FORMATS",
+    "FlatLayout",
+    "FlatRow",
+    "RowWriter",
+    "flat_layout",
+]
