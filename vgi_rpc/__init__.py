@@ -9,9 +9,11 @@ what serving needs (never the HTTP, OpenTelemetry, external-storage or CLI
 extras, nor the client).
 """
 
-from typing import TYPE_CHECKING
-
 from vgi_rpc._lazy import lazy_module
+
+# Not ``typing.TYPE_CHECKING``: ``import vgi_rpc`` alone would then import ``typing``
+# (pyarrow does not), about 3 ms. Type checkers treat any name ``TYPE_CHECKING`` as true.
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from vgi_rpc._arrow_types import ArrowType

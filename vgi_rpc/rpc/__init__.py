@@ -4,9 +4,9 @@ Every name is imported on first use (a worker never loads the client, a client
 never loads the server's describe and reflection code).
 """
 
-from typing import TYPE_CHECKING
-
 from vgi_rpc._lazy import lazy_module
+
+TYPE_CHECKING = False  # not ``typing``'s: see vgi_rpc/__init__.py
 
 if TYPE_CHECKING:
     from vgi_rpc.rpc._accounting import CallRecord, CallStatistics

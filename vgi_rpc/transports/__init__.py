@@ -3,9 +3,9 @@
 Every name is imported on first use: a worker loads its stdio loop only.
 """
 
-from typing import TYPE_CHECKING
-
 from vgi_rpc._lazy import lazy_module
+
+TYPE_CHECKING = False  # not ``typing``'s: see vgi_rpc/__init__.py
 
 if TYPE_CHECKING:
     from vgi_rpc.transports._fd import FdChannel
