@@ -8,7 +8,6 @@ of batches, metadata or methods.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import decimal
 import enum
@@ -23,15 +22,21 @@ import pyarrow as pa
 from vgi_rpc._errors import SchemaError
 from vgi_rpc._flat_row import STRUCT_FORMATS
 from vgi_rpc._ipc_reader import read_embedded_batch, read_embedded_schema
+from vgi_rpc._record import record
 
 _NONE_TYPE = type(None)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class ArrowType:
     """Explicit Arrow type for an annotation: ``Annotated[int, ArrowType(pa.int32())]``."""
 
+    __slots__ = ("arrow_type",)
+
     arrow_type: pa.DataType
+
+    def __init__(self, arrow_type: pa.DataType) -> None:
+        object.__setattr__(self, "arrow_type", arrow_type)
 
 
 class Codec:
@@ -310,6 +315,8 @@ def dataclass_field_codecs(cls: type) -> list[tuple[str, Codec]]:
     cached = cls.__dict__.get("__vgi_field_codecs__")
     if cached is not None:
         return typing.cast("list[tuple[str, Codec]]", cached)  # cache written just below
+    import dataclasses  # the user's class is one: already imported
+
     hints = get_type_hints(cls, include_extras=True)
     codecs: list[tuple[str, Codec]] = []
     for f in dataclasses.fields(cls):

@@ -6,7 +6,6 @@ section 4). Knows nothing of methods or the RPC wire.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import pyarrow as pa
@@ -20,6 +19,9 @@ from vgi_rpc._arrow_types import (
 from vgi_rpc._errors import IPCError
 from vgi_rpc._flat_row import FlatRow, flat_layout
 from vgi_rpc._ipc_reader import read_embedded_row
+
+if TYPE_CHECKING:
+    import dataclasses
 
 
 class _SchemaDescriptor:

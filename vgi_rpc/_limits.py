@@ -8,13 +8,14 @@ decompressed. Imports nothing from vgi_rpc.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
+
+from vgi_rpc._record import record
 
 MiB = 1 << 20
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class ResourceLimits:
     """Bounds on untrusted input, checked before anything is allocated.
 
@@ -32,22 +33,51 @@ class ResourceLimits:
         schema_cache_bytes: Memory the cache of parsed request schemas may hold.
     """
 
-    max_request_bytes: int | None = 256 * MiB
-    max_message_bytes: int = 2048 * MiB
-    max_metadata_bytes: int = 16 * MiB
-    max_columns: int = 10_000
-    max_nesting_depth: int = 64
-    max_rows_per_byte: int = 8
-    min_free_rows: int = 1 << 16
-    schema_cache_bytes: int = 64 * MiB
+    __slots__ = _FIELDS = (
+        "max_request_bytes",
+        "max_message_bytes",
+        "max_metadata_bytes",
+        "max_columns",
+        "max_nesting_depth",
+        "max_rows_per_byte",
+        "min_free_rows",
+        "schema_cache_bytes",
+    )
 
-    def __post_init__(self) -> None:
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
+    max_request_bytes: int | None
+    max_message_bytes: int
+    max_metadata_bytes: int
+    max_columns: int
+    max_nesting_depth: int
+    max_rows_per_byte: int
+    min_free_rows: int
+    schema_cache_bytes: int
+
+    def __init__(
+        self,
+        max_request_bytes: int | None = 256 * MiB,
+        max_message_bytes: int = 2048 * MiB,
+        max_metadata_bytes: int = 16 * MiB,
+        max_columns: int = 10_000,
+        max_nesting_depth: int = 64,
+        max_rows_per_byte: int = 8,
+        min_free_rows: int = 1 << 16,
+        schema_cache_bytes: int = 64 * MiB,
+    ) -> None:
+        values: tuple[object, ...] = (
+            max_request_bytes,
+            max_message_bytes,
+            max_metadata_bytes,
+            max_columns,
+            max_nesting_depth,
+            max_rows_per_byte,
+            min_free_rows,
+            schema_cache_bytes,
+        )
+        for name, value in zip(self._FIELDS, values, strict=True):
             if value is not None and (not isinstance(value, int) or value < 0):
-                raise ValueError(
-                    f"ResourceLimits.{field.name} must be a non-negative int, got {value!r}"
-                )
+                raise ValueError(f"ResourceLimits.{name} must be a non-negative int, got {value!r}")
+            object.__setattr__(self, name, value)
 
     def for_body(self, size: int) -> ResourceLimits:
         """These limits, with no message larger than a body of ``size`` bytes."""
@@ -63,7 +93,10 @@ class ResourceLimits:
 @functools.lru_cache(maxsize=256)
 def _for_body(limits: ResourceLimits, size: int) -> ResourceLimits:
     # per HTTP request; small requests of one method repeat their body size
-    return dataclasses.replace(limits, max_message_bytes=size)
+    changed = [
+        size if name == "max_message_bytes" else getattr(limits, name) for name in limits._FIELDS
+    ]
+    return ResourceLimits(*changed)
 
 
 DEFAULT_LIMITS = ResourceLimits()

@@ -5,12 +5,11 @@ Pure inspection at load time; knows nothing about bytes or I/O.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
-import inspect
 import re
+import types
 import typing
-from typing import get_args, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Any, get_args, get_origin, get_type_hints
 
 import pyarrow as pa
 
@@ -22,6 +21,10 @@ from vgi_rpc._arrow_types import (
     single_value_builder,
 )
 from vgi_rpc._errors import SchemaError
+from vgi_rpc._record import record
+
+if TYPE_CHECKING:
+    import inspect
 
 _SEMVER_PATTERN = r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$"
 _semver: re.Pattern[str] | None = None  # compiled on first use: most protocols declare no version
@@ -41,19 +44,46 @@ class MethodType(enum.Enum):
     STREAM = "stream"
 
 
-_NO_DEFAULT = inspect.Parameter.empty
+class _NoDefault:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<no default>"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+_NO_DEFAULT: Any = _NoDefault()
+_LATER: Any = object()  # a field of RpcMethodInfo computed on first access
+
+
+@record(frozen=True)
 class ParamInfo:
     """One parameter of an RPC method."""
+
+    __slots__ = ("annotation", "build", "codec", "default", "field", "name")
 
     name: str
     annotation: object
     codec: Codec
     field: pa.Field[pa.DataType]
     build: ArrayBuilder
-    default: object = _NO_DEFAULT
+    default: object
+
+    def __init__(
+        self,
+        name: str,
+        annotation: object,
+        codec: Codec,
+        field: pa.Field[pa.DataType],
+        build: ArrayBuilder,
+        default: object = _NO_DEFAULT,
+    ) -> None:
+        init = object.__setattr__
+        init(self, "name", name)
+        init(self, "annotation", annotation)
+        init(self, "codec", codec)
+        init(self, "field", field)
+        init(self, "build", build)
+        init(self, "default", default)
 
     @property
     def has_default(self) -> bool:
@@ -61,9 +91,24 @@ class ParamInfo:
         return self.default is not _NO_DEFAULT
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class RpcMethodInfo:
     """Everything the framework knows about one method of a Protocol."""
+
+    __slots__ = (
+        "_doc",
+        "_signature",
+        "_source",
+        "header_type",
+        "is_exchange",
+        "method_type",
+        "name",
+        "params",
+        "params_schema",
+        "result_build",
+        "result_codec",
+        "result_schema",
+    )
 
     name: str
     method_type: MethodType
@@ -74,8 +119,57 @@ class RpcMethodInfo:
     result_build: ArrayBuilder | None
     header_type: type | None
     is_exchange: bool | None
-    doc: str
-    signature: inspect.Signature
+    _doc: Any
+    _signature: Any
+    _source: Any
+
+    def __init__(
+        self,
+        name: str,
+        method_type: MethodType,
+        params: tuple[ParamInfo, ...],
+        params_schema: pa.Schema,
+        result_schema: pa.Schema,
+        result_codec: Codec | None,
+        result_build: ArrayBuilder | None,
+        header_type: type | None,
+        is_exchange: bool | None,
+        doc: str,
+        signature: inspect.Signature,
+    ) -> None:
+        init = object.__setattr__
+        init(self, "name", name)
+        init(self, "method_type", method_type)
+        init(self, "params", params)
+        init(self, "params_schema", params_schema)
+        init(self, "result_schema", result_schema)
+        init(self, "result_codec", result_codec)
+        init(self, "result_build", result_build)
+        init(self, "header_type", header_type)
+        init(self, "is_exchange", is_exchange)
+        init(self, "_doc", doc)
+        init(self, "_signature", signature)
+        init(self, "_source", None)
+
+    @property
+    def doc(self) -> str:
+        """The method's cleaned docstring (``""`` when it has none)."""
+        if self._doc is _LATER:
+            import inspect  # docs and signatures are read by describe and clients, not to serve
+
+            object.__setattr__(self, "_doc", inspect.getdoc(self._source) or "")
+        return self._doc  # type: ignore[no-any-return]  # a str once computed
+
+    @property
+    def signature(self) -> inspect.Signature:
+        """The method's signature without ``self``, as a client proxy shows it."""
+        if self._signature is _LATER:
+            import inspect
+
+            whole = inspect.signature(self._source)
+            parameters = list(whole.parameters.values())[1:]
+            object.__setattr__(self, "_signature", whole.replace(parameters=parameters))
+        return self._signature  # type: ignore[no-any-return]  # a Signature once computed
 
     @property
     def has_return(self) -> bool:
@@ -86,6 +180,23 @@ class RpcMethodInfo:
     def is_stream(self) -> bool:
         """Whether the method opens a stream."""
         return self.method_type is MethodType.STREAM
+
+    def __setstate__(self, state: list[Any]) -> None:
+        RpcMethodInfo.__init__(self, *state)  # doc and signature are properties, not slots
+
+    def with_exchange(self, is_exchange: bool) -> RpcMethodInfo:
+        """This method with ``is_exchange`` set (what ``dataclasses.replace`` does, lazily)."""
+        copy = object.__new__(RpcMethodInfo)
+        for name in RpcMethodInfo.__slots__:
+            object.__setattr__(copy, name, getattr(self, name))
+        object.__setattr__(copy, "is_exchange", is_exchange)
+        return copy
+
+    @classmethod
+    def _of_function(cls, func: typing.Callable[..., object], **fields: Any) -> RpcMethodInfo:
+        info = cls(**fields, doc=_LATER, signature=_LATER)
+        object.__setattr__(info, "_source", func)
+        return info
 
 
 def is_stream_annotation(annotation: object) -> bool:
@@ -123,30 +234,69 @@ def stream_kind(annotation: object) -> bool | None:
     return None if kind is None else kind == "exchange"
 
 
+_VARARGS, _VARKEYWORDS = 0x04, 0x08  # code flags of *args, **kwargs (inspect.CO_*)
+
+
+def _parameters(func: typing.Callable[..., object]) -> list[tuple[str, bool, object]]:
+    """``(name, is_var, default)`` of each parameter after ``self``, in signature order.
+
+    Read from the function's code object as ``inspect.signature`` would, without
+    importing ``inspect`` (with ``ast``, ``dis``, ``tokenize``: about 10 ms of a worker's
+    start-up); a function that is wrapped or declares its own signature goes through
+    ``inspect`` itself.
+    """
+    own = getattr(func, "__dict__", {})
+    if type(func) is not types.FunctionType or "__wrapped__" in own or "__signature__" in own:
+        import inspect
+
+        parameters = list(inspect.signature(func).parameters.values())[1:]
+        var = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+        return [
+            (p.name, p.kind in var, _NO_DEFAULT if p.default is p.empty else p.default)
+            for p in parameters
+        ]
+    code = func.__code__
+    positional = code.co_varnames[: code.co_argcount]
+    keyword_only = code.co_varnames[code.co_argcount : code.co_argcount + code.co_kwonlyargcount]
+    rest = iter(code.co_varnames[code.co_argcount + code.co_kwonlyargcount :])
+    defaults = func.__defaults__ or ()
+    first_default = len(positional) - len(defaults)
+    found = [
+        (name, False, defaults[i - first_default] if i >= first_default else _NO_DEFAULT)
+        for i, name in enumerate(positional)
+    ]
+    if code.co_flags & _VARARGS:
+        found.append((next(rest), True, _NO_DEFAULT))
+    keyword_defaults = func.__kwdefaults__ or {}
+    found.extend((name, False, keyword_defaults.get(name, _NO_DEFAULT)) for name in keyword_only)
+    if code.co_flags & _VARKEYWORDS:
+        found.append((next(rest), True, _NO_DEFAULT))
+    return found[1:]  # skip self
+
+
 def _method_info(name: str, func: typing.Callable[..., object]) -> RpcMethodInfo:
     try:
         hints = get_type_hints(func, include_extras=True)
     except (NameError, TypeError) as exc:
         raise SchemaError(f"cannot resolve the annotations of {name}(): {exc}") from exc
-    signature = inspect.signature(func)
     params: list[ParamInfo] = []
-    for param in list(signature.parameters.values())[1:]:  # skip self
-        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+    for param_name, is_var, default in _parameters(func):
+        if is_var:
             raise SchemaError(f"{name}(): *args and **kwargs cannot be RPC parameters")
-        if param.name not in hints:
-            raise SchemaError(f"{name}(): parameter {param.name!r} has no type annotation")
+        if param_name not in hints:
+            raise SchemaError(f"{name}(): parameter {param_name!r} has no type annotation")
         try:
-            field, codec = arrow_field(param.name, hints[param.name])
+            field, codec = arrow_field(param_name, hints[param_name])
         except SchemaError as exc:
-            raise SchemaError(f"{name}(), parameter {param.name!r}: {exc}") from exc
+            raise SchemaError(f"{name}(), parameter {param_name!r}: {exc}") from exc
         params.append(
             ParamInfo(
-                param.name,
-                hints[param.name],
+                param_name,
+                hints[param_name],
                 codec,
                 field,
                 single_value_builder(field.type),
-                param.default,
+                default,
             )
         )
     if "return" not in hints:
@@ -163,7 +313,8 @@ def _method_info(name: str, func: typing.Callable[..., object]) -> RpcMethodInfo
             result_schema, result_codec = _result(name, returns)
     except SchemaError as exc:
         raise SchemaError(f"{name}(), return type: {exc}") from exc
-    return RpcMethodInfo(
+    return RpcMethodInfo._of_function(
+        func,
         name=name,
         method_type=method_type,
         params=tuple(params),
@@ -173,8 +324,6 @@ def _method_info(name: str, func: typing.Callable[..., object]) -> RpcMethodInfo
         result_build=single_value_builder(result_schema.field(0).type) if result_codec else None,
         header_type=header_type,
         is_exchange=stream_kind(returns) if method_type is MethodType.STREAM else None,
-        doc=inspect.getdoc(func) or "",
-        signature=signature.replace(parameters=list(signature.parameters.values())[1:]),
     )
 
 
@@ -195,7 +344,7 @@ def rpc_methods(protocol: type) -> dict[str, RpcMethodInfo]:
         if klass is object or klass is typing.Protocol or klass.__name__ == "Generic":
             continue
         for name, member in vars(klass).items():
-            if name.startswith("_") or not inspect.isfunction(member):
+            if name.startswith("_") or not isinstance(member, types.FunctionType):
                 continue
             methods[name] = _method_info(name, member)
     _CACHE[protocol] = methods

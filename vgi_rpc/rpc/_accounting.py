@@ -11,13 +11,12 @@ the reference's access-log schema (``docs/access-log-spec.md``) where they apply
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import logging
 import time
 import uuid
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import pyarrow as pa
 
@@ -28,6 +27,7 @@ from vgi_rpc._logs import (
     WIRE_REQUEST_LOGGER,
     WIRE_RESPONSE_LOGGER,
 )
+from vgi_rpc._record import FACTORY, record
 
 if TYPE_CHECKING:
     from vgi_rpc._ipc import Metadata
@@ -40,16 +40,42 @@ wire_batch_log = logging.getLogger(WIRE_BATCH_LOGGER)
 _rpc_log = logging.getLogger(RPC_LOGGER)
 
 
-@dataclasses.dataclass(slots=True)
+@record()
 class CallStatistics:
     """I/O counters of one call; bytes are logical Arrow buffer sizes (no IPC framing)."""
 
-    input_batches: int = 0
-    output_batches: int = 0
-    input_rows: int = 0
-    output_rows: int = 0
-    input_bytes: int = 0
-    output_bytes: int = 0
+    __slots__ = (
+        "input_batches",
+        "input_bytes",
+        "input_rows",
+        "output_batches",
+        "output_bytes",
+        "output_rows",
+    )
+
+    __match_args__: ClassVar[tuple[str, ...]]  # the field names, set by @record
+    input_batches: int
+    output_batches: int
+    input_rows: int
+    output_rows: int
+    input_bytes: int
+    output_bytes: int
+
+    def __init__(
+        self,
+        input_batches: int = 0,
+        output_batches: int = 0,
+        input_rows: int = 0,
+        output_rows: int = 0,
+        input_bytes: int = 0,
+        output_bytes: int = 0,
+    ) -> None:
+        self.input_batches = input_batches
+        self.output_batches = output_batches
+        self.input_rows = input_rows
+        self.output_rows = output_rows
+        self.input_bytes = input_bytes
+        self.output_bytes = output_bytes
 
     def record_input(self, batch: pa.RecordBatch) -> None:
         """Count one batch received from the client."""
@@ -89,9 +115,29 @@ class CallObserver(Protocol):
         ...
 
 
-@dataclasses.dataclass(slots=True)
+@record(factories={"stats": CallStatistics, "started": time.perf_counter, "scopes": list})
 class CallRecord:
     """What the access record of one call says; filled in as the call proceeds."""
+
+    __slots__ = (
+        "auth_domain",
+        "authenticated",
+        "cancelled",
+        "logged",
+        "method",
+        "method_type",
+        "principal",
+        "protocol",
+        "protocol_hash",
+        "remote_addr",
+        "request_data",
+        "request_id",
+        "scopes",
+        "server_id",
+        "started",
+        "stats",
+        "stream_id",
+    )
 
     server_id: str
     protocol: str
@@ -99,17 +145,55 @@ class CallRecord:
     method: str
     method_type: str
     request_id: str
-    stats: CallStatistics = dataclasses.field(default_factory=CallStatistics)
-    started: float = dataclasses.field(default_factory=time.perf_counter)
-    principal: str = ""
-    auth_domain: str = ""
-    authenticated: bool = False
-    remote_addr: str = ""
-    stream_id: str = ""
-    cancelled: bool = False
-    request_data: str | None = None
-    logged: bool = True
-    scopes: list[CallScope] = dataclasses.field(default_factory=list)
+    stats: CallStatistics
+    started: float
+    principal: str
+    auth_domain: str
+    authenticated: bool
+    remote_addr: str
+    stream_id: str
+    cancelled: bool
+    request_data: str | None
+    logged: bool
+    scopes: list[CallScope]
+
+    def __init__(
+        self,
+        server_id: str,
+        protocol: str,
+        protocol_hash: str,
+        method: str,
+        method_type: str,
+        request_id: str,
+        stats: CallStatistics = FACTORY,
+        started: float = FACTORY,
+        principal: str = "",
+        auth_domain: str = "",
+        authenticated: bool = False,
+        remote_addr: str = "",
+        stream_id: str = "",
+        cancelled: bool = False,
+        request_data: str | None = None,
+        logged: bool = True,
+        scopes: list[CallScope] = FACTORY,
+    ) -> None:
+        self.server_id = server_id
+        self.protocol = protocol
+        self.protocol_hash = protocol_hash
+        self.method = method
+        self.method_type = method_type
+        self.request_id = request_id
+        self.stats = CallStatistics() if stats is FACTORY else stats
+        self.started = time.perf_counter() if started is FACTORY else started
+        self.principal = principal
+        self.auth_domain = auth_domain
+        self.authenticated = authenticated
+        self.remote_addr = remote_addr
+        self.stream_id = stream_id
+        self.cancelled = cancelled
+        self.request_data = request_data
+        self.logged = logged
+        self.scopes = [] if scopes is FACTORY else scopes
 
     def finish(self, error: BaseException | None = None) -> None:
         """End the observers' scopes, then emit the access record (INFO on ``vgi_rpc.access``)."""
@@ -145,7 +229,7 @@ class CallRecord:
             "error_type": error_type,
             "error_message": str(error) if error is not None else "",
             "request_id": self.request_id,
-            **dataclasses.asdict(self.stats),
+            **{name: getattr(self.stats, name) for name in CallStatistics.__match_args__},
         }
         # Optional fields appear only when they say something (access-log spec section 5).
         if self.cancelled:

@@ -11,13 +11,13 @@ looks for transport attributes. Concrete channels live in ``vgi_rpc.transports``
 
 from __future__ import annotations
 
-import dataclasses
 import io
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from vgi_rpc._errors import TransportError
 from vgi_rpc._ipc import Chunk
+from vgi_rpc._record import record
 
 if TYPE_CHECKING:
     from vgi_rpc.shm import ShmSegment
@@ -47,7 +47,7 @@ class Channel(Protocol):
         ...
 
 
-@dataclasses.dataclass(slots=True)
+@record()
 class SegmentOffer:
     """The peer is on this host under our user: a client may give it a segment of its own.
 
@@ -60,11 +60,17 @@ class SegmentOffer:
             on this channel, a pooled worker's included.
     """
 
-    max_size: int = DEFAULT_SHM_MAX_SIZE
-    refused: bool = False
+    __slots__ = ("max_size", "refused")
+
+    max_size: int
+    refused: bool
+
+    def __init__(self, max_size: int = DEFAULT_SHM_MAX_SIZE, refused: bool = False) -> None:
+        self.max_size = max_size
+        self.refused = refused
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class ChannelCapabilities:
     """What a channel can do beyond moving bytes.
 
@@ -77,9 +83,22 @@ class ChannelCapabilities:
             (automatic shared memory).
     """
 
-    shared_segment: ShmSegment | None = None
-    peer_uid: int | None = None
-    segment_offer: SegmentOffer | None = None
+    __slots__ = ("peer_uid", "segment_offer", "shared_segment")
+
+    shared_segment: ShmSegment | None
+    peer_uid: int | None
+    segment_offer: SegmentOffer | None
+
+    def __init__(
+        self,
+        shared_segment: ShmSegment | None = None,
+        peer_uid: int | None = None,
+        segment_offer: SegmentOffer | None = None,
+    ) -> None:
+        init = object.__setattr__
+        init(self, "shared_segment", shared_segment)
+        init(self, "peer_uid", peer_uid)
+        init(self, "segment_offer", segment_offer)
 
 
 NO_CAPABILITIES = ChannelCapabilities()

@@ -6,24 +6,43 @@ No transport classes and no ContextVars: the dispatcher builds one
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
 from vgi_rpc._logs import Level
+from vgi_rpc._record import FACTORY, record
 
 LogSink = Callable[[Level, str, dict[str, object] | None], None]
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+def _no_claims() -> Mapping[str, object]:
+    return MappingProxyType({})
+
+
+@record(frozen=True, factories={"claims": _no_claims})
 class AuthContext:
     """Who is calling, as established by the transport's authenticate hook."""
 
-    domain: str | None = None
-    authenticated: bool = False
-    principal: str | None = None
-    claims: Mapping[str, object] = dataclasses.field(default_factory=lambda: MappingProxyType({}))
+    __slots__ = ("authenticated", "claims", "domain", "principal")
+
+    domain: str | None
+    authenticated: bool
+    principal: str | None
+    claims: Mapping[str, object]
+
+    def __init__(
+        self,
+        domain: str | None = None,
+        authenticated: bool = False,
+        principal: str | None = None,
+        claims: Mapping[str, object] = FACTORY,
+    ) -> None:
+        init = object.__setattr__
+        init(self, "domain", domain)
+        init(self, "authenticated", authenticated)
+        init(self, "principal", principal)
+        init(self, "claims", _no_claims() if claims is FACTORY else claims)
 
     @classmethod
     def anonymous(cls) -> AuthContext:

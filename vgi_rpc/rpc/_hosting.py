@@ -7,13 +7,12 @@ requests name the protocol; first-generation requests go to the default one.
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
 import logging
 import re
+import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from vgi_rpc._errors import ProtocolVersionError
 from vgi_rpc._ipc import Metadata
@@ -25,6 +24,7 @@ from vgi_rpc._methods import (
     rpc_methods,
     stream_kind,
 )
+from vgi_rpc._record import FACTORY, record
 from vgi_rpc.wire import keys as k
 
 _WIRE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
@@ -66,10 +66,30 @@ def _with_stream_kind(info: RpcMethodInfo, call: Callable[..., object]) -> RpcMe
     except (NameError, TypeError):  # unresolvable annotations: the kind stays unknown
         return info
     kind = stream_kind(returns)
-    return info if kind is None else dataclasses.replace(info, is_exchange=kind)
+    return info if kind is None else info.with_exchange(kind)
 
 
 def _accepts_ctx(call: Callable[..., object]) -> bool:
+    func = getattr(call, "__func__", None)
+    if (
+        type(call) is types.MethodType
+        and type(func) is types.FunctionType
+        and not {"__wrapped__", "__signature__"} & func.__dict__.keys()
+    ):
+        # what inspect.signature would list, read from the code object (no ``inspect`` import)
+        code = func.__code__
+        names = code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
+        names += code.co_varnames[
+            len(names) :
+        ][
+            : bool(code.co_flags & 0x04)
+            + bool(
+                code.co_flags & 0x08
+            )  # *args, **kwargs
+        ]
+        return "ctx" in names[1 if code.co_argcount else 0 :]
+    import inspect
+
     try:
         return "ctx" in inspect.signature(call).parameters
     except (TypeError, ValueError):
@@ -85,7 +105,10 @@ class Handler(NamedTuple):
     hosted: Hosted
 
 
-@dataclasses.dataclass(eq=False)
+_LATER: Any = object()  # Hosted.doc before it is first read
+
+
+@record(eq=False, slots=False, factories={"handlers": dict})
 class Hosted:
     """One protocol a server hosts, with its implementation."""
 
@@ -93,8 +116,36 @@ class Hosted:
     implementation: object
     name: str
     version: str | None
-    doc: str
-    handlers: dict[str, Handler] = dataclasses.field(default_factory=dict)
+    handlers: dict[str, Handler]
+
+    def __init__(
+        self,
+        protocol: type,
+        implementation: object,
+        name: str,
+        version: str | None,
+        doc: str,
+        handlers: dict[str, Handler] = FACTORY,
+    ) -> None:
+        self.protocol = protocol
+        self.implementation = implementation
+        self.name = name
+        self.version = version
+        self._doc = doc
+        self.handlers = {} if handlers is FACTORY else handlers
+
+    @property
+    def doc(self) -> str:
+        """The protocol's cleaned docstring (``""`` when it has none)."""
+        if self._doc is _LATER:
+            import inspect  # read by describe and reflection, not to serve a call
+
+            self._doc = inspect.getdoc(self.protocol) or ""
+        return self._doc
+
+    @doc.setter
+    def doc(self, value: str) -> None:
+        self._doc = value
 
     @classmethod
     def build(cls, protocol: type, implementation: object, *, framework: bool = False) -> Hosted:
@@ -116,7 +167,7 @@ class Hosted:
             implementation,
             name,
             protocol_version_of(protocol),
-            inspect.getdoc(protocol) or "",
+            _LATER,
         )
         missing = []
         for method, info in rpc_methods(protocol).items():

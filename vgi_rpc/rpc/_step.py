@@ -9,7 +9,6 @@ continuation requests).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
@@ -22,6 +21,7 @@ from vgi_rpc._flat_row import flat_layout
 from vgi_rpc._ipc import Metadata
 from vgi_rpc._logs import WIRE_STREAM_LOGGER, Level
 from vgi_rpc._methods import RpcMethodInfo
+from vgi_rpc._record import record
 from vgi_rpc.rpc._accounting import CallRecord, describe_batch, wire_response_log
 from vgi_rpc.rpc._context import AuthContext, CallContext
 from vgi_rpc.rpc._hosting import Handler, Hosted
@@ -122,7 +122,7 @@ class Reply:
         return self.batches
 
 
-@dataclasses.dataclass(slots=True)
+@record()
 class CallStart:
     """What starting a call produced.
 
@@ -135,13 +135,27 @@ class CallStart:
             be read and discarded (a stream that failed to start).
     """
 
+    __slots__ = ("drain_input", "replies", "status", "stream")
+
     replies: list[Reply]
-    stream: ServerStream | None = None
-    status: int = 200
-    drain_input: bool = False
+    stream: ServerStream | None
+    status: int
+    drain_input: bool
+
+    def __init__(
+        self,
+        replies: list[Reply],
+        stream: ServerStream | None = None,
+        status: int = 200,
+        drain_input: bool = False,
+    ) -> None:
+        self.replies = replies
+        self.stream = stream
+        self.status = status
+        self.drain_input = drain_input
 
 
-@dataclasses.dataclass(slots=True)
+@record()
 class Turn:
     """One turn of a stream: logs, then one data batch, or an error, or the end.
 
@@ -154,12 +168,30 @@ class Turn:
         cancelled: The client cancelled; nothing else was run.
     """
 
+    __slots__ = ("cancelled", "data", "error", "error_batch", "finished", "logs")
+
     logs: list[Batch]
-    data: Batch | None = None
-    error: Exception | None = None
-    error_batch: Batch | None = None
-    finished: bool = False
-    cancelled: bool = False
+    data: Batch | None
+    error: Exception | None
+    error_batch: Batch | None
+    finished: bool
+    cancelled: bool
+
+    def __init__(
+        self,
+        logs: list[Batch],
+        data: Batch | None = None,
+        error: Exception | None = None,
+        error_batch: Batch | None = None,
+        finished: bool = False,
+        cancelled: bool = False,
+    ) -> None:
+        self.logs = logs
+        self.data = data
+        self.error = error
+        self.error_batch = error_batch
+        self.finished = finished
+        self.cancelled = cancelled
 
     @property
     def batches(self) -> list[Batch]:

@@ -7,7 +7,6 @@ and ``AnnotatedBatch``. No I/O: the dispatcher moves the bytes.
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeAlias
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeAlias
 import pyarrow as pa
 
 from vgi_rpc._logs import Level
+from vgi_rpc._record import record
 
 if sys.version_info >= (3, 13):  # TypeVar defaults (PEP 696); typing_extensions costs ~10 ms
     from typing import TypeVar
@@ -28,12 +28,22 @@ EMPTY_SCHEMA = pa.schema([])
 ArrowArray: TypeAlias = "pa.Array[Any]"  # an Arrow array of any element type
 
 
-@dataclasses.dataclass(slots=True)
+@record()
 class AnnotatedBatch:
     """A record batch plus its per-batch custom metadata."""
 
+    __slots__ = ("batch", "custom_metadata")
+
     batch: pa.RecordBatch
-    custom_metadata: pa.KeyValueMetadata | Mapping[bytes, bytes] | None = None
+    custom_metadata: pa.KeyValueMetadata | Mapping[bytes, bytes] | None
+
+    def __init__(
+        self,
+        batch: pa.RecordBatch,
+        custom_metadata: pa.KeyValueMetadata | Mapping[bytes, bytes] | None = None,
+    ) -> None:
+        self.batch = batch
+        self.custom_metadata = custom_metadata
 
     @classmethod
     def from_pydict(
@@ -92,7 +102,7 @@ S = TypeVar("S", bound=StreamState, covariant=True)
 H = TypeVar("H", default=None, covariant=True)
 
 
-@dataclasses.dataclass(slots=True)
+@record()
 class Stream(Generic[S, H]):
     """What a streaming method returns: its schemas, its state and an optional header.
 
@@ -101,11 +111,24 @@ class Stream(Generic[S, H]):
     """
 
     __vgi_stream__: ClassVar[bool] = True
+    __slots__ = ("header", "input_schema", "output_schema", "state")
 
     output_schema: pa.Schema
     state: S
-    input_schema: pa.Schema = EMPTY_SCHEMA
-    header: H | None = None
+    input_schema: pa.Schema
+    header: H | None
+
+    def __init__(
+        self,
+        output_schema: pa.Schema,
+        state: S,
+        input_schema: pa.Schema = EMPTY_SCHEMA,
+        header: H | None = None,
+    ) -> None:
+        self.output_schema = output_schema
+        self.state = state
+        self.input_schema = input_schema
+        self.header = header
 
     if TYPE_CHECKING:
         # A client proxy hands back a StreamSession where the Protocol says Stream;
