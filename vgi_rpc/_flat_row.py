@@ -58,9 +58,8 @@ _MAX_COLUMNS = 64
 MAX_ROW_BYTES = 32 << 10
 
 
-class _Column(NamedTuple):
-    kind: int
-    fixed: struct.Struct | None
+# types as objects, not strings: see Header in _flatbuf
+_Column = NamedTuple("_Column", [("kind", int), ("fixed", struct.Struct | None)])  # noqa: UP014
 
 
 def _column(t: pa.DataType) -> _Column | None:

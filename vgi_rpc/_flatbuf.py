@@ -22,12 +22,22 @@ _I64 = struct.Struct("<q")
 Metadata = dict[bytes, bytes]
 
 
-class Header(NamedTuple):
+# NamedTuples declared with their types as objects: under ``from __future__ import
+# annotations`` the class syntax hands typing strings to compile, and a process's first
+# ``compile()`` costs about 3 ms (it builds the ``ast`` node types).
+class Header(
+    NamedTuple(
+        "Header",
+        [
+            ("header_type", int),
+            ("body_length", int),
+            ("custom_metadata", dict[bytes, bytes] | None),
+        ],
+    )
+):
     """The fields of an IPC ``Message`` that framing and dispatch need."""
 
-    header_type: int
-    body_length: int
-    custom_metadata: Metadata | None
+    __slots__ = ()
 
 
 class _Buf:
@@ -108,18 +118,25 @@ def decode_header(meta: bytes) -> Header:
     return Header(header_type, body_length, custom)
 
 
-class BatchHeader(NamedTuple):
+class BatchHeader(
+    NamedTuple(
+        "BatchHeader",
+        [
+            ("version", int),
+            ("body_length", int),
+            ("body_length_at", int),
+            ("length", int),
+            ("nodes_at", int),  # first FieldNode struct (length, null_count: two int64)
+            ("node_count", int),
+            ("buffers_at", int),  # first Buffer struct (offset, length: two int64)
+            ("buffer_count", int),
+            ("plain", bool),  # no compression, no variadic buffer counts
+        ],
+    )
+):
     """Where a RecordBatch message keeps its sizes (positions are offsets into the header)."""
 
-    version: int
-    body_length: int
-    body_length_at: int
-    length: int
-    nodes_at: int  # first FieldNode struct (length, null_count: two int64)
-    node_count: int
-    buffers_at: int  # first Buffer struct (offset, length: two int64)
-    buffer_count: int
-    plain: bool  # no compression, no variadic buffer counts
+    __slots__ = ()
 
 
 def batch_header(meta: bytes) -> BatchHeader:

@@ -115,10 +115,15 @@ def _parse_header(meta: bytes) -> Header:
     return header
 
 
-class _Message(NamedTuple):
-    header: Header
-    metadata: bytes
-    data: bytes | pa.Buffer  # the whole message: prefix, header, body
+# types as objects, not strings: see Header in _flatbuf
+class _Message(
+    NamedTuple(
+        "_Message",
+        # data: the whole message (prefix, header, body)
+        [("header", Header), ("metadata", bytes), ("data", bytes | pa.Buffer)],
+    )
+):
+    __slots__ = ()
 
     @property
     def buffer(self) -> pa.Buffer:
@@ -622,12 +627,15 @@ def read_embedded_schema(data: bytes, what: str) -> pa.Schema:
     return _EMBEDDED_SCHEMAS.get(message, limits)[0]
 
 
-class ReadPolicy(NamedTuple):
+class ReadPolicy(
+    NamedTuple(
+        "ReadPolicy",
+        [("validation", IpcValidation), ("limits", ResourceLimits), ("schemas", SchemaCache)],
+    )
+):
     """How one receiver reads untrusted streams: validation level, limits and schema cache."""
 
-    validation: IpcValidation
-    limits: ResourceLimits
-    schemas: SchemaCache
+    __slots__ = ()
 
     @classmethod
     def make(cls, validation: IpcValidation, limits: ResourceLimits) -> ReadPolicy:

@@ -5,8 +5,16 @@ Never configures handlers: attaching them is the application's choice.
 
 from __future__ import annotations
 
-import logging
+import sys
+from collections.abc import Callable
 from enum import Enum
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    import logging
+
+# logging's numbers, without importing it (see LazyLogger)
+DEBUG, INFO, WARNING, ERROR = 10, 20, 30, 40
 
 ROOT_LOGGER = "vgi_rpc"
 ACCESS_LOGGER = "vgi_rpc.access"
@@ -103,11 +111,11 @@ class Level(Enum):
 
 
 _PY_LEVELS = {
-    Level.EXCEPTION: logging.ERROR,
-    Level.ERROR: logging.ERROR,
-    Level.WARN: logging.WARNING,
-    Level.INFO: logging.INFO,
-    Level.DEBUG: logging.DEBUG,
+    Level.EXCEPTION: ERROR,
+    Level.ERROR: ERROR,
+    Level.WARN: WARNING,
+    Level.INFO: INFO,
+    Level.DEBUG: DEBUG,
     Level.TRACE: 5,
 }
 
@@ -156,9 +164,89 @@ class Message:
         return f"Message({self.level.name}, {self.message!r}, extra={self.extra!r})"
 
 
+class LazyLogger:
+    """``logging.getLogger(name)``, imported only once a record could be emitted.
+
+    ``import logging`` (with ``traceback``, ``string``, ``weakref``) is about 4 ms of
+    a worker's start-up, spent only to learn that debug records are off. Until the
+    application imports ``logging`` (to configure it or to log), nothing can have
+    enabled a level below WARNING, so ``isEnabledFor``, ``debug`` and ``info`` answer
+    without it; anything else (``warning``, ``exception``, ``handlers``, ...) imports
+    it and goes to the real logger, so records, handlers and the last-resort
+    stderr output are exactly the real logger's. Once resolved, ``isEnabledFor``,
+    ``debug`` and ``info`` are the real logger's bound methods.
+    """
+
+    __slots__ = ("_real", "debug", "info", "isEnabledFor", "name")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._real: logging.Logger | None = None
+        self.isEnabledFor: Callable[[int], bool] = self._enabled
+        self.debug: Callable[..., None] = self._debug
+        self.info: Callable[..., None] = self._info
+
+    def resolve(self) -> logging.Logger:
+        """The real logger of this name (importing ``logging``)."""
+        real = self._real
+        if real is None:
+            import logging
+
+            real = self._real = logging.getLogger(self.name)
+            self.isEnabledFor, self.debug, self.info = real.isEnabledFor, real.debug, real.info
+        return real
+
+    def _enabled(self, level: int) -> bool:
+        if "logging" not in sys.modules:
+            return level >= WARNING  # the unconfigured root level
+        return self.resolve().isEnabledFor(level)
+
+    def _debug(self, msg: object, *args: object, **kwargs: Any) -> None:
+        if self.isEnabledFor(DEBUG):
+            kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1  # the caller's line, not ours
+            self.resolve().debug(msg, *args, **kwargs)
+
+    def _info(self, msg: object, *args: object, **kwargs: Any) -> None:
+        if self.isEnabledFor(INFO):
+            kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1
+            self.resolve().info(msg, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.resolve(), name)
+
+    def __repr__(self) -> str:
+        return repr(self.resolve())
+
+
+def lazy_logger(name: str) -> logging.Logger:
+    """A ``LazyLogger`` for ``name``, typed as the ``logging.Logger`` it stands for."""
+    return cast("logging.Logger", LazyLogger(name))
+
+
+def real_logger(logger: logging.Logger) -> logging.Logger:
+    """``logger`` itself, or the real logger a ``LazyLogger`` stands for."""
+    lazy: object = logger  # typed as a Logger wherever it is passed around
+    if type(lazy) is LazyLogger:
+        return lazy.resolve()
+    return logger
+
+
 def service_logger(protocol_name: str) -> logging.Logger:
     """Return the ``vgi_rpc.service.<Protocol>`` logger handed to methods as ``ctx.logger``."""
-    return logging.getLogger(f"{SERVICE_LOGGER_PREFIX}.{protocol_name}")
+    return lazy_logger(f"{SERVICE_LOGGER_PREFIX}.{protocol_name}")
 
 
-__all__ = ["LOGGERS", "Level", "Message", "python_log_level", "service_logger"]
+__all__ = [
+    "DEBUG",
+    "ERROR",
+    "INFO",
+    "LOGGERS",
+    "WARNING",
+    "LazyLogger",
+    "Level",
+    "Message",
+    "lazy_logger",
+    "python_log_level",
+    "real_logger",
+    "service_logger",
+]

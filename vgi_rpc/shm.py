@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import logging
 import os
 import re
 import stat
@@ -26,7 +25,7 @@ import pyarrow as pa
 from vgi_rpc._errors import IPCError
 from vgi_rpc._ipc import Chunk, _encoder, encode_stream
 from vgi_rpc._ipc_reader import EOS_MARKER, has_dictionary
-from vgi_rpc._logs import WIRE_TRANSPORT_LOGGER
+from vgi_rpc._logs import WIRE_TRANSPORT_LOGGER, lazy_logger
 
 if TYPE_CHECKING:  # multiprocessing is imported when a segment is made, not by every worker
     from multiprocessing import shared_memory
@@ -39,7 +38,7 @@ _ALLOC = struct.Struct("<QQ")
 MAX_ALLOCS = (HEADER_SIZE - _HEADER.size) // _ALLOC.size  # 4094
 _ALIGN = 64  # our allocations start on cache lines; readers only need offset and length
 
-_log = logging.getLogger(WIRE_TRANSPORT_LOGGER)
+_log = lazy_logger(WIRE_TRANSPORT_LOGGER)
 
 
 def _align(n: int) -> int:

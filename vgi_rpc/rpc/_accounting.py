@@ -12,7 +12,6 @@ the reference's access-log schema (``docs/access-log-spec.md``) where they apply
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import time
 import uuid
 from collections.abc import Sequence
@@ -22,10 +21,13 @@ import pyarrow as pa
 
 from vgi_rpc._logs import (
     ACCESS_LOGGER,
+    DEBUG,
+    INFO,
     RPC_LOGGER,
     WIRE_BATCH_LOGGER,
     WIRE_REQUEST_LOGGER,
     WIRE_RESPONSE_LOGGER,
+    lazy_logger,
 )
 from vgi_rpc._record import FACTORY, record
 
@@ -33,11 +35,11 @@ if TYPE_CHECKING:
     from vgi_rpc._ipc import Metadata
     from vgi_rpc.rpc._context import AuthContext
 
-access_log = logging.getLogger(ACCESS_LOGGER)
-wire_request_log = logging.getLogger(WIRE_REQUEST_LOGGER)
-wire_response_log = logging.getLogger(WIRE_RESPONSE_LOGGER)
-wire_batch_log = logging.getLogger(WIRE_BATCH_LOGGER)
-_rpc_log = logging.getLogger(RPC_LOGGER)
+access_log = lazy_logger(ACCESS_LOGGER)
+wire_request_log = lazy_logger(WIRE_REQUEST_LOGGER)
+wire_response_log = lazy_logger(WIRE_RESPONSE_LOGGER)
+wire_batch_log = lazy_logger(WIRE_BATCH_LOGGER)
+_rpc_log = lazy_logger(RPC_LOGGER)
 
 
 @record()
@@ -205,7 +207,7 @@ class CallRecord:
                     scope.finish(self, error, duration)
                 except Exception:
                     _rpc_log.exception("call observer %r failed at the end of a call", scope)
-        if self.logged and access_log.isEnabledFor(logging.INFO):
+        if self.logged and access_log.isEnabledFor(INFO):
             self._emit(error, duration * 1000)
 
     def _emit(self, error: BaseException | None, duration_ms: float) -> None:
@@ -273,7 +275,7 @@ def start_record(
     ``count_request=False`` when the request is a stream turn's input, which
     the turn counts itself.
     """
-    logged = access_log.isEnabledFor(logging.INFO)
+    logged = access_log.isEnabledFor(INFO)
     if not logged and not observers:
         return None
     record = CallRecord(server_id, protocol, protocol_hash, method, method_type, request_id)
@@ -284,7 +286,7 @@ def start_record(
         record.authenticated = auth.authenticated
     if method_type == "stream":
         record.stream_id = stream_id or uuid.uuid4().hex
-    if logged and access_log.isEnabledFor(logging.DEBUG):
+    if logged and access_log.isEnabledFor(DEBUG):
         import base64  # only for debug-level access logs
 
         sink = pa.BufferOutputStream()

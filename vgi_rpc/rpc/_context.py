@@ -6,12 +6,16 @@ No transport classes and no ContextVars: the dispatcher builds one
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
-from vgi_rpc._logs import Level
+from vgi_rpc._logs import Level, real_logger
 from vgi_rpc._record import FACTORY, record
+
+if TYPE_CHECKING:
+    import logging
+
 
 LogSink = Callable[[Level, str, dict[str, object] | None], None]
 
@@ -67,8 +71,8 @@ class CallContext:
 
     __slots__ = (
         "_log_sink",
+        "_logger",
         "auth",
-        "logger",
         "method",
         "request_id",
         "server_id",
@@ -90,12 +94,22 @@ class CallContext:
         self.method = method
         self.request_id = request_id
         self.server_id = server_id
-        self.logger = logger
+        self._logger = logger
         self.auth = auth
         self.transport_metadata: Mapping[str, str] = transport_metadata or {}
         # A producer's current tick: the custom metadata the client sent with it, if any.
         self.tick_metadata: Mapping[bytes, bytes] | None = None
         self._log_sink = log_sink
+
+    @property
+    def logger(self) -> logging.Logger:
+        """The ``vgi_rpc.service.<Protocol>`` logger (``logging`` is imported on first use)."""
+        logger = self._logger = real_logger(self._logger)
+        return logger
+
+    @logger.setter
+    def logger(self, value: logging.Logger) -> None:
+        self._logger = value
 
     def client_log(self, level: Level, message: str, **extra: object) -> None:
         """Send a log message to the client (delivered to its ``on_log`` callback).

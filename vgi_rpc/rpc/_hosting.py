@@ -7,12 +7,11 @@ requests name the protocol; first-generation requests go to the default one.
 
 from __future__ import annotations
 
-import logging
 import re
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from vgi_rpc._errors import ProtocolVersionError
 from vgi_rpc._ipc import Metadata
@@ -26,6 +25,10 @@ from vgi_rpc._methods import (
 )
 from vgi_rpc._record import FACTORY, record
 from vgi_rpc.wire import keys as k
+
+if TYPE_CHECKING:
+    import logging
+
 
 _WIRE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 RESERVED_PREFIX = "vgi_rpc."
@@ -78,15 +81,9 @@ def _accepts_ctx(call: Callable[..., object]) -> bool:
     ):
         # what inspect.signature would list, read from the code object (no ``inspect`` import)
         code = func.__code__
-        names = code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
-        names += code.co_varnames[
-            len(names) :
-        ][
-            : bool(code.co_flags & 0x04)
-            + bool(
-                code.co_flags & 0x08
-            )  # *args, **kwargs
-        ]
+        named = code.co_argcount + code.co_kwonlyargcount
+        starred = bool(code.co_flags & 0x04) + bool(code.co_flags & 0x08)  # *args, **kwargs
+        names = code.co_varnames[: named + starred]
         return "ctx" in names[1 if code.co_argcount else 0 :]
     import inspect
 
@@ -94,15 +91,6 @@ def _accepts_ctx(call: Callable[..., object]) -> bool:
         return "ctx" in inspect.signature(call).parameters
     except (TypeError, ValueError):
         return False
-
-
-class Handler(NamedTuple):
-    """One method of one hosted protocol, bound to its implementation."""
-
-    info: RpcMethodInfo
-    call: Callable[..., object]
-    wants_ctx: bool
-    hosted: Hosted
 
 
 _LATER: Any = object()  # Hosted.doc before it is first read
@@ -222,6 +210,23 @@ class Hosted:
             raise ProtocolVersionError(
                 f"{self.name}: client speaks {theirs}, server speaks {mine}; upgrade the {newer}"
             )
+
+
+# types as objects, not strings: see Header in vgi_rpc._flatbuf
+class Handler(
+    NamedTuple(
+        "Handler",
+        [
+            ("info", RpcMethodInfo),
+            ("call", Callable[..., object]),
+            ("wants_ctx", bool),
+            ("hosted", Hosted),
+        ],
+    )
+):
+    """One method of one hosted protocol, bound to its implementation."""
+
+    __slots__ = ()
 
 
 def host_all(

@@ -9,7 +9,6 @@ step over a byte stream. Never imports a concrete transport.
 from __future__ import annotations
 
 import functools
-import logging
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, NamedTuple
@@ -27,7 +26,7 @@ from vgi_rpc._errors import (
 from vgi_rpc._ipc import IpcValidation, Metadata
 from vgi_rpc._ipc_reader import ReadPolicy
 from vgi_rpc._limits import DEFAULT_LIMITS, ResourceLimits
-from vgi_rpc._logs import RPC_LOGGER, Level
+from vgi_rpc._logs import DEBUG, INFO, RPC_LOGGER, Level, lazy_logger
 from vgi_rpc._methods import RpcMethodInfo
 from vgi_rpc.rpc._accounting import (
     CallObserver,
@@ -65,16 +64,16 @@ from vgi_rpc.wire import keys as k
 if TYPE_CHECKING:
     from vgi_rpc.external import ExternalBudget, ExternalLocationConfig, ExternalRoute
 
-_log = logging.getLogger(RPC_LOGGER)
+_log = lazy_logger(RPC_LOGGER)
 
 PendingLog = tuple[Level, str, dict[str, object] | None]
 _MAX_ROUTES = 1024
 
 
-class Builtin(NamedTuple):
+class Builtin(NamedTuple("Builtin", [("answer", Callable[[Request, str], Reply])])):
     """A framework method (``__describe__``, ``__transport_options__``) the server answers."""
 
-    answer: Callable[[Request, str], Reply]
+    __slots__ = ()
 
 
 class RpcServer:
@@ -339,13 +338,13 @@ class RpcServer:
         if routed.hosted is not self._default:
             routed = self._version_alternative(routed, metadata)
         info = routed.info
-        if wire_request_log.isEnabledFor(logging.DEBUG):
+        if wire_request_log.isEnabledFor(DEBUG):
             wire_request_log.debug(
                 "received %s(): %s", info.name, describe_batch(request.batch, metadata)
             )
         record = (
             self.start_record(routed, request_id, request.batch, metadata=metadata, auth=auth)
-            if self.observers or access_log.isEnabledFor(logging.INFO)
+            if self.observers or access_log.isEnabledFor(INFO)
             else None  # what start_record returns then, without building a row's batch
         )
         try:
@@ -458,7 +457,7 @@ class RpcServer:
         count_request: bool = True,
     ) -> CallRecord | None:
         """The record of one call (``None`` while access logging is off and nobody observes)."""
-        if not self.observers and not access_log.isEnabledFor(logging.INFO):
+        if not self.observers and not access_log.isEnabledFor(INFO):
             return None
         hosted = handler.hosted
         return start_record(

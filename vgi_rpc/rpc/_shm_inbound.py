@@ -10,7 +10,6 @@ the allocation table at the same time.
 from __future__ import annotations
 
 import io
-import logging
 from collections.abc import Callable, Sequence
 
 import pyarrow as pa
@@ -18,13 +17,13 @@ import pyarrow as pa
 from vgi_rpc._errors import IPCError, TransportError
 from vgi_rpc._ipc import Chunk, Metadata
 from vgi_rpc._ipc_reader import ReadPolicy, validate_batch
-from vgi_rpc._logs import WIRE_TRANSPORT_LOGGER
+from vgi_rpc._logs import DEBUG, WIRE_TRANSPORT_LOGGER, lazy_logger
 from vgi_rpc.rpc._channel import Channel
 from vgi_rpc.rpc._shm_pointer import read_pointed
 from vgi_rpc.shm import ShmSegment, unlink_private
 from vgi_rpc.wire import keys as k
 
-_log = logging.getLogger(WIRE_TRANSPORT_LOGGER)
+_log = lazy_logger(WIRE_TRANSPORT_LOGGER)
 
 Release = Callable[[], None]
 
@@ -93,7 +92,7 @@ class InboundShm:
         resolved, rest, offset, _ = read_pointed(segment, batch, metadata)
         if self._policy is not None:
             validate_batch(resolved, self._policy.validation)
-        if _log.isEnabledFor(logging.DEBUG):
+        if _log.isEnabledFor(DEBUG):
             _log.debug(
                 "resolved a %d-row batch from shared memory %s at %d+%s",
                 resolved.num_rows,

@@ -8,14 +8,12 @@ caller's business (always the reader, at a point where the peer is idle).
 
 from __future__ import annotations
 
-import logging
-
 import pyarrow as pa
 
 from vgi_rpc._errors import IPCError
 from vgi_rpc._ipc import Metadata
 from vgi_rpc._ipc_reader import untrusted
-from vgi_rpc._logs import WIRE_RESPONSE_LOGGER, WIRE_TRANSPORT_LOGGER
+from vgi_rpc._logs import DEBUG, WIRE_RESPONSE_LOGGER, WIRE_TRANSPORT_LOGGER, lazy_logger
 from vgi_rpc.shm import ShmSegment, read_stored_batch
 from vgi_rpc.wire import empty_batch
 from vgi_rpc.wire import keys as k
@@ -24,8 +22,8 @@ from vgi_rpc.wire import keys as k
 # an allocation, a pointer round trip and a free. The reference uses the same gate.
 SHM_MIN_BATCH_BYTES = 128 * 1024
 
-_log = logging.getLogger(WIRE_TRANSPORT_LOGGER)
-_response_log = logging.getLogger(WIRE_RESPONSE_LOGGER)
+_log = lazy_logger(WIRE_TRANSPORT_LOGGER)
+_response_log = lazy_logger(WIRE_RESPONSE_LOGGER)
 
 
 def to_pointer(
@@ -49,7 +47,7 @@ def to_pointer(
             "shared memory %s is full: %d-row batch sent inline", segment.name, batch.num_rows
         )
         return batch, metadata
-    if _response_log.isEnabledFor(logging.DEBUG):
+    if _response_log.isEnabledFor(DEBUG):
         _response_log.debug(
             "routed via shared memory %s: %d rows, %d bytes at offset %d",
             segment.name,

@@ -9,7 +9,6 @@ continuation requests).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
@@ -19,7 +18,7 @@ from vgi_rpc._dataclasses import ArrowSerializableDataclass
 from vgi_rpc._errors import IPCError
 from vgi_rpc._flat_row import flat_layout
 from vgi_rpc._ipc import Metadata
-from vgi_rpc._logs import WIRE_STREAM_LOGGER, Level
+from vgi_rpc._logs import DEBUG, WIRE_STREAM_LOGGER, Level, lazy_logger
 from vgi_rpc._methods import RpcMethodInfo
 from vgi_rpc._record import record
 from vgi_rpc.rpc._accounting import CallRecord, describe_batch, wire_response_log
@@ -39,7 +38,7 @@ from vgi_rpc.wire import keys as k
 if TYPE_CHECKING:
     from vgi_rpc.external import ExternalBudget
 
-_log = logging.getLogger(WIRE_STREAM_LOGGER)
+_log = lazy_logger(WIRE_STREAM_LOGGER)
 
 Batch = tuple[pa.RecordBatch, Metadata | None]
 PendingLog = tuple[Level, str, dict[str, object] | None]
@@ -306,7 +305,7 @@ class ServerStream:
         if metadata is not None and k.CANCEL_KEY in metadata:
             self.cancel()
             return Turn([], finished=True, cancelled=True)
-        if not _log.isEnabledFor(logging.DEBUG):
+        if not _log.isEnabledFor(DEBUG):
             return self._turn(batch, metadata, externalize)
         kind = "tick" if self.is_producer else "exchange"
         _log.debug("%s(): %s, input %s", self.info.name, kind, describe_batch(batch, metadata))
@@ -456,7 +455,7 @@ def run_unary(
         if record is not None:
             record.finish(exc)
         return CallStart([Reply(info.result_schema, batches, exc)])
-    if wire_response_log.isEnabledFor(logging.DEBUG):
+    if wire_response_log.isEnabledFor(DEBUG):
         wire_response_log.debug("answered %s(): %s", info.name, describe_batch(result, None))
     if record is not None:
         record.stats.record_output(result)
@@ -522,7 +521,7 @@ def start_stream(
 
 def log_error_reply(method: str | None, metadata: Metadata) -> None:
     """Show an error batch on ``vgi_rpc.wire.response`` (errors only: off the hot path)."""
-    if wire_response_log.isEnabledFor(logging.DEBUG):
+    if wire_response_log.isEnabledFor(DEBUG):
         wire_response_log.debug(
             "answered %s with an error batch: %s",
             f"{method}()" if method else "a refused request",
@@ -544,7 +543,7 @@ def _encoded_result(server: CallHost, info: RpcMethodInfo, value: object) -> Rep
         codec is None
         or value is None
         or getattr(server, "external", None) is not None
-        or wire_response_log.isEnabledFor(logging.DEBUG)
+        or wire_response_log.isEnabledFor(DEBUG)
     ):
         return None
     layout = flat_layout(info.result_schema)

@@ -10,7 +10,6 @@ batches travel as pointers in both directions.
 from __future__ import annotations
 
 import contextlib
-import logging
 from typing import Protocol
 
 import pyarrow as pa
@@ -18,7 +17,7 @@ import pyarrow as pa
 from vgi_rpc._errors import IPCError, TransportError
 from vgi_rpc._ipc import Metadata, StreamWriter
 from vgi_rpc._ipc_reader import IpcStreamReader, ReadPolicy
-from vgi_rpc._logs import RPC_LOGGER, WIRE_STREAM_LOGGER
+from vgi_rpc._logs import RPC_LOGGER, WIRE_STREAM_LOGGER, lazy_logger
 from vgi_rpc.rpc._channel import Channel
 from vgi_rpc.rpc._context import AuthContext
 from vgi_rpc.rpc._request import Request, drain_stream, read_request
@@ -28,8 +27,8 @@ from vgi_rpc.rpc._step import Batch, CallStart, Reply, ServerStream, Turn
 from vgi_rpc.shm import ShmSegment
 from vgi_rpc.wire import EMPTY_SCHEMA, empty_batch, new_request_id
 
-_log = logging.getLogger(RPC_LOGGER)
-_stream_log = logging.getLogger(WIRE_STREAM_LOGGER)
+_log = lazy_logger(RPC_LOGGER)
+_stream_log = lazy_logger(WIRE_STREAM_LOGGER)
 
 Forward = tuple[pa.RecordBatch, int, int]  # an input read from shared memory, its offset, length
 

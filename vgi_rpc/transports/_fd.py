@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import io
-import logging
 import os
 from collections.abc import Callable, Sequence
 
 from vgi_rpc._errors import TransportError
 from vgi_rpc._ipc import Chunk, buffered_reader, write_chunks_to_fd
-from vgi_rpc._logs import WIRE_TRANSPORT_LOGGER
+from vgi_rpc._logs import WIRE_TRANSPORT_LOGGER, lazy_logger
 from vgi_rpc.rpc import NO_CAPABILITIES, ChannelCapabilities, SegmentOffer
 
-_log = logging.getLogger(WIRE_TRANSPORT_LOGGER)
+_log = lazy_logger(WIRE_TRANSPORT_LOGGER)
 
 
 class FdChannel:
