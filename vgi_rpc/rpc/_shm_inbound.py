@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
@@ -19,9 +20,11 @@ from vgi_rpc._ipc import Chunk, Metadata
 from vgi_rpc._ipc_reader import ReadPolicy, validate_batch
 from vgi_rpc._logs import DEBUG, WIRE_TRANSPORT_LOGGER, lazy_logger
 from vgi_rpc.rpc._channel import Channel
-from vgi_rpc.rpc._shm_pointer import read_pointed
-from vgi_rpc.shm import ShmSegment, unlink_private
 from vgi_rpc.wire import keys as k
+
+if TYPE_CHECKING:
+    # imported where a segment is attached: a worker never offered one does not load them
+    from vgi_rpc.shm import ShmSegment
 
 _log = lazy_logger(WIRE_TRANSPORT_LOGGER)
 
@@ -64,6 +67,8 @@ class InboundShm:
             if current is not None and current.name.lstrip("/") == name:
                 return current
         size = metadata.get(k.SHM_SEGMENT_SIZE_KEY)
+        from vgi_rpc.shm import ShmSegment
+
         try:
             declared = int(size) if size else None
             segment = ShmSegment.attach(name, declared, owner_uid=self._peer_uid)
@@ -89,6 +94,8 @@ class InboundShm:
             return batch, metadata, _noop
         if segment is None:
             raise IPCError("received a shared-memory pointer batch but no segment was negotiated")
+        from vgi_rpc.rpc._shm_pointer import read_pointed
+
         resolved, rest, offset, _ = read_pointed(segment, batch, metadata)
         if self._policy is not None:
             validate_batch(resolved, self._policy.validation)
@@ -117,6 +124,8 @@ class InboundShm:
         segment = self._segment
         self.close()
         if segment is not None:
+            from vgi_rpc.shm import unlink_private
+
             unlink_private(segment.name)
 
 

@@ -10,7 +10,7 @@ batches travel as pointers in both directions.
 from __future__ import annotations
 
 import contextlib
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import pyarrow as pa
 
@@ -22,10 +22,11 @@ from vgi_rpc.rpc._channel import Channel
 from vgi_rpc.rpc._context import AuthContext
 from vgi_rpc.rpc._request import Request, drain_stream, read_request
 from vgi_rpc.rpc._shm_inbound import InboundShm, ReleaseBeforeSend
-from vgi_rpc.rpc._shm_pointer import pointer_range, pointer_to, to_pointer
 from vgi_rpc.rpc._step import Batch, CallStart, Reply, ServerStream, Turn
-from vgi_rpc.shm import ShmSegment
 from vgi_rpc.wire import EMPTY_SCHEMA, empty_batch, new_request_id
+
+if TYPE_CHECKING:
+    from vgi_rpc.shm import ShmSegment
 
 _log = lazy_logger(RPC_LOGGER)
 _stream_log = lazy_logger(WIRE_STREAM_LOGGER)
@@ -129,8 +130,19 @@ def _write_reply(channel: Channel, reply: Reply, segment: ShmSegment | None) -> 
         return
     writer = StreamWriter(channel, reply.schema)
     for batch, metadata in reply.batches:
-        writer.write(*to_pointer(segment, batch, metadata))
+        writer.write(*_maybe_pointer(segment, batch, metadata))
     writer.close()
+
+
+def _maybe_pointer(
+    segment: ShmSegment | None, batch: pa.RecordBatch, metadata: Metadata | None
+) -> tuple[pa.RecordBatch, Metadata | None]:
+    """``to_pointer``, whose module (and shared memory's) loads once a segment exists."""
+    if segment is None:
+        return batch, metadata
+    from vgi_rpc.rpc._shm_pointer import to_pointer
+
+    return to_pointer(segment, batch, metadata)
 
 
 def _run_stream(
@@ -185,6 +197,8 @@ def _turns(
             pointed = metadata
             batch, metadata, release = shm.resolve(batch, metadata, segment)
             if pointed is not None and metadata is not pointed:
+                from vgi_rpc.rpc._shm_pointer import pointer_range
+
                 forward = (batch, *pointer_range(pointed))
         try:
             turn = stream.turn(batch, metadata)
@@ -213,9 +227,11 @@ def _write_turn(
         return False
     batch, metadata = turn.data
     if forward is not None and batch is forward[0]:
+        from vgi_rpc.rpc._shm_pointer import pointer_to
+
         output.write(*pointer_to(batch.schema, forward[1], forward[2], metadata))
         return True
-    output.write(*to_pointer(segment, batch, metadata))
+    output.write(*_maybe_pointer(segment, batch, metadata))
     return False
 
 
