@@ -25,6 +25,7 @@ from __future__ import annotations
 import sys
 from _thread import get_ident
 from collections.abc import Callable, Mapping
+from operator import attrgetter
 from typing import Any, TypeVar, dataclass_transform
 
 C = TypeVar("C", bound=type)
@@ -104,19 +105,30 @@ def _repr(names: tuple[str, ...]) -> Callable[[object], str]:
     return _named(repr_, "__repr__")
 
 
+def _values(names: tuple[str, ...]) -> Callable[[object], tuple[object, ...]]:
+    """The field values of an instance as a tuple (in C: ``attrgetter``)."""
+    if len(names) == 1:
+        one = attrgetter(names[0])
+        return lambda self: (one(self),)
+    return attrgetter(*names)
+
+
 def _eq(names: tuple[str, ...]) -> Callable[[object, object], object]:
+    values = _values(names)
+
     def eq(self: object, other: object) -> object:
         if other.__class__ is not self.__class__:
             return NotImplemented
-        mine = tuple(getattr(self, n) for n in names)
-        return mine == tuple(getattr(other, n) for n in names)
+        return values(self) == values(other)
 
     return _named(eq, "__eq__")
 
 
 def _hash(names: tuple[str, ...]) -> Callable[[object], int]:
+    values = _values(names)
+
     def hash_(self: object) -> int:
-        return hash(tuple(getattr(self, n) for n in names))
+        return hash(values(self))
 
     return _named(hash_, "__hash__")
 
