@@ -88,11 +88,14 @@ NOT_IN_A_WORKER = (
     "bz2",
     "lzma",
     "secrets",
+    # Protocol methods are read from their code objects, and Stream fills its TypeVar
+    # default itself before 3.13 (typing_extensions imports inspect)
+    "typing_extensions",
+    "inspect",
+    "ast",
+    "dis",
+    "tokenize",
 )
-if sys.version_info >= (3, 13):
-    # Protocol methods are read from their code objects; on 3.11 and 3.12 typing_extensions
-    # (TypeVar defaults for Stream) imports inspect itself
-    NOT_IN_A_WORKER += ("typing_extensions", "inspect", "ast", "dis", "tokenize")
 
 
 def parse_importtime(stderr: str, column: int = 0) -> dict[str, int]:
@@ -179,11 +182,10 @@ def _worker_imports(logger_name: str, caplog: pytest.LogCaptureFixture) -> dict[
 
 # Bounds on how many modules a worker serving a first call imports beyond pyarrow's
 # (numpy hidden). Today: 32 of vgi_rpc's own (test worker included) and 3 standard ones
-# on Python 3.13 (typing, _typing, _random); 13 on 3.11, where typing_extensions (for
-# Stream's TypeVar default) brings inspect, ast, dis and tokenize. A new module on this
-# path should be a decision: import it where it is used, or raise the bound here.
+# (typing, _typing, _random). A new module on this path should be a decision: import it
+# where it is used, or raise the bound here.
 MAX_OWN_MODULES = 32
-MAX_OTHER_MODULES = 3 if sys.version_info >= (3, 13) else 14
+MAX_OTHER_MODULES = 3
 
 
 def test_a_worker_serving_a_call_loads_only_what_serving_needs(
@@ -207,8 +209,7 @@ def test_a_workers_own_imports_cost_a_fraction_of_pyarrows(
     # Not a wall-clock assertion: the ratio of two import costs measured in the same
     # worker process, best of three. ``import pyarrow`` as a whole against the self
     # times of every module the worker imported beyond what pyarrow loads (numpy hidden).
-    # About 0.15 to 0.35 on Python 3.13 and 0.3 to 0.6 on 3.11 (typing_extensions brings
-    # inspect) on a quiet machine; 1.0 before the first start-up work, 0.45 to 0.75 before
+    # About 0.15 to 0.35 (Python 3.11, 3.13) on a quiet machine; 1.0 before the first start-up work, 0.45 to 0.75 before
     # the second (dataclasses, inspect, logging, compile() off the path); the references
     # 0.42.3 and 0.52.2 are 1.8 and 2.2 on the same measure. The bound leaves room for a
     # loaded machine; the module counts above are the exact guard.

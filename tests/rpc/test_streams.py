@@ -166,3 +166,18 @@ def test_producer_of_ten_thousand_batches(rpc: RpcFactory) -> None:
     with rpc(Service) as svc:
         total = sum(b.batch.num_rows for b in svc.countdown(n=10_000))
     assert total == 10_000
+
+
+def test_stream_with_one_argument_defaults_its_header_to_none() -> None:
+    # 3.13's TypeVar default; before 3.13 Stream fills it itself (no typing_extensions at run time)
+    from typing import Any, get_args, get_origin
+
+    from vgi_rpc import ExchangeState, ProducerState, Stream
+    from vgi_rpc.rpc._streams import S
+
+    generic: Any = Stream  # run-time subscription, as annotations are evaluated
+    assert get_args(Stream[ProducerState]) == (ProducerState, None)
+    assert get_origin(Stream[ProducerState]) is Stream
+    assert get_args(Stream[ProducerState, int]) == (ProducerState, int)
+    assert generic[S].__parameters__ == (S,)
+    assert get_args(generic[S][ExchangeState]) == (ExchangeState, None)

@@ -16,10 +16,15 @@ import pyarrow as pa
 from vgi_rpc._logs import Level
 from vgi_rpc._record import record
 
-if sys.version_info >= (3, 13):  # TypeVar defaults (PEP 696); typing_extensions costs ~10 ms
+# H defaults to None (PEP 696: 3.13's TypeVar). Before 3.13 type checkers read
+# typing_extensions' TypeVar, while at run time Stream fills the default itself:
+# typing_extensions imports inspect, ast, dis and tokenize (about 10 ms of a worker's start-up).
+if sys.version_info >= (3, 13):
     from typing import TypeVar
-else:
+elif TYPE_CHECKING:
     from typing_extensions import TypeVar
+else:
+    from typing import TypeVar
 
 if TYPE_CHECKING:
     from vgi_rpc.rpc._context import CallContext
@@ -99,7 +104,10 @@ class ExchangeState(StreamState):
 
 
 S = TypeVar("S", bound=StreamState, covariant=True)
-H = TypeVar("H", default=None, covariant=True)
+if sys.version_info >= (3, 13) or TYPE_CHECKING:
+    H = TypeVar("H", default=None, covariant=True)
+else:
+    H = TypeVar("H", covariant=True)  # the default: Stream.__class_getitem__
 
 
 @record()
@@ -112,6 +120,17 @@ class Stream(Generic[S, H]):
 
     __vgi_stream__: ClassVar[bool] = True
     __slots__ = ("header", "input_schema", "output_schema", "state")
+
+    if sys.version_info < (3, 13) and not TYPE_CHECKING:
+
+        def __class_getitem__(cls, params):
+            # ``Stream[S]`` is ``Stream[S, None]``: H's default, as typing_extensions gives it
+            if not isinstance(params, tuple):
+                params = (params,)
+            if len(params) != 1:
+                return super().__class_getitem__(params)
+            alias = super().__class_getitem__((*params, type(None)))
+            return alias.copy_with((*alias.__args__[:1], None))
 
     output_schema: pa.Schema
     state: S
