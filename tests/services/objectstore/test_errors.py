@@ -92,6 +92,8 @@ def test_a_sealed_blob_cannot_be_written(client: ObjectStoreClient) -> None:
         (lambda p: p.get_meta(-5), objectstore.InvalidRequest),
         (lambda p: p.get_meta(0), objectstore.InvalidRequest),
         (lambda p: p.open("bad\x00name"), objectstore.InvalidRequest),
+        (lambda p: p.get_name("del\x7fname", False, None), objectstore.InvalidRequest),
+        (lambda p: p.put_name(1, "unit\x1fsep", False), objectstore.InvalidRequest),
         (lambda p: p.open(""), objectstore.InvalidRequest),
         (lambda p: p.put_name(1, "x" * 600, False), objectstore.InvalidRequest),
         (lambda p: p.list_objects(None, 10, "garbage"), objectstore.InvalidRequest),
