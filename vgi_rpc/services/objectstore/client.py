@@ -473,9 +473,11 @@ class ObjectStoreClient:
         self, object_ids: ObjectID | int | Sequence[int], force: bool = True, deep: bool = True
     ) -> None:
         """Delete objects and their names; memory is given back at once."""
-        ids = [int(object_ids)] if isinstance(object_ids, int) else [int(i) for i in object_ids]
         with _typed_errors():
-            self.proxy.delete(ids, force, deep)
+            if isinstance(object_ids, int):  # flat arguments: no list to decode on either side
+                self.proxy.delete_one(int(object_ids), force, deep)
+            else:
+                self.proxy.delete([int(i) for i in object_ids], force, deep)
 
     def persist(self, object_id: ObjectID | int) -> None:
         """Make the object (and its names) durable in the store, visible to every instance."""

@@ -516,6 +516,10 @@ class ObjectStoreServer:
             if entry is not None:
                 self._release(entry)
 
+    def delete_one(self, object_id: int, force: bool, deep: bool) -> None:
+        """``delete`` of one object."""
+        self.delete([object_id], force, deep)
+
     def persist(self, object_id: int) -> ObjectMeta:
         """Write the object and its names to the store; durable when this returns."""
         if self.store is None:
