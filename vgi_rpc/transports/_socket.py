@@ -57,8 +57,8 @@ class SocketChannel:
         # A blocking socket is read like a pipe: FileIO's C read loop costs a fraction of
         # SocketIO's Python one. A socket with a timeout is non-blocking underneath, and
         # only SocketIO waits out EAGAIN on it.
-        self._blocking = sock.gettimeout() is None
-        if self._blocking:
+        self._as_fd = sock.gettimeout() is None and os.name == "posix"  # a socket is an fd there
+        if self._as_fd:
             self._reader = buffered_reader(sock.fileno())
         else:
             # typeshed parametrises BufferedReader by its raw stream; the Channel contract
@@ -77,7 +77,7 @@ class SocketChannel:
     def write_chunks(self, chunks: Sequence[Chunk]) -> None:
         """Send all chunks with ``sendmsg`` (gathering, no copy)."""
         try:
-            if self._blocking:
+            if self._as_fd:
                 write_chunks_to_fd(self._sock.fileno(), chunks)
             else:
                 write_chunks_vectored(self._sock.sendmsg, chunks)
