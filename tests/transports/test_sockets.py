@@ -91,7 +91,7 @@ def test_a_socket_channel_moves_bytes_with_or_without_a_timeout(timeout: float |
         sender.start()
         assert channel.reader.read(len(payload)) == payload
         sender.join()
-        channel.write_chunks([b"ab", memoryview(b"cd"), bytearray(b"ef")])
+        channel.write_chunks([b"ab", memoryview(b"cd"), b"ef"])
         assert theirs.recv(16) == b"abcdef"
         theirs.close()
         assert channel.reader.read(1) == b""  # end of file once the peer is gone
