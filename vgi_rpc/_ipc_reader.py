@@ -250,6 +250,12 @@ class SchemaCache:
         self.size = 0
         self._lock = threading.Lock()
 
+    def flat(self, key: bytes) -> pa.Schema | None:
+        """The schema already parsed from the message ``key``, if it has no dictionary or nested column."""
+        with self._lock:
+            entry = self._items.get(key)
+        return entry[0] if entry is not None and not entry[2] else None
+
     def get(self, message: _Message, limits: ResourceLimits) -> tuple[pa.Schema, bool, bool]:
         """The schema, whether it has dictionary columns and whether it nests; bounds are checked first."""
         key = message.metadata

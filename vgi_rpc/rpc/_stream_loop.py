@@ -21,6 +21,7 @@ from vgi_rpc._ipc_reader import IpcStreamReader, ReadPolicy
 from vgi_rpc._logs import RPC_LOGGER, WIRE_STREAM_LOGGER
 from vgi_rpc.rpc._channel import Channel
 from vgi_rpc.rpc._context import AuthContext
+from vgi_rpc.rpc._quick_request import read_plain_request
 from vgi_rpc.rpc._request import Request, drain_stream, read_request
 from vgi_rpc.rpc._shm_inbound import InboundShm, ReleaseBeforeSend
 from vgi_rpc.rpc._shm_pointer import pointer_range, pointer_to, to_pointer
@@ -74,7 +75,9 @@ def serve_byte_stream(server: ByteStreamServer, channel: Channel, shm: InboundSh
 
 def serve_one(server: ByteStreamServer, channel: Channel, shm: InboundShm) -> bool:
     """Answer one request; ``False`` when the channel reached end of file."""
-    request = read_request(channel, server.read_policy)
+    request = read_plain_request(channel.reader, server.read_policy) or read_request(
+        channel, server.read_policy
+    )
     if request is None:
         return False
     try:
