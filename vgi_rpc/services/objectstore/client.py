@@ -388,9 +388,10 @@ class ObjectStoreClient:
             if kept is not None:
                 # through a mapping this client keeps: no faults once the file comes back
                 inode, buffer = kept
+                # asked before the copy, which leaves the caches cold for what follows it
+                reuse = self._mappings.reusable(size, exclude=inode)
                 write_into(encoded, buffer)
                 del buffer, kept
-                reuse = self._mappings.reusable(size, exclude=inode)
             else:
                 write_file(encoded, path)
                 reuse = 0
