@@ -14,7 +14,6 @@ import io
 import json
 import mmap
 import os
-import secrets
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
@@ -28,7 +27,7 @@ from vgi_rpc import RpcError, tcp_connect, unix_connect
 from vgi_rpc.services.objectstore._codec import Encoded, decode, decode_small, encode, encode_small
 from vgi_rpc.services.objectstore._entries import map_file
 from vgi_rpc.services.objectstore._errors import BlobSealed, ObjectNotFound, PutAborted, typed
-from vgi_rpc.services.objectstore._ids import ObjectID
+from vgi_rpc.services.objectstore._ids import ObjectID, random_bits
 from vgi_rpc.services.objectstore._mappings import WriterMappings
 from vgi_rpc.services.objectstore._receive import ReceiveBuffers
 from vgi_rpc.services.objectstore._write import write_file, write_into
@@ -382,7 +381,7 @@ class ObjectStoreClient:
         props: str,
     ) -> ObjectID:
         plain = name is None and not persist and not props
-        spare = _Spare(secrets.randbits(62) + 1, size, "") if plain and self._spares else None
+        spare = _Spare(random_bits(62) + 1, size, "") if plain and self._spares else None
         try:
             kept = self._mappings.target(path) if self._mappings.keep else None
             if kept is not None:
