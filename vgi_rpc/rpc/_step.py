@@ -19,7 +19,7 @@ import pyarrow as pa
 from vgi_rpc._dataclasses import ArrowSerializableDataclass
 from vgi_rpc._errors import IPCError
 from vgi_rpc._flat_row import flat_layout
-from vgi_rpc._ipc import Metadata
+from vgi_rpc._ipc import Metadata, encode_stream
 from vgi_rpc._logs import WIRE_STREAM_LOGGER, Level
 from vgi_rpc._methods import RpcMethodInfo
 from vgi_rpc.rpc._accounting import CallRecord, describe_batch, wire_response_log
@@ -407,8 +407,12 @@ def run_unary(
             value = handler.call(**kwargs, ctx=ctx)
         else:
             value = handler.call(**kwargs)
-        if info.result_codec is not None and not logs and record is None and budget is None:
-            fast = _encoded_result(server, info, value)
+        if not logs and record is None and budget is None:
+            fast = (
+                _encoded_result(server, info, value)
+                if info.result_codec is not None
+                else _no_result(server, info)
+            )
             if fast is not None:
                 return CallStart([fast])
         result = result_batch(info, value)
@@ -527,6 +531,25 @@ def _encoded_result(server: CallHost, info: RpcMethodInfo, value: object) -> Rep
     if wire is None:
         return None
     return Reply.encoded(info.result_schema, wire, lambda: [(result_batch(info, value), None)])
+
+
+_NO_RESULT_WIRE: dict[int, tuple[pa.Schema, bytes]] = {}
+
+
+def _no_result(server: CallHost, info: RpcMethodInfo) -> Reply | None:
+    """The answer of a method without a result: the same bytes every time; ``None``: general path."""
+    if getattr(server, "external", None) is not None or wire_response_log.isEnabledFor(
+        logging.DEBUG
+    ):
+        return None
+    schema = info.result_schema
+    cached = _NO_RESULT_WIRE.get(id(schema))
+    if cached is None or cached[0] is not schema:
+        wire = encode_stream(schema, [(empty_batch(schema), None)]).to_pybytes()
+        if len(_NO_RESULT_WIRE) >= 256:
+            _NO_RESULT_WIRE.clear()
+        cached = _NO_RESULT_WIRE[id(schema)] = (schema, wire)  # keeps the schema (and its id)
+    return Reply.encoded(schema, cached[1], lambda: [(empty_batch(schema), None)])
 
 
 def result_batch(info: RpcMethodInfo, value: object) -> pa.RecordBatch:
