@@ -37,7 +37,7 @@ from vgi_rpc.wire import EMPTY_SCHEMA, empty_batch
 from vgi_rpc.wire import keys as k
 
 if TYPE_CHECKING:
-    from vgi_rpc.external import ExternalBudget
+    from vgi_rpc.external import ExternalBudget, ExternalRoute
 
 _log = logging.getLogger(WIRE_STREAM_LOGGER)
 
@@ -84,6 +84,11 @@ class CallHost(Protocol):
 
     def resolve_input(self, batch: pa.RecordBatch, metadata: Metadata | None) -> Batch:
         """The batch an external pointer names (any other batch unchanged)."""
+        ...
+
+    @property
+    def external(self) -> ExternalRoute | None:
+        """External storage for large batches, if configured (else nothing is externalized)."""
         ...
 
 
@@ -297,7 +302,8 @@ class ServerStream:
         out = OutputCollector(self.output_schema)
         self._out = out
         try:
-            batch, metadata = self.server.resolve_input(batch, metadata)
+            if metadata:  # only a batch with metadata can be an external pointer
+                batch, metadata = self.server.resolve_input(batch, metadata)
             self._run(batch, metadata, out)
         except Exception as exc:
             self.server.log_method_error(self.info.name, exc)
@@ -314,7 +320,7 @@ class ServerStream:
         if self.record is not None:
             self.record.stats.record_output(emitted.batch)
         data = (emitted.batch, emitted.metadata_dict() if emitted.custom_metadata else None)
-        if externalize:
+        if externalize and self.server.external is not None:
             try:
                 *logs, data = self.server.externalize(
                     self.output_schema, [*logs, data], self.external_budget, self.info.name
@@ -326,7 +332,8 @@ class ServerStream:
     def _run(self, batch: pa.RecordBatch, metadata: Metadata | None, out: OutputCollector) -> None:
         state = self.state
         if isinstance(state, ExchangeState):
-            batch = conform_input(batch, self.input_schema, self.info.name)
+            if not batch.schema.equals(self.input_schema):
+                batch = conform_input(batch, self.input_schema, self.info.name)
             if self.record is not None:
                 self.record.stats.record_input(batch)
             state.exchange(AnnotatedBatch(batch, metadata), out, self._ctx)
