@@ -221,7 +221,7 @@ class StreamWriter:
         if size is None:
             size = batch.get_total_buffer_size()
         if self._encoder is not None and not self._pending and size < _SERIALIZE_LIMIT:
-            self._sink.write_chunks((_serialized(batch),))
+            self._sink.write_chunks((batch.serialize() if batch.num_rows else _serialized(batch),))
             return
         self.write(batch, None, flush=True)
 

@@ -148,48 +148,45 @@ def read_message(
         TransportError: The channel ended or failed mid-message.
     """
     try:
-        return _frame(source, limits)
+        prefix = source.read(8)
+        if len(prefix) != 8:
+            raise TransportError("peer closed the channel in the middle of an IPC message")
+        marker, length = _PREFIX.unpack(prefix)
+        if marker != CONTINUATION or not 0 < length <= limits.max_metadata_bytes:
+            return _end_or_refuse(marker, length, limits)
+        metadata = source.read(length)
+        if len(metadata) != length:
+            raise TransportError("peer closed the channel in the middle of an IPC message")
+        header = _HEADER_CACHE.get(metadata) or _parse_header(metadata)
+        body_length = header.body_length
+        if not body_length:
+            return _Message(header, metadata, prefix + metadata)
+        total = 8 + length + body_length
+        if total >= _POOL_THRESHOLD or total > limits.max_message_bytes:
+            return _Message(
+                header, metadata, _read_large(source, header, prefix + metadata, limits)
+            )
+        if type(source) is _IN_MEMORY:  # ``isinstance`` would ask ``io``'s ABC machinery
+            return _Message(header, metadata, _read_body(source, prefix + metadata, body_length))
+        # Small: one more buffered read and one small copy beat a preallocated target.
+        body = source.read(body_length)
+        if len(body) != body_length:
+            raise TransportError("peer closed the channel in the middle of an IPC message body")
+        return _Message(header, metadata, prefix + metadata + body)
     except VgiRpcError:
         raise
     except (OSError, ValueError) as exc:  # from the source's reads
         _read_failed(exc)
 
 
-def _frame(source: io.BufferedReader, limits: ResourceLimits) -> _Message | None:
-    """``read_message`` without turning the source's own errors into ``TransportError``."""
-    prefix = source.read(8)
-    if len(prefix) != 8:
-        raise TransportError("peer closed the channel in the middle of an IPC message")
-    marker, length = _PREFIX.unpack(prefix)
-    if length == 0 and marker == CONTINUATION:
-        return None  # end of stream
-    if marker != CONTINUATION or not 0 < length <= limits.max_metadata_bytes:
-        _refuse_prefix(marker, length, limits)
-    metadata = source.read(length)
-    if len(metadata) != length:
-        raise TransportError("peer closed the channel in the middle of an IPC message")
-    header = _parse_header(metadata)
-    body_length = header.body_length
-    if not body_length:
-        return _Message(header, metadata, prefix + metadata)
-    total = 8 + length + body_length
-    if total >= _POOL_THRESHOLD or total > limits.max_message_bytes:
-        return _Message(header, metadata, _read_large(source, header, prefix + metadata, limits))
-    if type(source) is _IN_MEMORY:  # ``isinstance`` would ask ``io``'s ABC machinery
-        return _Message(header, metadata, _read_body(source, prefix + metadata, body_length))
-    # Small: one more buffered read and one small copy beat a preallocated target.
-    body = source.read(body_length)
-    if len(body) != body_length:
-        raise TransportError("peer closed the channel in the middle of an IPC message body")
-    return _Message(header, metadata, prefix + metadata + body)
-
-
-def _refuse_prefix(marker: bytes, length: int, limits: ResourceLimits) -> NoReturn:
-    """Raise for a message prefix that is not a continuation marker and a header length in bounds."""
+def _end_or_refuse(marker: bytes, length: int, limits: ResourceLimits) -> _Message | None:
+    """``None`` for an end-of-stream marker; raise for any other prefix out of bounds."""
     if marker != CONTINUATION:
         raise IPCError(
             f"not an Arrow IPC stream: a message must start with 0xFFFFFFFF, got {bytes(marker)!r}"
         )
+    if length == 0:
+        return None
     raise IPCError(
         f"IPC message header of {length} bytes is outside 1..{limits.max_metadata_bytes} "
         "(ResourceLimits.max_metadata_bytes)"
@@ -477,7 +474,12 @@ class IpcStreamReader:
         if batch.num_rows > self._free_rows + self._rows_per_byte * body_length:
             self._check_rows(batch, message, nested=False)  # raises
         if validation is not IpcValidation.NONE:
-            validate_batch(batch, validation)
+            try:
+                batch.validate(full=validation is IpcValidation.FULL)
+            except Exception as exc:
+                raise IPCError(
+                    f"received batch failed {validation.name} validation: {exc}"
+                ) from exc
             # Children are only safe to walk once valid; flat schemas have none.
             if self._nested:
                 self._check_rows(batch, message, nested=True)

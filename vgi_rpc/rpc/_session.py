@@ -111,7 +111,11 @@ class StreamSession:
         if writer is None:
             writer = self._input = StreamWriter(self._connection.channel, batch.schema)
             self._input_schema = batch.schema
-        elif self._input_schema is not None and not batch.schema.equals(self._input_schema):
+        elif (
+            (expected := self._input_schema) is not None
+            and (schema := batch.schema) is not expected
+            and not schema.equals(expected)
+        ):
             raise TypeError(
                 f"{self._info.name}(): every input batch of a stream must have the same schema; "
                 f"first was {self._input_schema}, this one is {batch.schema}"

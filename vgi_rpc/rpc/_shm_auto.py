@@ -141,9 +141,9 @@ class AutoShm:
         """A response batch arrived (a pointer batch has no rows and counts for no size)."""
         if self.unlink_pending and not error:
             self.response_seen()
-        if self.growing and batch.num_rows:  # ``saw``, inline: this runs for every batch
+        if self.growing:  # ``saw``, inline: this runs for every batch
             size = batch.get_total_buffer_size()  # came inline: a large one sets up or grows
-            if size >= AUTO_SHM_TRIGGER and size > self.wanted:
+            if size >= AUTO_SHM_TRIGGER and size > self.wanted and batch.num_rows:
                 self.wanted = size
 
     def request_sent(self, method: str) -> None:

@@ -268,22 +268,28 @@ class ServerStream:
         return isinstance(self.state, ProducerState)
 
     def turn(
-        self, batch: pa.RecordBatch, metadata: Metadata | None = None, *, externalize: bool = True
+        self,
+        batch: pa.RecordBatch,
+        metadata: Metadata | None = None,
+        *,
+        externalize: bool = True,
+        conformed: bool = False,
     ) -> Turn:
         """Run one turn on an input batch (a tick for producers); a cancel batch cancels.
 
         An input that is an external pointer is resolved first; a large output
         goes to external storage unless ``externalize`` is false (HTTP exchanges
-        first add their state token to it).
+        first add their state token to it). ``conformed``: the caller knows the
+        batch has the declared input schema (read with a schema checked once).
         """
         if metadata is not None and k.CANCEL_KEY in metadata:
             self.cancel()
             return Turn([], finished=True, cancelled=True)
         if not _log.isEnabledFor(logging.DEBUG):
-            return self._turn(batch, metadata, externalize)
+            return self._turn(batch, metadata, externalize, conformed)
         kind = "tick" if self.is_producer else "exchange"
         _log.debug("%s(): %s, input %s", self.info.name, kind, describe_batch(batch, metadata))
-        turn = self._turn(batch, metadata, externalize)
+        turn = self._turn(batch, metadata, externalize, conformed)
         if turn.data is not None:
             outcome = describe_batch(*turn.data)
         else:
@@ -298,13 +304,16 @@ class ServerStream:
         )
         return turn
 
-    def _turn(self, batch: pa.RecordBatch, metadata: Metadata | None, externalize: bool) -> Turn:
+    def _turn(
+        self, batch: pa.RecordBatch, metadata: Metadata | None, externalize: bool, conformed: bool
+    ) -> Turn:
         out = OutputCollector(self.output_schema)
         self._out = out
         try:
             if metadata:  # only a batch with metadata can be an external pointer
                 batch, metadata = self.server.resolve_input(batch, metadata)
-            self._run(batch, metadata, out)
+                conformed = False
+            self._run(batch, metadata, out, conformed)
         except Exception as exc:
             self.server.log_method_error(self.info.name, exc)
             logs = self._logs(out)
@@ -313,7 +322,7 @@ class ServerStream:
             return Turn(logs, error=exc, error_batch=error, finished=True)
         finally:
             self._out = None
-        logs = self._logs(out)
+        logs = self._logs(out) if out.logs else []
         emitted = out.batch
         if emitted is None:
             return Turn(logs, finished=True)
@@ -329,10 +338,16 @@ class ServerStream:
                 return self.fail(exc)
         return Turn(logs, data=data, finished=out.finished)
 
-    def _run(self, batch: pa.RecordBatch, metadata: Metadata | None, out: OutputCollector) -> None:
+    def _run(
+        self,
+        batch: pa.RecordBatch,
+        metadata: Metadata | None,
+        out: OutputCollector,
+        conformed: bool,
+    ) -> None:
         state = self.state
         if isinstance(state, ExchangeState):
-            if not batch.schema.equals(self.input_schema):
+            if not conformed and not batch.schema.equals(self.input_schema):
                 batch = conform_input(batch, self.input_schema, self.info.name)
             if self.record is not None:
                 self.record.stats.record_input(batch)

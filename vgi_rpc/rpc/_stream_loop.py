@@ -181,13 +181,15 @@ def _turns(
     shm: InboundShm | None,
 ) -> Exception | None:
     validation = policy.validation
+    # Batches read with the declared input schema need no check each (nor a cast).
+    conformed = input_reader.schema.equals(stream.input_schema)
     while True:
         item = input_reader.read(validation)
         if item is None:
             return None
         batch, metadata = item
         if not metadata:  # neither a pointer nor a cancel: the common turn
-            turn = stream.turn(batch)
+            turn = stream.turn(batch, conformed=conformed)
             data = turn.data
             if data is not None and data[1] is None and not turn.logs and not turn.finished:
                 answer = data[0]
