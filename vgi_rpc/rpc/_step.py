@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol, overload
 
 import pyarrow as pa
 
@@ -304,9 +304,44 @@ class ServerStream:
         )
         return turn
 
+    def answer(self, batch: pa.RecordBatch, *, conformed: bool = False) -> Turn | pa.RecordBatch:
+        """``turn`` for an input without custom metadata, the common turn of a byte stream.
+
+        A plain output (no logs before it, no metadata, not the last one, not
+        externalized) comes back bare; anything else as the ``Turn``.
+        """
+        if _log.isEnabledFor(logging.DEBUG):
+            return self.turn(batch, conformed=conformed)
+        return self._turn(batch, None, True, conformed, bare=True)
+
+    @overload
     def _turn(
-        self, batch: pa.RecordBatch, metadata: Metadata | None, externalize: bool, conformed: bool
-    ) -> Turn:
+        self,
+        batch: pa.RecordBatch,
+        metadata: Metadata | None,
+        externalize: bool,
+        conformed: bool,
+        bare: Literal[False] = ...,
+    ) -> Turn: ...
+
+    @overload
+    def _turn(
+        self,
+        batch: pa.RecordBatch,
+        metadata: Metadata | None,
+        externalize: bool,
+        conformed: bool,
+        bare: bool,
+    ) -> Turn | pa.RecordBatch: ...
+
+    def _turn(
+        self,
+        batch: pa.RecordBatch,
+        metadata: Metadata | None,
+        externalize: bool,
+        conformed: bool,
+        bare: bool = False,
+    ) -> Turn | pa.RecordBatch:
         out = OutputCollector(self.output_schema)
         self._out = out
         try:
@@ -328,8 +363,11 @@ class ServerStream:
             return Turn(logs, finished=True)
         if self.record is not None:
             self.record.stats.record_output(emitted.batch)
+        external = self.server.external
+        if bare and external is None and not (logs or emitted.custom_metadata or out.finished):
+            return emitted.batch
         data = (emitted.batch, emitted.metadata_dict() if emitted.custom_metadata else None)
-        if externalize and self.server.external is not None:
+        if externalize and external is not None:
             try:
                 *logs, data = self.server.externalize(
                     self.output_schema, [*logs, data], self.external_budget, self.info.name

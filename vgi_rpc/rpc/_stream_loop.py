@@ -189,14 +189,15 @@ def _turns(
             return None
         batch, metadata = item
         if not metadata:  # neither a pointer nor a cancel: the common turn
-            turn = stream.turn(batch, conformed=conformed)
-            data = turn.data
-            if data is not None and data[1] is None and not turn.logs and not turn.finished:
-                answer = data[0]
+            answer = stream.answer(batch, conformed=conformed)
+            if isinstance(answer, Turn):
+                turn = answer
+            else:  # a plain output batch
                 size = answer.get_total_buffer_size()
                 if size < _INLINE_BYTES:  # never a pointer: out in one write
                     output.send(answer, size)
                     continue
+                turn = Turn([], data=(answer, None))
             _write_turn(output, turn, segment, None)
             if turn.finished:
                 return turn.error
