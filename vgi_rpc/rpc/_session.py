@@ -239,6 +239,8 @@ class StreamSession:
         """Send one input batch to an exchange stream and return its answer."""
         if isinstance(input, pa.RecordBatch):
             return self._turn(input)
+        if input.custom_metadata is None:
+            return self._turn(input.batch)
         return self._turn(input.batch, input.metadata_dict())
 
     def __iter__(self) -> Iterator[AnnotatedBatch]:
