@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol, overload
 
 import pyarrow as pa
 
@@ -37,7 +37,7 @@ from vgi_rpc.wire import EMPTY_SCHEMA, empty_batch
 from vgi_rpc.wire import keys as k
 
 if TYPE_CHECKING:
-    from vgi_rpc.external import ExternalBudget
+    from vgi_rpc.external import ExternalBudget, ExternalRoute
 
 _log = logging.getLogger(WIRE_STREAM_LOGGER)
 
@@ -84,6 +84,11 @@ class CallHost(Protocol):
 
     def resolve_input(self, batch: pa.RecordBatch, metadata: Metadata | None) -> Batch:
         """The batch an external pointer names (any other batch unchanged)."""
+        ...
+
+    @property
+    def external(self) -> ExternalRoute | None:
+        """External storage for large batches, if configured (else nothing is externalized)."""
         ...
 
 
@@ -263,22 +268,28 @@ class ServerStream:
         return isinstance(self.state, ProducerState)
 
     def turn(
-        self, batch: pa.RecordBatch, metadata: Metadata | None = None, *, externalize: bool = True
+        self,
+        batch: pa.RecordBatch,
+        metadata: Metadata | None = None,
+        *,
+        externalize: bool = True,
+        conformed: bool = False,
     ) -> Turn:
         """Run one turn on an input batch (a tick for producers); a cancel batch cancels.
 
         An input that is an external pointer is resolved first; a large output
         goes to external storage unless ``externalize`` is false (HTTP exchanges
-        first add their state token to it).
+        first add their state token to it). ``conformed``: the caller knows the
+        batch has the declared input schema (read with a schema checked once).
         """
         if metadata is not None and k.CANCEL_KEY in metadata:
             self.cancel()
             return Turn([], finished=True, cancelled=True)
         if not _log.isEnabledFor(logging.DEBUG):
-            return self._turn(batch, metadata, externalize)
+            return self._turn(batch, metadata, externalize, conformed)
         kind = "tick" if self.is_producer else "exchange"
         _log.debug("%s(): %s, input %s", self.info.name, kind, describe_batch(batch, metadata))
-        turn = self._turn(batch, metadata, externalize)
+        turn = self._turn(batch, metadata, externalize, conformed)
         if turn.data is not None:
             outcome = describe_batch(*turn.data)
         else:
@@ -293,12 +304,51 @@ class ServerStream:
         )
         return turn
 
-    def _turn(self, batch: pa.RecordBatch, metadata: Metadata | None, externalize: bool) -> Turn:
+    def answer(self, batch: pa.RecordBatch, *, conformed: bool = False) -> Turn | pa.RecordBatch:
+        """``turn`` for an input without custom metadata, the common turn of a byte stream.
+
+        A plain output (no logs before it, no metadata, not the last one, not
+        externalized) comes back bare; anything else as the ``Turn``.
+        """
+        if _log.isEnabledFor(logging.DEBUG):
+            return self.turn(batch, conformed=conformed)
+        return self._turn(batch, None, True, conformed, bare=True)
+
+    @overload
+    def _turn(
+        self,
+        batch: pa.RecordBatch,
+        metadata: Metadata | None,
+        externalize: bool,
+        conformed: bool,
+        bare: Literal[False] = ...,
+    ) -> Turn: ...
+
+    @overload
+    def _turn(
+        self,
+        batch: pa.RecordBatch,
+        metadata: Metadata | None,
+        externalize: bool,
+        conformed: bool,
+        bare: bool,
+    ) -> Turn | pa.RecordBatch: ...
+
+    def _turn(
+        self,
+        batch: pa.RecordBatch,
+        metadata: Metadata | None,
+        externalize: bool,
+        conformed: bool,
+        bare: bool = False,
+    ) -> Turn | pa.RecordBatch:
         out = OutputCollector(self.output_schema)
         self._out = out
         try:
-            batch, metadata = self.server.resolve_input(batch, metadata)
-            self._run(batch, metadata, out)
+            if metadata:  # only a batch with metadata can be an external pointer
+                batch, metadata = self.server.resolve_input(batch, metadata)
+                conformed = False
+            self._run(batch, metadata, out, conformed)
         except Exception as exc:
             self.server.log_method_error(self.info.name, exc)
             logs = self._logs(out)
@@ -307,14 +357,17 @@ class ServerStream:
             return Turn(logs, error=exc, error_batch=error, finished=True)
         finally:
             self._out = None
-        logs = self._logs(out)
+        logs = self._logs(out) if out.logs else []
         emitted = out.batch
         if emitted is None:
             return Turn(logs, finished=True)
         if self.record is not None:
             self.record.stats.record_output(emitted.batch)
+        external = self.server.external
+        if bare and external is None and not (logs or emitted.custom_metadata or out.finished):
+            return emitted.batch
         data = (emitted.batch, emitted.metadata_dict() if emitted.custom_metadata else None)
-        if externalize:
+        if externalize and external is not None:
             try:
                 *logs, data = self.server.externalize(
                     self.output_schema, [*logs, data], self.external_budget, self.info.name
@@ -323,10 +376,17 @@ class ServerStream:
                 return self.fail(exc)
         return Turn(logs, data=data, finished=out.finished)
 
-    def _run(self, batch: pa.RecordBatch, metadata: Metadata | None, out: OutputCollector) -> None:
+    def _run(
+        self,
+        batch: pa.RecordBatch,
+        metadata: Metadata | None,
+        out: OutputCollector,
+        conformed: bool,
+    ) -> None:
         state = self.state
         if isinstance(state, ExchangeState):
-            batch = conform_input(batch, self.input_schema, self.info.name)
+            if not conformed and not batch.schema.equals(self.input_schema):
+                batch = conform_input(batch, self.input_schema, self.info.name)
             if self.record is not None:
                 self.record.stats.record_input(batch)
             state.exchange(AnnotatedBatch(batch, metadata), out, self._ctx)
