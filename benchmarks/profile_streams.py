@@ -73,6 +73,7 @@ TARGETS = [
     "vgi_rpc.rpc._server:RpcServer.serve_one",
     "vgi_rpc.rpc._stream_loop:_run_stream",
     "vgi_rpc.rpc._stream_loop:_turns",
+    "vgi_rpc.rpc._step:ServerStream.answer",
     "vgi_rpc.rpc._step:ServerStream.turn",
     "vgi_rpc.rpc._step:conform_input",
     "_streams_service:Produce.produce",
@@ -90,12 +91,14 @@ TARGETS = [
     "vgi_rpc.rpc._client:RpcConnection.read_batch",
     "vgi_rpc.wire._codec:classify",
     # both: IPC
+    "vgi_rpc._ipc:StreamWriter.send",
     "vgi_rpc._ipc:StreamWriter.write",
     "vgi_rpc._ipc:_BatchEncoder.encode",
     "vgi_rpc._ipc:StreamWriter.flush",
     "vgi_rpc._ipc_reader:IpcStreamReader.read",
     "vgi_rpc._ipc_reader:read_message",
     "vgi_rpc._ipc_reader:_read_exact",
+    "vgi_rpc._ipc_reader:IpcStreamReader._batch",
     "vgi_rpc._ipc_reader:IpcStreamReader._decode",
     "vgi_rpc._ipc_reader:validate_batch",
 ]

@@ -27,6 +27,7 @@ from vgi_rpc._errors import IPCError
 from vgi_rpc._flatbuf import BatchHeader, FlatbufferError, batch_header
 
 _FIXED, _BOOL, _UTF8, _BINARY = range(4)
+_PACKED = -1  # a plan step reading every value with one struct
 STRUCT_FORMATS: dict[pa.DataType, str] = {  # fixed-width Arrow types -> struct format
     pa.int8(): "<b",
     pa.int16(): "<h",
@@ -89,6 +90,7 @@ class FlatLayout:
         "_writers",
         "buffer_count",
         "columns",
+        "packed",
         "schema",
         "signature",
     )
@@ -101,6 +103,15 @@ class FlatLayout:
             for field, c in zip(schema, columns, strict=True)
         )
         self.buffer_count = sum(3 if c.kind >= _UTF8 else 2 for c in columns)
+        # All fixed-width: a row without nulls is one struct, each value in an 8-byte slot.
+        self.packed = (
+            struct.Struct(
+                "<"
+                + "".join(f"{c.fixed.format[1:]}{8 - c.fixed.size}x" for c in columns if c.fixed)
+            )
+            if all(c.kind == _FIXED and c.fixed is not None for c in columns)
+            else None
+        )
         self._plans: dict[bytes, tuple[tuple[Any, ...], ...] | None] = {}
         self._seen: set[tuple[tuple[bytes, bytes], ...]] = set()
         self._writers: dict[tuple[tuple[bytes, bytes], ...] | None, RowWriter | None] = {}
@@ -285,8 +296,26 @@ class FlatLayout:
         # verifier then has nothing to object to, whatever a lenient parse accepted.
         if not _canonical(meta, head.nodes_at, buffers, body_length, writer):
             return None
+        steps = self._packed(steps, 8 + len(meta))
         steps.append((8 + len(meta) + body_length,))  # the whole message's size, checked last
         return tuple(steps)
+
+    def _packed(self, steps: list[tuple[Any, ...]], body_at: int) -> list[tuple[Any, ...]]:
+        """One step reading every value at once, for fixed-width columns without nulls in consecutive slots."""
+        if self.packed is None or any(
+            step[1] != 0 or step[4] != body_at + 8 * i for i, step in enumerate(steps)
+        ):
+            return steps
+        return [(_PACKED, 0, 0, self.packed.unpack_from, body_at, 0, 0)]
+
+    def packed_numbers(self) -> list[int]:
+        """The header numbers (see ``body``) of a ``packed`` row: no nulls, one 8-byte slot each."""
+        numbers = [n for _ in self.columns for n in (1, 0)]
+        for i, column in enumerate(self.columns):
+            assert column.fixed is not None
+            numbers += (8 * i, 0, 8 * i, column.fixed.size)
+        numbers.append(8 * len(self.columns))
+        return numbers
 
     def decode(
         self, meta: bytes, data: bytes, metadata: dict[bytes, bytes] | None = None
@@ -298,6 +327,9 @@ class FlatLayout:
         plan = self.plan(meta, metadata)
         if plan is None or len(data) != plan[-1][0]:
             return None
+        first = plan[0]
+        if first[0] == _PACKED:
+            return first[3](data, first[4])  # type: ignore[no-any-return]  # a tuple of values
         values: list[object] = []
         for kind, nulls, valid_at, unpack, values_at, data_at, data_len in plan[:-1]:
             if nulls and data[valid_at] & 1:
@@ -361,6 +393,7 @@ class RowWriter:
         "heads",
         "layout",
         "nodes",
+        "plain",
         "schema_message",
         "template",
     )
@@ -384,6 +417,7 @@ class RowWriter:
         self.buffers = (struct.Struct("<" + "q" * 2 * layout.buffer_count), buffers_at)
         self.body_length_at = body_length_at
         self.heads: dict[tuple[int, ...], bytes] = {}
+        self.plain: bytes | None = None  # schema and header of a packed row (see ``stream``)
 
     @classmethod
     def build(cls, layout: FlatLayout, metadata: dict[bytes, bytes] | None) -> RowWriter | None:
@@ -447,6 +481,15 @@ class RowWriter:
 
     def stream(self, values: list[object] | tuple[object, ...]) -> bytes | None:
         """A whole IPC stream (schema, the row, end of stream) in one buffer."""
+        packed = self.layout.packed
+        if packed is not None and None not in values:
+            try:
+                body = packed.pack(*values)
+            except (struct.error, OverflowError, TypeError):
+                return None
+            if self.plain is None:
+                self.plain = self.schema_message + self.header(self.layout.packed_numbers())
+            return b"".join((self.plain, body, EOS))
         chunks = self.message(values)
         if chunks is None:
             return None

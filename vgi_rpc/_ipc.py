@@ -113,6 +113,8 @@ class _BatchEncoder:
 # Below this, serializing a metadata-free batch into one buffer beats the writer's
 # zero-copy chunks; above it the copy costs more than the writer's overhead.
 _SERIALIZE_LIMIT = 64 << 10
+# Batches smaller than this (``get_total_buffer_size``) leave as one serialized buffer.
+SMALL_BATCH_BYTES = _SERIALIZE_LIMIT
 
 _ENCODERS: OrderedDict[int, tuple[pa.Schema, _BatchEncoder | None]] = OrderedDict()
 _BY_CONTENT: OrderedDict[pa.Schema, _BatchEncoder | None] = OrderedDict()
@@ -209,6 +211,20 @@ class StreamWriter:
         if flush:
             self.flush()
 
+    def send(self, batch: pa.RecordBatch, size: int | None = None) -> None:
+        """Write one batch without custom metadata and send it with everything pending.
+
+        The same as ``write(batch, flush=True)``; a small batch after the first
+        one of its stream leaves as one buffer, in one write. ``size``: the
+        batch's ``get_total_buffer_size()``, when the caller has it.
+        """
+        if size is None:
+            size = batch.get_total_buffer_size()
+        if self._encoder is not None and not self._pending and size < _SERIALIZE_LIMIT:
+            self._sink.write_chunks((batch.serialize() if batch.num_rows else _serialized(batch),))
+            return
+        self.write(batch, None, flush=True)
+
     def flush(self) -> None:
         """Send everything written so far in one write."""
         chunks = self._pending
@@ -270,8 +286,16 @@ def write_chunks_to_fd(fd: int, chunks: Sequence[Chunk]) -> None:
     """Write every chunk to ``fd`` (``writev`` for several), resuming after short writes."""
     if len(chunks) == 1:
         # One buffer: a plain write loop is cheaper than building an iovec.
-        view = memoryview(chunks[0]).cast("B")
-        offset, total = 0, len(view)
+        chunk = chunks[0]
+        if type(chunk) is not memoryview and len(chunk) <= MAX_IO_CHUNK:
+            # bytes or a pa.Buffer: len() counts bytes, and one write usually takes it all
+            written = os.write(fd, chunk)
+            if written == len(chunk):
+                return
+        else:
+            written = 0
+        view = memoryview(chunk).cast("B")
+        offset, total = written, len(view)
         while offset < total:
             offset += os.write(fd, view[offset : offset + MAX_IO_CHUNK])
         return
@@ -280,6 +304,7 @@ def write_chunks_to_fd(fd: int, chunks: Sequence[Chunk]) -> None:
 
 __all__ = [
     "MAX_IO_CHUNK",
+    "SMALL_BATCH_BYTES",
     "BatchWithMetadata",
     "ByteSink",
     "Chunk",

@@ -32,6 +32,7 @@ _POOL_THRESHOLD = 64 << 10
 _SKIPPABLE = 4  # messages up to this many times the limit are read past, not kept
 _SCHEMA, _DICTIONARY_BATCH, _RECORD_BATCH = 1, 2, 3
 _PREFIX = struct.Struct("<4si")
+_IN_MEMORY: type = MemorySource
 
 Metadata = dict[bytes, bytes]
 
@@ -140,17 +141,6 @@ def _read_failed(exc: OSError | ValueError) -> NoReturn:
     raise TransportError(f"reading from the peer failed: {exc}") from exc
 
 
-def _read(source: io.BufferedReader, count: int, what: str) -> bytes:
-    """Exactly ``count`` bytes (a buffered ``read`` loops until it has them or the peer is gone)."""
-    try:
-        data = source.read(count)
-    except (OSError, ValueError) as exc:
-        _read_failed(exc)
-    if len(data) != count:
-        raise TransportError(f"peer closed the channel in the middle of an IPC {what}")
-    return data
-
-
 def read_message(
     source: io.BufferedReader, limits: ResourceLimits = CLIENT_LIMITS
 ) -> _Message | None:
@@ -164,28 +154,56 @@ def read_message(
     """
     try:
         prefix = source.read(8)
-    except (OSError, ValueError) as exc:
+        if len(prefix) != 8:
+            raise TransportError("peer closed the channel in the middle of an IPC message")
+        marker, length = _PREFIX.unpack(prefix)
+        if marker != CONTINUATION or not 0 < length <= limits.max_metadata_bytes:
+            return _end_or_refuse(marker, length, limits)
+        metadata = source.read(length)
+        if len(metadata) != length:
+            raise TransportError("peer closed the channel in the middle of an IPC message")
+        header = _HEADER_CACHE.get(metadata) or _parse_header(metadata)
+        body_length = header.body_length
+        if not body_length:
+            return _Message(header, metadata, prefix + metadata)
+        total = 8 + length + body_length
+        if total >= _POOL_THRESHOLD or total > limits.max_message_bytes:
+            return _Message(
+                header, metadata, _read_large(source, header, prefix + metadata, limits)
+            )
+        if type(source) is _IN_MEMORY:  # ``isinstance`` would ask ``io``'s ABC machinery
+            return _Message(header, metadata, _read_body(source, prefix + metadata, body_length))
+        # Small: one more buffered read and one small copy beat a preallocated target.
+        body = source.read(body_length)
+        if len(body) != body_length:
+            raise TransportError("peer closed the channel in the middle of an IPC message body")
+        return _Message(header, metadata, prefix + metadata + body)
+    except VgiRpcError:
+        raise
+    except (OSError, ValueError) as exc:  # from the source's reads
         _read_failed(exc)
-    if len(prefix) != 8:
-        raise TransportError("peer closed the channel in the middle of an IPC message")
-    marker, length = _PREFIX.unpack(prefix)
+
+
+def _end_or_refuse(marker: bytes, length: int, limits: ResourceLimits) -> _Message | None:
+    """``None`` for an end-of-stream marker; raise for any other prefix out of bounds."""
     if marker != CONTINUATION:
         raise IPCError(
             f"not an Arrow IPC stream: a message must start with 0xFFFFFFFF, got {bytes(marker)!r}"
         )
     if length == 0:
         return None
-    if length < 0 or length > limits.max_metadata_bytes:
-        raise IPCError(
-            f"IPC message header of {length} bytes is outside 1..{limits.max_metadata_bytes} "
-            "(ResourceLimits.max_metadata_bytes)"
-        )
-    metadata = _read(source, length, "message")
-    header = _parse_header(metadata)
+    raise IPCError(
+        f"IPC message header of {length} bytes is outside 1..{limits.max_metadata_bytes} "
+        "(ResourceLimits.max_metadata_bytes)"
+    )
+
+
+def _read_large(
+    source: io.BufferedReader, header: Header, head: bytes, limits: ResourceLimits
+) -> pa.Buffer:
+    """The body of a message of 64 KiB or more (or over ``limits``: then skipped, and refused)."""
     body_length = header.body_length
-    if not body_length:
-        return _Message(header, metadata, prefix + metadata)
-    total = 8 + length + body_length
+    total = len(head) + body_length
     if total > limits.max_message_bytes:
         problem = MessageTooLargeError(
             f"IPC message of {total} bytes exceeds the limit of {limits.max_message_bytes} "
@@ -200,12 +218,7 @@ def read_message(
             except TransportError:
                 raise problem from None
         raise problem
-    if total < _POOL_THRESHOLD and not isinstance(source, MemorySource):
-        # Small: one more buffered read and one small copy beat a preallocated target.
-        return _Message(
-            header, metadata, prefix + metadata + _read(source, body_length, "message body")
-        )
-    return _Message(header, metadata, _read_body(source, prefix + metadata, body_length))
+    return _read_body(source, head, body_length)
 
 
 def _read_body(source: io.BufferedReader, head: bytes, body_length: int) -> pa.Buffer:
@@ -254,6 +267,12 @@ class SchemaCache:
         self._max_bytes = max_bytes
         self.size = 0
         self._lock = threading.Lock()
+
+    def flat(self, key: bytes) -> pa.Schema | None:
+        """The schema already parsed from the message ``key``, if it has no dictionary or nested column."""
+        with self._lock:
+            entry = self._items.get(key)
+        return entry[0] if entry is not None and not entry[2] else None
 
     def get(self, message: _Message, limits: ResourceLimits) -> tuple[pa.Schema, bool, bool]:
         """The schema, whether it has dictionary columns and whether it nests; bounds are checked first."""
@@ -376,6 +395,8 @@ class IpcStreamReader:
             )
         self._source = source
         self._limits = limits
+        self._free_rows = limits.min_free_rows
+        self._rows_per_byte = limits.max_rows_per_byte
         self.schema, dictionaries, self._nested = schemas.get(first, limits)
         # One-row batches of this schema may be read without pyarrow (``read(rows=True)``).
         self._layout: FlatLayout | None = None
@@ -414,39 +435,60 @@ class IpcStreamReader:
             TransportError: The channel ended or failed.
         """
         while True:
-            message = self._next()
-            if message is None:
+            if self._done:
                 return None
-            if message.header.header_type == _RECORD_BATCH:
-                self.last_metadata = message.header.custom_metadata
-                row = self._row(message) if rows and message.header.body_length else None
-                if row is not None:
-                    return row, self.last_metadata
-                try:  # the decode boundary, inline: this is the hot path of every call
-                    batch, metadata = self._decode(message)
-                except VgiRpcError:
-                    raise
-                except Exception as exc:
-                    raise IPCError(
-                        f"malformed Arrow IPC record batch: {type(exc).__name__}: {exc}"
-                    ) from exc
-                limits = self._limits
-                if batch.num_rows > limits.min_free_rows + limits.max_rows_per_byte * (
-                    message.header.body_length
-                ):
-                    self._check_rows(batch, message, nested=False)  # raises
-                if validation is not IpcValidation.NONE:
-                    validate_batch(batch, validation)
-                # Children are only safe to walk once valid; flat schemas have none.
-                if self._nested and validation is not IpcValidation.NONE:
-                    self._check_rows(batch, message, nested=True)
-                return batch, metadata
-            if message.header.header_type == _DICTIONARY_BATCH and self._replay is not None:
+            try:
+                message = read_message(self._source, self._limits)
+            except MessageTooLargeError as exc:
+                self.last_metadata = exc.metadata
+                raise
+            if message is None:
+                self._done = True
+                return None
+            header = message.header
+            if header.header_type == _RECORD_BATCH:
+                metadata = self.last_metadata = header.custom_metadata
+                if rows and header.body_length:
+                    row = self._row(message)
+                    if row is not None:
+                        return row, metadata
+                return self._batch(message, validation)
+            if header.header_type == _DICTIONARY_BATCH and self._replay is not None:
                 self._keep(message)
                 continue
+            raise IPCError(f"unexpected IPC message type {header.header_type} inside a stream")
+
+    def _batch(
+        self, message: _Message, validation: IpcValidation
+    ) -> tuple[pa.RecordBatch, Metadata | None]:
+        """Decode a record batch message, bound its rows and validate it."""
+        header = message.header
+        body_length = header.body_length
+        metadata = header.custom_metadata
+        try:  # the decode boundary, inline: this is the hot path of every call
+            if body_length and self._replay is None:
+                batch = pa.ipc.read_record_batch(pa.ipc.read_message(message.data), self.schema)
+            else:
+                batch, metadata = self._decode(message)
+        except VgiRpcError:
+            raise
+        except Exception as exc:
             raise IPCError(
-                f"unexpected IPC message type {message.header.header_type} inside a stream"
-            )
+                f"malformed Arrow IPC record batch: {type(exc).__name__}: {exc}"
+            ) from exc
+        if batch.num_rows > self._free_rows + self._rows_per_byte * body_length:
+            self._check_rows(batch, message, nested=False)  # raises
+        if validation is not IpcValidation.NONE:
+            try:
+                batch.validate(full=validation is IpcValidation.FULL)
+            except Exception as exc:
+                raise IPCError(
+                    f"received batch failed {validation.name} validation: {exc}"
+                ) from exc
+            # Children are only safe to walk once valid; flat schemas have none.
+            if self._nested:
+                self._check_rows(batch, message, nested=True)
+        return batch, metadata
 
     def _row(self, message: _Message) -> FlatRow | None:
         """The message as a row read without pyarrow, when it is a canonical small one."""

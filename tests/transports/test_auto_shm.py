@@ -7,10 +7,9 @@ cross the pipe or socket. Small batches never set one up. TCP never does;
 everything inline. Segment names leave ``/dev/shm`` as soon as the worker has
 mapped them, so nothing is left after a normal close or a kill -9 of either side.
 
-Over pipes, bytes are counted by the kernel: ``/proc/thread-self/io`` (``rchar``
-+ ``wchar``) is every byte the calling thread passed to read and write system
-calls. Socket traffic (``sendmsg``, ``recv_into``) is not in those counters, so
-over a unix socket the client's channel is metered instead. Segment files are
+Bytes are counted by the kernel: ``/proc/thread-self/io`` (``rchar`` +
+``wchar``) is every byte the calling thread passed to read and write system
+calls, and a blocking socket's channel uses those too, like a pipe's. Segment files are
 matched by the pid in their name, so segments of other processes on the machine
 do not disturb the checks.
 """
@@ -62,48 +61,10 @@ pytestmark = pytest.mark.skipif(
 
 
 def crossed() -> int:
-    """Bytes this thread has read and written through system calls so far (socket I/O aside)."""
+    """Bytes this thread has read and written through read/write system calls so far."""
     with open("/proc/thread-self/io") as f:
         fields = dict(line.split(": ") for line in f.read().splitlines())
-    return int(fields["rchar"]) + int(fields["wchar"]) + _METERED[0]
-
-
-_METERED = [0]  # bytes counted by MeteredChannel (sockets)
-
-
-class _MeteredReader:
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-
-    def readinto(self, buffer: Any) -> int:
-        n: int = self._inner.readinto(buffer)
-        _METERED[0] += n or 0
-        return n
-
-    def read(self, size: int = -1) -> bytes:
-        data: bytes = self._inner.read(size)
-        _METERED[0] += len(data)
-        return data
-
-    def __getattr__(self, name: str) -> Any:
-        if name in ("read1", "readline", "readinto1"):
-            raise AttributeError(name)  # not used by the reader; refuse rather than miscount
-        return getattr(self._inner, name)
-
-
-class MeteredChannel:
-    """A client channel that counts what crosses it (for sockets, invisible in ``rchar``)."""
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-        self.reader = _MeteredReader(inner.reader)
-
-    def write_chunks(self, chunks: Any) -> None:
-        _METERED[0] += sum(memoryview(c).nbytes for c in chunks)
-        self._inner.write_chunks(chunks)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
+    return int(fields["rchar"]) + int(fields["wchar"])
 
 
 def segments_of(pid: int) -> set[str]:
@@ -183,9 +144,6 @@ def _socket(kind: str, **options: Any) -> Iterator[Any]:
             host, port = listening.address.rsplit(":", 1)
             cm = tcp_connect(Bulk, host, int(port))
         with cm as proxy:
-            connection = connection_of(proxy)
-            metered: Any = MeteredChannel(connection.channel)
-            connection.channel = metered
             yield proxy
     finally:
         listening.close()

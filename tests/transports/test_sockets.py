@@ -75,3 +75,26 @@ def test_server_close_ends_open_connections_cleanly() -> None:
         thread.join(timeout=10)
         with pytest.raises(TransportError):
             svc.add(a=1.0, b=1.0)
+
+
+@pytest.mark.parametrize("timeout", [None, 5.0])
+def test_a_socket_channel_moves_bytes_with_or_without_a_timeout(timeout: float | None) -> None:
+    """A blocking socket is read and written as an fd; one with a timeout through SocketIO."""
+    from vgi_rpc.transports import SocketChannel
+
+    ours, theirs = socket.socketpair()
+    ours.settimeout(timeout)
+    channel = SocketChannel(ours, peer="pair")
+    try:
+        payload = os.urandom(300_000)  # more than one socket buffer: several reads and writes
+        sender = threading.Thread(target=theirs.sendall, args=(payload,))
+        sender.start()
+        assert channel.reader.read(len(payload)) == payload
+        sender.join()
+        channel.write_chunks([b"ab", memoryview(b"cd"), b"ef"])
+        assert theirs.recv(16) == b"abcdef"
+        theirs.close()
+        assert channel.reader.read(1) == b""  # end of file once the peer is gone
+    finally:
+        channel.close()
+        theirs.close()

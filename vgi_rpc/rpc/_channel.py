@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 
 # The largest segment automatic shared memory grows to, header included (``shm_max_size``).
 DEFAULT_SHM_MAX_SIZE = 1 << 30
+# Smaller batches are cheaper inline: shm saves a copy through the kernel but costs
+# an allocation, a pointer round trip and a free. The reference uses the same gate.
+# (Here, not in _shm_pointer: the byte-stream loop needs it before any segment exists.)
+SHM_MIN_BATCH_BYTES = 128 * 1024
 
 
 class Channel(Protocol):

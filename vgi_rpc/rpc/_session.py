@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 import pyarrow as pa
 
 from vgi_rpc._errors import ExternalStorageError, IPCError, ProtocolError, RpcError, TransportError
-from vgi_rpc._ipc import Metadata, StreamWriter
+from vgi_rpc._ipc import SMALL_BATCH_BYTES, Metadata, StreamWriter
 from vgi_rpc._ipc_reader import IpcStreamReader, open_stream_reader
 from vgi_rpc._logs import WIRE_STREAM_LOGGER
 from vgi_rpc._methods import RpcMethodInfo
@@ -107,14 +107,35 @@ class StreamSession:
         return self._closed
 
     def _send(self, batch: pa.RecordBatch, metadata: Metadata | None = None) -> None:
-        if self._input is None:
-            self._input = StreamWriter(self._connection.channel, batch.schema)
+        writer = self._input
+        if writer is None:
+            writer = self._input = StreamWriter(self._connection.channel, batch.schema)
             self._input_schema = batch.schema
-        elif self._input_schema is not None and not batch.schema.equals(self._input_schema):
+        elif (
+            (expected := self._input_schema) is not None
+            and (schema := batch.schema) is not expected
+            and not schema.equals(expected)
+        ):
             raise TypeError(
                 f"{self._info.name}(): every input batch of a stream must have the same schema; "
                 f"first was {self._input_schema}, this one is {batch.schema}"
             )
+        connection = self._connection
+        external = connection.external
+        if not metadata and external is None:
+            # A small plain input is never a pointer and never grows automatic shared memory.
+            size = batch.get_total_buffer_size()
+            shm = connection.shm
+            if size < SMALL_BATCH_BYTES and (shm is None or size < shm.min_bytes):
+                if shm is not None:
+                    shm.collect()  # what the server sent into our segment and we dropped
+                writer.send(batch, size)
+                return
+        self._send_general(writer, batch, metadata)
+
+    def _send_general(
+        self, writer: StreamWriter, batch: pa.RecordBatch, metadata: Metadata | None
+    ) -> None:
         connection = self._connection
         external = connection.external
         if external is not None:
@@ -125,7 +146,7 @@ class StreamSession:
         auto = connection.auto_shm
         if auto is not None:
             auto.saw(batch)  # went inline (or is a pointer): a large one sets up or grows
-        self._input.write(batch, metadata, flush=True)
+        writer.write(batch, metadata, flush=True)
 
     def _receive(self) -> AnnotatedBatch:
         conn = self._connection
@@ -218,6 +239,8 @@ class StreamSession:
         """Send one input batch to an exchange stream and return its answer."""
         if isinstance(input, pa.RecordBatch):
             return self._turn(input)
+        if input.custom_metadata is None:
+            return self._turn(input.batch)
         return self._turn(input.batch, input.metadata_dict())
 
     def __iter__(self) -> Iterator[AnnotatedBatch]:

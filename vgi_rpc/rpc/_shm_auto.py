@@ -141,7 +141,10 @@ class AutoShm:
         """A response batch arrived (a pointer batch has no rows and counts for no size)."""
         if self.unlink_pending and not error:
             self.response_seen()
-        self.saw(batch)  # came inline: a large one sets up or grows the segment
+        if self.growing:  # ``saw``, inline: this runs for every batch
+            size = batch.get_total_buffer_size()  # came inline: a large one sets up or grows
+            if size >= AUTO_SHM_TRIGGER and size > self.wanted and batch.num_rows:
+                self.wanted = size
 
     def request_sent(self, method: str) -> None:
         """A request naming the current segment left: a result proves the server mapped it.

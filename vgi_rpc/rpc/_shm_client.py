@@ -68,6 +68,8 @@ class ClientShm:
 
     def collect(self) -> None:
         """Free allocations whose batches are gone; call only while the server waits for us."""
+        if not self._held:
+            return
         keep = []
         for offset, ref in self._held:
             if ref() is None:

@@ -148,7 +148,8 @@ class ReleaseBeforeSend:
 
     def write_chunks(self, chunks: Sequence[Chunk]) -> None:
         """Release (once), then send."""
-        self.release()
+        if self._release is not None:
+            self.release()
         self._channel.write_chunks(chunks)
 
     def release(self) -> None:

@@ -14,13 +14,10 @@ from vgi_rpc._errors import IPCError
 from vgi_rpc._ipc import Metadata
 from vgi_rpc._ipc_reader import untrusted
 from vgi_rpc._logs import DEBUG, WIRE_RESPONSE_LOGGER, WIRE_TRANSPORT_LOGGER, lazy_logger
+from vgi_rpc.rpc._channel import SHM_MIN_BATCH_BYTES
 from vgi_rpc.shm import ShmSegment, read_stored_batch
 from vgi_rpc.wire import empty_batch
 from vgi_rpc.wire import keys as k
-
-# Smaller batches are cheaper inline: shm saves a copy through the kernel but costs
-# an allocation, a pointer round trip and a free. The reference uses the same gate.
-SHM_MIN_BATCH_BYTES = 128 * 1024
 
 _log = lazy_logger(WIRE_TRANSPORT_LOGGER)
 _response_log = lazy_logger(WIRE_RESPONSE_LOGGER)

@@ -10,14 +10,14 @@ continuation requests).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol, overload
 
 import pyarrow as pa
 
 from vgi_rpc._dataclasses import ArrowSerializableDataclass
 from vgi_rpc._errors import IPCError
 from vgi_rpc._flat_row import flat_layout
-from vgi_rpc._ipc import Metadata
+from vgi_rpc._ipc import Metadata, encode_stream
 from vgi_rpc._logs import DEBUG, WIRE_STREAM_LOGGER, Level, lazy_logger
 from vgi_rpc._methods import RpcMethodInfo
 from vgi_rpc._record import record
@@ -36,7 +36,7 @@ from vgi_rpc.wire import EMPTY_SCHEMA, empty_batch
 from vgi_rpc.wire import keys as k
 
 if TYPE_CHECKING:
-    from vgi_rpc.external import ExternalBudget
+    from vgi_rpc.external import ExternalBudget, ExternalRoute
 
 _log = lazy_logger(WIRE_STREAM_LOGGER)
 
@@ -83,6 +83,11 @@ class CallHost(Protocol):
 
     def resolve_input(self, batch: pa.RecordBatch, metadata: Metadata | None) -> Batch:
         """The batch an external pointer names (any other batch unchanged)."""
+        ...
+
+    @property
+    def external(self) -> ExternalRoute | None:
+        """External storage for large batches, if configured (else nothing is externalized)."""
         ...
 
 
@@ -294,22 +299,28 @@ class ServerStream:
         return isinstance(self.state, ProducerState)
 
     def turn(
-        self, batch: pa.RecordBatch, metadata: Metadata | None = None, *, externalize: bool = True
+        self,
+        batch: pa.RecordBatch,
+        metadata: Metadata | None = None,
+        *,
+        externalize: bool = True,
+        conformed: bool = False,
     ) -> Turn:
         """Run one turn on an input batch (a tick for producers); a cancel batch cancels.
 
         An input that is an external pointer is resolved first; a large output
         goes to external storage unless ``externalize`` is false (HTTP exchanges
-        first add their state token to it).
+        first add their state token to it). ``conformed``: the caller knows the
+        batch has the declared input schema (read with a schema checked once).
         """
         if metadata is not None and k.CANCEL_KEY in metadata:
             self.cancel()
             return Turn([], finished=True, cancelled=True)
         if not _log.isEnabledFor(DEBUG):
-            return self._turn(batch, metadata, externalize)
+            return self._turn(batch, metadata, externalize, conformed)
         kind = "tick" if self.is_producer else "exchange"
         _log.debug("%s(): %s, input %s", self.info.name, kind, describe_batch(batch, metadata))
-        turn = self._turn(batch, metadata, externalize)
+        turn = self._turn(batch, metadata, externalize, conformed)
         if turn.data is not None:
             outcome = describe_batch(*turn.data)
         else:
@@ -324,12 +335,51 @@ class ServerStream:
         )
         return turn
 
-    def _turn(self, batch: pa.RecordBatch, metadata: Metadata | None, externalize: bool) -> Turn:
+    def answer(self, batch: pa.RecordBatch, *, conformed: bool = False) -> Turn | pa.RecordBatch:
+        """``turn`` for an input without custom metadata, the common turn of a byte stream.
+
+        A plain output (no logs before it, no metadata, not the last one, not
+        externalized) comes back bare; anything else as the ``Turn``.
+        """
+        if _log.isEnabledFor(DEBUG):
+            return self.turn(batch, conformed=conformed)
+        return self._turn(batch, None, True, conformed, bare=True)
+
+    @overload
+    def _turn(
+        self,
+        batch: pa.RecordBatch,
+        metadata: Metadata | None,
+        externalize: bool,
+        conformed: bool,
+        bare: Literal[False] = ...,
+    ) -> Turn: ...
+
+    @overload
+    def _turn(
+        self,
+        batch: pa.RecordBatch,
+        metadata: Metadata | None,
+        externalize: bool,
+        conformed: bool,
+        bare: bool,
+    ) -> Turn | pa.RecordBatch: ...
+
+    def _turn(
+        self,
+        batch: pa.RecordBatch,
+        metadata: Metadata | None,
+        externalize: bool,
+        conformed: bool,
+        bare: bool = False,
+    ) -> Turn | pa.RecordBatch:
         out = OutputCollector(self.output_schema)
         self._out = out
         try:
-            batch, metadata = self.server.resolve_input(batch, metadata)
-            self._run(batch, metadata, out)
+            if metadata:  # only a batch with metadata can be an external pointer
+                batch, metadata = self.server.resolve_input(batch, metadata)
+                conformed = False
+            self._run(batch, metadata, out, conformed)
         except Exception as exc:
             self.server.log_method_error(self.info.name, exc)
             logs = self._logs(out)
@@ -338,14 +388,17 @@ class ServerStream:
             return Turn(logs, error=exc, error_batch=error, finished=True)
         finally:
             self._out = None
-        logs = self._logs(out)
+        logs = self._logs(out) if out.logs else []
         emitted = out.batch
         if emitted is None:
             return Turn(logs, finished=True)
         if self.record is not None:
             self.record.stats.record_output(emitted.batch)
+        external = self.server.external
+        if bare and external is None and not (logs or emitted.custom_metadata or out.finished):
+            return emitted.batch
         data = (emitted.batch, emitted.metadata_dict() if emitted.custom_metadata else None)
-        if externalize:
+        if externalize and external is not None:
             try:
                 *logs, data = self.server.externalize(
                     self.output_schema, [*logs, data], self.external_budget, self.info.name
@@ -354,10 +407,17 @@ class ServerStream:
                 return self.fail(exc)
         return Turn(logs, data=data, finished=out.finished)
 
-    def _run(self, batch: pa.RecordBatch, metadata: Metadata | None, out: OutputCollector) -> None:
+    def _run(
+        self,
+        batch: pa.RecordBatch,
+        metadata: Metadata | None,
+        out: OutputCollector,
+        conformed: bool,
+    ) -> None:
         state = self.state
         if isinstance(state, ExchangeState):
-            batch = conform_input(batch, self.input_schema, self.info.name)
+            if not conformed and not batch.schema.equals(self.input_schema):
+                batch = conform_input(batch, self.input_schema, self.info.name)
             if self.record is not None:
                 self.record.stats.record_input(batch)
             state.exchange(AnnotatedBatch(batch, metadata), out, self._ctx)
@@ -438,8 +498,12 @@ def run_unary(
             value = handler.call(**kwargs, ctx=ctx)
         else:
             value = handler.call(**kwargs)
-        if info.result_codec is not None and not logs and record is None and budget is None:
-            fast = _encoded_result(server, info, value)
+        if not logs and record is None and budget is None:
+            fast = (
+                _encoded_result(server, info, value)
+                if info.result_codec is not None
+                else _no_result(server, info)
+            )
             if fast is not None:
                 return CallStart([fast])
         result = result_batch(info, value)
@@ -558,6 +622,23 @@ def _encoded_result(server: CallHost, info: RpcMethodInfo, value: object) -> Rep
     if wire is None:
         return None
     return Reply.encoded(info.result_schema, wire, lambda: [(result_batch(info, value), None)])
+
+
+_NO_RESULT_WIRE: dict[int, tuple[pa.Schema, bytes]] = {}
+
+
+def _no_result(server: CallHost, info: RpcMethodInfo) -> Reply | None:
+    """The answer of a method without a result: the same bytes every time; ``None``: general path."""
+    if getattr(server, "external", None) is not None or wire_response_log.isEnabledFor(DEBUG):
+        return None
+    schema = info.result_schema
+    cached = _NO_RESULT_WIRE.get(id(schema))
+    if cached is None or cached[0] is not schema:
+        wire = encode_stream(schema, [(empty_batch(schema), None)]).to_pybytes()
+        if len(_NO_RESULT_WIRE) >= 256:
+            _NO_RESULT_WIRE.clear()
+        cached = _NO_RESULT_WIRE[id(schema)] = (schema, wire)  # keeps the schema (and its id)
+    return Reply.encoded(schema, cached[1], lambda: [(empty_batch(schema), None)])
 
 
 def result_batch(info: RpcMethodInfo, value: object) -> pa.RecordBatch:

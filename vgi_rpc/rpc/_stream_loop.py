@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Protocol
 import pyarrow as pa
 
 from vgi_rpc._errors import IPCError, TransportError
-from vgi_rpc._ipc import Metadata, StreamWriter
+from vgi_rpc._ipc import SMALL_BATCH_BYTES, Metadata, StreamWriter
 from vgi_rpc._ipc_reader import IpcStreamReader, ReadPolicy
 from vgi_rpc._logs import RPC_LOGGER, WIRE_STREAM_LOGGER, lazy_logger
-from vgi_rpc.rpc._channel import Channel
+from vgi_rpc.rpc._channel import SHM_MIN_BATCH_BYTES, Channel
 from vgi_rpc.rpc._context import AuthContext
+from vgi_rpc.rpc._quick_request import read_plain_request
 from vgi_rpc.rpc._request import Request, drain_stream, read_request
 from vgi_rpc.rpc._shm_inbound import InboundShm, ReleaseBeforeSend
 from vgi_rpc.rpc._step import Batch, CallStart, Reply, ServerStream, Turn
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
 
 _log = lazy_logger(RPC_LOGGER)
 _stream_log = lazy_logger(WIRE_STREAM_LOGGER)
+
+# Smaller turn outputs are written and sent at once (below any shared-memory pointer's size).
+_INLINE_BYTES = min(SMALL_BATCH_BYTES, SHM_MIN_BATCH_BYTES)
 
 Forward = tuple[pa.RecordBatch, int, int]  # an input read from shared memory, its offset, length
 
@@ -74,7 +78,9 @@ def serve_byte_stream(server: ByteStreamServer, channel: Channel, shm: InboundSh
 
 def serve_one(server: ByteStreamServer, channel: Channel, shm: InboundShm) -> bool:
     """Answer one request; ``False`` when the channel reached end of file."""
-    request = read_request(channel, server.read_policy)
+    request = read_plain_request(channel.reader, server.read_policy) or read_request(
+        channel, server.read_policy
+    )
     if request is None:
         return False
     try:
@@ -185,18 +191,36 @@ def _turns(
     segment: ShmSegment | None,
     shm: InboundShm | None,
 ) -> Exception | None:
+    validation = policy.validation
+    # Batches read with the declared input schema need no check each (nor a cast).
+    conformed = input_reader.schema.equals(stream.input_schema)
     while True:
-        item = input_reader.read(policy.validation)
+        item = input_reader.read(validation)
         if item is None:
             return None
         batch, metadata = item
+        if not metadata:  # neither a pointer nor a cancel: the common turn
+            answer = stream.answer(batch, conformed=conformed)
+            if isinstance(answer, Turn):
+                turn = answer
+            else:  # a plain output batch
+                size = answer.get_total_buffer_size()
+                if size < _INLINE_BYTES:  # never a pointer: out in one write
+                    output.send(answer, size)
+                    continue
+                turn = Turn([], data=(answer, None))
+            _write_turn(output, turn, segment, None)
+            if turn.finished:
+                return turn.error
+            output.flush()
+            continue
         release = None
         forward: Forward | None = None
         forwarded = False
         if shm is not None:
             pointed = metadata
             batch, metadata, release = shm.resolve(batch, metadata, segment)
-            if pointed is not None and metadata is not pointed:
+            if metadata is not pointed:
                 from vgi_rpc.rpc._shm_pointer import pointer_range
 
                 forward = (batch, *pointer_range(pointed))

@@ -8,7 +8,7 @@ import os
 from collections.abc import Callable, Sequence
 
 from vgi_rpc._errors import TransportError
-from vgi_rpc._ipc import Chunk, buffered_reader, write_chunks_to_fd
+from vgi_rpc._ipc import MAX_IO_CHUNK, Chunk, buffered_reader, write_chunks_to_fd
 from vgi_rpc._logs import WIRE_TRANSPORT_LOGGER, lazy_logger
 from vgi_rpc.rpc import NO_CAPABILITIES, ChannelCapabilities, SegmentOffer
 
@@ -60,6 +60,13 @@ class FdChannel:
     def write_chunks(self, chunks: Sequence[Chunk]) -> None:
         """Send all chunks with vectored writes."""
         try:
+            if len(chunks) == 1:  # the usual small message: one plain write takes it whole
+                chunk = chunks[0]
+                if type(chunk) is not memoryview and len(chunk) <= MAX_IO_CHUNK:
+                    written = os.write(self._write_fd, chunk)
+                    if written == len(chunk):
+                        return
+                    chunks = (memoryview(chunk).cast("B")[written:],)
             write_chunks_to_fd(self._write_fd, chunks)
         except (BrokenPipeError, ConnectionResetError) as exc:
             raise self.peer_failure(f"the peer stopped reading: {exc}") from exc

@@ -92,6 +92,8 @@ def test_a_sealed_blob_cannot_be_written(client: ObjectStoreClient) -> None:
         (lambda p: p.get_meta(-5), objectstore.InvalidRequest),
         (lambda p: p.get_meta(0), objectstore.InvalidRequest),
         (lambda p: p.open("bad\x00name"), objectstore.InvalidRequest),
+        (lambda p: p.get_name("del\x7fname", False, None), objectstore.InvalidRequest),
+        (lambda p: p.put_name(1, "unit\x1fsep", False), objectstore.InvalidRequest),
         (lambda p: p.open(""), objectstore.InvalidRequest),
         (lambda p: p.put_name(1, "x" * 600, False), objectstore.InvalidRequest),
         (lambda p: p.list_objects(None, 10, "garbage"), objectstore.InvalidRequest),
@@ -165,3 +167,26 @@ def test_an_abandoned_http_put_expires(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(server_module, "LEASE_SECONDS", 0.0)
         client.proxy.allocate(0, "blob")  # any allocation sweeps expired leases
         assert client.proxy.info().memory_used == 0
+
+
+def test_ids_drawn_after_a_fork_differ_from_the_parents() -> None:
+    """Ids come from a generator seeded by the OS; a forked child reseeds it (no shared sequence)."""
+    from vgi_rpc.services.objectstore._ids import ObjectID, random_name
+
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report what it draws, then leave at once
+        os.close(read_end)
+        os.write(write_end, f"{int(ObjectID.generate())} {random_name()}".encode())
+        os._exit(0)
+    os.close(write_end)
+    parent = f"{int(ObjectID.generate())} {random_name()}"
+    with os.fdopen(read_end) as pipe:
+        child = pipe.read()
+    os.waitpid(pid, 0)
+    child_id, child_name = child.split()
+    parent_id, parent_name = parent.split()
+    assert child_id != parent_id
+    assert child_name != parent_name
+    assert len(child_name) == 16
+    assert 0 < int(child_id) < 2**63

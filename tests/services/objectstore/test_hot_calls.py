@@ -273,3 +273,36 @@ def test_only_streams_whose_body_cannot_break_them_are_learned(running: RunningS
         assert shapes.known_sizes() == []
         client.put(np.ones(MiB // 4, dtype=np.int32))
         assert len(shapes.known_sizes()) == 1
+
+
+def test_one_id_is_deleted_with_flat_arguments_like_a_list_of_one(running: RunningStore) -> None:
+    with open_client(running, "unix") as client:
+        calls: list[str] = []
+        proxy = client.proxy
+        for method in ("delete", "delete_one"):
+            inner = getattr(proxy, method)
+
+            def counted(
+                *args: object, _inner: Callable[..., object] = inner, _m: str = method
+            ) -> object:
+                calls.append(_m)
+                return _inner(*args)
+
+            setattr(proxy, method, counted)
+        named = client.put("named value", name="doomed")
+        client.delete(named)
+        assert calls == ["delete_one"]
+        with pytest.raises(objectstore.ObjectNotFound):
+            client.get(named)
+        with pytest.raises(objectstore.NameNotFound):  # its names went with it
+            client.get_name("doomed")
+        with pytest.raises(objectstore.ObjectNotFound):  # twice: a typed error
+            client.delete(named)
+        with pytest.raises(objectstore.InvalidRequest):
+            _typed_call(lambda: proxy.delete_one(0, True, True))
+        pair = [client.put(1.5), client.put(np.arange(3))]
+        client.delete(pair)
+        assert calls[-1] == "delete"
+        for oid in pair:
+            with pytest.raises(objectstore.ObjectNotFound):
+                client.get(oid)

@@ -6,11 +6,28 @@ Owns id generation and strict parsing; imports nothing from the service.
 from __future__ import annotations
 
 import operator
+import os
+import random
 import re
-import secrets
 
 _PATTERN = re.compile(r"o[0-9a-f]{16}")
 _MAX = (1 << 63) - 1  # ids travel as int64 on the wire
+
+# Ids and file names must be unique, not secret (anyone may list them), and reading
+# os.urandom is a system call each time: a generator seeded by the OS, reseeded in a
+# forked child so that parent and child never draw the same numbers.
+_RANDOM = random.Random(os.urandom(32))
+os.register_at_fork(after_in_child=lambda: _RANDOM.seed(os.urandom(32)))
+
+
+def random_bits(bits: int) -> int:
+    """A uniformly random number of ``bits`` bits (for ids and file names)."""
+    return _RANDOM.getrandbits(bits)
+
+
+def random_name() -> str:
+    """16 random hex digits."""
+    return f"{_RANDOM.getrandbits(64):016x}"
 
 
 class ObjectID(int):
@@ -35,7 +52,7 @@ class ObjectID(int):
     @classmethod
     def generate(cls) -> ObjectID:
         """A fresh random id (63 random bits: unique across instances without a coordinator)."""
-        return cls(secrets.randbelow(_MAX) + 1)
+        return cls(_RANDOM.randrange(1, _MAX + 1))
 
     def hex(self) -> str:
         """The 16 hex digits."""
@@ -53,4 +70,4 @@ def is_object_id(text: str) -> bool:
     return _PATTERN.fullmatch(text) is not None
 
 
-__all__ = ["ObjectID", "is_object_id"]
+__all__ = ["ObjectID", "is_object_id", "random_bits", "random_name"]

@@ -15,6 +15,7 @@ import shutil
 import threading
 
 from vgi_rpc.services.objectstore._errors import InvalidRequest, OutOfMemory
+from vgi_rpc.services.objectstore._ids import random_name
 from vgi_rpc.services.objectstore._warm import WarmPool
 
 _PREFIX = "vgi-objectstore-"
@@ -121,7 +122,7 @@ class SharedMemory:
                 raise OutOfMemory("the server is shutting down")
             self.check(size)
             if not name:
-                name = ("spare-" if spare else "") + secrets.token_hex(8)
+                name = ("spare-" if spare else "") + random_name()
             path = os.path.join(self.directory, name)
             if path in self._segments:
                 raise FileExistsError(path)

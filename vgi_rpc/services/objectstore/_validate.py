@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pyarrow as pa
 
@@ -14,15 +15,15 @@ from vgi_rpc.services.objectstore.protocol import BLOB, VALUE
 MAX_NAME_BYTES = 512
 MAX_PROPERTIES = 64
 MAX_PROPERTY_BYTES = 4096
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
 def name(text: str) -> str:
     """A name: 1-512 bytes of UTF-8 without control characters."""
-    if not text or len(text.encode()) > MAX_NAME_BYTES:
-        raise InvalidRequest(
-            f"a name is 1 to {MAX_NAME_BYTES} bytes of UTF-8, got {len(text.encode())}"
-        )
-    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+    size = len(text.encode()) if text else 0
+    if not 0 < size <= MAX_NAME_BYTES:
+        raise InvalidRequest(f"a name is 1 to {MAX_NAME_BYTES} bytes of UTF-8, got {size}")
+    if _CONTROL.search(text):
         raise InvalidRequest(f"a name may not contain control characters: {text[:60]!r}")
     return text
 

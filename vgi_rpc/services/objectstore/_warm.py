@@ -30,6 +30,7 @@ import threading
 import time
 
 from vgi_rpc.services.objectstore._idle import IdleTimer
+from vgi_rpc.services.objectstore._ids import random_name
 
 WARM_PREFIX = "warm-"
 _LEASE = getattr(fcntl, "F_SETLEASE", None)
@@ -117,7 +118,7 @@ class WarmPool:
         """
         size = inode = 0
         if self.limit:
-            warm_path = os.path.join(self.directory, WARM_PREFIX + secrets.token_hex(8))
+            warm_path = os.path.join(self.directory, WARM_PREFIX + random_name())
             try:
                 os.rename(path, warm_path)  # the object's path is gone: nobody opens it again
                 stat = os.stat(warm_path)

@@ -14,7 +14,6 @@ import io
 import json
 import mmap
 import os
-import secrets
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
@@ -28,7 +27,7 @@ from vgi_rpc import RpcError, tcp_connect, unix_connect
 from vgi_rpc.services.objectstore._codec import Encoded, decode, decode_small, encode, encode_small
 from vgi_rpc.services.objectstore._entries import map_file
 from vgi_rpc.services.objectstore._errors import BlobSealed, ObjectNotFound, PutAborted, typed
-from vgi_rpc.services.objectstore._ids import ObjectID
+from vgi_rpc.services.objectstore._ids import ObjectID, random_bits
 from vgi_rpc.services.objectstore._mappings import WriterMappings
 from vgi_rpc.services.objectstore._receive import ReceiveBuffers
 from vgi_rpc.services.objectstore._write import write_file, write_into
@@ -382,15 +381,16 @@ class ObjectStoreClient:
         props: str,
     ) -> ObjectID:
         plain = name is None and not persist and not props
-        spare = _Spare(secrets.randbits(62) + 1, size, "") if plain and self._spares else None
+        spare = _Spare(random_bits(62) + 1, size, "") if plain and self._spares else None
         try:
             kept = self._mappings.target(path) if self._mappings.keep else None
             if kept is not None:
                 # through a mapping this client keeps: no faults once the file comes back
                 inode, buffer = kept
+                # asked before the copy, which leaves the caches cold for what follows it
+                reuse = self._mappings.reusable(size, exclude=inode)
                 write_into(encoded, buffer)
                 del buffer, kept
-                reuse = self._mappings.reusable(size, exclude=inode)
             else:
                 write_file(encoded, path)
                 reuse = 0
@@ -473,9 +473,11 @@ class ObjectStoreClient:
         self, object_ids: ObjectID | int | Sequence[int], force: bool = True, deep: bool = True
     ) -> None:
         """Delete objects and their names; memory is given back at once."""
-        ids = [int(object_ids)] if isinstance(object_ids, int) else [int(i) for i in object_ids]
         with _typed_errors():
-            self.proxy.delete(ids, force, deep)
+            if isinstance(object_ids, int):  # flat arguments: no list to decode on either side
+                self.proxy.delete_one(int(object_ids), force, deep)
+            else:
+                self.proxy.delete([int(i) for i in object_ids], force, deep)
 
     def persist(self, object_id: ObjectID | int) -> None:
         """Make the object (and its names) durable in the store, visible to every instance."""

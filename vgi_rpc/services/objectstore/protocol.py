@@ -219,6 +219,10 @@ class ObjectStore(Protocol):
         """Delete objects (memory, store copy and names)."""
         ...
 
+    def delete_one(self, object_id: int, force: bool, deep: bool) -> None:
+        """``delete`` of one object: the common case, in flat arguments."""
+        ...
+
     def persist(self, object_id: int) -> ObjectMeta:
         """Write the object and its names to the store; durable when this returns."""
         ...

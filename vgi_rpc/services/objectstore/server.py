@@ -28,7 +28,7 @@ from vgi_rpc.services.objectstore._errors import (
     OutOfMemory,
     PutAborted,
 )
-from vgi_rpc.services.objectstore._ids import ObjectID
+from vgi_rpc.services.objectstore._ids import ObjectID, random_bits
 from vgi_rpc.services.objectstore._memory import Segment, SharedMemory
 from vgi_rpc.services.objectstore._meta import held_meta, page, stored_meta
 from vgi_rpc.services.objectstore._names import NameTable
@@ -209,10 +209,10 @@ class ObjectStoreServer:
         check.kind(kind)
         self._expire_leases()
         segment = self._allocate(size, recycle=kind == VALUE)  # a value put writes every byte
-        put_id = secrets.randbits(62) + 1
+        put_id = random_bits(62) + 1
         with self._lock:
             while put_id in self._pending:  # a client's spare may have taken it
-                put_id = secrets.randbits(62) + 1
+                put_id = random_bits(62) + 1
             owner = getattr(self._connection, "id", None)
             self._pending[put_id] = Pending(segment, kind, owner, time.monotonic())
         return Allocation(put_id=put_id, size=size, path=segment.path)
@@ -515,6 +515,10 @@ class ObjectStoreServer:
                 self.store.delete_object(oid)
             if entry is not None:
                 self._release(entry)
+
+    def delete_one(self, object_id: int, force: bool, deep: bool) -> None:
+        """``delete`` of one object."""
+        self.delete([object_id], force, deep)
 
     def persist(self, object_id: int) -> ObjectMeta:
         """Write the object and its names to the store; durable when this returns."""
