@@ -181,10 +181,10 @@ def _worker_imports(logger_name: str, caplog: pytest.LogCaptureFixture) -> dict[
 
 
 # Bounds on how many modules a worker serving a first call imports beyond pyarrow's
-# (numpy hidden). Today: 32 of vgi_rpc's own (test worker included) and 3 standard ones
+# (numpy hidden). Today: 33 of vgi_rpc's own (test worker included) and 3 standard ones
 # (typing, _typing, _random). A new module on this path should be a decision: import it
 # where it is used, or raise the bound here.
-MAX_OWN_MODULES = 32
+MAX_OWN_MODULES = 33
 MAX_OTHER_MODULES = 3
 
 
