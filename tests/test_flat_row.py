@@ -404,3 +404,26 @@ def test_rows_of_fixed_width_columns_are_one_struct_written_and_read_as_pyarrow_
             assert plan is not None
             packed_reads += plan[0][3] == layout.packed.unpack_from
     assert packed_reads > 100  # rows without nulls took the one-struct path
+
+
+def test_a_body_that_ends_before_the_last_slots_padding_is_read_value_by_value() -> None:
+    # Found by scripts/fuzz.py (seed 9091): a one-row uint8 request whose header
+    # declares a 1-byte body. The value is inside it; its 8-byte slot is not.
+    schema = pa.schema([pa.field("x", pa.uint8())])
+    layout = flat_layout(schema)
+    assert layout is not None
+    assert layout.packed is not None
+    layout.writer(None)
+    stream = _pyarrow_stream(schema, [200], None)
+    meta, message = _batch_message(stream)
+    body_at = 8 + len(meta)
+    assert len(message) - body_at == 8
+    length_at = meta.index(struct.pack("<q", 8))  # the message's body length
+    short_meta = meta[:length_at] + struct.pack("<q", 1) + meta[length_at + 8 :]
+    short = message[:8] + short_meta + message[body_at : body_at + 1]
+    layout.decode(short_meta, short)  # the first sight of a header: pyarrow's turn
+    assert layout.decode(short_meta, short) in (None, (200,))
+    schema_end = len(stream) - len(message) - len(EOS)
+    short_stream = stream[:schema_end] + short + EOS
+    assert _row_read(short_stream) == _pyarrow_read(short_stream)
+    assert layout.decode(meta, message) == (200,)  # a padded body still takes the one struct

@@ -296,14 +296,22 @@ class FlatLayout:
         # verifier then has nothing to object to, whatever a lenient parse accepted.
         if not _canonical(meta, head.nodes_at, buffers, body_length, writer):
             return None
-        steps = self._packed(steps, 8 + len(meta))
+        steps = self._packed(steps, 8 + len(meta), body_length)
         steps.append((8 + len(meta) + body_length,))  # the whole message's size, checked last
         return tuple(steps)
 
-    def _packed(self, steps: list[tuple[Any, ...]], body_at: int) -> list[tuple[Any, ...]]:
-        """One step reading every value at once, for fixed-width columns without nulls in consecutive slots."""
-        if self.packed is None or any(
-            step[1] != 0 or step[4] != body_at + 8 * i for i, step in enumerate(steps)
+    def _packed(
+        self, steps: list[tuple[Any, ...]], body_at: int, body_length: int
+    ) -> list[tuple[Any, ...]]:
+        """One step reading every value at once, for fixed-width columns without nulls in consecutive slots.
+
+        The struct reads each slot's padding too, so the body must hold all of
+        it (a peer may declare a body that ends right after the last value).
+        """
+        if (
+            self.packed is None
+            or body_length < self.packed.size
+            or any(step[1] != 0 or step[4] != body_at + 8 * i for i, step in enumerate(steps))
         ):
             return steps
         return [(_PACKED, 0, 0, self.packed.unpack_from, body_at, 0, 0)]

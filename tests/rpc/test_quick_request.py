@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import math
 import os
 import random
+import struct
 from typing import Any, cast
 
 import pyarrow as pa
@@ -63,9 +65,15 @@ def _policy() -> ReadPolicy:
 
 
 def _values(request: Request) -> tuple[object, ...]:
+    """The request's values; a NaN as its bits (NaN is not equal to itself)."""
     if request.row is not None:
-        return request.row.values
-    return tuple(column[0].as_py() for column in request.batch.columns)
+        values = tuple(request.row.values)
+    else:
+        values = tuple(column[0].as_py() for column in request.batch.columns)
+    return tuple(
+        ("nan", struct.pack("<d", v)) if isinstance(v, float) and math.isnan(v) else v
+        for v in values
+    )
 
 
 def _primed(policy: ReadPolicy) -> ReadPolicy:
