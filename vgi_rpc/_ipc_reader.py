@@ -16,7 +16,7 @@ import struct
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
-from typing import Any, Literal, NamedTuple, NoReturn, overload
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, NoReturn, overload
 
 import pyarrow as pa
 
@@ -25,6 +25,7 @@ from vgi_rpc._flat_row import MAX_ROW_BYTES, FlatLayout, FlatRow, flat_layout
 from vgi_rpc._flatbuf import FlatbufferError, Header, decode_header, schema_shape
 from vgi_rpc._limits import CLIENT_LIMITS, DEFAULT_LIMITS, ResourceLimits
 from vgi_rpc._memory_source import MemorySource, memory_source
+from vgi_rpc._record import tuple_fields
 
 CONTINUATION = b"\xff\xff\xff\xff"
 EOS_MARKER = CONTINUATION + b"\0\0\0\0"
@@ -116,14 +117,24 @@ def _parse_header(meta: bytes) -> Header:
     return header
 
 
-# types as objects, not strings: see Header in _flatbuf
-class _Message(
-    NamedTuple(
-        "_Message",
-        # data: the whole message (prefix, header, body)
-        [("header", Header), ("metadata", bytes), ("data", bytes | pa.Buffer)],
-    )
-):
+if TYPE_CHECKING:  # at run time without eval: see Header in _flatbuf
+
+    class _MessageFields(NamedTuple):
+        header: Header
+        metadata: bytes
+        data: bytes | pa.Buffer  # the whole message (prefix, header, body)
+
+    class _ReadPolicyFields(NamedTuple):
+        validation: IpcValidation
+        limits: ResourceLimits
+        schemas: SchemaCache
+
+else:
+    _MessageFields = tuple_fields("_Message", ("header", "metadata", "data"), __name__)
+    _ReadPolicyFields = tuple_fields("ReadPolicy", ("validation", "limits", "schemas"), __name__)
+
+
+class _Message(_MessageFields):
     __slots__ = ()
 
     @property
@@ -669,12 +680,7 @@ def read_embedded_schema(data: bytes, what: str) -> pa.Schema:
     return _EMBEDDED_SCHEMAS.get(message, limits)[0]
 
 
-class ReadPolicy(
-    NamedTuple(
-        "ReadPolicy",
-        [("validation", IpcValidation), ("limits", ResourceLimits), ("schemas", SchemaCache)],
-    )
-):
+class ReadPolicy(_ReadPolicyFields):
     """How one receiver reads untrusted streams: validation level, limits and schema cache."""
 
     __slots__ = ()

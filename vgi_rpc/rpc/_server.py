@@ -28,6 +28,7 @@ from vgi_rpc._ipc_reader import ReadPolicy
 from vgi_rpc._limits import DEFAULT_LIMITS, ResourceLimits
 from vgi_rpc._logs import DEBUG, INFO, RPC_LOGGER, Level, lazy_logger
 from vgi_rpc._methods import RpcMethodInfo
+from vgi_rpc._record import tuple_fields
 from vgi_rpc.rpc._accounting import (
     CallObserver,
     CallRecord,
@@ -70,7 +71,16 @@ PendingLog = tuple[Level, str, dict[str, object] | None]
 _MAX_ROUTES = 1024
 
 
-class Builtin(NamedTuple("Builtin", [("answer", Callable[[Request, str], Reply])])):
+if TYPE_CHECKING:  # at run time without eval: see Header in vgi_rpc._flatbuf
+
+    class _BuiltinFields(NamedTuple):
+        answer: Callable[[Request, str], Reply]
+
+else:
+    _BuiltinFields = tuple_fields("Builtin", ("answer",), __name__)
+
+
+class Builtin(_BuiltinFields):
     """A framework method (``__describe__``, ``__transport_options__``) the server answers."""
 
     __slots__ = ()
