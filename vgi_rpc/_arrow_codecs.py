@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from vgi_rpc._arrow_types import Codec, codec_field, codec_for
 from vgi_rpc._errors import SchemaError
-from vgi_rpc._ipc_reader import read_embedded_batch, read_embedded_schema
+from vgi_rpc._ipc_embedded import read_embedded_batch, read_embedded_schema
 
 
 class ListCodec(Codec):
