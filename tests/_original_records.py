@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from vgi_rpc._methods import MethodType
     from vgi_rpc.rpc._accounting import CallScope
     from vgi_rpc.rpc._hosting import Handler
-    from vgi_rpc.rpc._step import Batch, Reply, ServerStream
+    from vgi_rpc.rpc._server_stream import ServerStream
+    from vgi_rpc.rpc._step import Batch, Reply
     from vgi_rpc.shm import ShmSegment
 
 MiB = 1 << 20

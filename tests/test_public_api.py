@@ -121,8 +121,9 @@ def test_type_checkers_see_every_lazily_imported_name() -> None:
     # module ``__getattr__``), silently: both lists must agree, and cover ``__all__``.
     import vgi_rpc.rpc
     import vgi_rpc.transports
+    import vgi_rpc.wire
 
-    for package in (vgi_rpc, vgi_rpc.rpc, vgi_rpc.transports):
+    for package in (vgi_rpc, vgi_rpc.rpc, vgi_rpc.transports, vgi_rpc.wire):
         assert package.__file__ is not None
         static, lazy = _lazy_tables(Path(package.__file__))
         assert static == lazy, package.__name__

@@ -192,3 +192,45 @@ def test_method_info_computes_doc_and_signature_when_asked() -> None:
     again = pickle.loads(pickle.dumps(ping))
     assert (again.name, again.doc, str(again.signature)) == ("ping", "", "() -> 'None'")
     assert dataclasses.replace(info, name="other").signature == info.signature
+
+
+def test_tuple_fields_behaves_as_the_named_tuple_it_replaces() -> None:
+    import collections
+    import pickle
+
+    from vgi_rpc._flatbuf import Header
+    from vgi_rpc._ipc import IpcValidation
+    from vgi_rpc._ipc_reader import ReadPolicy
+    from vgi_rpc._limits import DEFAULT_LIMITS
+
+    namedtuple: Any = collections.namedtuple  # the class collections makes of the same fields
+    plain = namedtuple("Header", ["header_type", "body_length", "custom_metadata"])
+    ours: Any = Header(3, 16, {b"k": b"v"})  # probed beyond what its type declares
+    theirs = plain(3, 16, {b"k": b"v"})
+    assert ours == theirs == (3, 16, {b"k": b"v"})
+    assert repr(ours) == repr(theirs)
+    assert Header._fields == plain._fields
+    assert (ours.header_type, ours.body_length, ours.custom_metadata) == (3, 16, {b"k": b"v"})
+    assert hash(Header(1, 2, None)) == hash((1, 2, None))
+    assert ours._replace(body_length=8) == Header(3, 8, {b"k": b"v"})
+    assert type(ours._replace(body_length=8)) is Header
+    with pytest.raises(TypeError, match="unexpected fields"):
+        ours._replace(nope=1)
+    with pytest.raises(TypeError, match="3 positional arguments"):
+        Header(1, 2)  # type: ignore[call-arg]
+    with pytest.raises(AttributeError):
+        ours.header_type = 4
+    with pytest.raises(AttributeError):
+        ours.extra = 1  # slotted: no instance dict
+    again = pickle.loads(pickle.dumps(ours))
+    assert again == ours
+    assert type(again) is Header
+    match ours:
+        case Header(kind, length, _):
+            assert (kind, length) == (3, 16)
+    # _replace keeps the subclass and the other fields (ReadPolicy.for_body relies on it)
+    policy = ReadPolicy.make(IpcValidation.FULL, DEFAULT_LIMITS)
+    narrower = policy.for_body(1024)
+    assert type(narrower) is ReadPolicy
+    assert narrower.schemas is policy.schemas
+    assert narrower.limits == DEFAULT_LIMITS.for_body(1024)

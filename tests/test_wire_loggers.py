@@ -123,14 +123,14 @@ def test_every_logger_spoke(wire: pytest.LogCaptureFixture) -> None:
 
 def test_nothing_is_formatted_while_the_loggers_are_off(monkeypatch: pytest.MonkeyPatch) -> None:
     """With DEBUG off, no batch is ever rendered: the level is checked before any formatting."""
-    import vgi_rpc.rpc._accounting as accounting
+    import vgi_rpc.rpc._wire_log as wire_log
 
     def forbidden(*_: object) -> str:
         raise AssertionError("describe_batch ran while the wire loggers were off")
 
-    for module in ("_accounting", "_client", "_server", "_step"):
+    for module in ("_wire_log", "_client", "_server", "_step", "_call_host", "_server_stream"):
         monkeypatch.setattr(f"vgi_rpc.rpc.{module}.describe_batch", forbidden, raising=False)
-    assert accounting.describe_batch is forbidden
+    assert wire_log.describe_batch is forbidden
     wire_logger = logging.getLogger("vgi_rpc.wire")
     old = wire_logger.level
     wire_logger.setLevel(logging.INFO)

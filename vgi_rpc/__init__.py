@@ -19,23 +19,25 @@ if TYPE_CHECKING:
     from vgi_rpc._arrow_types import ArrowType
     from vgi_rpc._dataclasses import ArrowSerializableDataclass
     from vgi_rpc._errors import (
-        AuthenticationError,
-        ExternalResponseTooLargeError,
         ExternalStorageError,
-        HttpError,
-        HttpNotFoundError,
         IPCError,
         MethodNotImplementedError,
         PeerExitedError,
         ProtocolError,
         ProtocolVersionError,
-        RequestTooLargeError,
         RpcError,
         SchemaError,
-        TokenError,
         TransportError,
         VersionError,
         VgiRpcError,
+    )
+    from vgi_rpc._http_errors import (
+        AuthenticationError,
+        ExternalResponseTooLargeError,
+        HttpError,
+        HttpNotFoundError,
+        RequestTooLargeError,
+        TokenError,
     )
     from vgi_rpc._ipc import IpcValidation
     from vgi_rpc._limits import ResourceLimits
@@ -96,23 +98,25 @@ __getattr__, __dir__ = lazy_module(
         "vgi_rpc._arrow_types": ("ArrowType",),
         "vgi_rpc._dataclasses": ("ArrowSerializableDataclass",),
         "vgi_rpc._errors": (
-            "AuthenticationError",
-            "ExternalResponseTooLargeError",
             "ExternalStorageError",
-            "HttpError",
-            "HttpNotFoundError",
             "IPCError",
             "MethodNotImplementedError",
             "PeerExitedError",
             "ProtocolError",
             "ProtocolVersionError",
-            "RequestTooLargeError",
             "RpcError",
             "SchemaError",
-            "TokenError",
             "TransportError",
             "VersionError",
             "VgiRpcError",
+        ),
+        "vgi_rpc._http_errors": (
+            "AuthenticationError",
+            "ExternalResponseTooLargeError",
+            "HttpError",
+            "HttpNotFoundError",
+            "RequestTooLargeError",
+            "TokenError",
         ),
         "vgi_rpc._ipc": ("IpcValidation",),
         "vgi_rpc._limits": ("ResourceLimits",),

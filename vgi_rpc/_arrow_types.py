@@ -15,13 +15,12 @@ import struct
 import types
 import typing
 from collections.abc import Callable
-from typing import Annotated, Any, ClassVar, Union, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, ClassVar, Union, get_args, get_origin
 
 import pyarrow as pa
 
 from vgi_rpc._errors import SchemaError
 from vgi_rpc._flat_row import STRUCT_FORMATS
-from vgi_rpc._ipc_reader import read_embedded_batch, read_embedded_schema
 from vgi_rpc._record import record
 
 _NONE_TYPE = type(None)
@@ -119,179 +118,8 @@ class OptionalCodec(Codec):
         return None if value is None else self.inner.from_arrow(value)
 
 
-class ListCodec(Codec):
-    """``list[T]`` and ``frozenset[T]`` / ``set[T]`` (both travel as Arrow lists)."""
-
-    __slots__ = ("container", "item")
-
-    def __init__(self, item: Codec, container: type) -> None:
-        arrow = pa.list_(item.arrow_type) if item.arrow_type is not None else None
-        super().__init__(arrow, f"{container.__name__}[{item.python_name}]")
-        self.item = item
-        self.container = container
-
-    def to_arrow(self, value: object, where: str) -> object:
-        if self.container is list:
-            if not isinstance(value, list | tuple):
-                raise self.mismatch(value, where)
-        elif not isinstance(value, set | frozenset):
-            raise self.mismatch(value, where)
-        item = self.item
-        return [
-            None if v is None else item.to_arrow(v, f"{where}[{i}]") for i, v in enumerate(value)
-        ]
-
-    def from_arrow(self, value: object) -> object:
-        assert isinstance(value, list)
-        item = self.item
-        items = [None if v is None else item.from_arrow(v) for v in value]
-        return items if self.container is list else self.container(items)
-
-
-class MapCodec(Codec):
-    """``dict[K, V]`` as ``map<K, V>`` (a list of key/value pairs on the wire)."""
-
-    __slots__ = ("key", "value")
-
-    def __init__(self, key: Codec, value: Codec) -> None:
-        arrow = None
-        if key.arrow_type is not None and value.arrow_type is not None:
-            arrow = pa.map_(key.arrow_type, value.arrow_type)
-        super().__init__(arrow, f"dict[{key.python_name}, {value.python_name}]")
-        self.key = key
-        self.value = value
-
-    def to_arrow(self, value: object, where: str) -> object:
-        if not isinstance(value, dict):
-            raise self.mismatch(value, where)
-        k, v = self.key, self.value
-        return [
-            (
-                k.to_arrow(key, f"{where} key"),
-                None if item is None else v.to_arrow(item, f"{where}[{key!r}]"),
-            )
-            for key, item in value.items()
-        ]
-
-    def from_arrow(self, value: object) -> object:
-        pairs = value.items() if isinstance(value, dict) else value
-        assert isinstance(pairs, typing.Iterable)
-        k, v = self.key, self.value
-        return {
-            k.from_arrow(key): None if item is None else v.from_arrow(item) for key, item in pairs
-        }
-
-
-class EnumCodec(Codec):
-    """An Enum travels as its member *name* in ``dictionary<int16, utf8>``."""
-
-    __slots__ = ("enum_cls",)
-
-    def __init__(self, enum_cls: type[enum.Enum]) -> None:
-        super().__init__(pa.dictionary(pa.int16(), pa.utf8()), enum_cls.__name__)
-        self.enum_cls = enum_cls
-
-    def to_arrow(self, value: object, where: str) -> object:
-        if not isinstance(value, self.enum_cls):
-            raise self.mismatch(value, where)
-        return value.name
-
-    def from_arrow(self, value: object) -> object:
-        try:
-            return self.enum_cls[str(value)]
-        except KeyError:
-            # Name lookup is normative; a value lookup tolerates older peers.
-            try:
-                return self.enum_cls(value)
-            except ValueError:
-                names = [m.name for m in self.enum_cls]
-                raise TypeError(
-                    f"{value!r} is not a member of {self.enum_cls.__name__} {names}"
-                ) from None
-
-
-class IpcBytesCodec(Codec):
-    """``pa.RecordBatch`` / ``pa.Schema`` values carried as serialized IPC in ``binary``."""
-
-    __slots__ = ("kind",)
-
-    def __init__(self, kind: type) -> None:
-        super().__init__(pa.binary(), f"pyarrow.{kind.__name__}")
-        self.kind = kind
-
-    def to_arrow(self, value: object, where: str) -> object:
-        if isinstance(value, pa.Schema) and self.kind is pa.Schema:
-            return value.serialize().to_pybytes()
-        if isinstance(value, pa.RecordBatch) and self.kind is pa.RecordBatch:
-            sink = pa.BufferOutputStream()
-            with pa.ipc.new_stream(sink, value.schema) as writer:
-                writer.write_batch(value)
-            return sink.getvalue().to_pybytes()
-        raise self.mismatch(value, where)
-
-    def from_arrow(self, value: object) -> object:
-        assert isinstance(value, bytes)
-        if self.kind is pa.Schema:
-            return read_embedded_schema(value, "a pyarrow.Schema value")
-        return read_embedded_batch(value, "a pyarrow.RecordBatch value")
-
-
-class DataclassCodec(Codec):
-    """An ``ArrowSerializableDataclass``: a ``struct`` when nested, IPC bytes at the top.
-
-    Spec section 4: a dataclass parameter or result is a ``binary`` column
-    holding a whole IPC stream; inside that stream, nested dataclasses are
-    inline ``struct`` columns.
-    """
-
-    __slots__ = ("as_binary", "cls", "fields")
-
-    def __init__(self, cls: type, *, as_binary: bool) -> None:
-        self.cls = cls
-        self.fields: list[tuple[str, Codec]] = dataclass_field_codecs(cls)
-        struct = pa.struct([_field(name, codec) for name, codec in self.fields])
-        super().__init__(pa.binary() if as_binary else struct, cls.__name__)
-        self.as_binary = as_binary
-
-    def to_arrow(self, value: object, where: str) -> object:
-        if not isinstance(value, self.cls):
-            raise self.mismatch(value, where)
-        if self.as_binary:
-            try:
-                return value.serialize_to_bytes()  # type: ignore[attr-defined]  # an ArrowSerializableDataclass
-            except TypeError as exc:
-                raise TypeError(f"{where}: {exc}") from None
-        return {
-            name: None
-            if (v := getattr(value, name)) is None
-            else codec.to_arrow(v, f"{where}.{name}")
-            for name, codec in self.fields
-        }
-
-    def from_arrow(self, value: object) -> object:
-        if self.as_binary:
-            return self.cls.deserialize_from_bytes(value)  # type: ignore[attr-defined]  # ArrowSerializableDataclass
-        assert isinstance(value, dict)
-        return build_dataclass(self.cls, self.fields, value)
-
-
-def build_dataclass(cls: type, fields: list[tuple[str, Codec]], row: dict[str, object]) -> object:
-    """Construct ``cls`` from a decoded row, letting dataclass defaults fill absent fields."""
-    kwargs: dict[str, object] = {}
-    for name, codec in fields:
-        if name in row:
-            raw = row[name]
-            kwargs[name] = None if raw is None else codec.from_arrow(raw)
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:
-        missing = [n for n, _ in fields if n not in row]
-        raise TypeError(
-            f"cannot build {cls.__name__}: {exc}; fields absent from the data: {missing}"
-        ) from exc
-
-
-def _field(name: str, codec: Codec) -> pa.Field[pa.DataType]:
+def codec_field(name: str, codec: Codec) -> pa.Field[pa.DataType]:
+    """The Arrow field a named codec's values travel in."""
     if codec.arrow_type is None:
         raise SchemaError(
             f"field {name!r}: no default Arrow type for {codec.python_name}; "
@@ -302,30 +130,12 @@ def _field(name: str, codec: Codec) -> pa.Field[pa.DataType]:
 
 def fields_schema(fields: list[tuple[str, Codec]]) -> pa.Schema:
     """The Arrow schema for named codecs (a dataclass or a parameter list)."""
-    return pa.schema([_field(name, codec) for name, codec in fields])
+    return pa.schema([codec_field(name, codec) for name, codec in fields])
 
 
 def is_arrow_dataclass(tp: object) -> bool:
     """Whether ``tp`` is an ``ArrowSerializableDataclass`` subclass."""
     return isinstance(tp, type) and getattr(tp, "__vgi_arrow_dataclass__", False) is True
-
-
-def dataclass_field_codecs(cls: type) -> list[tuple[str, Codec]]:
-    """Codecs for every field of a dataclass, in declaration order (cached on the class)."""
-    cached = cls.__dict__.get("__vgi_field_codecs__")
-    if cached is not None:
-        return typing.cast("list[tuple[str, Codec]]", cached)  # cache written just below
-    import dataclasses  # the user's class is one: already imported
-
-    hints = get_type_hints(cls, include_extras=True)
-    codecs: list[tuple[str, Codec]] = []
-    for f in dataclasses.fields(cls):
-        try:
-            codecs.append((f.name, codec_for(hints.get(f.name, f.type), nested=True)))
-        except SchemaError as exc:
-            raise SchemaError(f"{cls.__name__}.{f.name}: {exc}") from exc
-    type.__setattr__(cls, "__vgi_field_codecs__", codecs)
-    return codecs
 
 
 def _scalar(arrow: pa.DataType | None, name: str, *accepts: type) -> ScalarCodec:
@@ -354,6 +164,8 @@ def _simple_codec(tp: object) -> Codec | None:
     if tp is decimal.Decimal:
         return ScalarCodec(None, "Decimal", (decimal.Decimal, int))
     if tp is pa.RecordBatch or tp is pa.Schema:
+        from vgi_rpc._arrow_codecs import IpcBytesCodec
+
         return IpcBytesCodec(tp)
     return None
 
@@ -395,6 +207,9 @@ def _codec_for_base(annotation: object, nested: bool) -> Codec:
     simple = _simple_codec(annotation)
     if simple is not None:
         return simple
+    # the codecs of composite types: loaded by the first Protocol that uses one
+    from vgi_rpc._arrow_codecs import DataclassCodec, EnumCodec, ListCodec, MapCodec
+
     if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
         return EnumCodec(annotation)
     if is_arrow_dataclass(annotation):
@@ -421,7 +236,7 @@ def arrow_field(
 ) -> tuple[pa.Field[pa.DataType], Codec]:
     """Return the Arrow field and codec for a named parameter or result."""
     codec = codec_for(annotation, nested=nested)
-    return _field(name, codec), codec
+    return codec_field(name, codec), codec
 
 
 ArrayBuilder = Callable[[object], "pa.Array[Any]"]
@@ -493,8 +308,8 @@ __all__ = [
     "ArrowType",
     "Codec",
     "arrow_field",
+    "codec_field",
     "codec_for",
-    "dataclass_field_codecs",
     "fields_schema",
     "is_arrow_dataclass",
     "single_value_builder",

@@ -10,15 +10,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import pyarrow as pa
 
-from vgi_rpc._arrow_types import (
-    Codec,
-    build_dataclass,
-    dataclass_field_codecs,
-    fields_schema,
-)
+from vgi_rpc._arrow_codecs import build_dataclass, dataclass_field_codecs
+from vgi_rpc._arrow_types import Codec, fields_schema
 from vgi_rpc._errors import IPCError
 from vgi_rpc._flat_row import FlatRow, flat_layout
-from vgi_rpc._ipc_reader import read_embedded_row
+from vgi_rpc._ipc_embedded import read_embedded_row
 
 if TYPE_CHECKING:
     import dataclasses

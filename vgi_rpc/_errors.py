@@ -1,13 +1,15 @@
 """Every exception vgi_rpc raises itself, in one tree.
 
-Imports nothing from vgi_rpc. The tree::
+Imports nothing from vgi_rpc. The classes marked (http) only the HTTP transport
+and the external storage route raise: they live in ``vgi_rpc._http_errors``, so a
+worker serving over a pipe does not create them. The tree::
 
     VgiRpcError(Exception)
       RpcError                       the peer reported a failure (error_type, error_message ...)
-        HttpError                    an HTTP answer without an Arrow body (status)
-          AuthenticationError        401 from ``authenticate`` (PermissionError; alias HttpUnauthorizedError)
-          RequestTooLargeError       413: the body exceeds the server's max_request_bytes
-          HttpNotFoundError          404 without an Arrow body: no such route (check the prefix)
+        HttpError                    an HTTP answer without an Arrow body (status) (http)
+          AuthenticationError        401 from ``authenticate`` (PermissionError; alias HttpUnauthorizedError) (http)
+          RequestTooLargeError       413: the body exceeds the server's max_request_bytes (http)
+          HttpNotFoundError          404 without an Arrow body: no such route (check the prefix) (http)
       ProtocolError                  bytes broke the wire contract
         IPCError                     malformed Arrow IPC or failed validation
           MessageTooLargeError       a message over ResourceLimits.max_message_bytes
@@ -18,13 +20,13 @@ Imports nothing from vgi_rpc. The tree::
       TransportError(OSError)        the channel failed
         PeerExitedError(RpcError)    the worker process is gone (also an RpcError)
         ExternalStorageError         an external location could not be written or read
-      ExternalResponseTooLargeError  an externalized response would pass its cap (HTTP)
+      ExternalResponseTooLargeError  an externalized response would pass its cap (http)
       SchemaError(TypeError)         an annotation has no Arrow mapping
-      TokenError(ValueError)         an HTTP stream token this server did not mint
-      RequestRefusedError            server side: an HTTP request refused with a status
-      ResponseTooLargeError          server side: a response batch over the response cap
+      TokenError(ValueError)         an HTTP stream token this server did not mint (http)
+      RequestRefusedError            server side: an HTTP request refused with a status (http)
+      ResponseTooLargeError          server side: a response batch over the response cap (http)
     MethodNotImplementedError(VgiRpcError, AttributeError)   unknown method (server side)
-    AuthFailure(VgiRpcError, PermissionError)   raised by ``authenticate`` to refuse with a reason
+    AuthFailure(VgiRpcError, PermissionError)   raised by ``authenticate`` to refuse with a reason (http)
 
 Every class carries ``error_kind``: the stable token written to
 ``vgi_rpc.error_kind`` when the server reports it (spec section 8). Errors
@@ -34,7 +36,7 @@ built on the client from an HTTP status (``HttpError`` and below) use the
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 
 class VgiRpcError(Exception):
@@ -177,13 +179,6 @@ class ExternalStorageError(TransportError):
         self.error_code = self._CODES.get(reason, "UNKNOWN")
 
 
-class ExternalResponseTooLargeError(VgiRpcError):
-    """Externalized output of one HTTP response would exceed ``max_externalized_response_bytes``."""
-
-    error_kind = "response_too_large"
-    error_code = "RESOURCE_EXHAUSTED"
-
-
 class SchemaError(VgiRpcError, TypeError):
     """A type annotation cannot be mapped to an Arrow type."""
 
@@ -200,152 +195,18 @@ class MethodNotImplementedError(VgiRpcError, AttributeError):
     error_kind = "method_not_implemented"
 
 
-class HttpError(RpcError):
-    """The HTTP server answered with a status and no Arrow body to read an error from.
-
-    ``error_type`` is ``"HttpError"`` and ``error_message`` starts with
-    ``"HTTP <status>: "``, followed by what the server said.
-
-    Attributes:
-        status: The HTTP status code.
-    """
-
-    def __init__(self, status: int, message: str, *, error_type: str = "HttpError") -> None:
-        super().__init__(
-            error_type, f"HTTP {status}: {message}" if error_type == "HttpError" else message
-        )
-        self.status = status
-
-
-class AuthenticationError(HttpError, PermissionError):
-    """HTTP 401: ``authenticate`` refused the request (``error_type`` ``"AuthenticationError"``).
-
-    Attributes:
-        reason: The server's reason code (``missing_credential``, ``invalid_credential`` ...).
-        detail: The server's explanation (also ``error_message``; the reason when empty).
-    """
-
-    def __init__(self, reason: str, detail: str, *, request_id: str = "") -> None:
-        super().__init__(401, detail or reason, error_type="AuthenticationError")
-        self.request_id = request_id
-        self.reason = reason
-        self.detail = detail
-
-
-HttpUnauthorizedError = AuthenticationError  # the name earlier versions raised
-
-
-class RequestTooLargeError(HttpError):
-    """HTTP 413: the request body exceeds the server's ``max_request_bytes``.
-
-    ``error_type`` is ``"RequestTooLarge"``; ``error_message`` is the server's.
-    """
-
-    def __init__(self, message: str) -> None:
-        super().__init__(413, message, error_type="RequestTooLarge")
-
-
-class HttpNotFoundError(HttpError, LookupError):
-    """HTTP 404 with no Arrow body: nothing is served at that URL (a wrong prefix or base URL).
-
-    An unknown method on a served prefix is a ``RpcError`` with ``error_type``
-    ``"MethodNotImplementedError"`` instead: the server answers that itself.
-    """
-
-    def __init__(self, message: str) -> None:
-        super().__init__(404, message)
-
-
-class TokenError(VgiRpcError, ValueError):
-    """An HTTP stream token this server did not mint (forged, truncated, foreign or expired)."""
-
-
-class RequestRefusedError(VgiRpcError):
-    """Server side: an HTTP request refused before (or instead of) dispatch, answered with ``status``."""
-
-    def __init__(self, status: int, message: str, *, error_kind: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.error_kind = error_kind  # type: ignore[misc]  # instance value shadows the ClassVar default
-
-
-class PageCallRefusedError(RequestRefusedError):
-    """Server side: the service page's JSON call endpoint refused a call (``error_type`` names why)."""
-
-    def __init__(self, status: int, message: str, error_type: str) -> None:
-        super().__init__(status, message)
-        self.error_type = error_type
-
-
-class JsonArgumentError(VgiRpcError, ValueError):
-    """A JSON argument does not fit its parameter (the message names where and why)."""
-
-
-class ResponseTooLargeError(VgiRpcError):
-    """Server side: one batch of a response would exceed the caller's or the server's cap."""
-
-    error_kind = "response_too_large"
-    error_code = "RESOURCE_EXHAUSTED"
-
-
-AuthReason = Literal[
-    "missing_credential",
-    "invalid_credential",
-    "expired_credential",
-    "insufficient_scope",
-    "unauthorized",
-]
-AUTH_REASONS: frozenset[str] = frozenset(
-    (
-        "missing_credential",
-        "invalid_credential",
-        "expired_credential",
-        "insufficient_scope",
-        "unauthorized",
-    )
-)
-
-
-class AuthFailure(VgiRpcError, PermissionError):  # noqa: N818  # the name other vgi-rpc ports use
-    """Raise from ``authenticate`` to refuse a request with a specific reason code."""
-
-    def __init__(self, reason: AuthReason, detail: str = "") -> None:
-        if reason not in AUTH_REASONS:
-            raise ValueError(
-                f"unknown auth failure reason {reason!r}; use one of {sorted(AUTH_REASONS)}"
-            )
-        super().__init__(detail or reason)
-        self.reason: str = reason
-        self.detail = detail
-
-
 __all__ = [
-    "AUTH_REASONS",
-    "AuthFailure",
-    "AuthReason",
-    "AuthenticationError",
-    "ExternalResponseTooLargeError",
     "ExternalStorageError",
     "FlatbufferError",
-    "HttpError",
-    "HttpNotFoundError",
-    "HttpUnauthorizedError",
     "IPCError",
-    "JsonArgumentError",
     "MessageTooLargeError",
     "MethodNotImplementedError",
-    "PageCallRefusedError",
     "PeerExitedError",
     "ProtocolError",
     "ProtocolNotSupportedError",
     "ProtocolVersionError",
-    "RequestRefusedError",
-    "RequestTooLargeError",
-    "ResponseTooLargeError",
     "RpcError",
     "SchemaError",
-    "TokenError",
     "TransportError",
     "VersionError",
     "VgiRpcError",

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import struct
 import threading
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pyarrow as pa
 
 from vgi_rpc._errors import IPCError
 from vgi_rpc._flatbuf import BatchHeader, FlatbufferError, batch_header
+from vgi_rpc._record import tuple_fields
 
 _FIXED, _BOOL, _UTF8, _BINARY = range(4)
 _PACKED = -1  # a plan step reading every value with one struct
@@ -59,8 +60,14 @@ _MAX_COLUMNS = 64
 MAX_ROW_BYTES = 32 << 10
 
 
-# types as objects, not strings: see Header in _flatbuf
-_Column = NamedTuple("_Column", [("kind", int), ("fixed", struct.Struct | None)])  # noqa: UP014
+if TYPE_CHECKING:  # at run time without eval: see Header in _flatbuf
+
+    class _Column(NamedTuple):
+        kind: int
+        fixed: struct.Struct | None
+
+else:
+    _Column = tuple_fields("_Column", ("kind", "fixed"), __name__)
 
 
 def _column(t: pa.DataType) -> _Column | None:

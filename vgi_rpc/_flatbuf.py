@@ -9,9 +9,10 @@ malformed header raises ``FlatbufferError`` and nothing else.
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from vgi_rpc._errors import FlatbufferError
+from vgi_rpc._record import tuple_fields
 
 _U16 = struct.Struct("<H")
 _I16 = struct.Struct("<h")
@@ -22,19 +23,48 @@ _I64 = struct.Struct("<q")
 Metadata = dict[bytes, bytes]
 
 
-# NamedTuples declared with their types as objects: under ``from __future__ import
-# annotations`` the class syntax hands typing strings to compile, and a process's first
-# ``compile()`` costs about 3 ms (it builds the ``ast`` node types).
-class Header(
-    NamedTuple(
-        "Header",
-        [
-            ("header_type", int),
-            ("body_length", int),
-            ("custom_metadata", dict[bytes, bytes] | None),
-        ],
+# Named tuples are declared as ``NamedTuple`` for type checkers only: at run time
+# ``tuple_fields`` builds them without the ``eval`` of ``collections.namedtuple``.
+if TYPE_CHECKING:
+
+    class _HeaderFields(NamedTuple):
+        header_type: int
+        body_length: int
+        custom_metadata: dict[bytes, bytes] | None
+
+    class _BatchHeaderFields(NamedTuple):
+        version: int
+        body_length: int
+        body_length_at: int
+        length: int
+        nodes_at: int  # first FieldNode struct (length, null_count: two int64)
+        node_count: int
+        buffers_at: int  # first Buffer struct (offset, length: two int64)
+        buffer_count: int
+        plain: bool  # no compression, no variadic buffer counts
+
+else:
+    _HeaderFields = tuple_fields(
+        "Header", ("header_type", "body_length", "custom_metadata"), __name__
     )
-):
+    _BatchHeaderFields = tuple_fields(
+        "BatchHeader",
+        (
+            "version",
+            "body_length",
+            "body_length_at",
+            "length",
+            "nodes_at",
+            "node_count",
+            "buffers_at",
+            "buffer_count",
+            "plain",
+        ),
+        __name__,
+    )
+
+
+class Header(_HeaderFields):
     """The fields of an IPC ``Message`` that framing and dispatch need."""
 
     __slots__ = ()
@@ -118,22 +148,7 @@ def decode_header(meta: bytes) -> Header:
     return Header(header_type, body_length, custom)
 
 
-class BatchHeader(
-    NamedTuple(
-        "BatchHeader",
-        [
-            ("version", int),
-            ("body_length", int),
-            ("body_length_at", int),
-            ("length", int),
-            ("nodes_at", int),  # first FieldNode struct (length, null_count: two int64)
-            ("node_count", int),
-            ("buffers_at", int),  # first Buffer struct (offset, length: two int64)
-            ("buffer_count", int),
-            ("plain", bool),  # no compression, no variadic buffer counts
-        ],
-    )
-):
+class BatchHeader(_BatchHeaderFields):
     """Where a RecordBatch message keeps its sizes (positions are offsets into the header)."""
 
     __slots__ = ()

@@ -16,15 +16,16 @@ import struct
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
-from typing import Any, Literal, NamedTuple, NoReturn, overload
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, NoReturn, overload
 
 import pyarrow as pa
 
 from vgi_rpc._errors import IPCError, MessageTooLargeError, TransportError, VgiRpcError
 from vgi_rpc._flat_row import MAX_ROW_BYTES, FlatLayout, FlatRow, flat_layout
 from vgi_rpc._flatbuf import FlatbufferError, Header, decode_header, schema_shape
-from vgi_rpc._limits import CLIENT_LIMITS, DEFAULT_LIMITS, ResourceLimits
+from vgi_rpc._limits import CLIENT_LIMITS, ResourceLimits
 from vgi_rpc._memory_source import MemorySource, memory_source
+from vgi_rpc._record import tuple_fields
 
 CONTINUATION = b"\xff\xff\xff\xff"
 EOS_MARKER = CONTINUATION + b"\0\0\0\0"
@@ -116,14 +117,24 @@ def _parse_header(meta: bytes) -> Header:
     return header
 
 
-# types as objects, not strings: see Header in _flatbuf
-class _Message(
-    NamedTuple(
-        "_Message",
-        # data: the whole message (prefix, header, body)
-        [("header", Header), ("metadata", bytes), ("data", bytes | pa.Buffer)],
-    )
-):
+if TYPE_CHECKING:  # at run time without eval: see Header in _flatbuf
+
+    class _MessageFields(NamedTuple):
+        header: Header
+        metadata: bytes
+        data: bytes | pa.Buffer  # the whole message (prefix, header, body)
+
+    class _ReadPolicyFields(NamedTuple):
+        validation: IpcValidation
+        limits: ResourceLimits
+        schemas: SchemaCache
+
+else:
+    _MessageFields = tuple_fields("_Message", ("header", "metadata", "data"), __name__)
+    _ReadPolicyFields = tuple_fields("ReadPolicy", ("validation", "limits", "schemas"), __name__)
+
+
+class _Message(_MessageFields):
     __slots__ = ()
 
     @property
@@ -315,7 +326,6 @@ class SchemaCache:
 
 
 _CLIENT_SCHEMAS = SchemaCache(CLIENT_LIMITS.schema_cache_bytes)
-_EMBEDDED_SCHEMAS = SchemaCache(DEFAULT_LIMITS.schema_cache_bytes // 4)
 
 
 def check_types(schema: pa.Schema) -> None:
@@ -616,65 +626,7 @@ def _children(array: pa.Array[Any]) -> list[pa.Array[Any]]:
     return []
 
 
-def read_embedded_batch(data: bytes | pa.Buffer, what: str) -> pa.RecordBatch:
-    """The first batch of an IPC stream carried inside a value (a dataclass, a batch argument).
-
-    Read like any request: bounded by its own size, validated in full.
-
-    Raises:
-        IPCError: The bytes are not a valid stream with a batch.
-    """
-    source = memory_source(data)
-    limits = DEFAULT_LIMITS.for_body(len(memoryview(data)))
-    try:
-        reader = open_stream_reader(source, limits, _EMBEDDED_SCHEMAS)
-        item = reader.read(IpcValidation.FULL) if reader is not None else None
-    except (IPCError, TransportError) as exc:
-        raise IPCError(f"{what}: payload is not a valid Arrow IPC stream: {exc}") from None
-    if item is None:
-        raise IPCError(f"{what}: payload is not a valid Arrow IPC stream: it holds no batch")
-    return item[0]
-
-
-_SMALL = 64 << 10
-_SMALL_EMBEDDED = DEFAULT_LIMITS.for_body(_SMALL)
-
-
-def read_embedded_row(data: bytes | pa.Buffer, what: str) -> pa.RecordBatch | FlatRow:
-    """``read_embedded_batch``, but a canonical flat one-row batch comes back as a ``FlatRow``."""
-    source = memory_source(data)
-    size = len(memoryview(data))
-    # Nothing is read past ``data``: a small value shares one bound instead of its own.
-    limits = _SMALL_EMBEDDED if size <= _SMALL else DEFAULT_LIMITS.for_body(size)
-    try:
-        reader = open_stream_reader(source, limits, _EMBEDDED_SCHEMAS)
-        item = reader.read(IpcValidation.FULL, True) if reader is not None else None
-    except (IPCError, TransportError) as exc:
-        raise IPCError(f"{what}: payload is not a valid Arrow IPC stream: {exc}") from None
-    if item is None:
-        raise IPCError(f"{what}: payload is not a valid Arrow IPC stream: it holds no batch")
-    return item[0]
-
-
-def read_embedded_schema(data: bytes, what: str) -> pa.Schema:
-    """A schema carried as an IPC schema message inside a value, bounded like a request's."""
-    source = memory_source(data)
-    limits = DEFAULT_LIMITS.for_body(len(data))
-    try:
-        message = read_message(source, limits)
-    except (IPCError, TransportError) as exc:
-        raise IPCError(f"{what}: payload is not a valid Arrow IPC schema: {exc}") from None
-    if message is None or message.header.header_type != _SCHEMA:
-        raise IPCError(f"{what}: not an Arrow IPC schema message")
-    return _EMBEDDED_SCHEMAS.get(message, limits)[0]
-
-
-class ReadPolicy(
-    NamedTuple(
-        "ReadPolicy",
-        [("validation", IpcValidation), ("limits", ResourceLimits), ("schemas", SchemaCache)],
-    )
-):
+class ReadPolicy(_ReadPolicyFields):
     """How one receiver reads untrusted streams: validation level, limits and schema cache."""
 
     __slots__ = ()
@@ -705,9 +657,6 @@ __all__ = [
     "has_dictionary",
     "memory_source",
     "open_stream_reader",
-    "read_embedded_batch",
-    "read_embedded_row",
-    "read_embedded_schema",
     "read_message",
     "untrusted",
     "validate_batch",

@@ -25,8 +25,17 @@ from __future__ import annotations
 import sys
 from _thread import get_ident
 from collections.abc import Callable, Mapping
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any, TypeVar, dataclass_transform
+
+try:
+    # the C descriptor collections.namedtuple's fields are (no stub: private to CPython)
+    from _collections import _tuplegetter  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - other interpreters
+
+    def _tuplegetter(index: int, doc: str) -> Any:
+        return property(itemgetter(index), doc=doc)
+
 
 C = TypeVar("C", bound=type)
 
@@ -236,4 +245,45 @@ class _Lazy:
         return vars(self.spec.cls)[self.name]
 
 
-__all__ = ["FACTORY", "record"]
+def tuple_fields(name: str, fields: tuple[str, ...], module: str) -> type[tuple[Any, ...]]:
+    """A tuple subclass with named fields, what ``typing.NamedTuple`` makes, without ``eval``.
+
+    ``collections.namedtuple`` evaluates generated source for every class (its
+    ``__new__``), about 0.4 M instructions each at start-up. Instances are built
+    positionally; fields, ``_fields``, ``_replace``, ``repr``, equality, hashing and
+    pickling behave as a named tuple's. Declare the class as a ``NamedTuple`` under
+    ``TYPE_CHECKING`` for type checkers.
+    """
+    count = len(fields)
+
+    def new(cls: type[tuple[Any, ...]], *values: object) -> tuple[Any, ...]:
+        if len(values) != count:
+            raise TypeError(f"{name}() takes {count} positional arguments, not {len(values)}")
+        return tuple.__new__(cls, values)
+
+    def _replace(self: tuple[Any, ...], /, **changes: object) -> tuple[Any, ...]:
+        values = [changes.pop(field, value) for field, value in zip(fields, self, strict=True)]
+        if changes:
+            raise TypeError(f"{name}._replace: unexpected fields {sorted(changes)}")
+        return tuple.__new__(type(self), values)
+
+    def repr_(self: tuple[Any, ...]) -> str:
+        inner = ", ".join(f"{field}={value!r}" for field, value in zip(fields, self, strict=True))
+        return f"{type(self).__name__}({inner})"
+
+    namespace: dict[str, object] = {
+        "__slots__": (),
+        "__module__": module,
+        "_fields": fields,
+        "__match_args__": fields,
+        "__new__": _named(new, "__new__"),
+        "__getnewargs__": _named(lambda self: tuple(self), "__getnewargs__"),
+        "_replace": _replace,
+        "__repr__": _named(repr_, "__repr__"),
+    }
+    for index, field in enumerate(fields):
+        namespace[field] = _tuplegetter(index, f"Alias for field number {index}")
+    return type(name, (tuple,), namespace)
+
+
+__all__ = ["FACTORY", "record", "tuple_fields"]

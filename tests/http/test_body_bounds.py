@@ -11,7 +11,7 @@ import zstandard
 from tests._services import Service, ServiceImpl
 from tests.http._helpers import ARROW, request_body
 from vgi_rpc import RpcServer
-from vgi_rpc._errors import RequestRefusedError
+from vgi_rpc._http_errors import RequestRefusedError
 from vgi_rpc.http import _encoding, make_wsgi_app
 from vgi_rpc.http._body import read_body_into_pool
 

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from vgi_rpc._errors import ExternalResponseTooLargeError, ExternalStorageError
+from vgi_rpc._errors import ExternalStorageError
+from vgi_rpc._http_errors import ExternalResponseTooLargeError
 from vgi_rpc._ipc import Metadata
 from vgi_rpc._ipc_reader import ReadPolicy
 from vgi_rpc._logs import WIRE_RESPONSE_LOGGER, Message

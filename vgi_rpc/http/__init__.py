@@ -3,7 +3,7 @@
 Install with the ``http`` extra: ``pip install 'vgi_rpc[http]'``.
 """
 
-from vgi_rpc._errors import (
+from vgi_rpc._http_errors import (
     AuthenticationError,
     AuthFailure,
     HttpError,

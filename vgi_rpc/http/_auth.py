@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from vgi_rpc._errors import AUTH_REASONS, AuthFailure, AuthReason
+from vgi_rpc._http_errors import AUTH_REASONS, AuthFailure, AuthReason
 
 Reason = AuthReason
 REASONS = AUTH_REASONS

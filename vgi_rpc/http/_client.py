@@ -22,14 +22,8 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 import httpx
 import pyarrow as pa
 
-from vgi_rpc._errors import (
-    HttpError,
-    HttpUnauthorizedError,
-    IPCError,
-    ProtocolError,
-    RpcError,
-    TransportError,
-)
+from vgi_rpc._errors import IPCError, ProtocolError, RpcError, TransportError
+from vgi_rpc._http_errors import HttpError, HttpUnauthorizedError
 from vgi_rpc._ipc import Chunk, IpcValidation, Metadata, StreamWriter
 from vgi_rpc._ipc_reader import memory_source, open_stream_reader
 from vgi_rpc._logs import WIRE_HTTP_LOGGER

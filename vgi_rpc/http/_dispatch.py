@@ -22,10 +22,10 @@ from vgi_rpc._errors import (
     MethodNotImplementedError,
     ProtocolError,
     ProtocolNotSupportedError,
-    ResponseTooLargeError,
     SchemaError,
     TransportError,
 )
+from vgi_rpc._http_errors import ResponseTooLargeError
 from vgi_rpc._ipc import Chunk, Metadata, StreamWriter
 from vgi_rpc._ipc_reader import memory_source
 from vgi_rpc._logs import HTTP_LOGGER

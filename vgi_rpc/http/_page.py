@@ -20,7 +20,8 @@ import urllib.parse
 import falcon
 import pyarrow as pa
 
-from vgi_rpc._arrow_types import Codec, DataclassCodec, EnumCodec, IpcBytesCodec, OptionalCodec
+from vgi_rpc._arrow_codecs import DataclassCodec, EnumCodec, IpcBytesCodec
+from vgi_rpc._arrow_types import Codec, OptionalCodec
 from vgi_rpc._methods import ParamInfo, RpcMethodInfo
 from vgi_rpc.http._dispatch import HttpDispatcher
 from vgi_rpc.http._page_assets import SCRIPT, STYLE

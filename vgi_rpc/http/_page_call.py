@@ -23,7 +23,7 @@ from typing import Any
 import falcon
 import pyarrow as pa
 
-from vgi_rpc._errors import JsonArgumentError, PageCallRefusedError
+from vgi_rpc._http_errors import JsonArgumentError, PageCallRefusedError
 from vgi_rpc._ipc import Metadata
 from vgi_rpc._logs import HTTP_LOGGER
 from vgi_rpc._methods import RpcMethodInfo

@@ -25,9 +25,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from vgi_rpc._arrow_types import Codec, DataclassCodec, IpcBytesCodec, OptionalCodec
-from vgi_rpc._errors import IPCError, JsonArgumentError
-from vgi_rpc._ipc_reader import read_embedded_batch, read_embedded_schema
+from vgi_rpc._arrow_codecs import DataclassCodec, IpcBytesCodec
+from vgi_rpc._arrow_types import Codec, OptionalCodec
+from vgi_rpc._errors import IPCError
+from vgi_rpc._http_errors import JsonArgumentError
+from vgi_rpc._ipc_embedded import read_embedded_batch, read_embedded_schema
 from vgi_rpc._methods import ParamInfo, RpcMethodInfo
 from vgi_rpc.rpc import ONE_EMPTY_ROW
 

@@ -5,6 +5,6 @@ The class lives in the one exception tree (``vgi_rpc._errors``); this module kee
 
 from __future__ import annotations
 
-from vgi_rpc._errors import RequestRefusedError
+from vgi_rpc._http_errors import RequestRefusedError
 
 __all__ = ["RequestRefusedError"]

@@ -19,7 +19,7 @@ import zstandard
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from vgi_rpc._errors import TokenError
+from vgi_rpc._http_errors import TokenError
 from vgi_rpc.rpc import AuthContext
 
 NONCE_SIZE = 12

@@ -13,13 +13,12 @@ import json
 from collections.abc import Mapping
 from typing import cast
 
-from vgi_rpc._errors import (
+from vgi_rpc._errors import RpcError, VgiRpcError
+from vgi_rpc._http_errors import (
     AuthenticationError,
     HttpError,
     HttpNotFoundError,
     RequestTooLargeError,
-    RpcError,
-    VgiRpcError,
 )
 from vgi_rpc._ipc import IpcValidation
 from vgi_rpc._ipc_reader import open_stream_reader

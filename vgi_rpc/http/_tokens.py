@@ -20,7 +20,8 @@ from typing import NamedTuple
 
 import pyarrow as pa
 
-from vgi_rpc._arrow_types import build_dataclass, dataclass_field_codecs, fields_schema
+from vgi_rpc._arrow_codecs import build_dataclass, dataclass_field_codecs
+from vgi_rpc._arrow_types import fields_schema
 from vgi_rpc._errors import SchemaError
 from vgi_rpc.http._replay import SpentCursorStore
 from vgi_rpc.http._seal import Sealer, TokenError, derive_key

@@ -50,9 +50,10 @@ if TYPE_CHECKING:
     )
     from vgi_rpc.rpc._request import ONE_EMPTY_ROW, Request, encode_arguments, read_request
     from vgi_rpc.rpc._server import Builtin, RpcServer
+    from vgi_rpc.rpc._server_stream import ServerStream
     from vgi_rpc.rpc._shm_auto import AUTO_SHM_TRIGGER, AutoShm
     from vgi_rpc.rpc._shm_client import ClientShm
-    from vgi_rpc.rpc._step import Batch, CallStart, Reply, ServerStream, Turn
+    from vgi_rpc.rpc._step import Batch, CallStart, Reply, Turn
     from vgi_rpc.rpc._streams import (
         AnnotatedBatch,
         ExchangeState,
@@ -106,9 +107,10 @@ __getattr__, __dir__ = lazy_module(
         ),
         "vgi_rpc.rpc._request": ("ONE_EMPTY_ROW", "Request", "encode_arguments", "read_request"),
         "vgi_rpc.rpc._server": ("Builtin", "RpcServer"),
+        "vgi_rpc.rpc._server_stream": ("ServerStream",),
         "vgi_rpc.rpc._shm_auto": ("AUTO_SHM_TRIGGER", "AutoShm"),
         "vgi_rpc.rpc._shm_client": ("ClientShm",),
-        "vgi_rpc.rpc._step": ("Batch", "CallStart", "Reply", "ServerStream", "Turn"),
+        "vgi_rpc.rpc._step": ("Batch", "CallStart", "Reply", "Turn"),
         "vgi_rpc.rpc._streams": (
             "AnnotatedBatch",
             "ExchangeState",

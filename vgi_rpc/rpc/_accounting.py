@@ -19,26 +19,14 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import pyarrow as pa
 
-from vgi_rpc._logs import (
-    ACCESS_LOGGER,
-    DEBUG,
-    INFO,
-    RPC_LOGGER,
-    WIRE_BATCH_LOGGER,
-    WIRE_REQUEST_LOGGER,
-    WIRE_RESPONSE_LOGGER,
-    lazy_logger,
-)
+from vgi_rpc._logs import DEBUG, INFO, RPC_LOGGER, lazy_logger
 from vgi_rpc._record import FACTORY, record
+from vgi_rpc.rpc._wire_log import access_log
 
 if TYPE_CHECKING:
     from vgi_rpc._ipc import Metadata
     from vgi_rpc.rpc._context import AuthContext
 
-access_log = lazy_logger(ACCESS_LOGGER)
-wire_request_log = lazy_logger(WIRE_REQUEST_LOGGER)
-wire_response_log = lazy_logger(WIRE_RESPONSE_LOGGER)
-wire_batch_log = lazy_logger(WIRE_BATCH_LOGGER)
 _rpc_log = lazy_logger(RPC_LOGGER)
 
 
@@ -306,46 +294,10 @@ def start_record(
     return record
 
 
-_SHOWN_VALUES = 300  # characters of a one-row batch's values shown by the wire loggers
-
-_URL_KEYS = (b"vgi_rpc.location", b"vgi_rpc.location.source")
-
-
-def _shown(key: bytes, value: bytes) -> bytes:
-    """A metadata value as logs may show it: a pointer's URL loses its (signed) query."""
-    if key in _URL_KEYS:
-        return value.split(b"?", 1)[0].split(b"#", 1)[0]
-    return value
-
-
-def describe_batch(batch: pa.RecordBatch, metadata: dict[bytes, bytes] | None) -> str:
-    """One-line rendering of a batch for the wire debug loggers (call only when enabled).
-
-    A small one-row batch (a request's arguments, a unary result) shows its
-    values too, cut at a few hundred characters.
-    """
-    md = {
-        key.decode(errors="replace"): _shown(key, value)[:200].decode(errors="replace")
-        for key, value in (metadata or {}).items()
-    }
-    text = f"{batch.num_rows} rows x {batch.num_columns} cols {batch.schema.names}"
-    if batch.num_rows == 1 and batch.num_columns and batch.nbytes <= 64 * 1024:
-        values = repr(batch.to_pylist()[0])
-        if len(values) > _SHOWN_VALUES:
-            values = values[:_SHOWN_VALUES] + "…"
-        text += f" values={values}"
-    return f"{text} metadata={md}"
-
-
 __all__ = [
     "CallObserver",
     "CallRecord",
     "CallScope",
     "CallStatistics",
-    "access_log",
-    "describe_batch",
     "start_record",
-    "wire_batch_log",
-    "wire_request_log",
-    "wire_response_log",
 ]

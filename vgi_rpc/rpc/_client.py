@@ -29,7 +29,6 @@ from vgi_rpc._ipc_reader import IpcStreamReader, ReadPolicy, open_stream_reader
 from vgi_rpc._limits import CLIENT_LIMITS
 from vgi_rpc._logs import WIRE_STREAM_LOGGER, WIRE_TRANSPORT_LOGGER, Message
 from vgi_rpc._methods import RpcMethodInfo, protocol_version_of, rpc_methods
-from vgi_rpc.rpc._accounting import describe_batch, wire_batch_log, wire_request_log
 from vgi_rpc.rpc._channel import Channel, capabilities_of
 from vgi_rpc.rpc._hosting import wire_name
 from vgi_rpc.rpc._observe import with_trace_context
@@ -39,6 +38,7 @@ from vgi_rpc.rpc._session import UNKNOWN_CALL, StreamSession
 from vgi_rpc.rpc._shm_auto import AutoShm
 from vgi_rpc.rpc._shm_client import ClientShm
 from vgi_rpc.rpc._streams import EMPTY_SCHEMA
+from vgi_rpc.rpc._wire_log import describe_batch, wire_batch_log, wire_request_log
 from vgi_rpc.wire import (
     BatchKind,
     classify,

@@ -23,7 +23,7 @@ from vgi_rpc._methods import (
     rpc_methods,
     stream_kind,
 )
-from vgi_rpc._record import FACTORY, record
+from vgi_rpc._record import FACTORY, record, tuple_fields
 from vgi_rpc.wire import keys as k
 
 if TYPE_CHECKING:
@@ -212,18 +212,19 @@ class Hosted:
             )
 
 
-# types as objects, not strings: see Header in vgi_rpc._flatbuf
-class Handler(
-    NamedTuple(
-        "Handler",
-        [
-            ("info", RpcMethodInfo),
-            ("call", Callable[..., object]),
-            ("wants_ctx", bool),
-            ("hosted", Hosted),
-        ],
-    )
-):
+if TYPE_CHECKING:  # at run time without eval: see Header in vgi_rpc._flatbuf
+
+    class _HandlerFields(NamedTuple):
+        info: RpcMethodInfo
+        call: Callable[..., object]
+        wants_ctx: bool
+        hosted: Hosted
+
+else:
+    _HandlerFields = tuple_fields("Handler", ("info", "call", "wants_ctx", "hosted"), __name__)
+
+
+class Handler(_HandlerFields):
     """One method of one hosted protocol, bound to its implementation."""
 
     __slots__ = ()

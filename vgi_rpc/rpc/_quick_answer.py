@@ -18,7 +18,7 @@ from typing import Final
 from vgi_rpc._flat_row import EOS, FlatLayout, flat_layout
 from vgi_rpc._ipc import encode_stream
 from vgi_rpc._methods import RpcMethodInfo
-from vgi_rpc.rpc._accounting import wire_batch_log
+from vgi_rpc.rpc._wire_log import wire_batch_log
 from vgi_rpc.wire import empty_batch
 
 MISS: Final = object()

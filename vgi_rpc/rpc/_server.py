@@ -28,14 +28,7 @@ from vgi_rpc._ipc_reader import ReadPolicy
 from vgi_rpc._limits import DEFAULT_LIMITS, ResourceLimits
 from vgi_rpc._logs import DEBUG, INFO, RPC_LOGGER, Level, lazy_logger
 from vgi_rpc._methods import RpcMethodInfo
-from vgi_rpc.rpc._accounting import (
-    CallObserver,
-    CallRecord,
-    access_log,
-    describe_batch,
-    start_record,
-    wire_request_log,
-)
+from vgi_rpc._record import tuple_fields
 from vgi_rpc.rpc._channel import Channel, capabilities_of
 from vgi_rpc.rpc._context import AuthContext, CallContext
 from vgi_rpc.rpc._hosting import Handler, Hosted, host_all, is_wire_name, protocol_pairs
@@ -45,12 +38,12 @@ from vgi_rpc.rpc._step import (
     Batch,
     CallStart,
     Reply,
-    ServerStream,
     log_error_reply,
     run_unary,
     start_stream,
 )
 from vgi_rpc.rpc._stream_loop import serve_byte_stream, serve_one
+from vgi_rpc.rpc._wire_log import access_log, describe_batch, wire_request_log
 from vgi_rpc.wire import (
     EMPTY_SCHEMA,
     empty_batch,
@@ -63,6 +56,8 @@ from vgi_rpc.wire import keys as k
 
 if TYPE_CHECKING:
     from vgi_rpc.external import ExternalBudget, ExternalLocationConfig, ExternalRoute
+    from vgi_rpc.rpc._accounting import CallObserver, CallRecord
+    from vgi_rpc.rpc._server_stream import ServerStream
 
 _log = lazy_logger(RPC_LOGGER)
 
@@ -70,7 +65,16 @@ PendingLog = tuple[Level, str, dict[str, object] | None]
 _MAX_ROUTES = 1024
 
 
-class Builtin(NamedTuple("Builtin", [("answer", Callable[[Request, str], Reply])])):
+if TYPE_CHECKING:  # at run time without eval: see Header in vgi_rpc._flatbuf
+
+    class _BuiltinFields(NamedTuple):
+        answer: Callable[[Request, str], Reply]
+
+else:
+    _BuiltinFields = tuple_fields("Builtin", ("answer",), __name__)
+
+
+class Builtin(_BuiltinFields):
     """A framework method (``__describe__``, ``__transport_options__``) the server answers."""
 
     __slots__ = ()
@@ -424,6 +428,7 @@ class RpcServer:
         ``metadata`` (the request's, for trace context) and ``stream_id`` (the
         stream's, from ``/init``) go to the access record and call observers.
         """
+        from vgi_rpc.rpc._server_stream import ServerStream
         from vgi_rpc.rpc._streams import StreamState
 
         assert isinstance(state, StreamState)
@@ -459,6 +464,9 @@ class RpcServer:
         """The record of one call (``None`` while access logging is off and nobody observes)."""
         if not self.observers and not access_log.isEnabledFor(INFO):
             return None
+        # the records' module is loaded once a record is wanted (access log or an observer)
+        from vgi_rpc.rpc._accounting import start_record
+
         hosted = handler.hosted
         return start_record(
             server_id=self.server_id,

@@ -18,12 +18,12 @@ from vgi_rpc._ipc import SMALL_BATCH_BYTES, Metadata, StreamWriter
 from vgi_rpc._ipc_reader import IpcStreamReader, open_stream_reader
 from vgi_rpc._logs import WIRE_STREAM_LOGGER
 from vgi_rpc._methods import RpcMethodInfo
-from vgi_rpc.rpc._accounting import describe_batch
 from vgi_rpc.rpc._channel import Channel
 from vgi_rpc.rpc._hosting import wire_name
 from vgi_rpc.rpc._shm_auto import AutoShm
 from vgi_rpc.rpc._shm_client import ClientShm
 from vgi_rpc.rpc._streams import EMPTY_SCHEMA, AnnotatedBatch
+from vgi_rpc.rpc._wire_log import describe_batch
 from vgi_rpc.wire import BatchKind, empty_batch, rpc_error_from_metadata
 from vgi_rpc.wire import keys as k
 

@@ -19,14 +19,15 @@ from vgi_rpc._ipc import SMALL_BATCH_BYTES, Metadata, StreamWriter
 from vgi_rpc._ipc_reader import IpcStreamReader, ReadPolicy
 from vgi_rpc._logs import RPC_LOGGER, WIRE_STREAM_LOGGER, lazy_logger
 from vgi_rpc.rpc._channel import SHM_MIN_BATCH_BYTES, Channel
-from vgi_rpc.rpc._context import AuthContext
 from vgi_rpc.rpc._quick_request import read_plain_request
 from vgi_rpc.rpc._request import Request, drain_stream, read_request
 from vgi_rpc.rpc._shm_inbound import InboundShm, ReleaseBeforeSend
-from vgi_rpc.rpc._step import Batch, CallStart, Reply, ServerStream, Turn
+from vgi_rpc.rpc._step import Batch, CallStart, Reply, Turn
 from vgi_rpc.wire import EMPTY_SCHEMA, empty_batch, new_request_id
 
 if TYPE_CHECKING:
+    from vgi_rpc.rpc._context import AuthContext
+    from vgi_rpc.rpc._server_stream import ServerStream
     from vgi_rpc.shm import ShmSegment
 
 _log = lazy_logger(RPC_LOGGER)
@@ -38,23 +39,25 @@ _INLINE_BYTES = min(SMALL_BATCH_BYTES, SHM_MIN_BATCH_BYTES)
 Forward = tuple[pa.RecordBatch, int, int]  # an input read from shared memory, its offset, length
 
 
-class ByteStreamServer(Protocol):
-    """What serving a byte stream needs from the server (``RpcServer``)."""
+if TYPE_CHECKING:  # a Protocol for type checkers only: see ByteSink in vgi_rpc._ipc
 
-    read_policy: ReadPolicy
+    class ByteStreamServer(Protocol):
+        """What serving a byte stream needs from the server (``RpcServer``)."""
 
-    @property
-    def protocol_name(self) -> str:
-        """The default protocol's name (for log lines)."""
-        ...
+        read_policy: ReadPolicy
 
-    def start_call(self, request: Request, *, auth: AuthContext | None = None) -> CallStart:
-        """Serve a request up to its replies."""
-        ...
+        @property
+        def protocol_name(self) -> str:
+            """The default protocol's name (for log lines)."""
+            ...
 
-    def protocol_error_metadata(self, exc: BaseException, request_id: str) -> Metadata:
-        """Metadata of an error in the request itself."""
-        ...
+        def start_call(self, request: Request, *, auth: AuthContext | None = None) -> CallStart:
+            """Serve a request up to its replies."""
+            ...
+
+        def protocol_error_metadata(self, exc: BaseException, request_id: str) -> Metadata:
+            """Metadata of an error in the request itself."""
+            ...
 
 
 def serve_byte_stream(server: ByteStreamServer, channel: Channel, shm: InboundShm) -> None:
@@ -264,4 +267,4 @@ def _write_batches(output: StreamWriter, batches: list[Batch]) -> None:
         output.write(batch, metadata)
 
 
-__all__ = ["ByteStreamServer", "serve_byte_stream", "serve_one"]
+__all__ = ["serve_byte_stream", "serve_one"]

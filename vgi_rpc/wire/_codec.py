@@ -7,10 +7,9 @@ are imported where logs and errors are built: a call without either needs neithe
 
 from __future__ import annotations
 
-import _random
-import enum
 import os
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
@@ -18,6 +17,9 @@ from vgi_rpc._errors import RpcError
 from vgi_rpc._ipc import Metadata
 from vgi_rpc._logs import Level, Message
 from vgi_rpc.wire import keys as k
+
+if TYPE_CHECKING:
+    import _random
 
 MAX_TRACEBACK_CHARS = 16_000
 MAX_TRACEBACK_FRAMES = 5
@@ -29,46 +31,28 @@ EMPTY_SCHEMA = pa.schema([])
 # Request ids correlate log lines, they guard nothing: a generator seeded from the OS
 # costs no system call per id (``os.urandom`` does); a forked child is reseeded. The C
 # generator ``random.Random`` builds on: the ``random`` module itself costs a worker about
-# a millisecond to import, for distributions it never draws from.
-_IDS = _random.Random()
-os.register_at_fork(after_in_child=_IDS.seed)
+# a millisecond to import, for distributions it never draws from. Made on first use: a
+# worker whose clients send their request ids never needs it.
+_IDS: _random.Random | None = None
 
 
 def new_request_id() -> str:
     """A fresh 16-character hex correlation id."""
-    return f"{_IDS.getrandbits(64):016x}"
+    return f"{(_IDS or _seeded_ids()).getrandbits(64):016x}"
+
+
+def _seeded_ids() -> _random.Random:
+    global _IDS
+    import _random
+
+    ids = _IDS = _random.Random()
+    os.register_at_fork(after_in_child=ids.seed)
+    return ids
 
 
 def new_server_id() -> str:
     """A fresh 12-character hex server instance id."""
     return os.urandom(6).hex()
-
-
-class BatchKind(enum.Enum):
-    """What a received batch means (spec section 7)."""
-
-    DATA = "data"
-    LOG = "log"
-    ERROR = "error"
-    EXTERNAL_POINTER = "external_pointer"
-    SHM_POINTER = "shm_pointer"
-    STATE_TOKEN = "state_token"
-
-
-def classify(batch: pa.RecordBatch, metadata: Metadata | None) -> BatchKind:
-    """Classify a received batch exactly as spec section 7 prescribes."""
-    if not metadata or batch.num_rows > 0:
-        return BatchKind.DATA
-    level = metadata.get(k.LOG_LEVEL_KEY)
-    if level is not None and k.LOG_MESSAGE_KEY in metadata:
-        return BatchKind.ERROR if level == b"EXCEPTION" else BatchKind.LOG
-    if k.LOCATION_KEY in metadata:
-        return BatchKind.EXTERNAL_POINTER
-    if k.SHM_OFFSET_KEY in metadata:
-        return BatchKind.SHM_POINTER
-    if k.STREAM_STATE_KEY in metadata:
-        return BatchKind.STATE_TOKEN
-    return BatchKind.DATA
 
 
 def request_metadata(
@@ -310,8 +294,6 @@ def empty_batch(schema: pa.Schema) -> pa.RecordBatch:
 
 __all__ = [
     "EMPTY_SCHEMA",
-    "BatchKind",
-    "classify",
     "empty_batch",
     "error_code_of",
     "error_details_of",
