@@ -16,7 +16,7 @@ import struct
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, NoReturn, overload
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, NoReturn, cast, overload
 
 import pyarrow as pa
 
@@ -34,6 +34,7 @@ _SKIPPABLE = 4  # messages up to this many times the limit are read past, not ke
 _SCHEMA, _DICTIONARY_BATCH, _RECORD_BATCH = 1, 2, 3
 _PREFIX = struct.Struct("<4si")
 _IN_MEMORY: type = MemorySource
+_UNREAD: Any = object()  # ``IpcStreamReader._read``: no message read yet
 
 Metadata = dict[bytes, bytes]
 
@@ -153,18 +154,20 @@ def _read_failed(exc: OSError | ValueError) -> NoReturn:
 
 
 def read_message(
-    source: io.BufferedReader, limits: ResourceLimits = CLIENT_LIMITS
+    source: io.BufferedReader, limits: ResourceLimits = CLIENT_LIMITS, prefix: bytes | None = None
 ) -> _Message | None:
     """Read one encapsulated message; ``None`` at an end-of-stream marker.
 
     Sizes are checked against ``limits`` before the message is allocated.
+    ``prefix``: its first 8 bytes (or what arrived of them), already read.
 
     Raises:
         IPCError: The bytes cannot be an IPC message, or it exceeds ``limits``.
         TransportError: The channel ended or failed mid-message.
     """
     try:
-        prefix = source.read(8)
+        if prefix is None:
+            prefix = source.read(8)
         if len(prefix) != 8:
             raise TransportError("peer closed the channel in the middle of an IPC message")
         marker, length = _PREFIX.unpack(prefix)
@@ -174,10 +177,26 @@ def read_message(
         if len(metadata) != length:
             raise TransportError("peer closed the channel in the middle of an IPC message")
         header = _HEADER_CACHE.get(metadata) or _parse_header(metadata)
+    except VgiRpcError:
+        raise
+    except (OSError, ValueError) as exc:  # from the source's reads
+        _read_failed(exc)
+    return _message_body(source, header, prefix, metadata, limits)
+
+
+def _message_body(
+    source: io.BufferedReader,
+    header: Header,
+    prefix: bytes,
+    metadata: bytes,
+    limits: ResourceLimits,
+) -> _Message:
+    """``read_message`` once its prefix and header have been read: the body, bounded."""
+    try:
         body_length = header.body_length
         if not body_length:
             return _Message(header, metadata, prefix + metadata)
-        total = 8 + length + body_length
+        total = 8 + len(metadata) + body_length
         if total >= _POOL_THRESHOLD or total > limits.max_message_bytes:
             return _Message(
                 header, metadata, _read_large(source, header, prefix + metadata, limits)
@@ -420,6 +439,9 @@ class IpcStreamReader:
         self._replay_bytes = 0
         if dictionaries:
             self._replay = [first.buffer]
+        # Small plain batches from a pipe or socket are framed inline (``read``).
+        self._plain = self._replay is None and type(source) is io.BufferedReader
+        self._plain_limit = min(_POOL_THRESHOLD, limits.max_message_bytes + 1)
 
     @overload
     def read(
@@ -444,14 +466,73 @@ class IpcStreamReader:
             IPCError: The message is malformed, over a limit, or fails ``validation``.
             TransportError: The channel ended or failed.
         """
+        if rows or not self._plain or self._done:
+            return self._read(validation, rows, _UNREAD)
+        # The common message of a pipe or socket, framed inline with ``read_message``'s
+        # checks: a small record batch without custom metadata. Anything else is handed,
+        # as far as it was read, to the general path.
+        source = self._source
+        limits = self._limits
+        try:
+            prefix = source.read(8)
+            marker, length = _PREFIX.unpack(prefix) if len(prefix) == 8 else (b"", 0)
+            if marker != CONTINUATION or not 0 < length <= limits.max_metadata_bytes:
+                return self._read(validation, rows, read_message(source, limits, prefix))
+            metadata = source.read(length)
+            if len(metadata) != length:
+                raise TransportError("peer closed the channel in the middle of an IPC message")
+            header = _HEADER_CACHE.get(metadata) or _parse_header(metadata)
+            body_length = header.body_length
+            if (
+                header.header_type != _RECORD_BATCH
+                or header.custom_metadata is not None
+                or not 0 < body_length < self._plain_limit - 8 - length
+            ):
+                message = _message_body(source, header, prefix, metadata, limits)
+                return self._read(validation, rows, message)
+            body = source.read(body_length)
+            if len(body) != body_length:
+                raise TransportError("peer closed the channel in the middle of an IPC message body")
+        except MessageTooLargeError as exc:
+            self.last_metadata = exc.metadata
+            raise
+        except (OSError, ValueError) as exc:  # from the source's reads (a TransportError as it is)
+            _read_failed(exc)
+        self.last_metadata = None
+        data = prefix + metadata + body
+        try:  # the decode boundary, as in ``_batch``
+            batch = pa.ipc.read_record_batch(pa.ipc.read_message(data), self.schema)
+        except Exception as exc:
+            raise IPCError(
+                f"malformed Arrow IPC record batch: {type(exc).__name__}: {exc}"
+            ) from exc
+        if (
+            validation is not IpcValidation.FULL
+            or self._nested
+            or batch.num_rows > self._free_rows + self._rows_per_byte * body_length
+        ):
+            return self._checked(batch, None, _Message(header, metadata, data), validation)
+        try:
+            batch.validate(full=True)
+        except Exception as exc:
+            raise IPCError(f"received batch failed FULL validation: {exc}") from exc
+        return batch, None
+
+    def _read(
+        self, validation: IpcValidation, rows: bool, first: _Message | object | None
+    ) -> tuple[pa.RecordBatch | FlatRow, Metadata | None] | None:
+        """``read``'s general path; ``first``: a message already read (``None``: an EOS marker)."""
         while True:
-            if self._done:
-                return None
-            try:
-                message = read_message(self._source, self._limits)
-            except MessageTooLargeError as exc:
-                self.last_metadata = exc.metadata
-                raise
+            if first is _UNREAD:
+                if self._done:
+                    return None
+                try:
+                    message = read_message(self._source, self._limits)
+                except MessageTooLargeError as exc:
+                    self.last_metadata = exc.metadata
+                    raise
+            else:
+                message, first = cast("_Message | None", first), _UNREAD
             if message is None:
                 self._done = True
                 return None
@@ -486,7 +567,17 @@ class IpcStreamReader:
             raise IPCError(
                 f"malformed Arrow IPC record batch: {type(exc).__name__}: {exc}"
             ) from exc
-        if batch.num_rows > self._free_rows + self._rows_per_byte * body_length:
+        return self._checked(batch, metadata, message, validation)
+
+    def _checked(
+        self,
+        batch: pa.RecordBatch,
+        metadata: Metadata | None,
+        message: _Message,
+        validation: IpcValidation,
+    ) -> tuple[pa.RecordBatch, Metadata | None]:
+        """A decoded batch, its rows bounded and validated at ``validation``."""
+        if batch.num_rows > self._free_rows + self._rows_per_byte * message.header.body_length:
             self._check_rows(batch, message, nested=False)  # raises
         if validation is not IpcValidation.NONE:
             try:

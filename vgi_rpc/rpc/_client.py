@@ -378,7 +378,11 @@ class RpcConnection(Generic[P]):
 
     @overload
     def read_batch(
-        self, reader: IpcStreamReader, method: str, rows: Literal[False] = ...
+        self,
+        reader: IpcStreamReader,
+        method: str,
+        rows: Literal[False] = ...,
+        first: tuple[pa.RecordBatch, Metadata | None] | None = None,
     ) -> tuple[BatchKind, pa.RecordBatch, Metadata | None] | None: ...
 
     @overload
@@ -387,17 +391,26 @@ class RpcConnection(Generic[P]):
     ) -> tuple[BatchKind, pa.RecordBatch | FlatRow, Metadata | None] | None: ...
 
     def read_batch(
-        self, reader: IpcStreamReader, method: str, rows: bool = False
+        self,
+        reader: IpcStreamReader,
+        method: str,
+        rows: bool = False,
+        first: tuple[pa.RecordBatch, Metadata | None] | None = None,
     ) -> tuple[BatchKind, pa.RecordBatch | FlatRow, Metadata | None] | None:
         """Read the next non-log batch of a response stream; ``None`` at its EOS.
 
         With ``rows`` a flat one-row data batch may come back as a ``FlatRow``.
+        ``first``: a batch the caller already read from ``reader``, taken first.
         """
         auto = self.auto_shm
         rows = rows and (auto is None or auto.client is None)
         while True:
             try:
-                item = reader.read(self.ipc_validation, rows)
+                if first is not None:
+                    item: tuple[pa.RecordBatch | FlatRow, Metadata | None] | None = first
+                    first = None
+                else:
+                    item = reader.read(self.ipc_validation, rows)
             except TransportError as exc:
                 self.healthy = False
                 raise self.channel.peer_failure(f"{method}(): {exc}") from exc

@@ -114,6 +114,8 @@ class ServerStream:
         # HTTP: what this request's turns may still upload (max_externalized_response_bytes).
         self.external_budget: ExternalBudget | None = None
         self._out: OutputCollector | None = None
+        # An exchange's method, called directly by ``answer``.
+        self._exchange = state.exchange if isinstance(state, ExchangeState) else None
         self._ctx = server.make_context(
             self.info.name, request_id, self._sink, auth, hosted=handler.hosted
         )
@@ -175,9 +177,33 @@ class ServerStream:
         A plain output (no logs before it, no metadata, not the last one, not
         externalized) comes back bare; anything else as the ``Turn``.
         """
-        if _log.isEnabledFor(DEBUG):
-            return self.turn(batch, conformed=conformed)
-        return self._turn(batch, None, True, conformed, bare=True)
+        exchange = self._exchange
+        if exchange is None or not conformed or _log.isEnabledFor(DEBUG):
+            if _log.isEnabledFor(DEBUG):
+                return self.turn(batch, conformed=conformed)
+            return self._turn(batch, None, True, conformed, bare=True)
+        # ``_turn`` and ``_run`` for an exchange, inline: this is every turn of a busy stream.
+        out = OutputCollector(self.output_schema)
+        self._out = out
+        record = self.record
+        try:
+            if record is not None:
+                record.stats.record_input(batch)
+            exchange(AnnotatedBatch(batch), out, self._ctx)
+            emitted = out.plain()
+            if emitted is None and out.batch is None:
+                raise ValueError(
+                    f"{self.info.name}(): exchange() must emit exactly one batch per input"
+                )
+        except Exception as exc:
+            return self._failed(out, exc)
+        finally:
+            self._out = None
+        if emitted is None or self.server.external is not None:
+            return self._outcome(out, True, True)
+        if record is not None:
+            record.stats.record_output(emitted)
+        return emitted
 
     @overload
     def _turn(
@@ -215,13 +241,23 @@ class ServerStream:
                 conformed = False
             self._run(batch, metadata, out, conformed)
         except Exception as exc:
-            self.server.log_method_error(self.info.name, exc)
-            logs = self._logs(out)
-            error = (empty_batch(self.output_schema), self._error_metadata(exc))
-            log_error_reply(self.info.name, error[1])
-            return Turn(logs, error=exc, error_batch=error, finished=True)
+            return self._failed(out, exc)
         finally:
             self._out = None
+        return self._outcome(out, externalize, bare)
+
+    def _failed(self, out: OutputCollector, exc: Exception) -> Turn:
+        """The turn of a state that raised ``exc``: the logs it made, then the error."""
+        self.server.log_method_error(self.info.name, exc)
+        logs = self._logs(out)
+        error = (empty_batch(self.output_schema), self._error_metadata(exc))
+        log_error_reply(self.info.name, error[1])
+        return Turn(logs, error=exc, error_batch=error, finished=True)
+
+    def _outcome(
+        self, out: OutputCollector, externalize: bool, bare: bool
+    ) -> Turn | pa.RecordBatch:
+        """What a turn that ran sends: its logs and output, externalized when large."""
         logs = self._logs(out) if out.logs else []
         emitted = out.batch
         if emitted is None:

@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol, cast
 
 import pyarrow as pa
 
 from vgi_rpc._errors import ExternalStorageError, IPCError, ProtocolError, RpcError, TransportError
 from vgi_rpc._ipc import SMALL_BATCH_BYTES, Metadata, StreamWriter
-from vgi_rpc._ipc_reader import IpcStreamReader, open_stream_reader
+from vgi_rpc._ipc_reader import IpcStreamReader, IpcValidation, open_stream_reader
 from vgi_rpc._logs import WIRE_STREAM_LOGGER
 from vgi_rpc._methods import RpcMethodInfo
 from vgi_rpc.rpc._channel import Channel
@@ -23,7 +23,7 @@ from vgi_rpc.rpc._hosting import wire_name
 from vgi_rpc.rpc._shm_auto import AutoShm
 from vgi_rpc.rpc._shm_client import ClientShm
 from vgi_rpc.rpc._streams import EMPTY_SCHEMA, AnnotatedBatch
-from vgi_rpc.rpc._wire_log import describe_batch
+from vgi_rpc.rpc._wire_log import describe_batch, wire_batch_log
 from vgi_rpc.wire import BatchKind, empty_batch, rpc_error_from_metadata
 from vgi_rpc.wire import keys as k
 
@@ -37,12 +37,15 @@ UNKNOWN_CALL = frozenset(
     {"method_not_implemented", "protocol_not_supported", "protocol_not_specified"}
 )
 _stream_log = logging.getLogger(WIRE_STREAM_LOGGER)
+Item = tuple[pa.RecordBatch, Metadata | None]  # a batch read from the output stream
+_UNREAD: object = object()  # nothing of this turn's answer has been read yet
 
 
 class SessionConnection(Protocol):
     """What a stream session uses of the connection it runs on (``RpcConnection``)."""
 
     healthy: bool
+    ipc_validation: IpcValidation
 
     @property
     def channel(self) -> Channel: ...
@@ -64,7 +67,11 @@ class SessionConnection(Protocol):
     ) -> None: ...
 
     def read_batch(
-        self, reader: IpcStreamReader, method: str
+        self,
+        reader: IpcStreamReader,
+        method: str,
+        rows: Literal[False] = ...,
+        first: tuple[pa.RecordBatch, Metadata | None] | None = None,
     ) -> tuple[BatchKind, pa.RecordBatch, Metadata | None] | None: ...
 
     def read_response(
@@ -148,7 +155,8 @@ class StreamSession:
             auto.saw(batch)  # went inline (or is a pointer): a large one sets up or grows
         writer.write(batch, metadata, flush=True)
 
-    def _receive(self) -> AnnotatedBatch:
+    def _receive(self, read: object = _UNREAD) -> AnnotatedBatch:
+        """The answer of this turn; ``read``: what was already read of it (``None``: the end)."""
         conn = self._connection
         name = self._info.name
         if self._output is None:
@@ -158,7 +166,12 @@ class StreamSession:
                 raise conn.channel.peer_failure(f"{name}(): {exc}") from exc
             if self._output is None:
                 raise conn.channel.peer_failure(f"{name}(): the server closed the connection")
-        item = conn.read_batch(self._output, name)
+        if read is _UNREAD:
+            item = conn.read_batch(self._output, name)
+        elif read is None:
+            item = None
+        else:
+            item = conn.read_batch(self._output, name, first=cast("Item", read))
         if item is None:
             self._finished = True
             raise StopIteration
@@ -179,8 +192,56 @@ class StreamSession:
         if self._closed:
             raise ProtocolError(f"{self._info.name}(): the stream is closed")
         self._send(batch, metadata)
+        return self._complete(batch, metadata, _UNREAD)
+
+    def _plain_turn(self, batch: pa.RecordBatch) -> AnnotatedBatch | None:
+        """A turn of a running stream with a small plain input; ``None`` (nothing sent) otherwise.
+
+        The answer, when it too is a plain batch, is taken here; anything else
+        (logs, an error, the end, metadata) goes on through ``_complete``.
+        """
+        writer, output = self._input, self._output
+        schema = batch.schema
+        conn = self._connection
+        if (
+            self._closed
+            or writer is None
+            or output is None
+            or (expected := self._input_schema) is None
+            or (schema is not expected and not schema.equals(expected))
+            or conn.external is not None
+            or conn.shm is not None
+            or _stream_log.isEnabledFor(logging.DEBUG)
+            or wire_batch_log.isEnabledFor(logging.DEBUG)
+        ):
+            return None
+        size = batch.get_total_buffer_size()
+        if size >= SMALL_BATCH_BYTES:
+            return None
+        writer.send(batch, size)
         try:
-            received = self._receive()
+            item = output.read(conn.ipc_validation)
+        except TransportError as exc:  # as ``read_batch`` and ``_complete`` report it
+            self._closed = True
+            conn.healthy = False
+            raise conn.channel.peer_failure(f"{self._info.name}(): {exc}") from exc
+        except IPCError:
+            self._closed = True
+            conn.healthy = False
+            raise
+        if item is None or item[1] is not None:
+            return self._complete(batch, None, item)
+        auto = conn.auto_shm
+        if auto is not None:
+            auto.received(item[0], False)
+        return AnnotatedBatch(item[0])
+
+    def _complete(
+        self, batch: pa.RecordBatch, metadata: Metadata | None, read: object
+    ) -> AnnotatedBatch:
+        """Receive the answer to the input just sent (``read``: as in ``_receive``)."""
+        try:
+            received = self._receive(read)
         except StopIteration:
             if _stream_log.isEnabledFor(logging.DEBUG):
                 _stream_log.debug("%s(): the server finished the stream", self._info.name)
@@ -233,15 +294,25 @@ class StreamSession:
 
     def tick(self) -> AnnotatedBatch:
         """Ask a producer for its next batch; ``StopIteration`` when it has finished."""
+        if self._answered:
+            received = self._plain_turn(TICK)
+            if received is not None:
+                return received
         return self._turn(TICK)
 
     def exchange(self, input: AnnotatedBatch | pa.RecordBatch) -> AnnotatedBatch:
         """Send one input batch to an exchange stream and return its answer."""
         if isinstance(input, pa.RecordBatch):
-            return self._turn(input)
-        if input.custom_metadata is None:
-            return self._turn(input.batch)
-        return self._turn(input.batch, input.metadata_dict())
+            batch = input
+        elif input.custom_metadata is None:
+            batch = input.batch
+        else:
+            return self._turn(input.batch, input.metadata_dict())
+        if self._answered:
+            received = self._plain_turn(batch)
+            if received is not None:
+                return received
+        return self._turn(batch)
 
     def __iter__(self) -> Iterator[AnnotatedBatch]:
         try:

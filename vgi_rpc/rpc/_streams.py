@@ -164,12 +164,14 @@ class Stream(Generic[S, H]):
 class OutputCollector:
     """Collects what one stream turn sends: log messages, then one data batch."""
 
-    __slots__ = ("_batch", "_finished", "_logs", "output_schema")
+    __slots__ = ("_annotated", "_emitted", "_finished", "_logs", "_metadata", "output_schema")
 
     def __init__(self, output_schema: pa.Schema) -> None:
         self.output_schema = output_schema
         self._logs: list[tuple[Level, str, dict[str, object] | None]] = []
-        self._batch: AnnotatedBatch | None = None
+        self._emitted: pa.RecordBatch | None = None
+        self._metadata: Mapping[bytes, bytes] | None = None
+        self._annotated: AnnotatedBatch | None = None  # built when first asked for
         self._finished = False
 
     def emit(self, batch: pa.RecordBatch, metadata: Mapping[bytes, bytes] | None = None) -> None:
@@ -179,7 +181,7 @@ class OutputCollector:
             ValueError: A second batch in one turn, or a batch after ``finish()``.
             TypeError: The batch's schema differs from the output schema.
         """
-        if self._batch is not None:
+        if self._emitted is not None:
             raise ValueError("a stream turn emits exactly one batch; emit() was called twice")
         if self._finished:
             raise ValueError("emit() after finish()")
@@ -191,7 +193,8 @@ class OutputCollector:
                     f"emitted batch schema {batch.schema} does not match the stream's "
                     f"output schema {self.output_schema}: {exc}"
                 ) from exc
-        self._batch = AnnotatedBatch(batch, metadata)
+        self._emitted = batch
+        self._metadata = metadata
 
     def emit_pydict(
         self, data: Mapping[str, object], metadata: Mapping[bytes, bytes] | None = None
@@ -217,9 +220,16 @@ class OutputCollector:
 
     def finish(self) -> None:
         """End a producer stream; nothing may be emitted afterwards in this turn."""
-        if self._batch is not None:
+        if self._emitted is not None:
             raise ValueError("finish() after emit() in the same turn; finish on the next turn")
         self._finished = True
+
+    def plain(self) -> pa.RecordBatch | None:
+        """The emitted batch when it is all this turn sends (no logs, no metadata, not finished)."""
+        emitted = self._emitted
+        if emitted is None or self._logs or self._finished or self._metadata:
+            return None
+        return emitted
 
     @property
     def finished(self) -> bool:
@@ -229,7 +239,9 @@ class OutputCollector:
     @property
     def batch(self) -> AnnotatedBatch | None:
         """The data batch emitted this turn, if any."""
-        return self._batch
+        if self._annotated is None and self._emitted is not None:
+            self._annotated = AnnotatedBatch(self._emitted, self._metadata)
+        return self._annotated
 
     @property
     def logs(self) -> list[tuple[Level, str, dict[str, object] | None]]:
