@@ -23,6 +23,7 @@ import pyarrow as pa
 from vgi_rpc._arrow_codecs import build_dataclass, dataclass_field_codecs
 from vgi_rpc._arrow_types import fields_schema
 from vgi_rpc._errors import SchemaError
+from vgi_rpc._flat_row import FlatLayout, flat_layout
 from vgi_rpc.http._replay import SpentCursorStore
 from vgi_rpc.http._seal import Sealer, TokenError, derive_key
 from vgi_rpc.rpc import AuthContext, StreamState
@@ -55,6 +56,9 @@ class StateCodec:
         # The digest makes a token minted by a different version of the class unreadable.
         self.key = f"{cls.__module__}.{cls.__qualname__}#{digest}"
         self._empty: bytes | None = None
+        # A state of flat fields is written and read as pyarrow would, without pyarrow:
+        # a cursor is minted and opened on every turn of an HTTP stream.
+        self._flat: FlatLayout | None = flat_layout(self.schema) if self.codecs else None
 
     def encode(self, state: StreamState) -> bytes:
         """The state's field values as one serialized record batch (no schema)."""
@@ -66,24 +70,40 @@ class StateCodec:
 
     def _encode(self, state: StreamState) -> bytes:
         name = self.cls.__name__
-        arrays = []
-        for (field_name, codec), field in zip(self.codecs, self.schema, strict=True):
+        values = []
+        for field_name, codec in self.codecs:
             value = getattr(state, field_name)
-            py = None if value is None else codec.to_arrow(value, f"{name}.{field_name}")
-            arrays.append(pa.array([py], type=field.type))
+            values.append(None if value is None else codec.to_arrow(value, f"{name}.{field_name}"))
+        writer = self._flat.writer(None) if self._flat is not None else None
+        chunks = writer.message(values) if writer is not None else None
+        if chunks is not None:
+            return b"".join(chunks)
+        arrays = [pa.array([py], type=f.type) for py, f in zip(values, self.schema, strict=True)]
         batch = pa.RecordBatch.from_arrays(arrays, schema=self.schema)
         return batch.serialize().to_pybytes()
 
     def decode(self, data: bytes) -> StreamState:
         """Rebuild the state from ``encode``'s bytes."""
-        try:
-            batch = pa.ipc.read_record_batch(pa.py_buffer(data), self.schema)
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise TokenError(f"stream state does not decode: {exc}") from None
-        row = {name: batch.column(i)[0].as_py() for i, (name, _) in enumerate(self.codecs)}
+        values = self._flat_values(data)
+        if values is None:
+            try:
+                batch = pa.ipc.read_record_batch(pa.py_buffer(data), self.schema)
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise TokenError(f"stream state does not decode: {exc}") from None
+            values = tuple(column[0].as_py() for column in batch.columns)
+        row = {name: value for (name, _), value in zip(self.codecs, values, strict=True)}
         state = build_dataclass(self.cls, self.codecs, row)
         assert isinstance(state, StreamState)
         return state
+
+    def _flat_values(self, data: bytes) -> tuple[object, ...] | None:
+        """The values of a flat state's message read in place (``None``: let pyarrow read it)."""
+        if self._flat is None or len(data) < 8:
+            return None
+        header_length = int.from_bytes(data[4:8], "little", signed=True)
+        if not 0 < header_length <= len(data) - 8:
+            return None
+        return self._flat.decode(data[8 : 8 + header_length], data)
 
 
 _codecs: dict[type, StateCodec] = {}
