@@ -437,9 +437,7 @@ class RowWriter:
     @classmethod
     def build(cls, layout: FlatLayout, metadata: dict[bytes, bytes] | None) -> RowWriter | None:
         """A writer whose header template comes from pyarrow itself."""
-        defaults = {_FIXED: 0, _BOOL: False, _UTF8: "", _BINARY: b""}
-        row = {f.name: defaults[c.kind] for f, c in zip(layout.schema, layout.columns, strict=True)}
-        sample = pa.RecordBatch.from_pylist([row], schema=layout.schema)
+        sample = _zero_row(layout)
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, layout.schema) as stream:
             if metadata:
@@ -509,6 +507,24 @@ class RowWriter:
         if chunks is None:
             return None
         return b"".join((self.schema_message, *chunks, EOS))
+
+
+def _zero_row(layout: FlatLayout) -> pa.RecordBatch:
+    """One row of zeros, ``False``, ``""`` and ``b""``, built from buffers.
+
+    Not from Python values: pyarrow imports pandas (when installed) on its
+    first conversion of Python values, a fraction of a second on a first call.
+    """
+    arrays = []
+    for field, column in zip(layout.schema, layout.columns, strict=True):
+        if column.fixed is not None:
+            buffers = [None, pa.py_buffer(bytes(column.fixed.size))]
+        elif column.kind == _BOOL:
+            buffers = [None, pa.py_buffer(b"\0")]
+        else:  # utf8 or binary: two int32 offsets, no data
+            buffers = [None, pa.py_buffer(bytes(8)), pa.py_buffer(b"")]
+        arrays.append(pa.Array.from_buffers(field.type, 1, buffers))
+    return pa.RecordBatch.from_arrays(arrays, schema=layout.schema)
 
 
 _LAYOUTS: dict[int, tuple[pa.Schema, FlatLayout | None]] = {}

@@ -83,6 +83,15 @@ class _ChunkCollector(io.RawIOBase):
         return chunks
 
 
+def zero_rows(schema: pa.Schema) -> pa.RecordBatch:
+    """A batch of ``schema`` with no rows, built without converting Python values.
+
+    (pyarrow imports pandas, when installed, on its first conversion of Python
+    values: a fraction of a second on a process's first call.)
+    """
+    return pa.RecordBatch.from_arrays([pa.nulls(0, f.type) for f in schema], schema=schema)
+
+
 class _BatchEncoder:
     """A long-lived pyarrow writer for one schema that yields each batch's message chunks.
 
@@ -98,7 +107,7 @@ class _BatchEncoder:
         self._writer = pa.ipc.RecordBatchStreamWriter(
             self._collector, schema, options=_WRITE_OPTIONS
         )
-        self._writer.write_batch(pa.RecordBatch.from_pylist([], schema=schema))
+        self._writer.write_batch(zero_rows(schema))
         self._collector.take()
         self._lock = threading.Lock()
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from vgi_rpc._errors import RpcError
-from vgi_rpc._ipc import Metadata
+from vgi_rpc._ipc import Metadata, zero_rows
 from vgi_rpc._logs import Level, Message
 from vgi_rpc.wire import keys as k
 
@@ -283,9 +283,7 @@ def empty_batch(schema: pa.Schema) -> pa.RecordBatch:
     entry = _EMPTY.get(id(schema))
     if entry is not None and entry[0] is schema:
         return entry[1]
-    batch = pa.RecordBatch.from_arrays(
-        [pa.array([], type=field.type) for field in schema], schema=schema
-    )
+    batch = zero_rows(schema)
     if len(_EMPTY) >= 256:
         _EMPTY.clear()
     _EMPTY[id(schema)] = (schema, batch)  # the entry keeps the schema alive: its id stays unique
