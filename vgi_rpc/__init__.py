@@ -40,6 +40,7 @@ if TYPE_CHECKING:
         TokenError,
     )
     from vgi_rpc._ipc import IpcValidation
+    from vgi_rpc._ipc_embedded import read_ipc_stream
     from vgi_rpc._limits import ResourceLimits
     from vgi_rpc._logs import Level, Message
     from vgi_rpc._methods import MethodType, RpcMethodInfo, rpc_methods
@@ -119,6 +120,7 @@ __getattr__, __dir__ = lazy_module(
             "TokenError",
         ),
         "vgi_rpc._ipc": ("IpcValidation",),
+        "vgi_rpc._ipc_embedded": ("read_ipc_stream",),
         "vgi_rpc._limits": ("ResourceLimits",),
         "vgi_rpc._logs": ("Level", "Message"),
         "vgi_rpc._methods": ("MethodType", "RpcMethodInfo", "rpc_methods"),
@@ -234,6 +236,7 @@ __all__ = [
     "introspect",
     "make_pipe_pair",
     "make_wsgi_app",
+    "read_ipc_stream",
     "rpc_methods",
     "run_server",
     "serve_pipe",

@@ -16,7 +16,7 @@ from vgi_rpc._ipc_reader import (
     open_stream_reader,
     read_message,
 )
-from vgi_rpc._limits import DEFAULT_LIMITS
+from vgi_rpc._limits import DEFAULT_LIMITS, ResourceLimits
 from vgi_rpc._memory_source import memory_source
 
 _SCHEMA = 1  # the Message header type of a schema (Arrow's MessageHeader enum)
@@ -76,4 +76,40 @@ def read_embedded_schema(data: bytes, what: str) -> pa.Schema:
     return _EMBEDDED_SCHEMAS.get(message, limits)[0]
 
 
-__all__ = ["read_embedded_batch", "read_embedded_row", "read_embedded_schema"]
+def read_ipc_stream(
+    data: bytes | bytearray | memoryview | pa.Buffer,
+    limits: ResourceLimits | None = None,
+    validation: IpcValidation = IpcValidation.FULL,
+) -> tuple[pa.Schema, list[pa.RecordBatch]]:
+    """Read a whole Arrow IPC stream from untrusted bytes: its schema and every batch.
+
+    Read as a request is: headers are checked before pyarrow parses them,
+    nothing is allocated beyond ``limits`` (default: the defaults, with no
+    message larger than ``data``), every batch is validated at
+    ``validation`` (in full unless told otherwise), and the batches are
+    slices of ``data``, not copies. Bytes read once with full validation read
+    the same way again, so a second read of bytes known not to have changed
+    may skip it.
+
+    Raises:
+        IPCError: ``data`` is not exactly one well-formed stream within ``limits``.
+    """
+    size = len(memoryview(data))
+    source = memory_source(data)
+    bounds = (limits or DEFAULT_LIMITS).for_body(size)
+    batches: list[pa.RecordBatch] = []
+    try:
+        reader = open_stream_reader(source, bounds, _EMBEDDED_SCHEMAS)
+        if reader is None:
+            raise IPCError("it is empty")
+        while (item := reader.read(validation)) is not None:
+            batches.append(item[0])
+        trailing = source.read(1)
+    except (IPCError, TransportError) as exc:
+        raise IPCError(f"not a valid Arrow IPC stream: {exc}") from None
+    if trailing:
+        raise IPCError("not a valid Arrow IPC stream: bytes follow its end-of-stream marker")
+    return reader.schema, batches
+
+
+__all__ = ["read_embedded_batch", "read_embedded_row", "read_embedded_schema", "read_ipc_stream"]

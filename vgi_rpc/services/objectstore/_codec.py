@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import math
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Literal, overload
@@ -19,6 +20,7 @@ from typing import Literal, overload
 import numpy as np
 import pyarrow as pa
 
+from vgi_rpc import IpcValidation, ResourceLimits, read_ipc_stream
 from vgi_rpc.services.objectstore._layout import Layout, layout
 from vgi_rpc.services.objectstore._scalars import Scalars
 
@@ -26,6 +28,9 @@ KIND_KEY = b"vgi_objectstore.kind"
 _META_KEY = b"vgi_objectstore.meta"
 _MAX_DEPTH = 200
 _NUMERIC_KINDS = frozenset("biufc")
+# A value's stream from a peer is read like a request (bounded headers, full validation),
+# with room for wide tables: a schema's size is bounded by the object's own bytes anyway.
+VALUE_LIMITS = ResourceLimits(max_request_bytes=None, max_columns=100_000)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -367,57 +372,90 @@ def decode_small(data: bytes) -> tuple[bool, object]:
     return scalars().decode(data)
 
 
-def decode(buffer: pa.Buffer) -> object:
-    """Rebuild the value from its IPC stream in ``buffer`` (zero-copy for Arrow and numpy)."""
-    reader = pa.ipc.open_stream(buffer)
-    batches = list(reader)
-    return decode_batches(reader.schema, batches)
+def decode(buffer: pa.Buffer, *, validate: bool = True) -> object:
+    """Rebuild the value from its IPC stream in ``buffer`` (zero-copy for Arrow and numpy).
+
+    Read as untrusted bytes (``read_ipc_stream``: bounded; raises
+    ``IPCError``), validated in full unless ``validate`` is false: only for
+    an object the server validated when it was sealed, mapped from the
+    server's memory. Both read the bytes the way the server's check did.
+    """
+    validation = IpcValidation.FULL if validate else IpcValidation.NONE
+    schema, batches = read_ipc_stream(buffer, VALUE_LIMITS, validation)
+    return decode_batches(schema, batches)
 
 
 def decode_batches(schema: pa.Schema, batches: Iterable[pa.RecordBatch]) -> object:
-    """Rebuild the value from its schema and batches."""
+    """Rebuild the value from its schema and batches (``ValueError`` when they do not make one)."""
     kind = kind_of(schema)
-    batches = list(batches)
+    value = _rebuild(kind, schema, list(batches))
+    if kind == "dataframe":
+        assert isinstance(value, pa.Table)
+        return value.to_pandas()
+    return value
+
+
+def check_value(schema: pa.Schema, batches: Sequence[pa.RecordBatch]) -> None:
+    """Raise ``ValueError`` unless the (validated) stream rebuilds a value of its kind.
+
+    Costs what a get costs, without pandas: views for Arrow and numpy data,
+    the objects for a plain Python value.
+    """
+    _rebuild(kind_of(schema), schema, batches)
+
+
+def _rebuild(kind: str, schema: pa.Schema, batches: Sequence[pa.RecordBatch]) -> object:
+    """The value, a ``pa.Table`` for a DataFrame."""
     plain = _strip(schema)
-    if kind == "table":
+    if kind in ("table", "dataframe"):
         return pa.Table.from_batches(
             [b.replace_schema_metadata(plain.metadata) for b in batches], schema=plain
         )
-    if kind == "record_batch":
-        (batch,) = batches
-        return batch.replace_schema_metadata(plain.metadata)
     if kind == "chunked_array":
+        _columns(schema, 1)
         return pa.chunked_array([b.column(0) for b in batches], type=schema.field(0).type)
-    if kind == "array":
-        (batch,) = batches
-        return batch.column(0)
-    if kind in ("ndarray", "numpy_scalar"):
-        array = _decode_ndarray(_info(schema), batches)
-        return array[()] if kind == "numpy_scalar" else array
-    if kind == "dataframe":
-        table = pa.Table.from_batches(
-            [b.replace_schema_metadata(plain.metadata) for b in batches], schema=plain
-        )
-        return table.to_pandas()
+    if kind not in ("record_batch", "array", "ndarray", "numpy_scalar", "python"):
+        raise ValueError(f"unknown value kind {kind!r}")
+    if len(batches) != 1:
+        raise ValueError(f"a stored {kind} is one batch, not {len(batches)}")
+    (batch,) = batches
+    if kind == "record_batch":
+        return batch.replace_schema_metadata(plain.metadata)
     if kind == "python":
-        return _decode_python(batches)
-    raise ValueError(f"unknown value kind {kind!r}")
+        _columns(schema, 5)
+        return _decode_python(batch)
+    _columns(schema, 1)
+    if kind == "array":
+        return batch.column(0)
+    array = _decode_ndarray(_info(schema), batch)
+    return array[()] if kind == "numpy_scalar" else array
 
 
-def _decode_ndarray(info: dict[str, object], batches: list[pa.RecordBatch]) -> np.ndarray:
-    dtype = np.dtype(str(info["dtype"]))
-    shape_raw = info["shape"]
+def _columns(schema: pa.Schema, count: int) -> None:
+    if len(schema) != count:
+        raise ValueError(f"malformed value stream: {len(schema)} columns, not {count}")
+
+
+def _decode_ndarray(info: dict[str, object], batch: pa.RecordBatch) -> np.ndarray:
+    try:
+        dtype = np.dtype(str(info["dtype"]))
+    except Exception as exc:  # numpy parses odd dtype strings with several exceptions
+        raise ValueError(f"malformed ndarray dtype: {type(exc).__name__}: {exc}") from None
+    if dtype.kind not in _NUMERIC_KINDS and dtype.kind != "b":
+        raise ValueError(f"a stored ndarray has a numeric or bool dtype, not {dtype}")
+    shape_raw = info.get("shape")
     if not isinstance(shape_raw, list) or not all(isinstance(n, int) and n >= 0 for n in shape_raw):
         raise ValueError("malformed ndarray shape")
     shape = tuple(int(n) for n in shape_raw)
     order: Literal["C", "F"] = "F" if info.get("order") == "F" else "C"
-    (batch,) = batches
     column = batch.column(0)
-    count = int(np.prod(shape, dtype=np.int64))
-    data = column.buffers()[1]
-    if count == 0 or data is None:
+    count = math.prod(shape)
+    data = column.buffers()[1] if column.type.num_buffers > 1 else None
+    if count == 0:
         empty: np.ndarray = np.empty(shape, dtype=dtype, order=order)
         return empty
+    if data is None:
+        raise ValueError(f"an ndarray of {count} elements without data")
     start = column.offset * column.type.bit_width // 8
     flat: np.ndarray = np.frombuffer(memoryview(data), dtype=dtype, count=count, offset=start)
     return flat.reshape(shape, order=order)
@@ -436,8 +474,7 @@ _SCALAR_READERS: dict[
 }
 
 
-def _decode_python(batches: list[pa.RecordBatch]) -> object:
-    (batch,) = batches
+def _decode_python(batch: pa.RecordBatch) -> object:
     tags, ints, floats, texts, blobs = (batch.column(n).to_pylist() for n in range(5))
     position = 0
 
@@ -476,7 +513,9 @@ def load_pandas() -> object:
 
 __all__ = [
     "KIND_KEY",
+    "VALUE_LIMITS",
     "Encoded",
+    "check_value",
     "decode",
     "decode_batches",
     "decode_small",

@@ -7,7 +7,8 @@ import re
 
 import pyarrow as pa
 
-from vgi_rpc.services.objectstore._codec import kind_of, typename_of
+from vgi_rpc import IPCError, read_ipc_stream
+from vgi_rpc.services.objectstore._codec import VALUE_LIMITS, check_value, typename_of
 from vgi_rpc.services.objectstore._errors import InvalidRequest
 from vgi_rpc.services.objectstore._ids import ObjectID
 from vgi_rpc.services.objectstore.protocol import BLOB, VALUE
@@ -90,15 +91,17 @@ def bounded(value: int, what: str, low: int, high: int) -> int:
 
 
 def value_stream(data: pa.Buffer) -> str:
-    """Check that ``data`` is a well-formed object store IPC stream (structure, not values).
+    """Check that ``data`` is a well-formed object store IPC stream, values included.
 
-    Returns the type name it records (``""`` when it records none).
+    Every batch is validated in full (offsets, dictionary indices, nested
+    lengths), so no reader of the object can be led outside its buffers, and
+    the batches must rebuild a value of the kind the schema records, so every
+    object a get returns can be read. Returns the type name it records
+    (``""`` when it records none).
     """
     try:
-        reader = pa.ipc.open_stream(data)
-        kind_of(reader.schema)
-        for batch in reader:
-            batch.validate()
-    except (pa.ArrowException, ValueError, OSError) as exc:
+        schema, batches = read_ipc_stream(data, VALUE_LIMITS)
+        check_value(schema, batches)
+    except (IPCError, ValueError, KeyError, IndexError, TypeError) as exc:
         raise InvalidRequest(f"malformed object data: {exc}") from None
-    return typename_of(reader.schema)
+    return typename_of(schema)

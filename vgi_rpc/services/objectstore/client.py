@@ -23,7 +23,7 @@ from types import TracebackType
 import pyarrow as pa
 from typing_extensions import Buffer
 
-from vgi_rpc import RpcError, tcp_connect, unix_connect
+from vgi_rpc import IPCError, RpcError, tcp_connect, unix_connect
 from vgi_rpc.services.objectstore._codec import Encoded, decode, decode_small, encode, encode_small
 from vgi_rpc.services.objectstore._entries import map_file
 from vgi_rpc.services.objectstore._errors import BlobSealed, ObjectNotFound, PutAborted, typed
@@ -448,7 +448,15 @@ class ObjectStoreClient:
             known, value = decode_small(meta.data)
             if known:
                 return value
-        return decode(self._buffer(meta))
+        # Mapped from the server's memory, a value is one the server validated when it was
+        # sealed; bytes that crossed a connection are validated here.
+        mapped = meta.data is None and self.local and bool(meta.path)
+        try:
+            return decode(self._buffer(meta), validate=not mapped)
+        except (IPCError, ValueError, KeyError) as exc:
+            raise IPCError(
+                f"object {ObjectID(meta.id)}: the server sent a malformed value: {exc}"
+            ) from None
 
     def get_blob(self, ref: ObjectID | str) -> Blob:
         """The blob with this id or name."""

@@ -434,12 +434,17 @@ class ObjectStoreServer:
     def _load(self, oid: ObjectID, meta: dict[str, object]) -> Entry:
         assert self.store is not None
         nbytes = meta.get("nbytes")
-        if not isinstance(nbytes, int):
+        if not isinstance(nbytes, int) or nbytes < 0:
             raise ObjectNotFound(f"object {oid} has malformed metadata in the store")
         segment = self._allocate(nbytes, recycle=True)  # read_object writes every byte
         try:
             with pa.memory_map(segment.path, "r+") as target:
                 self.store.read_object(oid, nbytes, target)
+            if meta.get("kind", VALUE) == VALUE:  # the store may be shared: check it as a put
+                try:
+                    check.value_stream(mapped(segment))
+                except InvalidRequest as exc:
+                    raise ObjectNotFound(f"object {oid} is damaged in the store: {exc}") from None
         except BaseException:
             self.memory.free(segment)
             raise
