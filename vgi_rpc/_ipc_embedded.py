@@ -23,10 +23,13 @@ _SCHEMA = 1  # the Message header type of a schema (Arrow's MessageHeader enum)
 _EMBEDDED_SCHEMAS = SchemaCache(DEFAULT_LIMITS.schema_cache_bytes // 4)
 
 
-def read_embedded_batch(data: bytes | pa.Buffer, what: str) -> pa.RecordBatch:
+def read_embedded_batch(
+    data: bytes | pa.Buffer, what: str, validation: IpcValidation = IpcValidation.FULL
+) -> pa.RecordBatch:
     """The first batch of an IPC stream carried inside a value (a dataclass, a batch argument).
 
-    Read like any request: bounded by its own size, validated in full.
+    Read like any request: bounded by its own size, validated at ``validation``
+    (in full unless the caller validates it itself).
 
     Raises:
         IPCError: The bytes are not a valid stream with a batch.
@@ -35,7 +38,7 @@ def read_embedded_batch(data: bytes | pa.Buffer, what: str) -> pa.RecordBatch:
     limits = DEFAULT_LIMITS.for_body(len(memoryview(data)))
     try:
         reader = open_stream_reader(source, limits, _EMBEDDED_SCHEMAS)
-        item = reader.read(IpcValidation.FULL) if reader is not None else None
+        item = reader.read(validation) if reader is not None else None
     except (IPCError, TransportError) as exc:
         raise IPCError(f"{what}: payload is not a valid Arrow IPC stream: {exc}") from None
     if item is None:

@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from vgi_rpc._errors import IPCError
 from vgi_rpc._ipc import Chunk, _encoder, encode_stream
-from vgi_rpc._ipc_reader import EOS_MARKER, has_dictionary
+from vgi_rpc._ipc_reader import EOS_MARKER, IpcValidation, has_dictionary
 from vgi_rpc._logs import WIRE_TRANSPORT_LOGGER, lazy_logger
 
 if TYPE_CHECKING:  # multiprocessing is imported when a segment is made, not by every worker
@@ -394,14 +394,21 @@ def _dictionary_messages(batch: pa.RecordBatch) -> pa.Buffer:
 def read_stored_batch(
     buffer: pa.Buffer, offset: int, schema: pa.Schema | None = None
 ) -> pa.RecordBatch:
-    """Decode one batch stored in a segment (see ``ShmSegment.read_batch``)."""
-    try:
-        if schema is not None and has_dictionary(schema):
-            head = schema.serialize()
-            buffer = pa.py_buffer(b"".join([head.to_pybytes(), buffer.to_pybytes(), EOS_MARKER]))
-        return pa.ipc.open_stream(buffer).read_next_batch()
-    except (pa.ArrowInvalid, OSError, StopIteration) as exc:
-        raise IPCError(f"no valid IPC stream at shared-memory offset {offset}: {exc}") from exc
+    """Decode one batch stored in a segment (see ``ShmSegment.read_batch``).
+
+    The peer wrote it: it is framed and bounded like a request (not validated:
+    the caller validates at its own level), and must have the pointer's schema.
+    """
+    from vgi_rpc._ipc_embedded import read_embedded_batch
+
+    if schema is not None and has_dictionary(schema):
+        head = schema.serialize()
+        buffer = pa.py_buffer(b"".join([head.to_pybytes(), buffer.to_pybytes(), EOS_MARKER]))
+    where = f"the batch at shared-memory offset {offset}"
+    batch = read_embedded_batch(buffer, where, IpcValidation.NONE)
+    if schema is not None and not batch.schema.equals(schema):
+        raise IPCError(f"{where} has another schema than its pointer batch")
+    return batch
 
 
 __all__ = [

@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable, Sequence
 
 import pyarrow as pa
 
+from vgi_rpc._errors import IPCError
+from vgi_rpc._ipc_embedded import read_ipc_stream
 from vgi_rpc.introspect import MethodDescription
 from vgi_rpc.rpc import ONE_EMPTY_ROW
 
@@ -190,10 +192,11 @@ def plain(value: object) -> object:
     """Make decoded values JSON-friendly; nested IPC payloads (dataclasses) are opened."""
     if isinstance(value, bytes):
         if value[:4] == b"\xff\xff\xff\xff":
-            try:
-                rows = pa.ipc.open_stream(value).read_all().to_pylist()
+            try:  # the server's bytes: bounded and validated before anything reads them
+                _, batches = read_ipc_stream(value)
+                rows = [row for batch in batches for row in batch.to_pylist()]
                 return plain(rows[0] if len(rows) == 1 else rows)
-            except (pa.ArrowInvalid, OSError):
+            except (IPCError, ValueError, OverflowError):
                 pass
         try:
             return value.decode()

@@ -13,8 +13,9 @@ from collections.abc import Mapping
 
 import pyarrow as pa
 
-from vgi_rpc._errors import ProtocolError
+from vgi_rpc._errors import IPCError, ProtocolError
 from vgi_rpc._ipc import Metadata
+from vgi_rpc._ipc_embedded import read_embedded_schema
 from vgi_rpc._methods import MethodType, RpcMethodInfo
 from vgi_rpc.wire import keys as k
 
@@ -181,22 +182,40 @@ def _method_type(text: object) -> MethodType:
         ) from None
 
 
+def _schema(data: object, method: object, which: str) -> pa.Schema:
+    """A schema the peer describes, read as bounded untrusted bytes."""
+    if not isinstance(data, bytes):
+        raise TypeError(f"{method}: the {which} schema is {type(data).__name__}, not bytes")
+    try:
+        return read_embedded_schema(data, "its bytes")
+    except IPCError as exc:
+        raise ProtocolError(
+            f"malformed __describe__ response: the {which} schema of {method}: {exc}"
+        ) from None
+
+
 def parse_describe_batch(batch: pa.RecordBatch, metadata: Metadata | None) -> ServiceDescription:
     """Read a ``__describe__`` response (ours or another implementation's)."""
     md = metadata or {}
     columns = batch.to_pydict()
     methods: dict[str, MethodDescription] = {}
-    for i in range(batch.num_rows):
-        header = columns.get("header_schema_ipc", [None] * batch.num_rows)[i]
-        methods[columns["name"][i]] = MethodDescription(
-            name=columns["name"][i],
-            method_type=_method_type(columns["method_type"][i]),
-            has_return=bool(columns["has_return"][i]),
-            params_schema=pa.ipc.read_schema(pa.py_buffer(columns["params_schema_ipc"][i])),
-            result_schema=pa.ipc.read_schema(pa.py_buffer(columns["result_schema_ipc"][i])),
-            header_schema=pa.ipc.read_schema(pa.py_buffer(header)) if header else None,
-            is_exchange=columns.get("is_exchange", [None] * batch.num_rows)[i],
-        )
+    try:
+        for i in range(batch.num_rows):
+            name = columns["name"][i]
+            header = columns.get("header_schema_ipc", [None] * batch.num_rows)[i]
+            methods[name] = MethodDescription(
+                name=name,
+                method_type=_method_type(columns["method_type"][i]),
+                has_return=bool(columns["has_return"][i]),
+                params_schema=_schema(columns["params_schema_ipc"][i], name, "params"),
+                result_schema=_schema(columns["result_schema_ipc"][i], name, "result"),
+                header_schema=_schema(header, name, "header") if header else None,
+                is_exchange=columns.get("is_exchange", [None] * batch.num_rows)[i],
+            )
+    except (KeyError, TypeError) as exc:
+        raise ProtocolError(
+            f"malformed __describe__ response: {type(exc).__name__}: {exc}"
+        ) from None
     version = md.get(k.PROTOCOL_VERSION_KEY)
     try:
         extension = json.loads(md.get(k.DESCRIBE_DOCS_KEY, b"{}"))
