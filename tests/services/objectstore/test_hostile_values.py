@@ -227,3 +227,25 @@ def test_an_object_damaged_in_the_store_is_not_loaded(short_dir: str) -> None:
             client.get("kept")
         np.testing.assert_array_equal(client.get(good), np.arange(3))
         assert second.server.memory.used == client.get_meta(good).nbytes
+
+
+def test_a_client_refuses_more_bytes_than_the_server_announced(
+    running: RunningStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A remote get receives into memory sized by the announced size: never past it."""
+    import dataclasses
+
+    from vgi_rpc.services.objectstore import client as client_module
+
+    with open_client(running, "tcp") as client:
+        oid = client.put(np.arange(1 << 15, dtype=np.int64))  # 256 KiB: streamed, not inline
+        announced = client_module.Opened.from_wire
+
+        def understated(raw: bytes) -> client_module.Opened:
+            return dataclasses.replace(announced(raw), nbytes=1000)
+
+        monkeypatch.setattr(client_module.Opened, "from_wire", staticmethod(understated))
+        with pytest.raises(IPCError, match="sent more than its 1000 bytes"):
+            client.get(oid)
+        monkeypatch.undo()
+        np.testing.assert_array_equal(client.get(oid), np.arange(1 << 15))

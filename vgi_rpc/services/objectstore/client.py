@@ -430,6 +430,10 @@ class ObjectStoreClient:
         with _typed_errors():
             for batch in self.proxy.read(meta.id, self.chunk):
                 chunk = batch.batch.column(0)[0].as_buffer()
+                if position + chunk.size > meta.nbytes:
+                    raise IPCError(
+                        f"object {ObjectID(meta.id)}: the server sent more than its {meta.nbytes} bytes"
+                    )
                 view[position : position + chunk.size] = memoryview(chunk).cast("B")
                 position += chunk.size
         if position != meta.nbytes:
