@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 
 from tests._hostile import string_offsets_past_data, wide_schema
-from tests.test_introspection_and_cli import Service, ServiceImpl
+from tests._services import Service, ServiceImpl
 from vgi_rpc import IPCError, ProtocolError, RpcServer
 from vgi_rpc._ipc import encode_stream
 from vgi_rpc.cli._values import plain

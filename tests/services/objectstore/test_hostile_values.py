@@ -235,16 +235,16 @@ def test_a_client_refuses_more_bytes_than_the_server_announced(
     """A remote get receives into memory sized by the announced size: never past it."""
     import dataclasses
 
-    from vgi_rpc.services.objectstore import client as client_module
+    from vgi_rpc.services.objectstore.protocol import Opened
 
     with open_client(running, "tcp") as client:
         oid = client.put(np.arange(1 << 15, dtype=np.int64))  # 256 KiB: streamed, not inline
-        announced = client_module.Opened.from_wire
+        announced = Opened.from_wire
 
-        def understated(raw: bytes) -> client_module.Opened:
+        def understated(raw: bytes) -> Opened:
             return dataclasses.replace(announced(raw), nbytes=1000)
 
-        monkeypatch.setattr(client_module.Opened, "from_wire", staticmethod(understated))
+        monkeypatch.setattr(Opened, "from_wire", staticmethod(understated))
         with pytest.raises(IPCError, match="sent more than its 1000 bytes"):
             client.get(oid)
         monkeypatch.undo()
