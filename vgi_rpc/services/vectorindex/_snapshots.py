@@ -164,6 +164,7 @@ class SnapshotStore:
             try:
                 reader = pa.ipc.open_file(pa.py_buffer(data))
                 table = reader.read_all()
+                table.validate(full=True)  # shared storage: a snapshot is checked before use
                 info = json.loads((reader.schema.metadata or {})[b"vectorindex.snapshot"])
             except (pa.ArrowInvalid, KeyError, ValueError):
                 continue

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 
 import pyarrow as pa
 
+from vgi_rpc import IPCError, read_ipc_stream
 from vgi_rpc.services.vectorindex._errors import StorageError
 
 _MAGIC = b"VIW1"
@@ -51,9 +52,15 @@ def encode_batch(batch: pa.RecordBatch) -> pa.Buffer:
 
 
 def decode_batch(payload: bytes | pa.Buffer) -> pa.RecordBatch:
-    """Read the single batch of an entry payload."""
-    reader = pa.ipc.open_stream(payload)
-    batches = list(reader)
+    """Read the single batch of an entry payload (bounded and validated in full).
+
+    The log may live on shared storage: its checksum catches damage, not
+    edits, so an entry is read like a request before the index trusts it.
+    """
+    try:
+        _, batches = read_ipc_stream(payload)
+    except IPCError as exc:
+        raise StorageError(f"unreadable log entry: {exc}") from None
     if len(batches) != 1:
         raise StorageError(f"log entry holds {len(batches)} batches, expected 1")
     return batches[0]
