@@ -26,6 +26,7 @@ MAX_BATCH_ROWS = 1_000_000
 MAX_ID_BYTES = 512
 MAX_TOP_K = 10_000
 MAX_QUERIES = 100_000
+MAX_ANSWER_BYTES = 512 << 20  # one query answer, or one batch of query_stream
 MAX_METADATA_FIELDS = 1_000
 
 
@@ -128,6 +129,26 @@ def check_top_k(top_k: int) -> None:
     """``top_k`` must be 1..10,000."""
     if not 1 <= top_k <= MAX_TOP_K:
         raise InvalidArgumentError(f"top_k must be between 1 and {MAX_TOP_K}, got {top_k}")
+
+
+def check_answer_size(queries: int, hits_per_query: int, hit_bytes: int) -> None:
+    """A query's answer (every match of every query, built in memory) must stay under 512 MiB.
+
+    Without the bound a small request (100,000 two-float queries, top_k 10,000)
+    would make the server build an answer of a billion rows.
+    """
+    hits = queries * hits_per_query
+    if hits * hit_bytes > MAX_ANSWER_BYTES:
+        raise InvalidArgumentError(
+            f"{queries} queries x {hits_per_query} matches is {hits} rows (about "
+            f"{hits * hit_bytes >> 20} MiB); one answer holds at most {MAX_ANSWER_BYTES >> 20} MiB: "
+            "send fewer queries or a smaller top_k, or use query_stream"
+        )
+
+
+def queries_per_answer(hits_per_query: int, hit_bytes: int) -> int:
+    """How many queries fit one answer (at least 1: a single query too large is refused)."""
+    return max(1, MAX_ANSWER_BYTES // max(1, hits_per_query * hit_bytes))
 
 
 def query_vectors(batch: pa.RecordBatch, dim: int) -> npt.NDArray[np.float32]:

@@ -104,6 +104,16 @@ class Engine:
         """Live rows."""
         return len(self.position)
 
+    def hit_bytes(self, include_data: bool, include_metadata: bool) -> int:
+        """About what one match costs in a query's answer (ids and metadata at their mean size)."""
+        rows = max(self.rows, 1)
+        size = 24 + sum(chunk.nbytes for chunk in self._id_chunks) // rows
+        if include_data:
+            size += 4 * self.config.dim
+        if include_metadata:
+            size += sum(chunk.nbytes for chunk in self._meta_chunks) // rows
+        return size
+
     @property
     def dead(self) -> int:
         """Rows masked as deleted or replaced, not yet rebuilt away."""

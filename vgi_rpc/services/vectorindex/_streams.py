@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from vgi_rpc import AnnotatedBatch, CallContext, ExchangeState, OutputCollector, ProducerState
 from vgi_rpc.services.vectorindex import _results
+from vgi_rpc.services.vectorindex._batches import queries_per_answer
 from vgi_rpc.services.vectorindex._filters import parse_filter
 
 
@@ -48,8 +49,12 @@ class QueryState(ProducerState):
     per_batch: int
     done: int = 0
 
+    @property
+    def _include(self) -> tuple[bool, bool]:
+        return self.include_data, self.include_metadata
+
     def produce(self, out: OutputCollector, ctx: CallContext) -> None:
-        """Answer the next slice of queries, or finish."""
+        """Answer the next slice of queries (at most ``per_batch``, and what one answer holds)."""
         from vgi_rpc.services.vectorindex.server import lookup_service
 
         if self.done >= self.vectors.num_rows:
@@ -58,14 +63,17 @@ class QueryState(ProducerState):
         service = lookup_service(self.service)
         schema = out.output_schema
         meta_type = schema.field("metadata").type if "metadata" in schema.names else None
-        chunk = self.vectors.slice(self.done, self.per_batch)
+        namespace = service.namespace(self.namespace)
+        with namespace.reading() as engine:  # as many queries as one answer holds
+            hits, size = min(self.top_k, engine.count), engine.hit_bytes(*self._include)
+        chunk = self.vectors.slice(self.done, min(self.per_batch, queries_per_answer(hits, size)))
         with service.counting("query_stream.batch", received=len(chunk)):
             batch = service.run_query(
-                service.namespace(self.namespace),
+                namespace,
                 chunk,
                 self.top_k,
                 parse_filter(self.filter),
-                (self.include_data, self.include_metadata),
+                self._include,
                 first_query=self.done,
                 meta_type=meta_type,
             )

@@ -24,6 +24,7 @@ import pyarrow.fs as pafs
 from vgi_rpc import Stream
 from vgi_rpc.services.vectorindex import _results
 from vgi_rpc.services.vectorindex._batches import (
+    check_answer_size,
     check_ids,
     check_top_k,
     query_vectors,
@@ -284,6 +285,7 @@ class VectorIndexService:
         """Search under the read lock and shape the answer."""
         with ns.reading() as engine:
             queries = query_vectors(vectors, ns.config.dim)
+            check_answer_size(len(queries), min(top_k, engine.count), engine.hit_bytes(*include))
             mask = None
             if spec is not None:
                 schema = pa.schema(list(engine.metadata_type))
