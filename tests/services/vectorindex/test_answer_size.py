@@ -48,3 +48,16 @@ def test_query_stream_cuts_its_batches_to_what_one_answer_holds(
     assert np.array_equal(
         got.column("id").to_numpy(zero_copy_only=False), expected.column("id").to_numpy()
     )
+
+
+def test_fetch_and_export_are_bounded_like_a_query(
+    index: VectorIndexClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_batches, "MAX_ANSWER_BYTES", 64 << 10)
+    with pytest.raises(vix.InvalidArgumentError, match="one answer holds at most 64 KiB"):
+        index.fetch("n", [f"r{i}" for i in range(5000)])
+    assert index.fetch("n", ["r1", "r2"]).table.num_rows == 2
+    batches = list(index.export("n", batch_size=10_000))
+    assert sum(b.num_rows for b in batches) == 10_000
+    assert len(batches) > 1
+    assert all(b.nbytes <= 64 << 10 for b in batches)

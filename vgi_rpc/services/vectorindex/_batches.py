@@ -132,18 +132,22 @@ def check_top_k(top_k: int) -> None:
 
 
 def check_answer_size(queries: int, hits_per_query: int, hit_bytes: int) -> None:
-    """A query's answer (every match of every query, built in memory) must stay under 512 MiB.
+    """An answer (every match of every query, or every fetched row) must stay under 512 MiB.
 
-    Without the bound a small request (100,000 two-float queries, top_k 10,000)
-    would make the server build an answer of a billion rows.
+    It is built in memory: without the bound a small request (100,000
+    two-float queries, top_k 10,000) would make the server build a billion rows.
     """
     hits = queries * hits_per_query
     if hits * hit_bytes > MAX_ANSWER_BYTES:
+        what = f"{queries} queries x {hits_per_query} matches is " if hits_per_query > 1 else ""
         raise InvalidArgumentError(
-            f"{queries} queries x {hits_per_query} matches is {hits} rows (about "
-            f"{hits * hit_bytes >> 20} MiB); one answer holds at most {MAX_ANSWER_BYTES >> 20} MiB: "
-            "send fewer queries or a smaller top_k, or use query_stream"
+            f"{what}{hits} rows (about {_size(hits * hit_bytes)}); one answer holds at most "
+            f"{_size(MAX_ANSWER_BYTES)}: ask for fewer rows (query_stream and export stream them)"
         )
+
+
+def _size(count: int) -> str:
+    return f"{count >> 20} MiB" if count >= 1 << 20 else f"{count >> 10} KiB"
 
 
 def queries_per_answer(hits_per_query: int, hit_bytes: int) -> int:

@@ -83,7 +83,7 @@ class QueryState(ProducerState):
 
 @dataclass
 class ExportState(ProducerState):
-    """Every live row in id order, ``batch_size`` rows per output batch."""
+    """Every live row in id order, ``batch_size`` rows per output batch (fewer past 512 MiB)."""
 
     service: str
     namespace: str
@@ -101,7 +101,8 @@ class ExportState(ProducerState):
         with ns.reading() as engine:
             ids = engine.sorted_ids()
             start = 0 if self.after is None else bisect.bisect_right(ids, self.after)
-            page = ids[start : start + self.batch_size]
+            rows = min(self.batch_size, queries_per_answer(1, engine.hit_bytes(True, True)))
+            page = ids[start : start + rows]
             if not page:
                 out.finish()
                 return

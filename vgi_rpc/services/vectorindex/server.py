@@ -269,6 +269,7 @@ class VectorIndexService:
             rows = [engine.position.get(i, -1) for i in ids]
             found = [r for r in rows if r >= 0]
             missing = [i for i, r in zip(ids, rows, strict=True) if r < 0]
+            check_answer_size(len(found), 1, engine.hit_bytes(True, True))
             batch = _results.rows_batch(engine, found, engine.metadata_type)
         return FetchResult(batch, missing)
 
