@@ -407,6 +407,26 @@ def _request_stream(schema: pa.Schema, method: str, rng: random.Random) -> bytes
     return encode_streams([(schema, [(batch, meta)])])
 
 
+# Types a schema rarely holds: each has its own layout rules for a reader to get wrong.
+ODD_TYPES: list[pa.DataType] = [
+    pa.dictionary(pa.int8(), pa.string()),
+    pa.map_(pa.string(), pa.int64()),
+    pa.union([pa.field("a", pa.int8())], "dense"),
+    pa.union([pa.field("a", pa.int8())], "sparse"),
+    pa.decimal128(38, 10),
+    pa.decimal256(76, 0),
+    pa.float16(),
+    pa.null(),
+    pa.large_string(),
+    pa.binary_view() if hasattr(pa, "binary_view") else pa.binary(),
+    pa.string_view() if hasattr(pa, "string_view") else pa.string(),
+    pa.list_(pa.int8(), 3),
+    pa.run_end_encoded(pa.int32(), pa.string()),
+    pa.month_day_nano_interval(),
+    pa.duration("ns"),
+]
+
+
 def _nested_type(rng: random.Random, depth: int) -> pa.DataType:
     t: pa.DataType = rng.choice((pa.int64(), pa.string(), pa.binary(), pa.int8()))
     for _ in range(depth):
@@ -430,23 +450,7 @@ def odd_schema(rng: random.Random, data: bytes, item: Item, ctx: Context) -> byt
     elif op < 0.6:  # deep
         schema = pa.schema([pa.field("value", _nested_type(rng, rng.choice((8, 32, 64, 200))))])
     else:  # plausible names, odd types
-        kinds = [
-            pa.dictionary(pa.int8(), pa.string()),
-            pa.map_(pa.string(), pa.int64()),
-            pa.union([pa.field("a", pa.int8())], "dense"),
-            pa.union([pa.field("a", pa.int8())], "sparse"),
-            pa.decimal128(38, 10),
-            pa.decimal256(76, 0),
-            pa.float16(),
-            pa.null(),
-            pa.large_string(),
-            pa.binary_view() if hasattr(pa, "binary_view") else pa.binary(),
-            pa.string_view() if hasattr(pa, "string_view") else pa.string(),
-            pa.list_(pa.int8(), 3),
-            pa.run_end_encoded(pa.int32(), pa.string()),
-            pa.month_day_nano_interval(),
-            pa.duration("ns"),
-        ]
+        kinds = ODD_TYPES
         names = ["value", "data", "values", "point", "mapping", "a", "b", "count", "factor"]
         schema = pa.schema(
             [pa.field(rng.choice(names) + str(i), rng.choice(kinds)) for i in range(3)]

@@ -38,7 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np
 import pyarrow as pa
 from fuzz_ipc import decode_streams, parse_frames
-from fuzz_mutate import Context, Item, _nested_type, mutate
+from fuzz_mutate import ODD_TYPES, Context, Item, _nested_type, mutate
 
 from vgi_rpc.services.objectstore._codec import decode, encode
 from vgi_rpc.services.objectstore._errors import InvalidRequest
@@ -106,22 +106,6 @@ def _values() -> list[tuple[str, object]]:
         ("python_list", [1, "two", [3, [4, [5]]]]),
         ("null", pa.nulls(4)),
     ]
-
-
-ODD_TYPES = [
-    pa.dictionary(pa.int8(), pa.string()),
-    pa.map_(pa.string(), pa.int64()),
-    pa.union([pa.field("a", pa.int8())], "dense"),
-    pa.union([pa.field("a", pa.int8())], "sparse"),
-    pa.decimal256(76, 0),
-    pa.float16(),
-    pa.null(),
-    pa.binary_view(),
-    pa.list_(pa.int8(), 3),
-    pa.run_end_encoded(pa.int32(), pa.string()),
-    pa.month_day_nano_interval(),
-    pa.duration("ns"),
-]
 
 
 def _item(name: str, value: object) -> Item:
