@@ -156,3 +156,29 @@ def test_a_name_bound_on_another_instance_wakes_waiters_without_polling(short_di
         assert len(woke) == 4
         latency = max(woke) - bound
         assert latency < 2.0, f"waiters on the other instance woke {latency * 1000:.0f} ms later"
+
+
+def test_names_are_bounded_and_indexed_by_object(
+    memory_only: RunningStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vgi_rpc.services.objectstore import _names
+
+    monkeypatch.setattr(_names, "MAX_NAMES", 3)
+    assert memory_only.socket is not None
+    with objectstore.connect(memory_only.socket) as c:
+        first, second = c.put("first"), c.put("second")
+        for name in ("a", "b", "c"):
+            c.put_name(first, name)
+        with pytest.raises(objectstore.OutOfMemory, match="holds 3 names, its limit"):
+            c.put_name(second, "d")
+        c.put_name(second, "c", overwrite=True)  # rebinding is not a new name
+        assert c.get_meta(first).names == ["a", "b"]
+        assert c.get_meta(second).names == ["c"]
+        c.drop_name("a")
+        c.put_name(second, "d")
+        assert c.get_meta(second).names == ["c", "d"]
+        c.delete(second)  # its names go with it, and make room
+        c.put_name(first, "e")
+        c.put_name(first, "f")
+        assert c.get_meta(first).names == ["b", "e", "f"]
+        assert c.list_names() == {"b": first, "e": first, "f": first}

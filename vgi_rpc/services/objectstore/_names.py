@@ -16,6 +16,7 @@ from vgi_rpc.services.objectstore._errors import (
     NameNotFound,
     NameTaken,
     NameTimeout,
+    OutOfMemory,
 )
 from vgi_rpc.services.objectstore._ids import ObjectID
 from vgi_rpc.services.objectstore._store import Store
@@ -26,6 +27,7 @@ from vgi_rpc.services.objectstore._watch import watch
 STORE_POLL_SECONDS = 0.1
 WATCHED_STORE_POLL_SECONDS = 5.0
 MAX_WAIT_SECONDS = 86400.0
+MAX_NAMES = 1_000_000  # bound in this instance's memory (names cost memory no object accounts for)
 
 
 class NameTable:
@@ -47,6 +49,7 @@ class NameTable:
         self._exists = exists
         self._persisted = persisted
         self._names: dict[str, int] = {}
+        self._by_object: dict[int, set[str]] = {}
         self._changed = threading.Condition()
         self._closing = False
         self.waiting = 0  # threads blocked in get(wait=True) right now
@@ -83,7 +86,7 @@ class NameTable:
     def of(self, oid: int) -> list[str]:
         """Local names bound to ``oid``."""
         with self._changed:
-            return sorted(n for n, i in self._names.items() if i == oid)
+            return sorted(self._by_object.get(oid, ()))
 
     def find(self, name: str) -> int | None:
         """The id bound to ``name`` here or in the store, or ``None``."""
@@ -100,15 +103,32 @@ class NameTable:
             raise NameTaken(
                 f"the name {name!r} is bound to {ObjectID(current)}; pass overwrite=True to rebind it"
             )
+        with self._changed:
+            if name not in self._names and len(self._names) >= MAX_NAMES:
+                raise OutOfMemory(
+                    f"this instance holds {MAX_NAMES} names, its limit: drop some before binding more"
+                )
         persisted = self._persisted(oid)
         if self.store is not None and persisted is not False:
             self.store.put_name(name, oid)
         elif self.store is not None and current is not None:
             self.store.drop_name(name)  # the old binding was global; the new one is local only
         with self._changed:
+            self._unbind(name)
             self._names[name] = oid
+            self._by_object.setdefault(oid, set()).add(name)
             self._generation += 1
             self._changed.notify_all()
+
+    def _unbind(self, name: str) -> int | None:
+        """Remove ``name`` from the local table (the caller holds the lock); its id, if bound."""
+        oid = self._names.pop(name, None)
+        if oid is not None:
+            names = self._by_object[oid]
+            names.discard(name)
+            if not names:
+                del self._by_object[oid]
+        return oid
 
     def persist(self, oid: int) -> None:
         """Write the local names of ``oid`` to the store."""
@@ -151,7 +171,7 @@ class NameTable:
     def drop(self, name: str) -> None:
         """Unbind ``name`` here and in the store."""
         with self._changed:
-            local = self._names.pop(name, None)
+            local = self._unbind(name)
         stored = self.store.get_name(name) if self.store is not None else None
         if stored is not None and self.store is not None:
             self.store.drop_name(name)
@@ -161,7 +181,7 @@ class NameTable:
     def drop_object(self, oid: int, *, stored: bool = True) -> None:
         """Unbind every name of ``oid`` (it is being deleted); ``stored``: look in the store too."""
         with self._changed:
-            for name in [n for n, i in self._names.items() if i == oid]:
+            for name in self._by_object.pop(oid, ()):
                 del self._names[name]
             self._generation += 1
             self._changed.notify_all()
