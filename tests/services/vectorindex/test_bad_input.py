@@ -148,3 +148,22 @@ def test_raw_proxy_sees_error_kind(open_index: Open) -> None:
             vi.proxy.create_index(namespace="n", dim=4, metric="manhattan")
         assert info.value.error_type == "InvalidArgumentError"
         assert info.value.error_kind == "vectorindex.invalid_argument"
+
+
+def test_namespaces_and_their_link_memory_are_bounded(
+    tmp_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vgi_rpc.services.vectorindex import server
+
+    monkeypatch.setattr(server, "MAX_NAMESPACES", 2)
+    with vix.connect(store=str(tmp_path), background=False) as vi:
+        with pytest.raises(vix.InvalidArgumentError, match="hnsw_m must be between 1 and 256"):
+            vi.create_index("wide", DIM, kind="hnsw", hnsw_m=4096)
+        vi.create_index("one", DIM)
+        vi.create_index("two", DIM)
+        vi.create_index("two", DIM)  # idempotent: not a new namespace
+        with pytest.raises(vix.InvalidArgumentError, match="holds 2 namespaces, its limit"):
+            vi.create_index("three", DIM)
+        vi.drop_index("one")
+        vi.create_index("three", DIM)
+        assert sorted(n.namespace for n in vi.stats().namespaces) == ["three", "two"]

@@ -53,6 +53,8 @@ from vgi_rpc.services.vectorindex.protocol import (
 log = logging.getLogger("vgi_rpc.services.vectorindex")
 _REGISTRY: weakref.WeakValueDictionary[str, VectorIndexService] = weakref.WeakValueDictionary()
 MAX_PAGE = 10_000
+MAX_HNSW_M = 256  # for new namespaces (older ones keep what they were created with)
+MAX_NAMESPACES = 10_000
 
 
 def lookup_service(service_id: str) -> VectorIndexService:
@@ -190,9 +192,15 @@ class VectorIndexService:
     ) -> NamespaceStats:
         """See ``VectorIndex.create_index``."""
         check_namespace(namespace)
+        if not 1 <= hnsw_m <= MAX_HNSW_M:  # each vector keeps 2 x hnsw_m links: memory per row
+            raise InvalidArgumentError(f"hnsw_m must be between 1 and {MAX_HNSW_M}, got {hnsw_m}")
         config = IndexConfig(dim, metric, kind, hnsw_m=hnsw_m, ef_search=ef_search, nprobe=nprobe)
         with self._lock:
             existing = self._namespaces.get(namespace)
+            if existing is None and len(self._namespaces) >= MAX_NAMESPACES:
+                raise InvalidArgumentError(
+                    f"this server holds {MAX_NAMESPACES} namespaces, its limit: drop one first"
+                )
             if existing is None:
                 self.store.write_config(namespace, config.to_json())
                 existing = self._open(namespace, config)
