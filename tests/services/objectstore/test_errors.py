@@ -98,6 +98,8 @@ def test_a_sealed_blob_cannot_be_written(client: ObjectStoreClient) -> None:
         (lambda p: p.put_name(1, "x" * 600, False), objectstore.InvalidRequest),
         (lambda p: p.list_objects(None, 10, "garbage"), objectstore.InvalidRequest),
         (lambda p: p.list_objects(None, 0, None), objectstore.InvalidRequest),
+        (lambda p: p.list_objects("*x" * 300, 10, None), objectstore.InvalidRequest),
+        (lambda p: p.list_names("*x" * 300, 10), objectstore.InvalidRequest),
         (lambda p: p.get_name("n", True, -1.0), objectstore.InvalidRequest),
         (lambda p: p.write(12345, 0, b"x"), objectstore.PutAborted),
         (lambda p: p.seal(12345, None, False, ""), objectstore.PutAborted),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -73,6 +74,28 @@ def ndarray_dtype_numpy_cannot_parse() -> bytes:
     return _patched(np.arange(4, dtype=np.int64), b'"dtype": "<i8"', b'"dtype": "(2,"')
 
 
+def python_text_dictionary_encoded() -> bytes:
+    """One long string shared by many rows: ``to_pylist`` would copy it once per row."""
+    honest = encode(["x"])
+    tags = honest.batches[0].column(0).to_pylist()  # [LIST, STR]
+    rows = 1000
+    columns: list[Any] = [
+        pa.array([tags[0]] + [tags[1]] * rows, pa.int8()),
+        pa.array([rows] + [None] * rows, pa.int64()),
+        pa.nulls(rows + 1, pa.float64()),
+        pa.DictionaryArray.from_arrays(
+            pa.array([None] + [0] * rows, pa.int8()), pa.array(["s" * 10_000], pa.large_string())
+        ),
+        pa.nulls(rows + 1, pa.large_binary()),
+    ]
+    batch = pa.RecordBatch.from_arrays(columns, names=honest.schema.names)
+    sink = pa.BufferOutputStream()
+    schema = batch.schema.with_metadata(honest.schema.metadata)
+    with pa.ipc.new_stream(sink, schema) as writer:
+        writer.write_batch(batch.replace_schema_metadata(honest.schema.metadata))
+    return sink.getvalue().to_pybytes()
+
+
 def array_without_a_batch() -> bytes:
     data = encode(pa.array([1, 2])).to_bytes()
     schema_end = 8 + struct.unpack_from("<i", data, 4)[0]
@@ -92,6 +115,7 @@ CRAFTED: dict[str, Callable[[], bytes]] = {
         list_offsets_past_child,
         ndarray_larger_than_its_data,
         ndarray_dtype_numpy_cannot_parse,
+        python_text_dictionary_encoded,
         array_without_a_batch,
         not_arrow,
     )

@@ -422,7 +422,10 @@ def _rebuild(kind: str, schema: pa.Schema, batches: Sequence[pa.RecordBatch]) ->
     if kind == "record_batch":
         return batch.replace_schema_metadata(plain.metadata)
     if kind == "python":
-        _columns(schema, 5)
+        # exactly the node table's types: a dictionary- or run-end-encoded column would
+        # be expanded by ``to_pylist`` far past the bytes that carry it
+        if [f.type for f in schema] != [f.type for f in _NODE_FIELDS]:
+            raise ValueError("malformed python value table: not the node table's column types")
         return _decode_python(batch)
     _columns(schema, 1)
     if kind == "array":

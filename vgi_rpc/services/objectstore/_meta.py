@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Callable, Iterable
 
 from vgi_rpc.services.objectstore._entries import Entry
@@ -50,10 +49,10 @@ def page(
     ids: Iterable[int],
     after: int,
     size: int,
-    pattern: str | None,
+    matches: Callable[[str], bool] | None,
     meta_of: Callable[[int], ObjectMeta],
 ) -> ObjectPage:
-    """The ``size`` objects after id ``after`` whose typename matches ``pattern``, by id."""
+    """The ``size`` objects after id ``after`` whose typename ``matches`` (all: ``None``), by id."""
     found: list[ObjectMeta] = []
     for oid in sorted(i for i in ids if i > after):
         if len(found) == size:
@@ -62,7 +61,7 @@ def page(
             meta = meta_of(oid)
         except ObjectNotFound:  # deleted meanwhile
             continue
-        if pattern is None or fnmatch.fnmatchcase(meta.typename, pattern):
+        if matches is None or matches(meta.typename):
             found.append(meta)
     return ObjectPage(objects=found, next_page_token=None)
 

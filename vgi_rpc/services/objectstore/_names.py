@@ -6,7 +6,6 @@ and dropping. The server tells it whether an object exists and is persisted.
 
 from __future__ import annotations
 
-import fnmatch
 import threading
 import time
 from collections.abc import Callable
@@ -190,12 +189,12 @@ class NameTable:
                 if bound == oid:
                     self.store.drop_name(name)
 
-    def matching(self, pattern: str, limit: int) -> dict[str, int]:
-        """Names matching a glob, here and in the store (at most ``limit``)."""
+    def matching(self, matches: Callable[[str], bool], limit: int) -> dict[str, int]:
+        """Names that ``matches`` accepts, here and in the store (at most ``limit``)."""
         names = dict(self.store.names()) if self.store is not None else {}
         with self._changed:
             names.update(self._names)
-        matched = sorted(n for n in names if fnmatch.fnmatchcase(n, pattern))
+        matched = sorted(n for n in names if matches(n))
         return {n: names[n] for n in matched[:limit]}
 
 

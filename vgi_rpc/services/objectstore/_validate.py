@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
+from collections.abc import Callable
 
 import pyarrow as pa
 
@@ -27,6 +29,15 @@ def name(text: str) -> str:
     if _CONTROL.search(text):
         raise InvalidRequest(f"a name may not contain control characters: {text[:60]!r}")
     return text
+
+
+def pattern(text: str) -> Callable[[str], bool]:
+    """A glob of at most 512 bytes, compiled for this request only (``fnmatch`` caches forever)."""
+    size = len(text.encode())
+    if size > MAX_NAME_BYTES:
+        raise InvalidRequest(f"a pattern is at most {MAX_NAME_BYTES} bytes of UTF-8, got {size}")
+    match = re.compile(fnmatch.translate(text)).match
+    return lambda candidate: match(candidate) is not None
 
 
 def kind(text: str) -> str:

@@ -579,13 +579,16 @@ class ObjectStoreServer:
 
     def list_names(self, pattern: str, limit: int) -> dict[str, int]:
         """Names matching a glob, here and in the store."""
-        return self.names.matching(pattern, check.bounded(limit, "limit", 1, 100_000))
+        return self.names.matching(
+            check.pattern(pattern), check.bounded(limit, "limit", 1, 100_000)
+        )
 
     def list_objects(
         self, pattern: str | None, page_size: int, page_token: str | None
     ) -> ObjectPage:
         """A page of objects (by id) whose typename matches ``pattern``."""
         check.bounded(page_size, "page_size", 1, 10_000)
+        matches = None if pattern is None else check.pattern(pattern)
         after = 0
         if page_token is not None:
             token = check.reference(page_token)
@@ -596,4 +599,4 @@ class ObjectStoreServer:
             ids = set(self._objects)
         if self.store is not None:
             ids.update(self.store.object_ids())
-        return page(ids, after, page_size, pattern, self.get_meta)
+        return page(ids, after, page_size, matches, self.get_meta)
