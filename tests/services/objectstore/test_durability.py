@@ -152,3 +152,28 @@ def test_persisted_objects_spill_under_pressure_and_come_back(short_dir: str) ->
         assert isinstance(back, np.ndarray)
         assert np.array_equal(back, first)
         assert client.get_meta(kept).islocal
+
+
+def test_a_damaged_file_in_a_shared_store_is_skipped_not_fatal(
+    short_dir: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another writer's damaged or foreign file must not break listing and delete for everyone."""
+    store = os.path.join(short_dir, "store")
+    with (
+        objectstore.start(socket=os.path.join(short_dir, "s.sock"), store=store) as running,
+        objectstore.connect(running.socket) as client,
+    ):
+        named = client.put([1, 2], name="mine", persist=True)
+        other = client.put(3, persist=True)
+        with open(os.path.join(store, "names", "0" * 64 + ".json"), "w") as f:
+            f.write("[]")
+        with open(os.path.join(store, "objects", "0" * 15 + "1.json"), "w") as f:
+            f.write("{")
+        with open(os.path.join(store, "names", "1" * 64 + ".json"), "w") as f:
+            f.write(" " * (2 << 20))  # larger than any record: not read whole
+        assert client.list_names() == {"mine": named}
+        assert {m.id for m in client.list_objects().objects} == {named, other}
+        client.delete(other)
+        assert client.get_meta(named).names == ["mine"]
+        assert client.get("mine") == [1, 2]
+    assert "skipping the damaged store file" in caplog.text

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import secrets
 import time
@@ -21,6 +22,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 _COPY_CHUNK = 16 << 20
+MAX_RECORD_BYTES = 1 << 20  # one object's metadata (properties included) or one name
+_log = logging.getLogger("vgi_rpc.services.objectstore")
 _STALE_TEMP_SECONDS = 3600
 
 
@@ -59,11 +62,7 @@ class Store:
 
     def object_meta(self, oid: int) -> dict[str, object] | None:
         """The persisted metadata of ``oid``, or ``None``."""
-        raw = self._read(self._object(oid, "json"))
-        if raw is None:
-            return None
-        meta = json.loads(raw)
-        return meta if isinstance(meta, dict) else None
+        return self._record(self._object(oid, "json"))
 
     def has_object(self, oid: int) -> bool:
         """Whether ``oid`` is persisted (its metadata, the commit marker, exists)."""
@@ -108,10 +107,8 @@ class Store:
 
     def get_name(self, name: str) -> int | None:
         """The id ``name`` is bound to, or ``None``."""
-        raw = self._read(self._name(name))
-        if raw is None:
-            return None
-        oid = json.loads(raw).get("id")
+        record = self._record(self._name(name))
+        oid = record.get("id") if record is not None else None
         return oid if isinstance(oid, int) else None
 
     def drop_name(self, name: str) -> None:
@@ -122,13 +119,13 @@ class Store:
 
     def names(self) -> dict[str, int]:
         """Every persisted name and its id."""
-        out = {}
+        out: dict[str, int] = {}
         for entry in self._listing("names"):
             if entry.endswith(".json"):
-                raw = self._read(f"{self.root}/names/{entry}")
-                record = json.loads(raw) if raw else {}
-                if isinstance(record.get("name"), str) and isinstance(record.get("id"), int):
-                    out[record["name"]] = record["id"]
+                record = self._record(f"{self.root}/names/{entry}") or {}
+                name, oid = record.get("name"), record.get("id")
+                if isinstance(name, str) and isinstance(oid, int):
+                    out[name] = oid
         return out
 
     # plumbing
@@ -139,10 +136,30 @@ class Store:
             if info.type == pafs.FileType.File:
                 yield info.base_name
 
-    def _read(self, path: str) -> bytes | None:
+    def _record(self, path: str) -> dict[str, object] | None:
+        """A small JSON object the store keeps (metadata, a name); ``None`` if missing or damaged.
+
+        The store may be shared, so another writer's damaged or foreign file is
+        skipped with a warning rather than failing every listing and delete.
+        """
+        raw = self._read(path, MAX_RECORD_BYTES + 1)
+        if raw is None:
+            return None
+        try:
+            if len(raw) > MAX_RECORD_BYTES:
+                raise ValueError(f"longer than {MAX_RECORD_BYTES} bytes")
+            record = json.loads(raw)
+            if not isinstance(record, dict):
+                raise ValueError(f"a JSON {type(record).__name__}, not an object")
+        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            _log.warning("skipping the damaged store file %s: %s", path, exc)
+            return None
+        return record
+
+    def _read(self, path: str, limit: int = -1) -> bytes | None:
         try:
             with self.fs.open_input_stream(path) as f:
-                return bytes(f.read())
+                return bytes(f.read(limit) if limit >= 0 else f.read())
         except FileNotFoundError:
             return None
         except OSError as exc:  # S3 reports a missing key as OSError on some versions
