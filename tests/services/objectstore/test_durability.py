@@ -11,6 +11,7 @@ import pyarrow.fs as pafs
 import pytest
 
 from tests.services.objectstore.conftest import server_process
+from vgi_rpc import RpcError
 from vgi_rpc.services import objectstore
 
 
@@ -177,3 +178,25 @@ def test_a_damaged_file_in_a_shared_store_is_skipped_not_fatal(
         assert client.get_meta(named).names == ["mine"]
         assert client.get("mine") == [1, 2]
     assert "skipping the damaged store file" in caplog.text
+
+
+def test_a_delete_the_store_fails_still_gives_the_memory_back(
+    short_dir: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = os.path.join(short_dir, "store")
+    with (
+        objectstore.start(socket=os.path.join(short_dir, "s.sock"), store=store) as running,
+        objectstore.connect(running.socket) as client,
+    ):
+        used = running.server.memory.used
+        oid = client.put(np.arange(1 << 16), persist=True)
+        assert running.server.memory.used > used
+        assert running.server.store is not None
+
+        def unreachable(oid: int) -> None:
+            raise OSError("the store is unreachable")
+
+        monkeypatch.setattr(running.server.store, "delete_object", unreachable)
+        with pytest.raises(RpcError, match="the store is unreachable"):
+            client.delete(oid)
+        assert running.server.memory.used == used

@@ -515,11 +515,13 @@ class ObjectStoreServer:
                 entry = self._objects.pop(oid, None)
             # an object held here and never persisted has no store copy, nor names there
             stored = entry is None or entry.persisted
-            self.names.drop_object(oid, stored=stored)
-            if self.store is not None and stored:
-                self.store.delete_object(oid)
-            if entry is not None:
-                self._release(entry)
+            try:  # gone from the table: its memory goes back even if the store fails
+                self.names.drop_object(oid, stored=stored)
+                if self.store is not None and stored:
+                    self.store.delete_object(oid)
+            finally:
+                if entry is not None:
+                    self._release(entry)
 
     def delete_one(self, object_id: int, force: bool, deep: bool) -> None:
         """``delete`` of one object."""
