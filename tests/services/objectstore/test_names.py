@@ -182,3 +182,40 @@ def test_names_are_bounded_and_indexed_by_object(
         c.put_name(first, "f")
         assert c.get_meta(first).names == ["b", "e", "f"]
         assert c.list_names() == {"b": first, "e": first, "f": first}
+
+
+def test_http_waits_are_capped_so_other_http_callers_keep_their_threads(
+    short_dir: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vgi_rpc.services.objectstore import server as server_module
+
+    monkeypatch.setattr(server_module, "MAX_HTTP_WAITERS", 2)
+    with (
+        objectstore.start(
+            socket=os.path.join(short_dir, "h.sock"), http=("127.0.0.1", 0)
+        ) as running,
+        objectstore.connect(running.socket) as local,
+    ):
+        assert running.url is not None
+        got: list[object] = []
+
+        def wait() -> None:
+            with objectstore.connect(url=running.url) as remote:
+                got.append(remote.get_name("later", wait=True, timeout=20))
+
+        waiters = [threading.Thread(target=wait) for _ in range(2)]
+        for thread in waiters:
+            thread.start()
+        _wait_for(lambda: running.server.names.waiting == 2)
+        with objectstore.connect(url=running.url) as remote:
+            started = time.monotonic()
+            with pytest.raises(objectstore.NameTimeout, match="2 get_name calls already wait"):
+                remote.get_name("later", wait=True, timeout=20)
+            assert time.monotonic() - started < 5
+            bound = local.put("now", name="now")
+            assert remote.get_name("now", wait=True, timeout=20) == bound  # bound: no wait needed
+            oid = local.put("later value", name="later")
+            for thread in waiters:
+                thread.join(10)
+            assert got == [oid, oid]
+            assert remote.get_name("later", wait=True, timeout=20) == oid

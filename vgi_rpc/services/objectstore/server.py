@@ -23,7 +23,9 @@ from vgi_rpc.services.objectstore._entries import SERVERS, Entry, Pending, ReadS
 from vgi_rpc.services.objectstore._errors import (
     BlobSealed,
     InvalidRequest,
+    NameNotFound,
     NameTaken,
+    NameTimeout,
     ObjectNotFound,
     OutOfMemory,
     PutAborted,
@@ -50,6 +52,7 @@ GET_INLINE = 64 << 10  # open() answers objects this small with their bytes
 MAX_CHUNK = 8 << 20
 LEASE_SECONDS = 600.0  # a pending put with no connection (HTTP) untouched this long is freed
 WARM_IDLE = 10.0
+MAX_HTTP_WAITERS = 8  # of the HTTP server's 32 request threads
 
 
 MAX_PUT_ID = 1 << 62
@@ -101,6 +104,7 @@ class ObjectStoreServer:
         self._sealed: OrderedDict[int, int] = OrderedDict()
         self._lock = threading.RLock()
         self._connection = threading.local()
+        self._http_waits = threading.BoundedSemaphore(MAX_HTTP_WAITERS)
         self.spares = Spares(self._pending, self._lock, self.memory, warm_idle)
         self.shapes = StreamShapes()
         SERVERS[self.instance_id] = self
@@ -572,8 +576,27 @@ class ObjectStoreServer:
         self.names.put(oid, name, overwrite)
 
     def get_name(self, name: str, wait: bool, timeout: float | None) -> int:
-        """The id bound to ``name``; with ``wait``, block until bound or ``timeout`` seconds pass."""
-        return self.names.get(check.name(name), wait, timeout)
+        """The id bound to ``name``; with ``wait``, block until bound or ``timeout`` seconds pass.
+
+        Over HTTP a wait holds one of the server's shared request threads, so at
+        most ``MAX_HTTP_WAITERS`` wait at once; another is refused (``NameTimeout``)
+        rather than left to starve every other HTTP caller.
+        """
+        name = check.name(name)
+        if not wait or getattr(self._connection, "id", None) is not None:
+            return self.names.get(name, wait, timeout)  # a connection's own thread waits
+        if not self._http_waits.acquire(blocking=False):
+            try:
+                return self.names.get(name, False, None)
+            except NameNotFound:
+                raise NameTimeout(
+                    f"no name {name!r}, and {MAX_HTTP_WAITERS} get_name calls already wait over "
+                    "HTTP (each holds a request thread): retry, or wait over a socket or TCP"
+                ) from None
+        try:
+            return self.names.get(name, wait, timeout)
+        finally:
+            self._http_waits.release()
 
     def drop_name(self, name: str) -> None:
         """Unbind a name, here and in the store."""
