@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 
 from vgi_rpc.services.objectstore._errors import (
     InvalidRequest,
@@ -177,16 +178,20 @@ class NameTable:
         if local is None and stored is None:
             raise NameNotFound(f"no name {name!r}")
 
-    def drop_object(self, oid: int, *, stored: bool = True) -> None:
-        """Unbind every name of ``oid`` (it is being deleted); ``stored``: look in the store too."""
+    def drop_objects(self, oids: Sequence[int], stored: AbstractSet[int]) -> None:
+        """Unbind every name of ``oids`` (being deleted); of those in ``stored``, in the store too.
+
+        The store is scanned once for the whole delete, not once per object.
+        """
         with self._changed:
-            for name in self._by_object.pop(oid, ()):
-                del self._names[name]
+            for oid in oids:
+                for name in self._by_object.pop(oid, ()):
+                    del self._names[name]
             self._generation += 1
             self._changed.notify_all()
         if self.store is not None and stored:
             for name, bound in self.store.names().items():
-                if bound == oid:
+                if bound in stored:
                     self.store.drop_name(name)
 
     def matching(self, matches: Callable[[str], bool], limit: int) -> dict[str, int]:

@@ -514,16 +514,18 @@ class ObjectStoreServer:
         for oid in oids:  # all or nothing: check every id first
             if not self._exists(oid):
                 raise ObjectNotFound(f"no object {oid} (deleted already, or never put)")
-        for oid in oids:
-            with self._lock:
-                entry = self._objects.pop(oid, None)
-            # an object held here and never persisted has no store copy, nor names there
-            stored = entry is None or entry.persisted
-            try:  # gone from the table: its memory goes back even if the store fails
-                self.names.drop_object(oid, stored=stored)
-                if self.store is not None and stored:
-                    self.store.delete_object(oid)
-            finally:
+        with self._lock:
+            entries = [(oid, self._objects.pop(oid, None)) for oid in oids]
+        # an object held here and never persisted has no store copy, nor names there
+        stored = {oid for oid, entry in entries if entry is None or entry.persisted}
+        try:  # gone from the table: their memory goes back even if the store fails
+            self.names.drop_objects(oids, stored)
+            if self.store is not None:
+                for oid in oids:
+                    if oid in stored:
+                        self.store.delete_object(oid)
+        finally:
+            for _, entry in entries:
                 if entry is not None:
                     self._release(entry)
 
