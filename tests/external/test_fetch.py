@@ -111,6 +111,12 @@ def test_a_declared_size_over_the_limit_is_refused_before_allocating() -> None:
             "malformed",
         ),
         (httpx.Response(206, content=b"abc"), "malformed"),
+        (  # more digits than int() converts by default: still a typed answer
+            httpx.Response(
+                206, content=b"abc", headers={"Content-Range": f"bytes 0-2/{'9' * 5000}"}
+            ),
+            "malformed",
+        ),
     ],
 )
 def test_every_bad_answer_is_a_typed_error_naming_the_location(

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     import pyarrow.fs as pafs
 
 _log = logging.getLogger(WIRE_RESPONSE_LOGGER)
-_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+)\s*$")
+_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d{1,19})-(\d{1,19})/(\d{1,19})\s*$")  # int64 at most
 
 
 class _TransientError(Exception):

@@ -38,6 +38,7 @@ from vgi_rpc.services.objectstore._shapes import StreamShapes
 from vgi_rpc.services.objectstore._spares import Spares
 from vgi_rpc.services.objectstore._store import Store
 from vgi_rpc.services.objectstore.protocol import (
+    BLOB,
     CHUNK_SCHEMA,
     VALUE,
     Allocation,
@@ -444,7 +445,7 @@ class ObjectStoreServer:
         try:
             with pa.memory_map(segment.path, "r+") as target:
                 self.store.read_object(oid, nbytes, target)
-            if meta.get("kind", VALUE) == VALUE:  # the store may be shared: check it as a put
+            if meta.get("kind", VALUE) != BLOB:  # the store may be shared: check it as a put
                 try:
                     check.value_stream(mapped(segment))
                 except InvalidRequest as exc:
@@ -460,7 +461,7 @@ class ObjectStoreServer:
             props = meta.get("properties")
             entry = Entry(
                 oid,
-                str(meta.get("kind", VALUE)),
+                BLOB if meta.get("kind") == BLOB else VALUE,
                 str(meta.get("typename", "")),
                 nbytes,
                 dict(props) if isinstance(props, dict) else {},
