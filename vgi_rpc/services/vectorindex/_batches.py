@@ -15,6 +15,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from vgi_rpc.services.vectorindex import _metatypes
 from vgi_rpc.services.vectorindex._errors import (
     DimensionMismatchError,
     DuplicateIdError,
@@ -27,7 +28,9 @@ MAX_ID_BYTES = 512
 MAX_TOP_K = 10_000
 MAX_QUERIES = 100_000
 MAX_ANSWER_BYTES = 512 << 20  # one query answer, or one batch of query_stream
-MAX_METADATA_FIELDS = 1_000
+MAX_METADATA_FIELDS = 1_000  # per batch, and per namespace (nested fields count)
+MAX_ROW_METADATA_BYTES = 64 << 10  # one row's metadata
+MAX_EXPANSION_BYTES = 256 << 20  # null-filling (new fields, map keys) one request may cause
 
 
 def vector_type(dim: int) -> pa.DataType:
@@ -109,6 +112,20 @@ def check_metadata(
     for field in column.type:
         if not field.name or field.name.startswith("$"):
             raise InvalidArgumentError(f"bad metadata field name {field.name!r}")
+    fields = _metatypes.check_type(column.type)
+    if fields > MAX_METADATA_FIELDS:
+        raise InvalidArgumentError(
+            f"metadata has {fields} fields (nested ones included); at most {MAX_METADATA_FIELDS}"
+        )
+    if rows:
+        sizes = _metatypes.variable_bytes(column)
+        biggest = _metatypes.fixed_bytes(column.type) + int(sizes.max())
+        if biggest > MAX_ROW_METADATA_BYTES:
+            row = int(sizes.argmax())
+            raise InvalidArgumentError(
+                f"metadata of row {row} takes {biggest} bytes; at most "
+                f"{_size(MAX_ROW_METADATA_BYTES)} per row"
+            )
     return column
 
 
@@ -121,6 +138,14 @@ def map_to_struct(column: pa.Array[Any]) -> pa.Array[Any]:
             f"metadata maps use {len(keys)} distinct keys; at most {MAX_METADATA_FIELDS}"
         )
     value_type = column.type.item_type
+    _metatypes.check_type(value_type, "map value")
+    cost = len(column) * len(keys) * _metatypes.null_fill_bytes(value_type)
+    if cost > MAX_EXPANSION_BYTES:  # every row gets every key's field
+        raise InvalidArgumentError(
+            f"metadata maps of {len(column)} rows with {len(keys)} distinct keys would take "
+            f"{_size(cost)} as fields; at most {_size(MAX_EXPANSION_BYTES)}: "
+            "send fewer rows per batch or fewer distinct keys"
+        )
     rows = maps.to_pylist(maps_as_pydicts="strict")
     return pa.array(rows, pa.struct([pa.field(str(k), value_type) for k in keys]))
 
@@ -144,6 +169,20 @@ def check_answer_size(queries: int, hits_per_query: int, hit_bytes: int) -> None
             f"{what}{hits} rows (about {_size(hits * hit_bytes)}); one answer holds at most "
             f"{_size(MAX_ANSWER_BYTES)}: ask for fewer rows (query_stream and export stream them)"
         )
+
+
+def check_answer_bytes(rows: int, total: int) -> None:
+    """The exact size of an answer about to be built (rows x their own sizes) must fit."""
+    if total > MAX_ANSWER_BYTES:
+        raise InvalidArgumentError(
+            f"{rows} rows (about {_size(total)}); one answer holds at most "
+            f"{_size(MAX_ANSWER_BYTES)}: ask for fewer rows (query_stream and export stream them)"
+        )
+
+
+def leading_that_fit(sizes: npt.NDArray[np.int64]) -> int:
+    """How many leading entries of ``sizes`` fit one answer together (0: not even the first)."""
+    return int(np.searchsorted(np.cumsum(sizes), MAX_ANSWER_BYTES, side="right"))
 
 
 def _size(count: int) -> str:

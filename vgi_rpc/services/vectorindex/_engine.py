@@ -30,6 +30,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from vgi_rpc.services.vectorindex import _metatypes
 from vgi_rpc.services.vectorindex._errors import InvalidArgumentError
 
 faiss: Any = _faiss  # untyped extension module
@@ -92,6 +93,8 @@ class Engine:
         self.position: dict[str, int] = {}
         self._vectors: F32 = np.zeros((0, config.dim), dtype=np.float32)  # see owns_vectors
         self._alive: BOOL = np.zeros(0, dtype=np.bool_)
+        self._id_len: npt.NDArray[np.int32] = np.zeros(0, dtype=np.int32)  # utf8 bytes per id
+        self._meta_var: I64 = np.zeros(0, dtype=np.int64)  # string/list bytes per row's metadata
         self._meta_chunks: list[pa.Array[Any]] = []
         self._meta: pa.Array[Any] | None = pa.array([], _EMPTY_META)
         self._sorted: list[str] | None = None
@@ -113,6 +116,14 @@ class Engine:
         if include_metadata:
             size += sum(chunk.nbytes for chunk in self._meta_chunks) // rows
         return size
+
+    def row_bytes(self, rows: I64, include_data: bool, include_metadata: bool) -> I64:
+        """What each of the given rows costs in an answer (exactly, not at the mean)."""
+        fixed = 24 + (4 * self.config.dim if include_data else 0)
+        sizes: I64 = self._id_len[rows].astype(np.int64) + fixed
+        if include_metadata:
+            sizes += self._meta_var[rows] + _metatypes.fixed_bytes(self.metadata_type)
+        return sizes
 
     @property
     def dead(self) -> int:
@@ -193,6 +204,7 @@ class Engine:
     def memory_bytes(self) -> int:
         """An estimate of the memory this namespace holds."""
         total: float = self._vectors.nbytes + self._alive.nbytes + self.metadata.nbytes
+        total += self._id_len.nbytes + self._meta_var.nbytes
         total += self.ids.nbytes + sum(len(i) + 90 for i in self.position)  # + str, dict entry
         if self.config.kind == "exact":
             total += self.rows * self.config.dim * 4
@@ -251,8 +263,11 @@ class Engine:
             else:
                 self._sorted = None
             self.position[id_] = start + i
-        self._id_chunks.append(pa.array(ids, pa.utf8()))
+        id_array = pa.array(ids, pa.utf8())
+        self._id_chunks.append(id_array)
         self._ids = None
+        self._id_len[start : start + n] = _metatypes.byte_lengths(id_array)
+        self._meta_var[start : start + n] = _metatypes.variable_bytes(metadata)
         self._meta_chunks.append(metadata)
         self._meta = None
         self.rows = start + n
@@ -269,6 +284,12 @@ class Engine:
         alive = np.zeros(capacity, dtype=np.bool_)
         alive[: self.rows] = self._alive[: self.rows]
         self._alive = alive
+        id_len = np.zeros(capacity, dtype=np.int32)
+        id_len[: self.rows] = self._id_len[: self.rows]
+        self._id_len = id_len
+        meta_var = np.zeros(capacity, dtype=np.int64)
+        meta_var[: self.rows] = self._meta_var[: self.rows]
+        self._meta_var = meta_var
 
     def delete(self, ids: Iterable[str]) -> int:
         """Mask rows by id; return how many existed."""
@@ -453,8 +474,10 @@ class Engine:
         engine._alive[:rows] = table.column("alive").to_numpy(zero_copy_only=False)
         ids = table.column("id").combine_chunks().cast(pa.utf8())
         engine._id_chunks, engine._ids = [ids], ids
+        engine._id_len[:rows] = _metatypes.byte_lengths(ids)
         live = np.flatnonzero(engine.alive)
         engine.position = dict(zip(engine.id_list(live), live.tolist(), strict=True))
         engine._meta_chunks = [table.column("metadata").combine_chunks()]
         engine._meta = None
+        engine._meta_var[:rows] = _metatypes.variable_bytes(engine._meta_chunks[0])
         return engine

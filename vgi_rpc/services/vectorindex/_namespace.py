@@ -16,7 +16,8 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,12 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vgi_rpc.services.vectorindex._batches import vectors_array
+from vgi_rpc.services.vectorindex import _metatypes
+from vgi_rpc.services.vectorindex._batches import (
+    MAX_EXPANSION_BYTES,
+    MAX_METADATA_FIELDS,
+    vectors_array,
+)
 from vgi_rpc.services.vectorindex._engine import Engine, IndexConfig
 from vgi_rpc.services.vectorindex._errors import InvalidArgumentError, StorageError
 from vgi_rpc.services.vectorindex._snapshots import SnapshotStore
@@ -32,6 +38,7 @@ from vgi_rpc.services.vectorindex._wal import WriteAheadLog
 
 log = logging.getLogger("vgi_rpc.services.vectorindex")
 _OP = b"vectorindex.op"
+MASK_CACHE = 8  # filter masks kept per namespace (one byte per row each)
 
 
 class ReadWriteLock:
@@ -89,6 +96,18 @@ def _entry(op: str, columns: dict[str, pa.Array[Any]]) -> pa.RecordBatch:
     return batch.replace_schema_metadata({_OP: op.encode()})
 
 
+def _new_field_bytes(current: Any, merged: Any) -> int:
+    """Per existing row, what null-filling the fields ``merged`` adds to ``current`` costs."""
+    total = 0
+    for field in merged:
+        index = current.get_field_index(field.name)
+        if index < 0:
+            total += _metatypes.null_fill_bytes(field.type)
+        elif pa.types.is_struct(field.type) and pa.types.is_struct(current.field(index).type):
+            total += _new_field_bytes(current.field(index).type, field.type)
+    return total
+
+
 class Namespace:
     """A namespace's data, durable through its log and snapshots."""
 
@@ -114,6 +133,9 @@ class Namespace:
         self._writer = threading.Lock()
         self._rw = ReadWriteLock()
         self._applied_cv = threading.Condition()
+        self.generation = 0  # changes whenever row positions or their metadata may change
+        self._masks: OrderedDict[tuple[int, str], npt.NDArray[np.bool_]] = OrderedDict()
+        self._masks_lock = threading.Lock()
 
     # -- recovery ------------------------------------------------------------------------
     def open(self) -> None:
@@ -138,6 +160,7 @@ class Namespace:
 
     def _apply(self, batch: pa.RecordBatch) -> int:
         op = (batch.schema.metadata or {}).get(_OP, b"").decode()
+        self.generation += 1
         engine = self.engine
         if op == "upsert":
             flat = pc.list_flatten(batch.column("vector")).to_numpy(zero_copy_only=False)
@@ -175,20 +198,68 @@ class Namespace:
         }
         with self._writer:
             if metadata is not None:
-                self._check_metadata_type(metadata.type)
+                self._check_metadata_type(metadata)
                 columns["metadata"] = metadata
             return self._commit(_entry("upsert", columns))[0]
 
-    def _check_metadata_type(self, incoming: pa.DataType) -> None:
+    def _check_metadata_type(self, incoming: pa.Array[Any]) -> None:
+        """Refuse metadata the namespace's rows cannot be concatenated with (before logging it).
+
+        A field seen with two types is widened when the rows are concatenated;
+        whether that works can depend on the values (int64 2**60 does not fit
+        float64 exactly), so the values of every changed field are cast for real.
+        """
+        current = self.engine.metadata_type
         try:
-            pa.unify_schemas(
-                [pa.schema([("m", self.engine.metadata_type)]), pa.schema([("m", incoming)])],
-                promote_options="permissive",
+            merged = (
+                pa.unify_schemas(
+                    [pa.schema([("m", current)]), pa.schema([("m", incoming.type)])],
+                    promote_options="permissive",
+                )
+                .field("m")
+                .type
             )
-        except (pa.ArrowTypeError, pa.ArrowInvalid) as exc:
+        except (pa.ArrowTypeError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             raise InvalidArgumentError(
-                f"metadata does not fit the namespace's fields ({self.engine.metadata_type}): {exc}"
+                f"metadata does not fit the namespace's fields ({current}): {exc}"
             ) from None
+        fields = _metatypes.count_fields(merged)
+        if merged != current and fields > MAX_METADATA_FIELDS:
+            raise InvalidArgumentError(
+                f"metadata would have {fields} fields in namespace {self.name!r} (nested ones "
+                f"included); a namespace holds at most {MAX_METADATA_FIELDS}"
+            )
+        fill = self.engine.rows * _new_field_bytes(current, merged)
+        if fill > MAX_EXPANSION_BYTES:
+            raise InvalidArgumentError(
+                f"new metadata fields would be null-filled for {self.engine.rows} rows "
+                f"(about {fill >> 20} MiB); at most {MAX_EXPANSION_BYTES >> 20} MiB per upsert: "
+                "add fields in an earlier, smaller namespace state or reuse existing fields"
+            )
+        for path, was in _metatypes.leaves(current):
+            now = _metatypes.field_at(merged, path)
+            sent = _metatypes.field_at(incoming.type, path)
+            if (
+                sent is None
+                or now is None
+                or now == was == sent
+                or pa.types.is_null(was)
+                or pa.types.is_null(sent)
+            ):
+                continue
+            for what, array, their in (
+                ("stored", self.engine.metadata, was),
+                ("sent", incoming, sent),
+            ):
+                if their == now:
+                    continue
+                try:
+                    _metatypes.child(array, path).cast(now)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+                    raise InvalidArgumentError(
+                        f"metadata field {'.'.join(path)} is {was} in namespace {self.name!r} "
+                        f"and {sent} in this batch; the {what} values do not all fit {now}: {exc}"
+                    ) from None
 
     def delete(
         self, ids: list[str] | None, expr: pc.Expression | None, everything: bool
@@ -211,6 +282,29 @@ class Namespace:
         """The engine, held stable for the duration of a read."""
         with self._rw.read():
             yield self.engine
+
+    def filter_mask(
+        self, engine: Engine, text: str, compile: Callable[[], pc.Expression]
+    ) -> npt.NDArray[np.bool_]:
+        """Live rows matching filter ``text`` (call under ``reading``; never modify the result).
+
+        Cached per write generation, so the batches of one query stream evaluate
+        their filter once, not once per batch; a write makes older masks stale.
+        """
+        key = (self.generation, text)
+        with self._masks_lock:
+            mask = self._masks.get(key)
+            if mask is not None:
+                self._masks.move_to_end(key)
+                return mask
+        mask = engine.candidates(compile())
+        with self._masks_lock:
+            for stale in [k for k in self._masks if k[0] != self.generation]:
+                del self._masks[stale]
+            self._masks[key] = mask
+            while len(self._masks) > MASK_CACHE:
+                self._masks.popitem(last=False)
+        return mask
 
     def wait_applied(self, offset: int, timeout: float = 30.0) -> None:
         """Block until log entry ``offset`` is applied (read-your-writes)."""
@@ -238,6 +332,7 @@ class Namespace:
             fresh = self.engine.rebuilt()
             with self._rw.write():
                 self.engine = fresh
+                self.generation += 1
 
     def snapshot(self) -> int:
         """Write a snapshot of the applied state; drop the log it covers. Returns its offset."""

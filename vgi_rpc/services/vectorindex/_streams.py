@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 
 from vgi_rpc import AnnotatedBatch, CallContext, ExchangeState, OutputCollector, ProducerState
 from vgi_rpc.services.vectorindex import _results
-from vgi_rpc.services.vectorindex._batches import queries_per_answer
-from vgi_rpc.services.vectorindex._filters import parse_filter
+from vgi_rpc.services.vectorindex._batches import leading_that_fit, queries_per_answer
 
 
 @dataclass
@@ -68,16 +68,17 @@ class QueryState(ProducerState):
             hits, size = min(self.top_k, engine.count), engine.hit_bytes(*self._include)
         chunk = self.vectors.slice(self.done, min(self.per_batch, queries_per_answer(hits, size)))
         with service.counting("query_stream.batch", received=len(chunk)):
-            batch = service.run_query(
+            batch, answered = service.run_query(
                 namespace,
                 chunk,
                 self.top_k,
-                parse_filter(self.filter),
+                self.filter,
                 self._include,
                 first_query=self.done,
                 meta_type=meta_type,
+                cut=True,
             )
-        self.done += len(chunk)
+        self.done += answered
         out.emit(batch)
 
 
@@ -106,6 +107,9 @@ class ExportState(ProducerState):
             if not page:
                 out.finish()
                 return
-            batch = _results.rows_batch(engine, [engine.position[i] for i in page], meta_type)
+            positions = np.asarray([engine.position[i] for i in page], np.int64)
+            fit = max(1, leading_that_fit(engine.row_bytes(positions, True, True)))
+            page = page[:fit]  # rows larger than the mean: fewer of them (one always fits)
+            batch = _results.rows_batch(engine, positions[:fit].tolist(), meta_type)
         self.after = page[-1]
         out.emit(batch)

@@ -18,15 +18,19 @@ import uuid
 import weakref
 from contextlib import AbstractContextManager
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
 from vgi_rpc import Stream
 from vgi_rpc.services.vectorindex import _results
 from vgi_rpc.services.vectorindex._batches import (
+    check_answer_bytes,
     check_answer_size,
     check_ids,
     check_top_k,
+    leading_that_fit,
     query_vectors,
     upsert_columns,
 )
@@ -277,7 +281,8 @@ class VectorIndexService:
             rows = [engine.position.get(i, -1) for i in ids]
             found = [r for r in rows if r >= 0]
             missing = [i for i, r in zip(ids, rows, strict=True) if r < 0]
-            check_answer_size(len(found), 1, engine.hit_bytes(True, True))
+            index = np.asarray(found, np.int64)
+            check_answer_bytes(len(found), int(engine.row_bytes(index, True, True).sum()))
             batch = _results.rows_batch(engine, found, engine.metadata_type)
         return FetchResult(batch, missing)
 
@@ -286,23 +291,44 @@ class VectorIndexService:
         ns: Namespace,
         vectors: pa.RecordBatch,
         top_k: int,
-        spec: dict[str, object] | None,
+        filter: str | None,
         include: tuple[bool, bool],
         first_query: int = 0,
         meta_type: pa.StructType | None = None,
-    ) -> pa.RecordBatch:
-        """Search under the read lock and shape the answer."""
+        cut: bool = False,
+    ) -> tuple[pa.RecordBatch, int]:
+        """Search under the read lock and shape the answer; return it and the queries it answers.
+
+        The answer's exact size is checked after the search: past 512 MiB it is
+        an error, or with ``cut`` only the leading queries that fit are answered.
+        """
         with ns.reading() as engine:
             queries = query_vectors(vectors, ns.config.dim)
             check_answer_size(len(queries), min(top_k, engine.count), engine.hit_bytes(*include))
             mask = None
-            if spec is not None:
-                schema = pa.schema(list(engine.metadata_type))
-                mask = engine.candidates(compile_filter(spec, schema, ("metadata",)))
+            if filter:
+                text = filter
+
+                def compiled() -> pc.Expression:
+                    spec = parse_filter(text) or {}
+                    schema = pa.schema(list(engine.metadata_type))
+                    return compile_filter(spec, schema, ("metadata",))
+
+                mask = ns.filter_mask(engine, text, compiled)
             rows, scores = engine.search(queries, top_k, mask)
-            return _results.query_batch(
+            sizes = engine.row_bytes(rows.reshape(-1), *include).reshape(rows.shape).sum(axis=1)
+            if not cut:
+                answered = len(queries)
+                check_answer_bytes(int(rows.size), int(sizes.sum()))
+            else:
+                answered = leading_that_fit(sizes)
+                if answered == 0 and len(sizes):  # not even one query's matches fit: refused
+                    check_answer_bytes(int(rows.shape[1]), int(sizes[0]))
+            rows, scores = rows[:answered], scores[:answered]
+            batch = _results.query_batch(
                 engine, rows, scores, first_query, include, meta_type or engine.metadata_type
             )
+            return batch, answered
 
     @counted
     def query(
@@ -318,10 +344,11 @@ class VectorIndexService:
         """See ``VectorIndex.query``."""
         ns = self.namespace(namespace)
         check_top_k(top_k)
-        spec = parse_filter(filter)
+        parse_filter(filter)  # a malformed filter is refused before waiting
         if min_offset is not None:
             ns.wait_applied(min_offset)
-        return self.run_query(ns, vectors, top_k, spec, (include_data, include_metadata))
+        include = (include_data, include_metadata)
+        return self.run_query(ns, vectors, top_k, filter, include)[0]
 
     @counted
     def query_stream(
