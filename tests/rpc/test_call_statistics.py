@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests._log_records import Keep
 from tests._services import Service, ServiceImpl
 from vgi_rpc import AnnotatedBatch, CallStatistics, RpcError, RpcServer, serve_pipe
 from vgi_rpc.access_log import JsonAccessFormatter
@@ -24,17 +25,6 @@ COUNTERS = (
     "input_bytes",
     "output_bytes",
 )
-
-
-class Keep(logging.Handler):
-    """A plain handler: keeps the records it is given."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pytest
 
+from tests._log_records import Keep
 from tests.services.objectstore.conftest import server_process
 from vgi_rpc import RpcError
 from vgi_rpc.services import objectstore
@@ -156,18 +157,9 @@ def test_persisted_objects_spill_under_pressure_and_come_back(short_dir: str) ->
         assert client.get_meta(kept).islocal
 
 
-class _Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 def test_a_damaged_file_in_a_shared_store_is_skipped_not_fatal(short_dir: str) -> None:
     """Another writer's damaged or foreign file must not break listing and delete for everyone."""
-    handler = _Collect()  # whatever logging other tests configured
+    handler = Keep(logging.WARNING)  # whatever logging other tests configured
     warnings = handler.records
     logger = logging.getLogger("vgi_rpc.services.objectstore")
     logger.addHandler(handler)
